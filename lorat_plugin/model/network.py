@@ -1,0 +1,128 @@
+"""The LoRAT network: a DINOv2 ViT (timm blocks) run one-stream over template + search tokens, and an MLP head."""
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+from timm.layers import GluMlp, Mlp, PatchEmbed
+from timm.models.vision_transformer import Block
+from torch import nn
+
+from .config import ModelConfig
+from .lora import attach_lora, lora_layers, strip_lora
+
+
+class MlpHead(nn.Module):
+    """Three Linear layers with GELU between them (the reference's ``Mlp(num_layers=3)``)."""
+
+    def __init__(self, dim: int, out_dim: int, **factory) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList([nn.Linear(dim, dim, **factory), nn.Linear(dim, dim, **factory),
+                                     nn.Linear(dim, out_dim, **factory)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for i, layer in enumerate(self.layers):
+            x = layer(x) if i == len(self.layers) - 1 else F.gelu(layer(x))
+        return x
+
+
+class AnchorFreeHead(nn.Module):
+    """Per search token: a score logit and an (l, t, r, b) box measured from the token's cell centre."""
+
+    def __init__(self, dim: int, grid: int, **factory) -> None:
+        super().__init__()
+        self.grid = grid
+        self.cls_mlp = MlpHead(dim, 1, **factory)
+        self.reg_mlp = MlpHead(dim, 4, **factory)
+        centres = (torch.arange(grid, dtype=torch.float32) + 0.5) / grid
+        cy, cx = torch.meshgrid(centres, centres, indexing="ij")
+        self.register_buffer("cell_centres", torch.stack((cx, cy), dim=-1), persistent=False)  # H x W x 2
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        b = x.shape[0]
+        score_map = self.cls_mlp(x).float().view(b, self.grid, self.grid)
+        lt, rb = self.reg_mlp(x).float().view(b, self.grid, self.grid, 4).sigmoid().chunk(2, dim=-1)
+        centres = self.cell_centres.to(lt.device)
+        return {"score_map": score_map, "boxes": torch.cat((centres - lt, centres + rb), dim=-1)}
+
+
+def _ffn_layer(config: ModelConfig):
+    if config.ffn == "swiglu":
+        # timm's packed SwiGLU: fc1 = DINOv2's w12 (gate and up fused), fc2 = w3, silu(first half) * second half.
+        return lambda in_features, hidden_features, act_layer, norm_layer, bias, drop, **factory: GluMlp(
+            in_features, 2 * config.ffn_hidden, act_layer=nn.SiLU, gate_last=False, bias=bias, drop=drop, **factory)
+    return Mlp
+
+
+class LoRAT(nn.Module):
+    """``forward(z, x, z_feat_mask)``: template images B x 3 x Hz x Wz, search images B x 3 x Hx x Wx and the
+    template foreground mask B x hz x wz (1 = token on the target) give ``score_map`` (B x h x w logits) and
+    ``boxes`` (B x h x w x 4, normalised x1 y1 x2 y2 in search-crop units)."""
+
+    def __init__(self, config: ModelConfig, device: torch.device | str | None = None,
+                 dtype: torch.dtype | None = None) -> None:
+        super().__init__()
+        factory = {"device": device, "dtype": dtype}
+        self.config = config
+        dim, grid = config.embed_dim, config.search_grid
+        self.patch_embed = PatchEmbed(img_size=None, patch_size=config.patch_size, embed_dim=dim,
+                                      strict_img_size=False, **factory)
+        # One spatial grid shared by both images; the template takes its top-left corner (slicing, not resizing).
+        self.pos_embed = nn.Parameter(torch.zeros(1, grid * grid, dim, **factory))
+        # Rows: 0 template background, 1 template foreground, 2 search region.
+        self.token_type_embed = nn.Parameter(torch.zeros(3, dim, **factory))
+        norm = partial(nn.LayerNorm, eps=1e-6)
+        self.blocks = nn.ModuleList([
+            Block(dim, config.num_heads, mlp_ratio=config.mlp_ratio, qkv_bias=True, init_values=config.layer_scale_init,
+                  drop_path=config.drop_path, norm_layer=norm, mlp_layer=_ffn_layer(config), **factory)
+            for _ in range(config.depth)])
+        self.norm = norm(dim, **factory)
+        self.head = AnchorFreeHead(dim, grid, **factory)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        if self.pos_embed.is_meta:
+            return
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        nn.init.trunc_normal_(self.token_type_embed, std=0.02)
+        for layer in self.head.modules():
+            if isinstance(layer, nn.Linear):
+                nn.init.trunc_normal_(layer.weight, std=0.02)
+                nn.init.zeros_(layer.bias)
+
+    def forward(self, z: torch.Tensor, x: torch.Tensor, z_feat_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        g, t = self.config.search_grid, self.config.template_grid
+        pos = self.pos_embed.view(1, g, g, -1)
+        z = self.patch_embed(z) + pos[:, :t, :t].flatten(1, 2) + self.token_type_embed[z_feat_mask.flatten(1).long()]
+        x = self.patch_embed(x) + self.pos_embed + self.token_type_embed[2]
+        tokens = torch.cat((z, x), dim=1)
+        for block in self.blocks:
+            tokens = block(tokens)
+        return self.head(self.norm(tokens)[:, z.shape[1]:])
+
+    # ---- LoRA ---------------------------------------------------------------------------------------------------
+    @property
+    def has_lora(self) -> bool:
+        return any(True for _ in lora_layers(self))
+
+    def freeze_backbone(self) -> None:
+        """LoRAT's trainable set: adapters, token-type table and head; everything pre-trained stays frozen."""
+        for name, p in self.named_parameters():
+            p.requires_grad = "lora_" in name or name == "token_type_embed" or name.startswith("head.")
+
+    def attach_lora(self, rank: int, alpha: float) -> None:
+        self.freeze_backbone()
+        attach_lora(self.blocks, rank, alpha)
+
+    def merge_lora(self) -> None:
+        for _, layer in lora_layers(self):
+            layer.merge()
+
+    def unmerge_lora(self) -> None:
+        for _, layer in lora_layers(self):
+            layer.unmerge()
+
+    def strip_lora(self) -> None:
+        """Merge and remove the adapters for good: the inference graph is the plain ViT."""
+        strip_lora(self)
