@@ -1,0 +1,100 @@
+"""SiamFC-style crop geometry, shared by inference and training.
+
+A crop is an axis-aligned similarity ``p_out = scale * p_in + translation`` (per axis) from image pixels to crop
+pixels. Boxes here are ``x1, y1, x2, y2`` in continuous pixel coordinates (end exclusive).
+
+The crop is *pixel aligned*, as in the reference: the part of the output canvas that the image covers is rounded
+to whole pixels, the matching whole-pixel image region is resized into it (bilinear, ``align_corners=False``),
+the rest is filled with a colour, and the transform actually realised is returned -- that one maps predictions back.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+RASTER_EPS = 1e-4
+
+
+def xywh_to_xyxy(box: np.ndarray) -> np.ndarray:
+    box = np.asarray(box, dtype=np.float64)
+    return np.concatenate((box[..., :2], box[..., :2] + box[..., 2:]), axis=-1)
+
+
+def xyxy_to_xywh(box: np.ndarray) -> np.ndarray:
+    box = np.asarray(box, dtype=np.float64)
+    return np.concatenate((box[..., :2], box[..., 2:] - box[..., :2]), axis=-1)
+
+
+def rasterize(box: np.ndarray) -> np.ndarray:
+    """Float box to whole pixels: start floored, end floor(x + 1 - 1e-4) (still exclusive)."""
+    box = np.array(box, dtype=np.float64)
+    box[..., 2:] += 1 - RASTER_EPS
+    return np.floor(box)
+
+
+def clip_box(box: np.ndarray, width: float, height: float) -> np.ndarray:
+    box = np.array(box, dtype=np.float64)
+    box[..., 0::2] = np.clip(box[..., 0::2], 0, width)
+    box[..., 1::2] = np.clip(box[..., 1::2], 0, height)
+    return box
+
+
+def context_scale(box: np.ndarray, area_factor: float, output_size: int | tuple[int, int]) -> float:
+    """Scale that maps the context-padded box ``w + (f-1)(w+h)/2`` x ``h + (f-1)(w+h)/2`` onto the output area."""
+    wh = box[2:] - box[:2]
+    padded = wh + (area_factor - 1) * wh.sum() * 0.5
+    out_w, out_h = (output_size, output_size) if np.isscalar(output_size) else output_size
+    return float(np.sqrt(out_w * out_h / np.prod(padded)))
+
+
+def crop_transform(box: np.ndarray, area_factor: float, output_size: int | tuple[int, int],
+                   scale: np.ndarray | float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(scale[2], translation[2]) that centre ``box`` (xyxy) in the output with the area-factor context.
+    A given ``scale`` (e.g. jittered per axis for training) replaces the context scale."""
+    out = np.array((output_size, output_size) if np.isscalar(output_size) else output_size, dtype=np.float64)
+    if scale is None:
+        scale = context_scale(box, area_factor, output_size)
+    scale = np.broadcast_to(np.asarray(scale, dtype=np.float64), (2,)).copy()
+    centre = (box[:2] + box[2:]) * 0.5
+    return scale, out / 2.0 - centre * scale
+
+
+def apply_transform(box: np.ndarray, scale: np.ndarray, translation: np.ndarray) -> np.ndarray:
+    box = np.array(box, dtype=np.float64)
+    box[..., 0::2] = box[..., 0::2] * scale[0] + translation[0]
+    box[..., 1::2] = box[..., 1::2] * scale[1] + translation[1]
+    return box
+
+
+def invert_transform(scale: np.ndarray, translation: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return 1.0 / scale, -translation / scale
+
+
+def crop_image(image: torch.Tensor, scale: np.ndarray, translation: np.ndarray, output_size: int | tuple[int, int],
+               fill: torch.Tensor, out: torch.Tensor | None = None) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    """Crop ``image`` (C x H x W float) through (scale, translation) into ``output_size``, pixel aligned.
+
+    Returns the crop (C x out_h x out_w, written into ``out`` when given), and the realised (scale, translation).
+    ``fill`` (C,) colours the canvas the image does not cover.
+    """
+    c, h, w = image.shape
+    out_w, out_h = (output_size, output_size) if np.isscalar(output_size) else output_size
+    if out is None:
+        out = torch.empty((c, out_h, out_w), dtype=image.dtype, device=image.device)
+    out[:] = fill.view(-1, 1, 1).to(out.dtype)
+
+    covered = rasterize(clip_box(apply_transform(np.array((0.0, 0.0, w, h)), scale, translation), out_w, out_h))
+    source = rasterize(apply_transform(covered, *invert_transform(scale, translation)))
+    source = clip_box(source, w, h)
+    ox1, oy1, ox2, oy2 = covered.astype(np.int64)
+    sx1, sy1, sx2, sy2 = source.astype(np.int64)
+    if ox2 > ox1 and oy2 > oy1 and sx2 > sx1 and sy2 > sy1:
+        region = image[None, :, sy1:sy2, sx1:sx2]
+        out[:, oy1:oy2, ox1:ox2] = F.interpolate(region, size=(int(oy2 - oy1), int(ox2 - ox1)), mode="bilinear",
+                                                 align_corners=False)[0]
+        # The transform actually realised: whole source pixels onto whole canvas pixels (float32, as the reference).
+        real_scale = ((covered[2:] - covered[:2]) / (source[2:] - source[:2])).astype(np.float32).astype(np.float64)
+        real_translation = (covered[:2] - source[:2] * real_scale).astype(np.float32).astype(np.float64)
+        return out, real_scale, real_translation
+    return out, np.asarray(scale, dtype=np.float64), np.asarray(translation, dtype=np.float64)
