@@ -26,7 +26,9 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["lorat_plugin", "lorat_plugin.*"]) + mapped_packages(),
     package_dir={"": ".", **MAPPED},
-    package_data={"lorat_plugin": ["assets/*", "assets/**/*", "configs/*.yaml"]},
+    # trackers/tracker_registry.ini links to the root file: `lorat vot-workspace` of an installed package reads it
+    package_data={"lorat_plugin": ["assets/*", "assets/**/*", "configs/*.yaml"],
+                  "lorat_plugin.trackers": ["tracker_registry.ini"]},
     include_package_data=True,
     install_requires=[
         "torch>=2.1",

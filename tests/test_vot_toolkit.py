@@ -1,0 +1,128 @@
+"""The real VOT toolkit end to end, offline: `lorat vot-workspace`, then `vot evaluate lorat` and `vot analysis`,
+as a user types them, on sequences generated here and a tiny generated model (what is tested is the integration).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("vot", reason="the VOT toolkit is not installed (pip install 'lorat-plugin[vot]')")
+pytest.importorskip("trax", reason="vot-trax is not installed (pip install 'lorat-plugin[vot]')")
+
+from vot_data import object_boxes, write_dataset  # noqa: E402
+
+from lorat_plugin.cli import main as lorat  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+def vot_command() -> list[str]:
+    """The `vot` console script of this environment, as users run it (else `python -m vot`)."""
+    script = Path(sys.executable).with_name("vot")
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "vot"]
+
+
+def run_vot(args: list[str], tmp_path: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LORAT_", "VOT_"))}
+    # The toolkit runs each tracker in a fresh directory under TMPDIR; keep those inside the test's folder.
+    (tmp_path / "tmp").mkdir(exist_ok=True)
+    env.update(TMPDIR=str(tmp_path / "tmp"), MPLBACKEND="Agg")
+    result = subprocess.run(vot_command() + args, capture_output=True, text=True, timeout=timeout, env=env,
+                            cwd=tmp_path)
+    return result
+
+
+def analysis(workspace: Path, name: str) -> dict:
+    return json.loads((workspace / "analysis" / f"{name}.json").read_text())
+
+
+def results_of(data: dict, experiment: str) -> dict[str, list]:
+    """analysis name -> the tracker's tuple (positional, see toolkits.md 3.8)."""
+    block = data["results"][experiment]
+    names = [a["name"] for a in block["parameters"]["analyses"]]
+    return {name: values[0] for name, values in zip(names, block["results"])}
+
+
+def test_box_stack_with_multistart(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    """vot2022/shorttermbox: baseline (multistart, from every anchor), realtime, unsupervised; EAO, A, R."""
+    anchors = {"car": [0, 5], "dog": [0]}
+    source = write_dataset(tmp_path / "data", {
+        "car": dict(objects=[object_boxes(10, (20, 20), (3, 2), (24, 18))], anchors=anchors["car"], seed=1),
+        "dog": dict(objects=[object_boxes(8, (80, 50), (-2, -1), (20, 20))], anchors=anchors["dog"], seed=2)})
+    ws = tmp_path / "ws"
+    assert lorat(["vot-workspace", str(ws), "--stack", "vot2022/shorttermbox", "--sequences", str(source),
+                  "--checkpoint", str(tiny_checkpoint)]) == 0
+
+    run = run_vot(["evaluate", "--workspace", str(ws), "lorat"], tmp_path)
+    assert "Evaluation concluded successfuly" in run.stdout + run.stderr, run.stdout + run.stderr
+    results = ws / "results" / "lorat"
+    for sequence, frames in anchors.items():
+        for experiment in ("baseline", "realtime"):
+            for anchor in frames:
+                assert (results / experiment / sequence / f"{sequence}_{anchor:08d}.bin").is_file()
+                confidence = results / experiment / sequence / f"{sequence}_{anchor:08d}_confidence.value"
+                assert confidence.is_file()
+        assert (results / "unsupervised" / sequence / f"{sequence}_001.bin").is_file()
+
+    run = run_vot(["analysis", "--workspace", str(ws), "lorat", "--name", "stb"], tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    data = analysis(ws, "stb")
+    assert set(data["sequences"]) == set(anchors)
+    baseline = results_of(data, "baseline")
+    eao, = baseline["eaoscore"]
+    accuracy, robustness = baseline["ar"][:2]
+    assert math.isfinite(eao) and 0 <= accuracy <= 1 and 0 <= robustness <= 1
+    unsupervised, = results_of(data, "unsupervised")["accuracy"]
+    assert 0 <= unsupervised <= 1
+
+    run = run_vot(["report", "--workspace", str(ws), "lorat", "--name", "stb"], tmp_path)
+    assert run.returncode == 0 and (ws / "reports" / "stb" / "report.html").is_file(), run.stdout + run.stderr
+
+
+def test_multiobject_stack_with_masks(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    """tests/multiobject (VOTS style, mask ground truth): both objects in one session, masks reported."""
+    source = write_dataset(tmp_path / "data", {"pair": dict(objects=[
+        object_boxes(8, (10, 10), (3, 2), (24, 18)), object_boxes(8, (90, 60), (-2, -1), (16, 16))], masks=True)})
+    ws = tmp_path / "ws"
+    assert lorat(["vot-workspace", str(ws), "--stack", "tests/multiobject", "--sequences", str(source),
+                  "--checkpoint", str(tiny_checkpoint)]) == 0
+
+    run = run_vot(["evaluate", "--workspace", str(ws), "lorat"], tmp_path)
+    assert "Evaluation concluded successfuly" in run.stdout + run.stderr, run.stdout + run.stderr
+    from vot.region import Mask
+    from vot.region.io import read_trajectory
+    for obj in ("1", "2"):
+        trajectory = read_trajectory(str(ws / "results" / "lorat" / "baseline" / "pair" / f"pair_{obj}_001.bin"))
+        assert len(trajectory) == 8 and all(isinstance(region, Mask) for region in trajectory[1:])
+
+    run = run_vot(["analysis", "--workspace", str(ws), "lorat", "--name", "mo"], tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    quality, = results_of(analysis(ws, "mo"), "baseline")["Quality"]
+    assert 0 <= quality <= 1
+
+
+def test_broken_weights_path_fails_fast_with_the_message(tmp_path: Path) -> None:
+    source = write_dataset(tmp_path / "data", {"car": dict(objects=[object_boxes(6, (20, 20), (3, 2), (24, 18))])})
+    ws = tmp_path / "ws"
+    missing = tmp_path / "weights" / "base.bin"
+    assert lorat(["vot-workspace", str(ws), "--stack", "tests/basic", "--sequences", str(source),
+                  "--checkpoint", str(missing)]) == 0  # (a warning says the run will fail)
+
+    started = time.monotonic()
+    run = run_vot(["evaluate", "--workspace", str(ws), "lorat"], tmp_path, timeout=120)
+    elapsed = time.monotonic() - started
+    output = run.stdout + run.stderr
+    assert f"cannot load the model: LoRAT checkpoint not found: {missing}" in output, output
+    assert "did not reply" not in output and elapsed < 60  # the tracker's own message, not the 300 s timeout
+    logs = list((ws / "logs").glob("lorat_*.log"))
+    assert logs and str(missing) in logs[0].read_text()
+    assert not (ws / "results" / "lorat" / "baseline" / "car" / "car_001.bin").exists()
+    shutil.rmtree(tmp_path / "tmp", ignore_errors=True)

@@ -1,0 +1,308 @@
+"""LoRAT as a TraX tracker program for the VOT toolkit: ``python -m lorat_plugin.trackers.trax_server``.
+
+The toolkit starts this program (``protocol = traxpython`` in ``trackers.ini``; see ``tracker_registry.ini`` and
+``lorat vot-workspace``) and talks TraX to it over stdin/stdout (or the socket named by ``TRAX_SOCKET``).
+
+* Regions in: rectangles, polygons and masks; polygons and masks start the tracker from their bounding box.
+* Regions out: rectangles, or masks (``LORAT_VOT_OUTPUT=mask``): the box rasterised, or SAM's mask of the box when
+  ``LORAT_SAM_CHECKPOINT`` names a Segment Anything checkpoint (see :mod:`lorat_plugin.trackers.segmentify`).
+  Every object carries a ``confidence`` property (1 on the initialisation frame).
+* Multi-object sessions: every object of a request is one batch element of :class:`~lorat_plugin.engine.
+  TrackingEngine`; objects the toolkit adds on later frames (VOTS) join the batch on that frame. A new
+  ``initialize`` (multistart anchors, re-initialisation) replaces the whole batch.
+* Errors: a region that cannot start a track, an unreadable frame or a failed model load end the session with a
+  TraX ``quit`` whose reason is the error message, so the toolkit reports it at once instead of waiting for a
+  timeout; the process then exits with status 1. The model is loaded before the handshake, so a broken weights
+  path fails in seconds.
+
+The model comes from environment variables (``trackers.ini`` sets them with ``env_<NAME> = ...`` lines):
+``LORAT_VARIANT``, ``LORAT_BACKBONE_WEIGHTS``, ``LORAT_CHECKPOINT``, ``LORAT_WEIGHTS_DIR`` (as everywhere in
+lorat-plugin; nothing set: the shipped demo model; a weights folder alone: B-224), ``LORAT_DEVICE`` (cpu, cuda,
+cuda:1, mps; default: the best available), ``LORAT_DTYPE`` (fp32, bf16, fp16). Logging goes to stderr (the
+toolkit keeps it in its log); stdout carries the protocol.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+log = logging.getLogger("lorat.trax")
+
+OUTPUTS = ("rectangle", "mask")
+DEFAULT_VARIANT = "B-224"  # a weights folder alone (no variant, no checkpoint) means the paper's main model
+MODEL_ENV = ("LORAT_VARIANT", "LORAT_BACKBONE_WEIGHTS", "LORAT_CHECKPOINT", "LORAT_WEIGHTS_DIR")
+PATH_ENV = ("LORAT_BACKBONE_WEIGHTS", "LORAT_CHECKPOINT", "LORAT_WEIGHTS_DIR", "LORAT_SAM_CHECKPOINT")
+_UNEXPANDED = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?")
+
+
+class SessionError(Exception):
+    """Something the toolkit sent that cannot be tracked (bad region, unreadable frame): ends the session."""
+
+
+# ---- configuration ---------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ServerSettings:
+    """What the environment asks for. Empty variables count as unset."""
+
+    variant: str | None = None
+    backbone_weights: str | None = None
+    checkpoint: str | None = None
+    weights_dir: str | None = None
+    device: str | None = None
+    dtype: str | None = None
+    output: str = "rectangle"
+    sam_checkpoint: str | None = None
+    sam_model: str | None = None
+
+    @classmethod
+    def from_env(cls, env: os._Environ | dict[str, str] | None = None) -> "ServerSettings":
+        env = os.environ if env is None else env
+
+        def get(name: str) -> str | None:
+            value = (env.get(name) or "").strip()
+            if not value:
+                return None
+            unexpanded = _UNEXPANDED.search(value)
+            if unexpanded:
+                # The toolkit expands $VAR in env_ lines and leaves unset ones verbatim.
+                raise ValueError(
+                    f"{name}={value!r}: the tracker registry entry refers to the environment variable "
+                    f"{unexpanded.group(1)}, which is not set where `vot` runs. Export it (e.g. "
+                    f"`export {unexpanded.group(1)}=/path/to/weights`) or prepare the workspace with "
+                    "`lorat vot-workspace ... --weights-dir DIR`, which writes the path into trackers.ini")
+            if name in PATH_ENV and not Path(value).expanduser().is_absolute():
+                # The toolkit starts trackers in a fresh temporary directory: relative paths cannot work.
+                raise ValueError(f"{name}={value!r} is a relative path, but the VOT toolkit runs the tracker in a "
+                                 f"temporary directory ({os.getcwd()}); use an absolute path")
+            return value
+
+        output = (get("LORAT_VOT_OUTPUT") or "rectangle").lower()
+        if output not in OUTPUTS:
+            raise ValueError(f"LORAT_VOT_OUTPUT={output!r}: use rectangle or mask")
+        variant, checkpoint, weights_dir = get("LORAT_VARIANT"), get("LORAT_CHECKPOINT"), get("LORAT_WEIGHTS_DIR")
+        if weights_dir and not variant and not checkpoint:
+            variant = DEFAULT_VARIANT
+        return cls(variant=variant, backbone_weights=get("LORAT_BACKBONE_WEIGHTS"),
+                   checkpoint=checkpoint, weights_dir=weights_dir,
+                   device=get("LORAT_DEVICE"), dtype=get("LORAT_DTYPE"), output=output,
+                   sam_checkpoint=get("LORAT_SAM_CHECKPOINT"), sam_model=get("LORAT_SAM_MODEL"))
+
+
+def build_tracker(settings: ServerSettings) -> tuple[Any, Callable | None, str]:
+    """(engine, masker or None, one-line description) for the settings. Raises with a clear message."""
+    from ..engine import TrackingEngine
+    from ..engine.network import resolve_device
+    from ..model.sources import load_model
+    from .segmentify import BoxMasker, SamMasker
+
+    device = resolve_device(settings.device)
+    model = load_model(settings.variant, backbone_weights=settings.backbone_weights, checkpoint=settings.checkpoint,
+                       weights_dir=settings.weights_dir, merge=True)
+    engine = TrackingEngine(model, device=device, dtype=settings.dtype)
+    config = engine.config
+    what = settings.variant or settings.checkpoint or "the shipped demo model"
+    description = (f"LoRAT {what}: width {config.embed_dim}, depth {config.depth}, search {config.search_size} px, "
+                   f"{engine.device} {str(engine.dtype).replace('torch.', '')}")
+    masker = None
+    if settings.output == "mask":
+        if settings.sam_checkpoint:
+            masker = SamMasker.from_checkpoint(settings.sam_checkpoint, settings.sam_model, device=engine.device)
+            description += f", masks from SAM {Path(settings.sam_checkpoint).name}"
+        else:
+            masker = BoxMasker()
+            description += ", masks = rasterised boxes"
+    return engine, masker, description
+
+
+# ---- regions ---------------------------------------------------------------------------------------------------------
+def region_to_box(region: Any) -> np.ndarray:
+    """A TraX region to x, y, w, h (0-based, continuous pixels; a VOT rectangle already is one).
+
+    Polygons give their extreme points; masks the bounding box of their set pixels (a pixel is a unit square).
+    """
+    import trax
+
+    kind = region.type
+    if kind == trax.Region.RECTANGLE:
+        box = np.array(region.bounds(), dtype=np.float64)
+    elif kind == trax.Region.POLYGON:
+        points = np.array(list(region), dtype=np.float64).reshape(-1, 2)
+        if len(points) < 3:
+            raise SessionError(f"polygon with {len(points)} points cannot start a track")
+        low, high = points.min(axis=0), points.max(axis=0)
+        box = np.concatenate((low, high - low))
+    elif kind == trax.Region.MASK:
+        mask = region.array()
+        ox, oy = region.offset()
+        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        if rows.size == 0:
+            raise SessionError(f"empty mask (size {mask.shape[1]}x{mask.shape[0]}, offset {ox},{oy}) cannot start "
+                               "a track")
+        box = np.array((cols[0] + ox, rows[0] + oy, cols[-1] - cols[0] + 1, rows[-1] - rows[0] + 1), dtype=np.float64)
+    else:
+        raise SessionError(f"region {region} ({kind}) cannot start a track: a rectangle, polygon or mask is needed")
+    if not (np.all(np.isfinite(box)) and box[2] > 0 and box[3] > 0):
+        raise SessionError(f"region {region} has no area (x, y, w, h = {box.tolist()})")
+    return box
+
+
+def read_frame(image: Any) -> np.ndarray:
+    """The color channel of a TraX request as H x W x 3 uint8 RGB."""
+    from ..data.sequence import FrameError, read_image
+
+    channel = image.get("color") if isinstance(image, dict) else None
+    if channel is None:
+        raise SessionError(f"request without a color image (channels: {sorted(image) if image else []})")
+    try:
+        return read_image(channel.path())
+    except FrameError as e:
+        raise SessionError(str(e)) from e
+
+
+# ---- the session -----------------------------------------------------------------------------------------------------
+class TraxSession:
+    """The objects of one TraX session as batch elements of the engine. Independent of the transport."""
+
+    def __init__(self, engine: Any, masker: Callable | None = None) -> None:
+        self.engine = engine
+        self.masker = masker
+        self.states: list[Any] = []
+        self.initialized = False
+
+    def initialize(self, image: np.ndarray, regions: list[Any]) -> list[tuple[Any, dict[str, str]]]:
+        """Start a new batch, one element per region (replaces any previous one). Returns the reply objects.
+        No region is allowed: in multi-object sequences objects may all appear on later frames."""
+        self.states = []
+        self.initialized = True
+        return self._add(image, regions)
+
+    def frame(self, image: np.ndarray, new_regions: list[Any] | None = None) -> list[tuple[Any, dict[str, str]]]:
+        """Track every object on ``image``; objects that appear on this frame join the batch."""
+        if not self.initialized:
+            raise SessionError("frame request before initialize")
+        boxes, scores = (self.engine.track(self.states, [image] * len(self.states)) if self.states
+                         else (np.zeros((0, 4)), np.zeros(0)))
+        reply = self._reply(image, boxes, scores)
+        if new_regions:
+            reply += self._add(image, new_regions)
+        return reply
+
+    def _add(self, image: np.ndarray, regions: list[Any]) -> list[tuple[Any, dict[str, str]]]:
+        if not regions:
+            return []
+        boxes = np.stack([region_to_box(region) for region in regions])
+        try:
+            states = self.engine.initialize([image] * len(boxes), boxes)
+        except ValueError as e:  # e.g. a box entirely outside the frame
+            raise SessionError(str(e)) from e
+        self.states.extend(states)
+        return self._reply(image, np.stack([s.box for s in states]), np.ones(len(states)))
+
+    def _reply(self, image: np.ndarray, boxes: np.ndarray, scores: np.ndarray) -> list[tuple[Any, dict[str, str]]]:
+        import trax
+
+        if len(boxes) == 0:
+            return []
+        if self.masker is None:
+            regions = [trax.Rectangle.create(*(float(v) for v in box)) for box in boxes]
+        else:
+            regions = [trax.Mask.create(np.ascontiguousarray(mask, dtype=np.uint8), x=int(x), y=int(y))
+                       for mask, x, y in self.masker(image, boxes)]
+        return [(region, {"confidence": f"{float(score):.6f}"}) for region, score in zip(regions, scores)]
+
+
+# ---- the program -----------------------------------------------------------------------------------------------------
+def serve(engine: Any, masker: Callable | None, description: str, startup_error: str | None = None) -> int:
+    """Run the TraX loop until the toolkit quits. Returns the exit status."""
+    import trax
+
+    server = trax.Server([trax.Region.RECTANGLE, trax.Region.POLYGON, trax.Region.MASK], [trax.Image.PATH],
+                         ["color"], tracker_name="LoRAT", tracker_description=description,
+                         tracker_family="lorat-plugin", multiobject=True)
+    if startup_error is not None:
+        # Answer the toolkit's first request with the error, so `vot evaluate` prints it instead of a lost pipe.
+        try:
+            request = server.wait()
+            if request.type != trax.TraxStatus.QUIT:
+                server.quit(reason=startup_error)
+        except trax.TraxException:
+            pass
+        return 1
+    session = TraxSession(engine, masker)
+    frames = 0
+    started = time.perf_counter()
+    while True:
+        try:
+            request = server.wait()
+        except trax.TraxException as e:  # the toolkit went away (EOF) or sent garbage
+            log.info("session ended: %s", e)
+            return 0
+        if request.type in (trax.TraxStatus.QUIT, trax.TraxStatus.ERROR):
+            break
+        try:
+            image = read_frame(request.image)
+            regions = [region for region, _properties in (request.objects or [])]
+            if request.type == trax.TraxStatus.INITIALIZE:
+                reply = session.initialize(image, regions)
+            else:
+                reply = session.frame(image, regions)
+            frames += 1
+        except SessionError as e:
+            log.error("%s", e)
+            server.quit(reason=str(e))
+            return 1
+        except Exception as e:  # noqa: BLE001 -- anything else still reaches the toolkit as a message
+            log.exception("tracking failed")
+            server.quit(reason=f"{type(e).__name__}: {e}")
+            return 1
+        try:
+            server.status(reply)
+        except trax.TraxException as e:  # the toolkit went away while we answered
+            log.info("session ended: %s", e)
+            return 0
+    elapsed = time.perf_counter() - started
+    log.info("quit after %d frames (%.1f frames/s)", frames, frames / elapsed if elapsed > 0 else 0.0)
+    try:
+        server.quit()
+    except trax.TraxException:
+        pass
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lorat_plugin.trackers.trax_server",
+                                     description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging (stderr)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
+                        format="lorat-trax %(levelname)s: %(message)s")
+    try:
+        import trax  # noqa: F401
+    except ImportError:
+        log.error("the TraX module is missing: pip install 'lorat-plugin[vot]' (it provides vot-trax, not `trax`)")
+        return 2
+    if "TRAX" not in os.environ and "TRAX_SOCKET" not in os.environ:
+        log.warning("not started by the VOT toolkit (TRAX is unset): this program speaks TraX on stdin/stdout")
+    engine = masker = None
+    description, startup_error = "LoRAT", None
+    started = time.perf_counter()
+    try:
+        engine, masker, description = build_tracker(ServerSettings.from_env())
+        log.info("%s (loaded in %.1f s)", description, time.perf_counter() - started)
+    except Exception as e:  # noqa: BLE001 -- reported through TraX below, and here in the log
+        log.error("cannot load the model: %s", e, exc_info=log.isEnabledFor(logging.DEBUG))
+        startup_error = f"lorat: cannot load the model: {e}"
+    return serve(engine, masker, description, startup_error)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
