@@ -2,14 +2,17 @@
 PYTHON ?= python3
 VENV ?= .venv
 PIP := $(VENV)/bin/pip
-EXTRAS ?= got10k,vot,video,train,export,baselines,demo,test
+EXTRAS ?= got10k,vot,video,train,export,baselines,demo,sam,test
 
 .PHONY: demo test venv clean
 
 $(VENV)/.installed: setup.py constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet -c constraints.txt -e ".[$(EXTRAS)]"
+	# vot-toolkit pulls opencv-python, whose cv2 can overwrite the contrib build's (CSRT/KCF live in contrib):
+	# reinstall the contrib build last so `cv2` is the superset both need.
+	if $(VENV)/bin/python -c "import importlib.metadata as m; m.version('opencv-python')" 2>/dev/null; then \
+		$(PIP) install --quiet --force-reinstall --no-deps -c constraints.txt opencv-contrib-python-headless; fi
 	touch $@
 
 venv: $(VENV)/.installed

@@ -1,0 +1,283 @@
+"""Result layouts, each written exactly as its consumer reads it, and read back for reports and packing.
+
+All layouts are derived from the lossless records (records.py). Boxes are converted to the benchmark's file
+convention (+1 on x, y for LaSOT/OTB) and written with 3 decimals:
+
+=============  ======================================================  ==========================================
+format         files under ``<output>/<folder>/`` (see ``format_dir``)   consumer
+=============  ======================================================  ==========================================
+got10k         ``<tracker>/<seq>/<seq>_001.txt`` (``%.3f``, comma) and   got10k ``ExperimentGOT10k``; the GOT-10k
+               ``<seq>_time.txt`` (``%.8f``, one column per run)          server (zip of the ``<tracker>`` folder)
+otb            ``<tracker>/<seq>.txt`` and ``times/<seq>_time.txt``      got10k ``ExperimentOTB``/``UAV123``/``NfS``
+lasot          ``<tracker>_tracking_result/<seq>.txt`` (1-based)          LaSOT (and TNL2K) MATLAB toolkit
+pytracking     ``<tracker>/<prefix><seq>.txt`` (tab) + ``_time.txt``      pytracking / OSTrack analysis scripts
+trackingnet    ``<tracker>/<seq>.txt`` (comma)                            TrackingNet server (zip of the files)
+=============  ======================================================  ==========================================
+
+With several runs, the flat layouts get one folder per run (``<tracker>_001``, ``<tracker>_002`` ...); the got10k
+layout keeps them side by side as the toolkit does. Zips are written with fixed timestamps and sorted members, so
+the same results always give the same bytes.
+"""
+from __future__ import annotations
+
+import io
+import os
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from lorat_plugin.data.datasets._io import read_boxes
+from lorat_plugin.data.sequence import AnnotationError
+
+from .benchmarks import FORMATS, benchmark
+from .records import Record, atomic_write_bytes, atomic_write_text
+
+ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+
+
+def safe_name(name: str) -> str:
+    """A tracker name usable as one path component."""
+    cleaned = "".join(c if c.isalnum() or c in "-_.+" else "_" for c in name.strip())
+    if not cleaned.strip("._"):
+        raise ValueError(f"tracker name {name!r} has no usable characters")
+    return cleaned
+
+
+def native_boxes(boxes: np.ndarray, dataset: str) -> np.ndarray:
+    """Internal 0-based boxes -> the benchmark's file convention."""
+    boxes = np.array(boxes, dtype=np.float64, copy=True)
+    if benchmark(dataset).one_based:
+        boxes[:, :2] += 1.0
+    return boxes
+
+
+def internal_boxes(boxes: np.ndarray, dataset: str) -> np.ndarray:
+    boxes = np.array(boxes, dtype=np.float64, copy=True)
+    if benchmark(dataset).one_based:
+        boxes[:, :2] -= 1.0
+    return boxes
+
+
+def format_table(values: np.ndarray, fmt: str, delimiter: str) -> str:
+    """The text ``np.savetxt`` writes (the got10k toolkit writes its files with it)."""
+    buffer = io.StringIO()
+    np.savetxt(buffer, values, fmt=fmt, delimiter=delimiter)
+    return buffer.getvalue()
+
+
+def run_folder(tracker: str, run: int, runs: int, suffix: str = "") -> str:
+    return f"{tracker}{suffix}" if runs == 1 else f"{tracker}_{run:03d}{suffix}"
+
+
+def pytracking_name(sequence: str, dataset: str) -> str:
+    """pytracking's sequence names: a dataset prefix (uav_, nfs_) and ``Jogging_1`` for got10k's ``Jogging.1``."""
+    name = sequence
+    head, dot, tail = name.rpartition(".")
+    if dot and tail.isdigit():
+        name = f"{head}_{tail}"
+    return benchmark(dataset).pytracking_prefix + name
+
+
+def format_dir(fmt: str, dataset: str, split: str | None = None) -> str:
+    """The folder of a layout inside an evaluation folder. The got10k-toolkit layouts use the toolkit's own names
+    (``GOT-10k``, ``OTB2015``, ``UAV123``, ``NfS/30``), so that ``Experiment*(root, result_dir=<output>)`` reads
+    them."""
+    if fmt == "got10k":
+        return "GOT-10k"
+    if fmt == "otb":
+        if dataset == "otb":
+            from lorat_plugin.data.datasets.otb import VERSIONS
+
+            return f"OTB{VERSIONS.get((split or 'otb100').lower(), 2015)}"
+        if dataset == "uav123":
+            return (split or "UAV123").upper()
+        if dataset == "nfs":
+            return f"NfS/{int(str(split or 30).lower().removesuffix('fps'))}"
+    return fmt
+
+
+def write_format(fmt: str, output_dir: Path, tracker: str, dataset: str,
+                 records: dict[str, dict[int, Record]], split: str | None = None) -> Path:
+    """Write one layout for every sequence in ``records`` (sequence -> run -> record); returns its folder."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown result format {fmt!r} (expected one of {', '.join(FORMATS)})")
+    folder = Path(output_dir) / format_dir(fmt, dataset, split)
+    runs = max((max(by_run) for by_run in records.values()), default=1)
+    for sequence, by_run in sorted(records.items()):
+        for run, record in sorted(by_run.items()):
+            boxes = native_boxes(record.boxes, dataset)
+            if fmt == "got10k":
+                atomic_write_text(folder / tracker / sequence / f"{sequence}_{run:03d}.txt",
+                                  format_table(boxes, "%.3f", ","))
+            elif fmt == "otb":
+                base = folder / run_folder(tracker, run, runs)
+                atomic_write_text(base / f"{sequence}.txt", format_table(boxes, "%.3f", ","))
+                atomic_write_text(base / "times" / f"{sequence}_time.txt", format_table(record.times, "%.8f", ","))
+            elif fmt == "lasot":
+                base = folder / run_folder(tracker, run, runs, "_tracking_result")
+                atomic_write_text(base / f"{sequence}.txt", format_table(boxes, "%.3f", ","))
+            elif fmt == "pytracking":
+                base = folder / run_folder(tracker, run, runs)
+                name = pytracking_name(sequence, dataset)
+                atomic_write_text(base / f"{name}.txt", format_table(boxes, "%.3f", "\t"))
+                atomic_write_text(base / f"{name}_time.txt", format_table(record.times, "%f", ","))
+            elif fmt == "trackingnet":
+                base = folder / run_folder(tracker, run, runs)
+                atomic_write_text(base / f"{sequence}.txt", format_table(boxes, "%.3f", ","))
+        if fmt == "got10k":  # one column per run, as ExperimentGOT10k._record appends them
+            times = np.stack([by_run[r].times for r in sorted(by_run)], axis=1)
+            atomic_write_text(folder / tracker / sequence / f"{sequence}_time.txt", format_table(times, "%.8f", ","))
+    return folder
+
+
+# ---------------------------------------------------------------------------------------------------- server zips
+
+def write_zip(path: Path, members: dict[str, bytes | None]) -> Path:
+    """A deterministic zip: ``members`` maps archive names to bytes (``None`` = a directory entry)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name in sorted(members):
+            data = members[name]
+            info = zipfile.ZipInfo(name, date_time=ZIP_TIME)
+            if data is None:
+                info.external_attr = (0o40755 << 16) | 0x10
+                archive.writestr(info, b"")
+            else:
+                info.external_attr = 0o644 << 16
+                info.compress_type = zipfile.ZIP_DEFLATED
+                archive.writestr(info, data)
+    atomic_write_bytes(Path(path), buffer.getvalue())
+    return Path(path)
+
+
+def pack_got10k(results: Path, path: Path, sequences: list[str] | None = None) -> Path:
+    """The GOT-10k server zip from a got10k-layout tracker folder: ``<seq>/<seq>_001.txt`` + ``<seq>_time.txt``."""
+    results = Path(results)
+    found = sorted(d.name for d in results.iterdir() if d.is_dir() and list(d.glob(f"{d.name}_[0-9][0-9][0-9].txt")))
+    if not found:
+        raise FileNotFoundError(f"no GOT-10k results (<seq>/<seq>_001.txt) in {results}")
+    _check_complete(found, sequences, results)
+    members: dict[str, bytes | None] = {}
+    for sequence in found:
+        folder = results / sequence
+        box_files = sorted(folder.glob(f"{sequence}_[0-9][0-9][0-9].txt"))
+        time_file = folder / f"{sequence}_time.txt"
+        if not time_file.is_file():
+            raise FileNotFoundError(f"{time_file} missing: the GOT-10k server needs a time file for every sequence")
+        lengths = set()
+        for box_file in box_files:
+            lengths.add(len(read_result_boxes(box_file)))
+        times = np.loadtxt(time_file, delimiter=",", ndmin=2)
+        if len(lengths) != 1 or times.shape != (lengths.pop(), len(box_files)):
+            raise ValueError(f"{folder}: box files and {time_file.name} disagree in length or number of runs")
+        members[f"{sequence}/"] = None
+        for file in box_files + [time_file]:
+            members[f"{sequence}/{file.name}"] = file.read_bytes()
+    return write_zip(path, members)
+
+
+def pack_trackingnet(results: Path, path: Path, sequences: list[str] | None = None) -> Path:
+    """The TrackingNet server zip: ``<seq>.txt`` at the root (the server matches files by base name)."""
+    results = Path(results)
+    files = sorted(p for p in results.glob("*.txt") if not p.name.endswith("_time.txt"))
+    if not files:
+        raise FileNotFoundError(f"no TrackingNet results (<seq>.txt) in {results}")
+    _check_complete([p.stem for p in files], sequences, results)
+    members: dict[str, bytes | None] = {}
+    for file in files:
+        read_result_boxes(file)  # refuse to pack a malformed file
+        members[file.name] = file.read_bytes()
+    return write_zip(path, members)
+
+
+def _check_complete(found: list[str], expected: list[str] | None, results: Path) -> None:
+    if expected is None:
+        return
+    missing = sorted(set(expected) - set(found))
+    if missing:
+        raise ValueError(f"{len(missing)} of {len(expected)} sequences have no results in {results}, "
+                         f"e.g. {missing[0]}")
+
+
+# ---------------------------------------------------------------------------------------------- reading layouts
+
+def read_result_boxes(path: Path) -> np.ndarray:
+    """A result file (comma, tab or space separated ``x,y,w,h`` rows) as an N x 4 float64 array."""
+    try:
+        return read_boxes(Path(path), kind="result")
+    except AnnotationError as e:
+        raise ValueError(str(e)) from None
+
+
+def read_times(path: Path) -> np.ndarray | None:
+    """A time file as N x runs seconds (got10k: one column per run); None when absent."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    text = path.read_text().strip()
+    if not text:
+        return None
+    rows = [[float(v) for v in line.replace(",", " ").split()] for line in text.splitlines() if line.strip()]
+    if len({len(r) for r in rows}) != 1:
+        raise ValueError(f"{path}: rows with different numbers of columns")
+    return np.array(rows, dtype=np.float64)
+
+
+@dataclass
+class TrackerResults:
+    """One tracker's results on one benchmark: boxes in the benchmark's file convention, as its tool reads them."""
+
+    name: str
+    runs: dict[str, list[np.ndarray]]               # sequence -> one N x 4 array per run
+    times: dict[str, np.ndarray] = field(default_factory=dict)  # sequence -> N x runs seconds (may be absent)
+    source: str = ""
+
+
+def read_layout(folder: Path, sequences: list[str], dataset: str, *, name: str | None = None) -> TrackerResults:
+    """Results of one tracker from a folder in any of the layouts above (detected per folder).
+
+    got10k layout: ``<seq>/<seq>_NNN.txt`` (all runs) + ``<seq>_time.txt``; flat layouts: ``<seq>.txt`` (or the
+    pytracking name) + ``times/<seq>_time.txt`` or ``<seq>_time.txt``. Every sequence must have results.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"results folder not found: {folder}")
+    runs: dict[str, list[np.ndarray]] = {}
+    times: dict[str, np.ndarray] = {}
+    missing = []
+    for sequence in sequences:
+        nested = sorted((folder / sequence).glob(f"{sequence}_[0-9][0-9][0-9].txt"))
+        if nested:
+            runs[sequence] = [read_result_boxes(p) for p in nested]
+            t = read_times(folder / sequence / f"{sequence}_time.txt")
+        else:
+            candidates = [folder / f"{sequence}.txt", folder / f"{pytracking_name(sequence, dataset)}.txt"]
+            found = next((p for p in candidates if p.is_file()), None)
+            if found is None:
+                missing.append(sequence)
+                continue
+            runs[sequence] = [read_result_boxes(found)]
+            t = read_times(folder / "times" / f"{sequence}_time.txt")
+            if t is None:
+                t = read_times(found.with_name(f"{found.stem}_time.txt"))
+        if t is not None:
+            times[sequence] = t
+    if missing:
+        raise FileNotFoundError(f"{folder}: no results for {len(missing)} of {len(sequences)} sequences, "
+                                f"e.g. {missing[0]}")
+    return TrackerResults(name or folder.name.removesuffix("_tracking_result"), runs, times, str(folder))
+
+
+def merge_runs(parts: list[TrackerResults], name: str) -> TrackerResults:
+    """Several single-run folders of one tracker (``<tracker>_001``, ``_002``) as one multi-run result."""
+    runs: dict[str, list[np.ndarray]] = {}
+    times: dict[str, np.ndarray] = {}
+    for part in parts:
+        for sequence, boxes in part.runs.items():
+            runs.setdefault(sequence, []).extend(boxes)
+            if sequence in part.times:
+                times[sequence] = (part.times[sequence] if sequence not in times
+                                   else np.concatenate([times[sequence], part.times[sequence]], axis=1))
+    return TrackerResults(name, runs, times, os.pathsep.join(p.source for p in parts))

@@ -1,0 +1,94 @@
+"""Success / precision plots (PNG, matplotlib's Agg backend: no display needed), several trackers per plot."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from . import metrics as M
+
+_STYLES = ["-", "--", "-.", ":"]
+
+
+def _figure():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4.2), dpi=120)
+    return plt, fig, ax
+
+
+def _curve_plot(path: Path, x: np.ndarray, curves: dict[str, tuple[list[float], float]], *, title: str,
+                xlabel: str, ylabel: str, legend_format: str = "{name} [{score:.1f}]") -> Path:
+    plt, fig, ax = _figure()
+    ordered = sorted(curves.items(), key=lambda item: -item[1][1])  # best first, as the toolkits do
+    for i, (name, (curve, score)) in enumerate(ordered):
+        ax.plot(x, curve, _STYLES[(i // 10) % len(_STYLES)], linewidth=1.6,
+                label=legend_format.format(name=name, score=100 * score))
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title, xlim=(float(x[0]), float(x[-1])), ylim=(0, 1.0))
+    ax.grid(True, alpha=0.4)
+    ax.legend(loc="lower left" if "Success" in title else "lower right", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_report(result: dict, output_dir: Path) -> list[Path]:
+    trackers = result["trackers"]
+    title = result["title"]
+    written = []
+    first = next(iter(trackers.values()))
+    if "got10k" in first:
+        curves = {n: (e["got10k"]["overall"]["succ_curve"], e["got10k"]["overall"]["ao"]) for n, e in trackers.items()}
+        written.append(_curve_plot(output_dir / "success_plot.png", M.GOT10K_THRESHOLDS, curves,
+                                   title=f"Success plot on {title}", xlabel="Overlap threshold",
+                                   ylabel="Success rate", legend_format="{name} [AO {score:.1f}]"))
+    elif "trackingnet" in first:
+        for key, x, label, xlabel in (("success", M.TRACKINGNET_X, "Success", "Overlap threshold"),
+                                      ("precision", M.TRACKINGNET_PRECISION, "Precision",
+                                       "Location error threshold (px)"),
+                                      ("norm_precision", M.TRACKINGNET_NORM_PRECISION, "Normalized precision",
+                                       "Normalized location error threshold")):
+            curves = {n: (e["trackingnet"][f"{key}_curve"], e["trackingnet"][key]) for n, e in trackers.items()}
+            written.append(_curve_plot(output_dir / f"{key}_plot.png", x, curves, title=f"{label} plot on {title}",
+                                       xlabel=xlabel, ylabel=label.split()[-1].capitalize()))
+    else:
+        specs = (("success", "auc", M.SUCCESS_THRESHOLDS, "Success plots of OPE", "Overlap threshold",
+                  "Success rate", "{name} [AUC {score:.1f}]"),
+                 ("precision", "precision", M.PRECISION_THRESHOLDS, "Precision plots of OPE",
+                  "Location error threshold (px)", "Precision", "{name} [P@20 {score:.1f}]"),
+                 ("norm_precision", "norm_precision", M.NORM_PRECISION_THRESHOLDS,
+                  "Normalized precision plots of OPE", "Normalized location error threshold", "Precision",
+                  "{name} [P_norm@0.2 {score:.1f}]"))
+        for key, score, x, label, xlabel, ylabel, legend in specs:
+            curves = {n: (e["ope"][f"{key}_curve"], e["ope"][score]) for n, e in trackers.items()}
+            written.append(_curve_plot(output_dir / f"{key}_plot.png", x, curves, title=f"{label} on {title}",
+                                       xlabel=xlabel, ylabel=ylabel, legend_format=legend))
+        if first.get("attributes"):
+            written.append(_attribute_plot(output_dir / "attributes_auc.png", result))
+    return written
+
+
+def _attribute_plot(path: Path, result: dict) -> Path:
+    plt, fig, ax = _figure()
+    fig.set_size_inches(8.5, 4.2)
+    trackers = result["trackers"]
+    attributes = list(next(iter(trackers.values()))["attributes"])
+    width = 0.8 / max(1, len(trackers))
+    for i, (name, entry) in enumerate(trackers.items()):
+        values = [100 * entry.get("attributes", {}).get(a, {}).get("auc", np.nan) for a in attributes]
+        ax.bar(np.arange(len(attributes)) + (i - (len(trackers) - 1) / 2) * width, values, width, label=name)
+    counts = next(iter(trackers.values()))["attributes"]
+    ax.set_xticks(np.arange(len(attributes)), [f"{a}\n({counts[a]['sequences']})" for a in attributes], fontsize=7)
+    ax.set(ylabel="AUC (%)", title=f"Success AUC per attribute on {result['title']}", ylim=(0, 100))
+    ax.grid(True, axis="y", alpha=0.4)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

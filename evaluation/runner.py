@@ -1,0 +1,331 @@
+"""Run a batch tracker over benchmark sequences: batched, prefetched, resumable, shardable with torchrun.
+
+A *batch tracker* has ``initialize(frames, boxes) -> states`` and ``track(states, frames) -> (boxes, scores)``
+(``lorat_plugin.engine.TrackingEngine`` and the baselines' adapter are two). ``run_benchmark`` keeps
+``batch_size`` sequences in flight: each tracker call advances every active sequence by one frame, and a finished
+sequence's slot goes to the next one at once. Frames are decoded ahead in a thread pool. The per-frame time is the
+tracker call's wall time divided by the number of sequences in that call (the reference's convention).
+
+Resuming: a sequence's record is written atomically when it is complete; a new call skips the records that exist,
+so a killed run loses only the sequences that were in flight. Under ``torchrun`` every rank takes a disjoint share
+of the pending sequences (gloo on CPU for the coordination, whatever the model's device), and rank 0 writes the
+result layouts after a barrier; the files are the same as a one-process run's.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Sequence as Seq
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from lorat_plugin.data.sequence import Sequence, read_image
+
+from .benchmarks import benchmark
+from .formats import format_dir, pack_got10k, pack_trackingnet, run_folder, safe_name, write_format
+from .records import Record, load_records, read_run_info, record_path, save_record, write_run_info
+
+log = logging.getLogger(__name__)
+BARRIER_TIMEOUT = timedelta(days=7)  # ranks that finish early wait for the slowest one at the final barrier
+_gloo_group: Any = None
+
+
+class BatchTracker(Protocol):
+    def initialize(self, frames: list[np.ndarray], boxes: np.ndarray) -> list[Any]: ...
+
+    def track(self, states: list[Any], frames: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+@dataclass
+class RunSummary:
+    output_dir: Path
+    tracker_name: str
+    completed: list[tuple[str, int]] = field(default_factory=list)  # (sequence, run) tracked by this process
+    skipped: int = 0                    # (sequence, run) pairs already done before this call
+    frames: int = 0
+    tracker_seconds: float = 0.0        # time spent inside the tracker's calls
+    rank: int = 0
+    world_size: int = 1
+    outputs: list[Path] = field(default_factory=list)  # layouts and zips written (rank 0)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.tracker_seconds if self.tracker_seconds > 0 else float("nan")
+
+
+@dataclass
+class _Task:
+    sequence: Sequence
+    run: int
+
+
+@dataclass
+class _Active:
+    task: _Task
+    frames: deque            # futures of decoded frames, in order
+    next_submit: int         # next frame index to submit for decoding
+    index: int = 0           # next frame index to track
+    state: Any = None
+    boxes: np.ndarray | None = None
+    scores: np.ndarray | None = None
+    times: np.ndarray | None = None
+
+
+def run_benchmark(tracker: BatchTracker, sequences: Seq[Sequence], output_dir: str | Path, *, tracker_name: str,
+                  dataset: str | None = None, split: str | None = None, root: str | Path | None = None,
+                  repeats: int = 1, batch_size: int = 8, formats: Seq[str] | None = None, prefetch: int = 3,
+                  decode_threads: int = 4, progress: bool = True,
+                  clock: Callable[[], float] = time.perf_counter) -> RunSummary:
+    """Track every sequence ``repeats`` times and write records, then the result layouts of ``formats``.
+
+    ``dataset`` (default: the sequences' ``dataset``) picks the box convention and the default layouts
+    (``evaluation.benchmarks``); ``split`` and ``root`` are only recorded in ``run.json`` for ``lorat report``.
+    """
+    if batch_size < 1 or repeats < 1 or prefetch < 1 or decode_threads < 1:
+        raise ValueError("batch_size, repeats, prefetch and decode_threads must be >= 1")
+    if not sequences:
+        raise ValueError("no sequences to evaluate")
+    names = [s.name for s in sequences]
+    if len(set(names)) != len(names):
+        raise ValueError("sequence names must be unique within a benchmark")
+    output_dir = Path(output_dir)
+    dataset = dataset or sequences[0].dataset
+    tracker_name = safe_name(tracker_name)
+    rank, world, group, created = _distributed()
+    summary = RunSummary(output_dir, tracker_name, rank=rank, world_size=world)
+    try:
+        pending = _agree(rank, group, lambda: _prepare(output_dir, sequences, tracker_name, dataset, split, root,
+                                                       repeats))
+        summary.skipped = len(sequences) * repeats - len(pending)
+        by_name = {s.name: s for s in sequences}
+        mine = [_Task(by_name[name], run) for name, run in pending[rank::world]]
+        _track_all(tracker, mine, output_dir, summary, batch_size=batch_size, prefetch=prefetch,
+                   decode_threads=decode_threads, progress=progress, clock=clock)
+        if group is not None:
+            import torch.distributed as dist
+            dist.barrier(group=group)
+        if rank == 0:
+            summary.outputs = export_results(output_dir, formats=formats, dataset=dataset, tracker_name=tracker_name,
+                                             sequences=sequences)
+        if group is not None:
+            import torch.distributed as dist
+            dist.barrier(group=group)  # nobody leaves before the merged outputs exist
+    finally:
+        if created:
+            import torch.distributed as dist
+            dist.destroy_process_group()
+    return summary
+
+
+def _prepare(output_dir: Path, sequences: Seq[Sequence], tracker_name: str, dataset: str, split: str | None,
+             root: str | Path | None, repeats: int) -> list[tuple[str, int]]:
+    """Check ``run.json`` against this run, update it, and list the (sequence, run) pairs still to do."""
+    info = read_run_info(output_dir)
+    if info is not None and (info.get("tracker") != tracker_name or info.get("dataset") != dataset
+                             or (split is not None and info.get("split") not in (None, split))):
+        raise ValueError(f"{output_dir} holds results of tracker {info.get('tracker')!r} on {info.get('dataset')} "
+                         f"{info.get('split') or ''}; use another output folder for {tracker_name!r} on {dataset}")
+    known = list(info.get("sequences", [])) if info else []
+    known += [s.name for s in sequences if s.name not in set(known)]
+    write_run_info(output_dir, {
+        "tracker": tracker_name, "dataset": dataset, "split": split if split is not None else (info or {}).get("split"),
+        "root": str(root) if root is not None else (info or {}).get("root"),
+        "repeats": max(repeats, int((info or {}).get("repeats", 1))), "sequences": known,
+    })
+    pending = []
+    for sequence in sorted(sequences, key=lambda s: -len(s)):  # longest first: the last batches stay full
+        for run in range(1, repeats + 1):
+            path = record_path(output_dir, sequence.name, run)
+            if path.is_file():
+                continue
+            pending.append((sequence.name, run))
+    return pending
+
+
+def _track_all(tracker: BatchTracker, tasks: list[_Task], output_dir: Path, summary: RunSummary, *, batch_size: int,
+               prefetch: int, decode_threads: int, progress: bool, clock: Callable[[], float]) -> None:
+    if not tasks:
+        return
+    from tqdm import tqdm
+
+    total = sum(len(t.sequence) for t in tasks)
+    desc = summary.tracker_name if summary.world_size == 1 else f"{summary.tracker_name} [rank {summary.rank}]"
+    bar = tqdm(total=total, unit="frame", desc=desc, disable=not progress, dynamic_ncols=True,
+               position=summary.rank if summary.world_size > 1 else None, mininterval=0.5)
+    queue = deque(tasks)
+    lookahead: deque[_Active] = deque()
+    active: list[_Active] = []
+    sequences_done = 0
+    with ThreadPoolExecutor(max_workers=decode_threads, thread_name_prefix="decode") as pool:
+        def submit(item: _Active) -> None:
+            while item.next_submit < len(item.task.sequence) and len(item.frames) < prefetch:
+                item.frames.append(pool.submit(read_image, item.task.sequence.frames[item.next_submit]))
+                item.next_submit += 1
+
+        def next_frame(item: _Active) -> np.ndarray:
+            frame = item.frames.popleft().result()
+            submit(item)
+            return frame
+
+        def refill_lookahead() -> None:  # decode the first frames of the sequences that start next
+            while queue and len(lookahead) < batch_size:
+                item = _Active(queue.popleft(), deque(), 0)
+                submit(item)
+                lookahead.append(item)
+
+        try:
+            refill_lookahead()
+            while active or lookahead:
+                starting = []
+                while len(active) + len(starting) < batch_size and lookahead:
+                    starting.append(lookahead.popleft())
+                refill_lookahead()
+                if starting:
+                    _initialize(tracker, starting, [next_frame(item) for item in starting], clock, summary)
+                    active += starting
+                    bar.update(len(starting))
+                stepping = [item for item in active if item.index < len(item.task.sequence)]
+                if stepping:
+                    _step(tracker, stepping, [next_frame(item) for item in stepping], clock, summary)
+                    bar.update(len(stepping))
+                for item in [a for a in active if a.index >= len(a.task.sequence)]:
+                    active.remove(item)
+                    save_record(output_dir, Record(item.task.sequence.name, item.task.run, item.boxes, item.scores,
+                                                   item.times))
+                    summary.completed.append((item.task.sequence.name, item.task.run))
+                    sequences_done += 1
+                    bar.set_postfix(seq=f"{sequences_done}/{len(tasks)}", fps=f"{summary.fps:.1f}", refresh=False)
+        finally:
+            for item in list(active) + list(lookahead):
+                for future in item.frames:
+                    future.cancel()
+            bar.close()
+
+
+def _initialize(tracker: BatchTracker, items: list[_Active], frames: list[np.ndarray], clock, summary) -> None:
+    boxes = np.stack([np.asarray(item.task.sequence.boxes[0], dtype=np.float64) for item in items])
+    for item, box in zip(items, boxes):
+        if not (np.all(np.isfinite(box)) and box[2] > 0 and box[3] > 0):
+            raise ValueError(f"sequence {item.task.sequence.name}: the first frame's box {box.tolist()} is not a "
+                             "valid initialisation")
+    start = clock()
+    states = tracker.initialize(frames, boxes)
+    elapsed = clock() - start
+    if len(states) != len(items):
+        raise RuntimeError(f"tracker.initialize returned {len(states)} states for {len(items)} sequences")
+    for item, state, box in zip(items, states, boxes):
+        n = len(item.task.sequence)
+        item.state = state
+        item.boxes, item.scores, item.times = np.zeros((n, 4)), np.zeros(n), np.zeros(n)
+        item.boxes[0], item.scores[0], item.times[0] = box, 1.0, elapsed / len(items)
+        item.index = 1
+    summary.frames += len(items)
+    summary.tracker_seconds += elapsed
+
+
+def _step(tracker: BatchTracker, items: list[_Active], frames: list[np.ndarray], clock, summary) -> None:
+    start = clock()
+    boxes, scores = tracker.track([item.state for item in items], frames)
+    elapsed = clock() - start
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if len(boxes) != len(items) or len(scores) != len(items):
+        raise RuntimeError(f"tracker.track returned {len(boxes)} boxes and {len(scores)} scores for "
+                           f"{len(items)} sequences")
+    for item, box, score in zip(items, boxes, scores):
+        if not np.all(np.isfinite(box)):
+            raise RuntimeError(f"tracker returned {box.tolist()} on frame {item.index} of "
+                               f"{item.task.sequence.name}")
+        item.boxes[item.index], item.scores[item.index] = box, score
+        item.times[item.index] = elapsed / len(items)
+        item.index += 1
+    summary.frames += len(items)
+    summary.tracker_seconds += elapsed
+
+
+def export_results(output_dir: str | Path, *, formats: Seq[str] | None = None, dataset: str | None = None,
+                   tracker_name: str | None = None, sequences: Seq[Sequence] | None = None) -> list[Path]:
+    """(Re)write the result layouts of an evaluation folder from its records; returns the folders and zips.
+
+    The GOT-10k and TrackingNet server zips are written when the sequences carry no ground truth after frame 0
+    (their test splits).
+    """
+    output_dir = Path(output_dir)
+    info = read_run_info(output_dir) or {}
+    dataset = dataset or info.get("dataset") or ""
+    tracker_name = safe_name(tracker_name or info.get("tracker") or "tracker")
+    records = load_records(output_dir)
+    if not records:
+        raise FileNotFoundError(f"no result records in {output_dir / 'records'}")
+    split = info.get("split")
+    formats = list(formats or benchmark(dataset).formats)
+    outputs = [write_format(fmt, output_dir, tracker_name, dataset, records, split) for fmt in formats]
+    if sequences is not None and all(np.isnan(s.boxes[1:]).all() for s in sequences) and \
+            all(s.name in records for s in sequences):
+        runs = max(max(r) for r in records.values())
+        if dataset == "got10k":
+            if "got10k" not in formats:
+                write_format("got10k", output_dir, tracker_name, dataset, records, split)
+            folder = output_dir / format_dir("got10k", dataset) / tracker_name
+            outputs.append(pack_got10k(folder, output_dir / f"{tracker_name}_got10k.zip"))
+        elif dataset == "trackingnet":
+            if "trackingnet" not in formats:
+                write_format("trackingnet", output_dir, tracker_name, dataset, records, split)
+            for run in range(1, runs + 1):
+                folder = output_dir / "trackingnet" / run_folder(tracker_name, run, runs)
+                suffix = "" if runs == 1 else f"_{run:03d}"
+                outputs.append(pack_trackingnet(folder, output_dir / f"{tracker_name}_trackingnet{suffix}.zip"))
+    return outputs
+
+
+# ------------------------------------------------------------------------------------------------ torchrun
+
+def _distributed() -> tuple[int, int, Any, bool]:
+    """(rank, world size, gloo group or None, whether we created the process group) from torchrun's env vars."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, None, False
+    import torch.distributed as dist
+
+    global _gloo_group
+    created = False
+    if not dist.is_initialized():
+        dist.init_process_group(backend="gloo", timeout=BARRIER_TIMEOUT)
+        created = True
+    if dist.get_backend() == "gloo":
+        group = dist.group.WORLD
+    else:  # e.g. NCCL during training: coordinate on the CPU with one gloo group, made once per process
+        if _gloo_group is None:
+            _gloo_group = dist.new_group(backend="gloo", timeout=BARRIER_TIMEOUT)
+        group = _gloo_group
+    return dist.get_rank(), dist.get_world_size(), group, created
+
+
+def _agree(rank: int, group: Any, compute: Callable[[], Any]) -> Any:
+    """Rank 0 computes, every rank gets the value (or rank 0's error)."""
+    if group is None:
+        return compute()
+    import torch.distributed as dist
+
+    payload: list[Any] = [None]
+    error = None
+    if rank == 0:
+        try:
+            payload = [("ok", compute())]
+        except Exception as e:  # noqa: BLE001 - handed to every rank, then raised everywhere
+            error = e
+            payload = [("error", f"{type(e).__name__}: {e}")]
+    dist.broadcast_object_list(payload, src=0, group=group)
+    status, value = payload[0]
+    if error is not None:
+        raise error
+    if status == "error":
+        raise RuntimeError(f"rank 0 could not prepare the run: {value}")
+    return value

@@ -1,0 +1,78 @@
+"""Run LoRAT over a benchmark and write its result files: records, the benchmark's result layouts, and the server
+zip for GOT-10k/TrackingNet test. Resumable (finished sequences are skipped); shard over processes or GPUs with
+``torchrun --nproc-per-node N -m lorat_plugin.cli evaluate ...``. Then score it with ``lorat report OUTPUT``.
+
+examples:
+  lorat evaluate --dataset lasot --root /data/LaSOT --output runs/lasot-b224 --variant B-224 --weights-dir /w
+  lorat evaluate --dataset got10k --split test --root /data/GOT-10k --output runs/got-test --checkpoint my.safetensors
+  torchrun --nproc-per-node 4 -m lorat_plugin.cli evaluate --dataset lasot_ext --repeats 3 --root ... --output ...
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from .common import add_model_arguments
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", required=True,
+                        help="got10k, lasot, lasot_ext, trackingnet, otb, uav123, nfs, tnl2k")
+    parser.add_argument("--root", required=True, help="the benchmark's folder in its standard layout")
+    parser.add_argument("--split", help="got10k: train|val|test; trackingnet: test|TRAIN_<k>; lasot: test|train|all; "
+                                        "otb: otb100|otb2013|tb50; uav123: UAV123|UAV20L; nfs: 30|240")
+    parser.add_argument("--output", required=True, help="evaluation folder (created; reused to resume)")
+    parser.add_argument("--tracker-name", help="name in result files and reports (default: from the model)")
+    parser.add_argument("--repeats", type=int, default=1, help="runs per sequence (_001, _002, ...; default 1)")
+    parser.add_argument("--batch-size", type=int, default=8, help="sequences tracked together (default 8)")
+    parser.add_argument("--sequences", nargs="+", metavar="NAME", help="only these sequences")
+    parser.add_argument("--formats", nargs="+", choices=["got10k", "otb", "lasot", "pytracking", "trackingnet"],
+                        help="result layouts to write (default: the benchmark's own, see docs/evaluation.md)")
+    parser.add_argument("--decode-threads", type=int, default=4, help="threads decoding frames ahead (default 4)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_model_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..data.datasets import dataset_key, load_dataset
+    from ..engine import TrackingEngine
+    from ..evaluation import run_benchmark
+    from .common import model_from_args
+
+    dataset = dataset_key(args.dataset)
+    sequences = load_dataset(dataset, args.root, args.split)
+    if args.sequences:
+        wanted = set(args.sequences)
+        unknown = wanted - {s.name for s in sequences}
+        if unknown:
+            raise ValueError(f"not in {dataset}: {', '.join(sorted(unknown))}")
+        sequences = [s for s in sequences if s.name in wanted]
+    device = args.device
+    local_rank = os.environ.get("LOCAL_RANK")
+    if local_rank is not None and int(os.environ.get("WORLD_SIZE", "1")) > 1 and (device in (None, "cuda")):
+        import torch
+
+        if torch.cuda.is_available():
+            device = f"cuda:{int(local_rank) % torch.cuda.device_count()}"  # one GPU per rank
+    engine = TrackingEngine(model_from_args(args), device=device, dtype=args.dtype)
+    summary = run_benchmark(engine, sequences, Path(args.output), tracker_name=args.tracker_name or _default_name(args),
+                            dataset=dataset, split=args.split, root=Path(args.root).resolve(), repeats=args.repeats,
+                            batch_size=args.batch_size, formats=args.formats, decode_threads=args.decode_threads,
+                            progress=not args.no_progress)
+    if summary.rank == 0:
+        done = len(summary.completed)
+        print(f"{summary.tracker_name}: {done} runs tracked here, {summary.skipped} already done"
+              + (f", {summary.fps:.1f} frames/s in the tracker" if summary.frames else ""))
+        for path in summary.outputs:
+            print(f"  wrote {path}")
+        print(f"score it with: lorat report {args.output}")
+    return 0
+
+
+def _default_name(args: argparse.Namespace) -> str:
+    variant = args.variant or os.environ.get("LORAT_VARIANT")
+    checkpoint = args.checkpoint or os.environ.get("LORAT_CHECKPOINT")
+    if checkpoint:
+        return f"LoRAT-{Path(checkpoint).stem}"
+    return f"LoRAT-{variant or 'demo'}"

@@ -1,0 +1,53 @@
+"""Score result folders by the benchmark's official metric definition: prints a table and writes metrics.json,
+table.txt and success/precision plots (PNG; LaSOT also per challenge attribute). Several folders = several
+trackers side by side. A folder is a ``lorat evaluate`` output or any folder in the got10k, OTB, LaSOT-toolkit,
+pytracking or TrackingNet layout (e.g. another tracker's published raw results).
+
+examples:
+  lorat report runs/lasot-b224                      # dataset, split and root come from the run
+  lorat report runs/lasot-b224 raw/OSTrack384 --dataset lasot --root /data/LaSOT --output reports/lasot
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("results", nargs="+", help="evaluation folders or result-layout folders, one per tracker")
+    parser.add_argument("--dataset", help="benchmark (default: from the first evaluation folder)")
+    parser.add_argument("--root", help="benchmark folder with the ground truth (default: from the evaluation folder)")
+    parser.add_argument("--split", help="benchmark split (default: from the evaluation folder)")
+    parser.add_argument("--names", nargs="+", help="display names, one per results folder")
+    parser.add_argument("--output", help="report folder (default: <first evaluation folder>/report, else "
+                                         "./lorat-report)")
+    parser.add_argument("--no-plots", action="store_true", help="metrics.json and table only")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..data.datasets import dataset_key, load_dataset
+    from ..evaluation import evaluate, load_results, table, write_report
+    from ..evaluation.records import read_run_info
+
+    info = next((i for i in (read_run_info(Path(p)) for p in args.results) if i), {}) or {}
+    dataset = args.dataset or info.get("dataset")
+    root = args.root or info.get("root")
+    split = args.split if args.split is not None else info.get("split")
+    if not dataset or not root:
+        raise ValueError("give --dataset and --root (they are read from run.json only for `lorat evaluate` folders)")
+    if args.names and len(args.names) != len(args.results):
+        raise ValueError(f"{len(args.names)} names for {len(args.results)} result folders")
+    dataset = dataset_key(dataset)
+    sequences = load_dataset(dataset, root, split)
+    if info.get("sequences") and info.get("dataset") == dataset:  # an evaluation of a subset: score that subset
+        evaluated = set(info["sequences"])
+        sequences = [s for s in sequences if s.name in evaluated]
+    names = args.names or [None] * len(args.results)
+    trackers = [load_results(Path(p), dataset, sequences, name=n) for p, n in zip(args.results, names)]
+    result = evaluate(dataset, sequences, trackers, split=split)
+    first = Path(args.results[0])
+    output = Path(args.output) if args.output else (first / "report" if read_run_info(first) else Path("lorat-report"))
+    written = write_report(result, output, plots=not args.no_plots)
+    print(table(result))
+    print(f"wrote {', '.join(str(p) for p in written)}")
+    return 0

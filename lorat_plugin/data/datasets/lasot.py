@@ -1,0 +1,134 @@
+"""LaSOT (Fan et al., CVPR 2019) and LaSOT_ext (IJCV 2021): ``root/<class>/<class>-<k>/``.
+
+Each sequence folder holds ``img/%08d.jpg``, ``groundtruth.txt`` (``x,y,w,h`` per frame, **1-based** MATLAB pixels:
+converted to 0-based here), ``full_occlusion.txt`` and ``out_of_view.txt`` (comma-separated 0/1 per frame; a frame
+with either flag set is not visible) and ``nlp.txt`` (a sentence). The 14 per-sequence challenge attributes (IV,
+POC, ..., ARC) are not in the dataset folders but in the evaluation toolkit's ``annos/att/<seq>.txt``; they are read
+when ``root/att/`` or ``root/annos/att/`` exists.
+
+Splits: ``root/testing_set.txt`` / ``training_set.txt`` when present (the official download ships them), else the
+lists bundled with the got10k package; ``split="all"`` loads every sequence found, and so does the default split when
+the root has no list of its own and does not hold the whole official test set (a subset or a custom set).
+LaSOT_ext has only a test set. Why not ``got10k.datasets.LaSOT``: it crashes in 0.1.3 (``_check_integrity`` takes
+the wrong number of arguments; see toolkits.md 2.6).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..sequence import AnnotationError, Sequence
+from ._io import natural_key, numbered_frames, read_boxes, read_flags, read_name_list, read_text, require_dir
+
+ATTRIBUTE_NAMES = {
+    "IV": "Illumination Variation", "POC": "Partial Occlusion", "DEF": "Deformation", "MB": "Motion Blur",
+    "CM": "Camera Motion", "ROT": "Rotation", "BC": "Background Clutter", "VC": "Viewpoint Change",
+    "SV": "Scale Variation", "FOC": "Full Occlusion", "FM": "Fast Motion", "OV": "Out-of-View",
+    "LR": "Low Resolution", "ARC": "Aspect Ratio Change",
+}
+
+
+def load(root: str | Path, split: str | None = None) -> list[Sequence]:
+    return _load(root, split, dataset="lasot")
+
+
+def load_ext(root: str | Path, split: str | None = None) -> list[Sequence]:
+    if split not in (None, "test", "all"):
+        raise ValueError(f"LaSOT_ext has only a test split, got {split!r}")
+    return _load(root, "all", dataset="lasot_ext")
+
+
+def _load(root: str | Path, split: str | None, *, dataset: str) -> list[Sequence]:
+    root = require_dir(root, "LaSOT" if dataset == "lasot" else "LaSOT_ext")
+    found = _discover(root)
+    if not found:
+        raise FileNotFoundError(f"no LaSOT sequences (<class>/<class>-<k>/groundtruth.txt) under {root}")
+    names = _split_names(root, split) if dataset == "lasot" else None
+    if names is not None and split is None and not (root / "testing_set.txt").is_file() \
+            and not all(n in found for n in names):
+        names = None  # not the full official set and no list of its own: a subset or a custom LaSOT-layout set
+    if names is not None:
+        missing = [n for n in names if n not in found]
+        if len(missing) == len(names):
+            raise FileNotFoundError(f"none of the {len(names)} LaSOT {split} sequences is under {root}")
+        if missing:
+            raise FileNotFoundError(f"{len(missing)} LaSOT {split} sequences missing under {root}, e.g. {missing[0]}")
+        folders = [found[n] for n in names]
+    else:
+        folders = [found[n] for n in sorted(found, key=natural_key)]
+    attribute_dir = next((d for d in (root / "att", root / "annos" / "att") if d.is_dir()), None)
+    return [_load_sequence(folder, dataset, attribute_dir) for folder in folders]
+
+
+def _discover(root: Path) -> dict[str, Path]:
+    """Sequence name -> folder, for the class-folder layout and for a flat folder of sequences."""
+    found = {}
+    for candidate in sorted(root.iterdir()):
+        if not candidate.is_dir():
+            continue
+        if (candidate / "groundtruth.txt").is_file():
+            found[candidate.name] = candidate
+            continue
+        for sub in candidate.iterdir():
+            if sub.is_dir() and (sub / "groundtruth.txt").is_file():
+                found[sub.name] = sub
+    return found
+
+
+def _split_names(root: Path, split: str | None) -> list[str] | None:
+    if split == "all":
+        return None
+    wanted = split or "test"
+    if wanted not in ("train", "test"):
+        raise ValueError(f"unknown LaSOT split {split!r} (expected train, test or all)")
+    list_file = root / ("testing_set.txt" if wanted == "test" else "training_set.txt")
+    if list_file.is_file():
+        return read_name_list(list_file)
+    bundled = _got10k_split(wanted)
+    if bundled is not None:
+        return bundled
+    if split is None:
+        return None  # no list anywhere: evaluate what is there
+    raise FileNotFoundError(f"{list_file} not found and the got10k package (which bundles the LaSOT split) "
+                            "is not installed; pass split='all' to load every sequence under the root")
+
+
+def _got10k_split(split: str) -> list[str] | None:
+    try:
+        import got10k.datasets
+    except ImportError:
+        return None
+    path = Path(got10k.datasets.__file__).with_name("lasot.json")
+    if not path.is_file():
+        return None
+    return list(json.loads(path.read_text())[split])
+
+
+def _load_sequence(folder: Path, dataset: str, attribute_dir: Path | None) -> Sequence:
+    gt_file = folder / "groundtruth.txt"
+    boxes = read_boxes(gt_file)
+    boxes[:, :2] -= 1.0  # 1-based MATLAB pixels -> 0-based
+    n = len(boxes)
+    # frames beyond the annotation (monkey-17) are ignored, as the LaSOT toolkit truncates to the GT length
+    frames = numbered_frames(folder / "img", n, "%08d.jpg", start=1, annotation=gt_file)
+    attributes: dict = {"class": folder.name.rsplit("-", 1)[0]}
+    visible = np.ones(n, dtype=bool)
+    for flag in ("full_occlusion", "out_of_view"):
+        path = folder / f"{flag}.txt"
+        if path.is_file():
+            attributes[flag] = read_flags(path, n, name=f"{flag} flags").astype(bool)
+            visible &= ~attributes[flag]
+    nlp = folder / "nlp.txt"
+    if nlp.is_file():
+        attributes["nlp"] = read_text(nlp).strip()
+    if attribute_dir is not None and (attribute_dir / f"{folder.name}.txt").is_file():
+        path = attribute_dir / f"{folder.name}.txt"
+        flags = read_flags(path, len(ATTRIBUTE_NAMES), name="challenge attributes")
+        attributes["challenges"] = {short: bool(v) for short, v in zip(ATTRIBUTE_NAMES, flags)}
+    if not np.all(np.isfinite(boxes[visible])):
+        bad = int(np.flatnonzero(visible & ~np.all(np.isfinite(boxes), axis=1))[0])
+        raise AnnotationError(f"{gt_file}, line {bad + 1}: a visible frame needs a finite box")
+    visible &= np.all(boxes[:, 2:] > 0, axis=1)  # a zero-size box cannot be tracked or trained on
+    return Sequence(folder.name, frames, boxes, visible, dataset=dataset, attributes=attributes)

@@ -1,0 +1,35 @@
+"""OTB-2013/OTB-100 (Wu et al., TPAMI 2015): ``root/<Seq>/img/*.jpg`` and ``groundtruth_rect*.txt``.
+
+Read through ``got10k.datasets.OTB`` (with ``download=False``): it holds the official sequence lists, the
+frame ranges of David, Football1, Freeman3, Freeman4 and Diving, and names two-target sequences ``Jogging.1`` /
+``Jogging.2`` as ``ExperimentOTB`` does. Boxes are 1-based MATLAB pixels on disk and 0-based here.
+Splits: ``otb100`` (default; also ``otb2015``, ``tb100``), ``otb2013``, ``tb50``.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from ..sequence import Sequence
+from ._got10k_toolkit import import_got10k_datasets, items, quietly
+from ._io import require_dir
+
+VERSIONS = {"otb100": 2015, "otb2015": 2015, "tb100": 2015, "2015": 2015, "otb": 2015,
+            "otb2013": 2013, "2013": 2013, "tb50": "tb50", "otb50": "tb50"}
+
+
+def load(root: str | Path, split: str | None = None) -> list[Sequence]:
+    root = require_dir(root, "OTB")
+    key = (split or "otb100").lower()
+    if key not in VERSIONS:
+        raise ValueError(f"unknown OTB split {split!r} (expected one of {', '.join(VERSIONS)})")
+    dataset = quietly(import_got10k_datasets().OTB, str(root), VERSIONS[key], download=False)
+    if len(dataset) == 0:
+        raise FileNotFoundError(f"no OTB sequences (<Seq>/groundtruth_rect.txt with an official name) under {root}")
+    logging.getLogger(__name__).debug("OTB %s: %d sequences found under %s", key, len(dataset), root)
+    sequences = []
+    for index, name in enumerate(dataset.seq_names):
+        frames, boxes = items(dataset, index, dataset.anno_files[index])
+        boxes[:, :2] -= 1.0  # 1-based MATLAB pixels -> 0-based
+        sequences.append(Sequence(name, frames, boxes, dataset="otb", attributes={"version": key}))
+    return sequences

@@ -1,0 +1,34 @@
+"""TNL2K (Wang et al., CVPR 2021): ``root/<seq>/imgs/*.{jpg,png}``, ``groundtruth.txt``, ``language.txt``.
+
+Frames are listed in natural order (names differ between sequences); boxes are used as stored (as the reference
+does); frames whose box is zero-sized are not visible. The got10k toolkit has no TNL2K class.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..sequence import AnnotationError, Sequence
+from ._io import list_images, read_boxes, read_text, require_dir, sequence_folders
+
+
+def load(root: str | Path, split: str | None = None) -> list[Sequence]:
+    root = require_dir(root, "TNL2K")
+    if split not in (None, "test", "all"):
+        raise ValueError(f"TNL2K: pass the root of the split you want (test or train); got split={split!r}")
+    folders = sequence_folders(root, "groundtruth.txt")
+    if not folders:
+        raise FileNotFoundError(f"no TNL2K sequences (<seq>/groundtruth.txt) under {root}")
+    sequences = []
+    for folder in folders:
+        gt_file = folder / "groundtruth.txt"
+        boxes = read_boxes(gt_file)
+        image_dir = folder / "imgs" if (folder / "imgs").is_dir() else folder / "img"
+        frames = list_images(image_dir)
+        if len(frames) < len(boxes):
+            raise AnnotationError(f"{gt_file}: {len(boxes)} boxes but {len(frames)} images in {image_dir}")
+        attributes = {}
+        language = folder / "language.txt"
+        if language.is_file():
+            attributes["language"] = read_text(language).strip()
+        sequences.append(Sequence(folder.name, frames[:len(boxes)], boxes, dataset="tnl2k", attributes=attributes))
+    return sequences

@@ -1,0 +1,188 @@
+"""Write frames and boxes in a benchmark's on-disk layout (the inverse of the readers).
+
+Used to build small benchmarks from generated or recorded data (tests, demos, ``lorat make-benchmark``), so that
+every toolkit that reads the real benchmark reads them too. Boxes are given 0-based ``x, y, w, h`` and converted to
+each layout's convention (LaSOT and OTB files are 1-based).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence as Seq
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..sequence import to_rgb
+
+
+@dataclass
+class SequenceData:
+    """One sequence to write: ``images`` H x W x 3 uint8 arrays (or PIL images), ``boxes`` N x 4 0-based xywh."""
+
+    name: str
+    images: Seq
+    boxes: np.ndarray
+    visible: np.ndarray | None = None
+    attributes: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.boxes = np.asarray(self.boxes, dtype=np.float64).reshape(-1, 4)
+        if self.visible is None:
+            self.visible = np.all(self.boxes[:, 2:] > 0, axis=1)
+        self.visible = np.asarray(self.visible, dtype=bool)
+        if not len(self.images) == len(self.boxes) == len(self.visible):
+            raise ValueError(f"{self.name}: {len(self.images)} images, {len(self.boxes)} boxes, "
+                             f"{len(self.visible)} visibility flags")
+
+
+def write_dataset(root: str | Path, dataset: str, sequences: Iterable[SequenceData], *,
+                  split: str | None = None) -> Path:
+    """Write ``sequences`` under ``root`` in the layout of ``dataset`` (a key of ``DATASETS``); returns ``root``.
+
+    ``split``: GOT-10k ``train``/``val``/``test`` (default ``val``), TrackingNet ``TEST`` (default) or ``TRAIN_<k>``,
+    LaSOT ``test``/``train`` (adds the name to ``testing_set.txt``/``training_set.txt``). Test splits keep only
+    the first box, as the real ones do.
+    """
+    root = Path(root)
+    writer = {"got10k": _got10k, "lasot": _lasot, "lasot_ext": _lasot, "trackingnet": _trackingnet, "otb": _otb,
+              "uav123": _uav123, "nfs": _nfs, "tnl2k": _tnl2k}.get(dataset)
+    if writer is None:
+        raise ValueError(f"no layout writer for dataset {dataset!r}")
+    names = []
+    for sequence in sequences:
+        writer(root, sequence, split)
+        names.append(sequence.name)
+    if dataset == "got10k":
+        _append_lines(root / (split or "val") / "list.txt", names)
+    if dataset == "lasot" and split in ("train", "test"):
+        _append_lines(root / ("testing_set.txt" if split == "test" else "training_set.txt"), names)
+    return root
+
+
+def save_image(image, path: Path) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(to_rgb(image)).save(path, quality=92)
+
+
+def _append_lines(path: Path, lines: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    existing = path.read_text().split() if path.is_file() else []
+    path.write_text("".join(f"{line}\n" for line in existing + [n for n in lines if n not in existing]))
+
+
+def _box_lines(boxes: np.ndarray, delimiter: str = ",", offset: float = 0.0) -> str:
+    out = []
+    for box in boxes:
+        values = [box[0] + offset, box[1] + offset, box[2], box[3]]
+        out.append(delimiter.join("NaN" if not np.isfinite(v) else f"{v:.10g}" for v in values))
+    return "\n".join(out) + "\n"
+
+
+def _write_frames(folder: Path, images: Seq, pattern: str, start: int) -> None:
+    for i, image in enumerate(images):
+        save_image(image, folder / (pattern % (i + start)))
+
+
+def _got10k(root: Path, s: SequenceData, split: str | None) -> None:
+    split = split or "val"
+    folder = root / split / s.name
+    _write_frames(folder, s.images, "%08d.jpg", 1)
+    boxes = s.boxes[:1] if split == "test" else s.boxes
+    (folder / "groundtruth.txt").write_text(_box_lines(boxes))
+    if split == "test":
+        return
+    cover = s.attributes.get("cover", np.where(s.visible, 8, 0))
+    labels = {"absence": (~s.visible).astype(int), "cover": np.asarray(cover, dtype=int),
+              "cut_by_image": np.zeros(len(s.boxes), dtype=int)}
+    for label, values in labels.items():
+        (folder / f"{label}.label").write_text("".join(f"{int(v)}\n" for v in values))
+    height, width = np.asarray(s.images[0]).shape[:2]
+    meta = {"object_class": s.attributes.get("class", "object"), "motion_class": "moving",
+            "major_class": "object", "root_class": "object", "motion_adverb": "slowly",
+            "anno_fps": "10Hz", "resolution": f"({width}, {height})"}
+    (folder / "meta_info.ini").write_text("[METAINFO]\n" + "".join(f"{k}: {v}\n" for k, v in meta.items()))
+
+
+def _lasot(root: Path, s: SequenceData, split: str | None) -> None:
+    if "-" not in s.name:
+        raise ValueError(f"LaSOT sequence names are <class>-<k>, got {s.name!r}")
+    folder = root / s.name.rsplit("-", 1)[0] / s.name
+    _write_frames(folder / "img", s.images, "%08d.jpg", 1)
+    (folder / "groundtruth.txt").write_text(_box_lines(s.boxes, offset=1.0))
+    occlusion = s.attributes.get("full_occlusion", ~s.visible)
+    out_of_view = s.attributes.get("out_of_view", np.zeros(len(s.boxes), dtype=bool))
+    (folder / "full_occlusion.txt").write_text(",".join(str(int(v)) for v in occlusion) + "\n")
+    (folder / "out_of_view.txt").write_text(",".join(str(int(v)) for v in out_of_view) + "\n")
+    (folder / "nlp.txt").write_text(s.attributes.get("nlp", f"the {s.name.rsplit('-', 1)[0]} being tracked") + "\n")
+    if "challenges" in s.attributes:
+        from .lasot import ATTRIBUTE_NAMES
+
+        flags = [int(bool(s.attributes["challenges"].get(short, False))) for short in ATTRIBUTE_NAMES]
+        (root / "att").mkdir(parents=True, exist_ok=True)
+        (root / "att" / f"{s.name}.txt").write_text(",".join(map(str, flags)) + "\n")
+
+
+def _trackingnet(root: Path, s: SequenceData, split: str | None) -> None:
+    chunk = (split or "TEST").upper()
+    _write_frames(root / chunk / "frames" / s.name, s.images, "%d.jpg", 0)
+    boxes = s.boxes[:1] if chunk == "TEST" else s.boxes
+    (root / chunk / "anno").mkdir(parents=True, exist_ok=True)
+    (root / chunk / "anno" / f"{s.name}.txt").write_text(_box_lines(boxes))
+
+
+def _otb(root: Path, s: SequenceData, split: str | None) -> None:
+    _write_frames(root / s.name / "img", s.images, "%04d.jpg", 1)
+    (root / s.name / "groundtruth_rect.txt").write_text(_box_lines(s.boxes, offset=1.0))
+
+
+def _uav123(root: Path, s: SequenceData, split: str | None) -> None:
+    version = (split or "UAV123").upper()
+    _write_frames(root / "data_seq" / "UAV123" / s.name, s.images, "%06d.jpg", 1)
+    boxes = np.where(s.visible[:, None], s.boxes, np.nan)
+    (root / "anno" / version).mkdir(parents=True, exist_ok=True)
+    (root / "anno" / version / f"{s.name}.txt").write_text(_box_lines(boxes))
+
+
+def _nfs(root: Path, s: SequenceData, split: str | None) -> None:
+    fps = int(split or 30)
+    folder = root / s.name / str(fps)
+    _write_frames(folder / s.name, s.images, "%05d.jpg", 1)
+    lines = []
+    for i, (box, visible) in enumerate(zip(s.boxes, s.visible), start=1):
+        x1, y1, x2, y2 = box[0], box[1], box[0] + box[2], box[1] + box[3]
+        lines.append(f"1 {x1:.10g} {y1:.10g} {x2:.10g} {y2:.10g} {i} {int(not visible)} 0 0 \"object\"")
+    (folder / f"{s.name}.txt").write_text("\n".join(lines) + "\n")
+
+
+def _tnl2k(root: Path, s: SequenceData, split: str | None) -> None:
+    _write_frames(root / s.name / "imgs", s.images, "%05d.jpg", 1)
+    (root / s.name / "groundtruth.txt").write_text(_box_lines(np.where(s.visible[:, None], s.boxes, 0.0)))
+    (root / s.name / "language.txt").write_text(s.attributes.get("language", "the object") + "\n")
+
+
+def generated_sequence(name: str, length: int, *, size: tuple[int, int] = (64, 48), seed: int = 0,
+                       hidden: Iterable[int] = (), attributes: dict | None = None) -> SequenceData:
+    """A small synthetic sequence: a bright box drifting over a noisy grey background (frames ``hidden`` have no
+    target). Deterministic in ``seed``; for smoke tests of readers, writers and the evaluation harness."""
+    rng = np.random.default_rng(seed)
+    width, height = size
+    background = rng.integers(60, 140, size=(height, width, 3), dtype=np.uint8)
+    w0, h0 = rng.uniform(0.2, 0.35) * width, rng.uniform(0.25, 0.4) * height
+    x0, y0 = rng.uniform(0, width - w0 * 1.2), rng.uniform(0, height - h0 * 1.2)
+    velocity = rng.uniform(-1.5, 1.5, size=2)
+    hidden = set(hidden)
+    images, boxes = [], []
+    for t in range(length):
+        scale = 1.0 + 0.1 * np.sin(t / 5.0)
+        w, h = w0 * scale, h0 * scale
+        x = float(np.clip(x0 + velocity[0] * t, 0, width - w))
+        y = float(np.clip(y0 + velocity[1] * t, 0, height - h))
+        image = background.copy()
+        if t not in hidden:
+            image[int(round(y)):int(round(y + h)), int(round(x)):int(round(x + w))] = (235, 235, 60)
+        images.append(image)
+        boxes.append((x, y, w, h))
+    visible = np.array([t not in hidden for t in range(length)])
+    return SequenceData(name, images, np.array(boxes), visible, dict(attributes or {}))

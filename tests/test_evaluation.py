@@ -1,0 +1,281 @@
+"""The evaluation harness: result files that the official consumers read, metrics that agree with the got10k
+toolkit's own report, resuming after a kill, and torchrun sharding.
+
+The harness is driven by BrightBoxTracker (tests/evaluation_support.py), a real pixel-based batch tracker whose
+boxes depend only on each sequence's frames; the real engine runs end to end in test_evaluation_cli.py.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lorat_plugin.data.datasets import load_dataset
+from lorat_plugin.evaluation import evaluate, load_results, run_benchmark, table, write_report
+from lorat_plugin.evaluation.records import load_records
+
+from evaluation_support import BrightBoxTracker, make_benchmark
+
+experiments = pytest.importorskip("got10k.experiments")
+TOL = 1e-6
+
+
+def fixed_clock(step: float = 0.004):
+    """Every tracker call lasts ``step`` seconds: identical batches give identical time files."""
+    counter = itertools.count()
+    return lambda: next(counter) * step
+
+
+def files_of(folder: Path, *, skip_times: bool = False) -> dict[str, bytes]:
+    out = {}
+    for path in sorted(folder.rglob("*")):
+        if not path.is_file() or path.suffix == ".npz":
+            continue
+        if skip_times and (path.name.endswith("_time.txt") or path.suffix == ".zip"):
+            continue
+        out[str(path.relative_to(folder))] = path.read_bytes()
+    return out
+
+
+def test_got10k_val_metrics_agree_with_the_toolkit_report(tmp_path):
+    make_benchmark(tmp_path / "GOT", "got10k", 3, split="val")
+    sequences = load_dataset("got10k", tmp_path / "GOT", "val")
+    out = tmp_path / "run"
+    run_benchmark(BrightBoxTracker(offset=1.5), sequences, out, tracker_name="bright", split="val", repeats=3,
+                  batch_size=2, progress=False)
+    ours = evaluate("got10k", sequences, [load_results(out, "got10k", sequences)])["trackers"]["bright"]["got10k"]
+    # the toolkit reads our got10k layout back (result_dir/GOT-10k/<tracker>/<seq>/<seq>_00k.txt + _time.txt)
+    toolkit = experiments.ExperimentGOT10k(str(tmp_path / "GOT"), subset="val", result_dir=str(out),
+                                           report_dir=str(tmp_path / "reports")).report(["bright"])["bright"]
+    assert 0.2 < ours["overall"]["ao"] < 0.99  # a tracker with errors, so the definitions matter
+    for key_ours, key_toolkit in (("ao", "ao"), ("sr50", "sr"), ("speed_fps", "speed_fps")):
+        assert ours["overall"][key_ours] == pytest.approx(toolkit["overall"][key_toolkit], rel=TOL, abs=TOL)
+    np.testing.assert_allclose(ours["overall"]["succ_curve"], toolkit["overall"]["succ_curve"], atol=TOL)
+    for name, seq in toolkit["seq_wise"].items():
+        for key in ("ao", "sr", "speed_fps", "length"):
+            assert ours["seq_wise"][name][key] == pytest.approx(seq[key], rel=TOL, abs=TOL)
+    records = load_records(out)
+    assert all(set(r) == {1, 2, 3} for r in records.values())
+    times = np.loadtxt(out / "GOT-10k/bright/GOT-10k_Val_000001/GOT-10k_Val_000001_time.txt", delimiter=",")
+    assert times.shape == (12, 3) and (times > 0).all()  # one column per run, as the toolkit appends them
+
+
+class OfflineOTB(experiments.ExperimentOTB):
+    """ExperimentOTB without its hard-coded download=True (toolkits.md 2.6, bug 4)."""
+
+    def __init__(self, root_dir, result_dir, report_dir):
+        from got10k.datasets import OTB
+
+        self.dataset = OTB(root_dir, 2015, download=False)
+        self.result_dir = os.path.join(result_dir, "OTB2015")
+        self.report_dir = os.path.join(report_dir, "OTB2015")
+        self.nbins_iou, self.nbins_ce = 21, 51
+
+
+@pytest.mark.parametrize("dataset", ["otb", "uav123", "nfs"])
+def test_otb_family_metrics_agree_with_the_toolkit_report(tmp_path, dataset):
+    root = tmp_path / dataset
+    if dataset == "uav123":
+        make_benchmark(root, dataset, names=["uav6"], length=109, hidden=(7, 8))
+        for extra in ("README", "configSeqs.m"):  # UAV123's integrity check wants > 3 entries in the root
+            (root / extra).write_text("")
+    else:
+        make_benchmark(root, dataset, 2, split="30" if dataset == "nfs" else None,
+                       names=None if dataset == "otb" else ["bee", "Gymnastics"])
+    sequences = load_dataset(dataset, root)
+    out = tmp_path / "run"
+    run_benchmark(BrightBoxTracker(offset=2.0), sequences, out, tracker_name="bright", progress=False)
+    result = evaluate(dataset, sequences, [load_results(out, dataset, sequences)])["trackers"]["bright"]
+    ours = result["got10k_otb"]
+    kwargs = dict(result_dir=str(out), report_dir=str(tmp_path / "reports"))
+    experiment = {"otb": lambda: OfflineOTB(str(root), **kwargs),
+                  "uav123": lambda: experiments.ExperimentUAV123(str(root), "UAV123", **kwargs),
+                  "nfs": lambda: experiments.ExperimentNfS(str(root), fps=30, **kwargs)}[dataset]()
+    toolkit = experiment.report(["bright"])["bright"]["overall"]
+    for key in ("success_score", "precision_score", "success_rate", "speed_fps"):
+        assert ours[key] == pytest.approx(toolkit[key], rel=TOL, abs=TOL), key
+    np.testing.assert_allclose(ours["success_curve"], toolkit["success_curve"], atol=TOL)
+    np.testing.assert_allclose(ours["precision_curve"], toolkit["precision_curve"], atol=TOL)
+    if dataset != "uav123":  # no invalid frames: pytracking's OPE and got10k's OTB coincide
+        assert result["ope"]["auc"] == pytest.approx(toolkit["success_score"], abs=TOL)
+        assert result["ope"]["precision"] == pytest.approx(toolkit["precision_score"], abs=TOL)
+    else:  # pytracking counts the 2 NaN-GT frames as misses over all 109 frames; got10k drops them
+        assert result["ope"]["sr50"] == pytest.approx(toolkit["success_rate"] * 107 / 109, abs=TOL)
+
+
+def test_got10k_test_zip_is_the_toolkit_submission(tmp_path):
+    make_benchmark(tmp_path / "GOT", "got10k", 2, split="test")
+    sequences = load_dataset("got10k", tmp_path / "GOT", "test")
+    out = tmp_path / "run"
+    summary = run_benchmark(BrightBoxTracker(), sequences, out, tracker_name="bright", split="test",
+                            progress=False)
+    ours = out / "bright_got10k.zip"
+    assert ours in summary.outputs
+    # the toolkit's test "report" zips the same tracker folder (it chdirs into it, so it runs last)
+    experiments.ExperimentGOT10k(str(tmp_path / "GOT"), subset="test", result_dir=str(out)).report(["bright"])
+    theirs = out / "GOT-10k" / "bright.zip"
+    with zipfile.ZipFile(ours) as a, zipfile.ZipFile(theirs) as b:
+        assert sorted(a.namelist()) == sorted(b.namelist()) == [
+            "GOT-10k_Test_000001/", "GOT-10k_Test_000001/GOT-10k_Test_000001_001.txt",
+            "GOT-10k_Test_000001/GOT-10k_Test_000001_time.txt", "GOT-10k_Test_000002/",
+            "GOT-10k_Test_000002/GOT-10k_Test_000002_001.txt", "GOT-10k_Test_000002/GOT-10k_Test_000002_time.txt"]
+        for name in a.namelist():
+            assert a.read(name) == b.read(name)
+        boxes = np.loadtxt(a.open("GOT-10k_Test_000002/GOT-10k_Test_000002_001.txt"), delimiter=",")
+        assert boxes.shape == (len(sequences[1]), 4)
+    with pytest.raises(ValueError, match="ground truth is withheld"):
+        evaluate("got10k", sequences, [load_results(out, "got10k", sequences)])
+
+
+def test_trackingnet_zip_has_the_structure_the_server_matches(tmp_path):
+    make_benchmark(tmp_path / "TN", "trackingnet", 3, split="TEST")
+    sequences = load_dataset("trackingnet", tmp_path / "TN")
+    out = tmp_path / "run"
+    run_benchmark(BrightBoxTracker(), sequences, out, tracker_name="bright", progress=False)
+    with zipfile.ZipFile(out / "bright_trackingnet.zip") as archive:
+        members = [n for n in archive.namelist() if n.endswith(".txt")]
+        assert sorted(members) == sorted(f"{s.name}.txt" for s in sequences)  # at the zip root
+        for s in sequences:  # the server takes the one submission file whose name contains the GT's base name
+            (match,) = [n for n in members if f"{s.name}.txt" in n]
+            boxes = np.loadtxt(archive.open(match), delimiter=",")
+            assert boxes.shape == (len(s), 4)
+            np.testing.assert_allclose(boxes[0], s.boxes[0], atol=5e-4)
+
+
+def test_lasot_layouts_report_and_attributes(tmp_path):
+    make_benchmark(tmp_path / "LaSOT", "lasot", 4, split="test", hidden=(3, 4, 5))
+    sequences = load_dataset("lasot", tmp_path / "LaSOT")
+    out = tmp_path / "run"
+    run_benchmark(BrightBoxTracker(offset=1.0), sequences, out, tracker_name="Bright Box", progress=False,
+                  batch_size=3, repeats=2)
+    records = load_records(out)
+    for s in sequences:
+        matlab = np.loadtxt(out / "lasot" / "Bright_Box_002_tracking_result" / f"{s.name}.txt", delimiter=",")
+        np.testing.assert_allclose(matlab[:, :2], records[s.name][2].boxes[:, :2] + 1, atol=5e-4)  # 1-based
+        pytracking = np.loadtxt(out / "pytracking" / "Bright_Box_002" / f"{s.name}.txt", delimiter="\t")
+        np.testing.assert_array_equal(pytracking, matlab)
+        assert records[s.name][1].scores[0] == 1.0 and records[s.name][1].scores[4] == 0.0  # hidden target
+    # the run folder, and the MATLAB-layout folder holding both runs as <tracker>_00k_tracking_result
+    result = evaluate("lasot", sequences, [load_results(out, "lasot", sequences),
+                                           load_results(out / "lasot", "lasot", sequences)])
+    a, b = result["trackers"]["Bright_Box"], result["trackers"]["Bright_Box (2)"]
+    assert a["runs"] == b["runs"] == 2 and len(a["per_run"]) == 2
+    assert a["ope"]["auc"] == b["ope"]["auc"] and a["ope"]["norm_precision"] == b["ope"]["norm_precision"]
+    assert a["lasot_toolkit"]["auc"] == b["lasot_toolkit"]["auc"] > 0
+    assert b["fps"] is None and a["fps"] > 0  # the MATLAB layout has no times
+    # frames 3-5 are invisible in every sequence: misses over all frames (the tracker finds every visible target)
+    assert a["ope"]["success_curve"][0] == pytest.approx(np.mean([(len(s) - 3) / len(s) for s in sequences]))
+    assert {k: v["sequences"] for k, v in a["attributes"].items()} == {"IV": 2, "POC": 4, "FM": 1}
+    assert a["attributes"]["POC"]["auc"] == pytest.approx(a["ope"]["auc"])
+    written = write_report(result, tmp_path / "report")
+    assert {p.name for p in written} >= {"metrics.json", "table.txt", "success_plot.png", "precision_plot.png",
+                                         "norm_precision_plot.png", "attributes_auc.png"}
+    assert all(p.stat().st_size > 1000 for p in written if p.suffix == ".png")
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert set(metrics["trackers"]) == {"Bright_Box", "Bright_Box (2)"}
+    assert "AUC per attribute" in table(result)
+
+
+def test_kill_and_resume_writes_the_same_files_as_an_uninterrupted_run(tmp_path):
+    make_benchmark(tmp_path / "GOT", "got10k", 4, split="test")
+    sequences = load_dataset("got10k", tmp_path / "GOT", "test")
+    whole = tmp_path / "whole"
+    run_benchmark(BrightBoxTracker(), sequences, whole, tracker_name="t", split="test", batch_size=1,
+                  progress=False, clock=fixed_clock())
+    resumed = tmp_path / "resumed"
+    with pytest.raises(KeyboardInterrupt):  # killed while starting the 3rd sequence
+        run_benchmark(BrightBoxTracker(fail_after_init=3), sequences, resumed, tracker_name="t", split="test",
+                      batch_size=1, progress=False, clock=fixed_clock())
+    assert len(load_records(resumed)) == 2
+    assert not [p for p in resumed.rglob("*") if p.name.endswith(".tmp")]
+    summary = run_benchmark(BrightBoxTracker(), sequences, resumed, tracker_name="t", split="test", batch_size=1,
+                            progress=False, clock=fixed_clock())
+    assert summary.skipped == 2 and len(summary.completed) == 2
+    assert files_of(resumed) == files_of(whole)  # boxes, times, run.json and the server zip, byte for byte
+
+    # with 2 sequences in flight, a kill loses at most those two
+    batched = tmp_path / "batched"
+    with pytest.raises(KeyboardInterrupt):
+        run_benchmark(BrightBoxTracker(fail_after_init=3), sequences, batched, tracker_name="t", split="test",
+                      batch_size=2, progress=False)
+    assert len(load_records(batched)) >= 2
+    run_benchmark(BrightBoxTracker(), sequences, batched, tracker_name="t", split="test", batch_size=2,
+                  progress=False)
+    assert files_of(batched, skip_times=True) == files_of(whole, skip_times=True)
+
+
+def test_an_output_folder_belongs_to_one_tracker_and_benchmark(tmp_path):
+    make_benchmark(tmp_path / "OTB", "otb", 1)
+    sequences = load_dataset("otb", tmp_path / "OTB")
+    run_benchmark(BrightBoxTracker(), sequences, tmp_path / "run", tracker_name="a", progress=False)
+    with pytest.raises(ValueError, match="holds results of tracker 'a'"):
+        run_benchmark(BrightBoxTracker(), sequences, tmp_path / "run", tracker_name="b", progress=False)
+
+
+def test_batches_stay_full_and_tracker_errors_are_clear(tmp_path):
+    make_benchmark(tmp_path / "OTB", "otb", 4)
+    sequences = load_dataset("otb", tmp_path / "OTB")  # lengths 12, 15, 18, 21
+    tracker = BrightBoxTracker()
+    run_benchmark(tracker, sequences, tmp_path / "run", tracker_name="a", batch_size=3, progress=False)
+    # 66 frames in 27 calls: init [21, 18, 15], 14 steps, init [12] in the freed slot, 11 steps (a scheduler that
+    # waited for the whole first batch would need 2 + 20 + 11 = 33 calls)
+    assert sum(tracker.batch_sizes) == 66 and max(tracker.batch_sizes) == 3
+    assert len(tracker.batch_sizes) == 27
+
+    class Broken(BrightBoxTracker):
+        def track(self, states, frames):
+            boxes, scores = super().track(states, frames)
+            boxes[0] = np.nan
+            return boxes, scores
+
+    with pytest.raises(RuntimeError, match=r"tracker returned \[nan"):
+        run_benchmark(Broken(), sequences, tmp_path / "broken", tracker_name="a", progress=False)
+
+
+WORKER = """
+import json, os, sys
+sys.path.insert(0, {tests!r})
+from lorat_plugin.data.datasets import load_dataset
+from lorat_plugin.evaluation import run_benchmark
+from evaluation_support import BrightBoxTracker
+
+sequences = load_dataset("got10k", {root!r}, "val")
+summary = run_benchmark(BrightBoxTracker(), sequences, {out!r}, tracker_name="bright", split="val", repeats=2,
+                        batch_size=2, progress=False)
+with open(os.path.join({out!r}, f"rank{{summary.rank}}.json"), "w") as f:
+    json.dump({{"rank": summary.rank, "world": summary.world_size, "completed": summary.completed,
+               "outputs": [str(p) for p in summary.outputs]}}, f)
+"""
+
+
+def test_two_process_torchrun_writes_the_files_of_a_one_process_run(tmp_path):
+    make_benchmark(tmp_path / "GOT", "got10k", 5, split="val", length=8)
+    sequences = load_dataset("got10k", tmp_path / "GOT", "val")
+    single = tmp_path / "single"
+    run_benchmark(BrightBoxTracker(), sequences, single, tracker_name="bright", split="val", repeats=2, batch_size=2,
+                  progress=False)
+    sharded = tmp_path / "sharded"
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER.format(tests=str(Path(__file__).parent), root=str(tmp_path / "GOT"), out=str(sharded)))
+    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_PORT")}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                           str(script)], env={**env, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [json.loads((sharded / f"rank{r}.json").read_text()) for r in (0, 1)]
+    shares = [{tuple(c) for c in r["completed"]} for r in ranks]
+    assert all(r["world"] == 2 for r in ranks) and all(shares) and not shares[0] & shares[1]
+    assert len(shares[0] | shares[1]) == 10  # 5 sequences x 2 runs, each tracked once
+    assert ranks[1]["outputs"] == [] and ranks[0]["outputs"]  # rank 0 merged and wrote the layouts
+    for p in sharded.glob("rank*.json"):
+        p.unlink()
+    assert files_of(sharded, skip_times=True) == files_of(single, skip_times=True)
+    time_files = sorted(p.relative_to(sharded) for p in sharded.rglob("*_time.txt"))
+    assert time_files == sorted(p.relative_to(single) for p in single.rglob("*_time.txt"))

@@ -1,0 +1,109 @@
+"""`lorat evaluate`, `lorat report` and `lorat pack` end to end with the real engine and a tiny checkpoint, on
+generated benchmarks in the GOT-10k, LaSOT, TrackingNet and OTB layouts."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+
+from lorat_plugin.cli import main
+
+from evaluation_support import make_benchmark
+
+experiments = pytest.importorskip("got10k.experiments")
+
+
+def _evaluate(root, out, dataset, checkpoint, *extra):
+    args = ["evaluate", "--dataset", dataset, "--root", str(root), "--output", str(out), "--checkpoint",
+            str(checkpoint), "--device", "cpu", "--batch-size", "2", "--no-progress", *extra]
+    assert main(args) == 0
+
+
+@pytest.mark.parametrize("dataset, split", [("got10k", "val"), ("lasot", "test"), ("trackingnet", "TRAIN_0"),
+                                            ("otb", None)])
+def test_evaluate_then_report_with_the_engine(tmp_path, tiny_checkpoint, capsys, dataset, split):
+    root = make_benchmark(tmp_path / "data", dataset, 2, length=6, split=split)
+    out = tmp_path / "run"
+    _evaluate(root, out, dataset, tiny_checkpoint, *(["--split", split] if split else []))
+    assert "2 runs tracked here" in capsys.readouterr().out
+    _evaluate(root, out, dataset, tiny_checkpoint, *(["--split", split] if split else []))  # resumes: nothing left
+    assert "0 runs tracked here, 2 already done" in capsys.readouterr().out
+    assert main(["report", str(out)]) == 0  # dataset, root and split come from run.json
+    printed = capsys.readouterr().out
+    assert "LoRAT-tiny" in printed
+    metrics = json.loads((out / "report" / "metrics.json").read_text())
+    entry = metrics["trackers"]["LoRAT-tiny"]
+    assert metrics["dataset"] == dataset and entry["runs"] == 1 and entry["fps"] > 0
+    assert (out / "report" / "success_plot.png").stat().st_size > 1000
+    if dataset == "got10k":  # the toolkit reads the engine's files and agrees with metrics.json
+        toolkit = experiments.ExperimentGOT10k(str(root), subset="val", result_dir=str(out),
+                                               report_dir=str(tmp_path / "reports")).report(["LoRAT-tiny"])
+        overall = toolkit["LoRAT-tiny"]["overall"]
+        assert entry["got10k"]["overall"]["ao"] == pytest.approx(overall["ao"], abs=1e-6)
+        assert entry["got10k"]["overall"]["speed_fps"] == pytest.approx(overall["speed_fps"], rel=1e-6)
+    else:
+        headline = entry["trackingnet"]["success"] if dataset == "trackingnet" else entry["ope"]["auc"]
+        assert 0.0 < headline <= 1.0
+
+
+def test_pack_checks_completeness_and_report_compares_trackers(tmp_path, tiny_checkpoint, capsys):
+    root = make_benchmark(tmp_path / "GOT", "got10k", 2, length=5, split="test")
+    out = tmp_path / "run"
+    _evaluate(root, out, "got10k", tiny_checkpoint, "--split", "test", "--tracker-name", "mine")
+    assert (out / "mine_got10k.zip").is_file()
+    assert main(["pack", "--format", "got10k", str(out), "-o", str(tmp_path / "sub.zip"), "--root", str(root)]) == 0
+    with zipfile.ZipFile(tmp_path / "sub.zip") as a, zipfile.ZipFile(out / "mine_got10k.zip") as b:
+        assert a.namelist() == b.namelist()
+    partial = tmp_path / "partial"
+    shutil.copytree(out / "GOT-10k" / "mine", partial)
+    shutil.rmtree(partial / "GOT-10k_Test_000002")
+    assert main(["pack", "--format", "got10k", str(partial), "-o", str(tmp_path / "x.zip"), "--root", str(root)]) == 2
+    assert "1 of 2 sequences have no results" in capsys.readouterr().err
+
+    otb = make_benchmark(tmp_path / "OTB", "otb", 2, length=6)
+    _evaluate(otb, tmp_path / "a", "otb", tiny_checkpoint, "--tracker-name", "first")
+    _evaluate(otb, tmp_path / "subset", "otb", tiny_checkpoint, "--sequences", "Bolt")
+    assert main(["report", str(tmp_path / "subset"), "--no-plots"]) == 0  # scores the evaluated subset
+    assert json.loads((tmp_path / "subset" / "report" / "metrics.json").read_text())["sequences"] == 1
+    # a second tracker given as published raw results: a flat folder of tab-separated boxes in the benchmark's
+    # own convention (OTB: 1-based); this one is an oracle that returns the ground truth
+    other = tmp_path / "raw" / "Oracle"
+    other.mkdir(parents=True)
+    for seq in ("Basketball", "Bolt"):
+        gt = np.loadtxt(otb / seq / "groundtruth_rect.txt", delimiter=",")
+        np.savetxt(other / f"{seq}.txt", gt, fmt="%.3f", delimiter="\t")
+    report = tmp_path / "cmp"
+    assert main(["report", str(tmp_path / "a"), str(other), "--output", str(report)]) == 0
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert list(metrics["trackers"]) == ["first", "Oracle"]
+    first, oracle = (metrics["trackers"][n]["ope"] for n in ("first", "Oracle"))
+    assert oracle["auc"] == pytest.approx(20 / 21) and oracle["precision"] == 1.0  # IoU 1 is not > 1
+    assert first["auc"] < oracle["auc"] and metrics["trackers"]["Oracle"]["fps"] is None
+    assert {p.name for p in report.iterdir()} >= {"metrics.json", "table.txt", "success_plot.png",
+                                                  "precision_plot.png", "norm_precision_plot.png"}
+
+
+def test_torchrun_two_processes_write_the_files_of_one(tmp_path, tiny_checkpoint):
+    root = make_benchmark(tmp_path / "LaSOT", "lasot", 3, length=6, split="test")
+    single, sharded = tmp_path / "single", tmp_path / "sharded"
+    _evaluate(root, single, "lasot", tiny_checkpoint)
+    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_PORT")}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                           "-m", "lorat_plugin.cli", "evaluate", "--dataset", "lasot", "--root", str(root),
+                           "--output", str(sharded), "--checkpoint", str(tiny_checkpoint), "--device", "cpu",
+                           "--batch-size", "2", "--no-progress"],
+                          env={**env, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    def box_files(folder):
+        return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*.txt"))
+                if not p.name.endswith("_time.txt")}
+
+    assert box_files(sharded) == box_files(single) and len(box_files(single)) == 6
+    assert (sharded / "run.json").read_text() == (single / "run.json").read_text()
