@@ -73,15 +73,17 @@ def invert_transform(scale: np.ndarray, translation: np.ndarray) -> tuple[np.nda
 
 def crop_image(image: torch.Tensor, scale: np.ndarray, translation: np.ndarray, output_size: int | tuple[int, int],
                fill: torch.Tensor, out: torch.Tensor | None = None) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
-    """Crop ``image`` (C x H x W float) through (scale, translation) into ``output_size``, pixel aligned.
+    """Crop ``image`` (C x H x W, float or uint8) through (scale, translation) into ``output_size``, pixel aligned.
 
-    Returns the crop (C x out_h x out_w, written into ``out`` when given), and the realised (scale, translation).
-    ``fill`` (C,) colours the canvas the image does not cover.
+    Returns the crop (C x out_h x out_w float, written into ``out`` when given), and the realised (scale,
+    translation). ``fill`` (C,) colours the canvas the image does not cover. A uint8 image is converted to float
+    only over the region that is read (exactly the values a float copy of the whole frame would give).
     """
     c, h, w = image.shape
     out_w, out_h = (output_size, output_size) if np.isscalar(output_size) else output_size
     if out is None:
-        out = torch.empty((c, out_h, out_w), dtype=image.dtype, device=image.device)
+        dtype = image.dtype if image.is_floating_point() else torch.float32
+        out = torch.empty((c, out_h, out_w), dtype=dtype, device=image.device)
     out[:] = fill.view(-1, 1, 1).to(out.dtype)
 
     covered = rasterize(clip_box(apply_transform(np.array((0.0, 0.0, w, h)), scale, translation), out_w, out_h))
@@ -90,11 +92,13 @@ def crop_image(image: torch.Tensor, scale: np.ndarray, translation: np.ndarray, 
     ox1, oy1, ox2, oy2 = covered.astype(np.int64)
     sx1, sy1, sx2, sy2 = source.astype(np.int64)
     if ox2 > ox1 and oy2 > oy1 and sx2 > sx1 and sy2 > sy1:
-        region = image[None, :, sy1:sy2, sx1:sx2]
+        region = image[None, :, sy1:sy2, sx1:sx2].contiguous().to(out.dtype)  # contiguous: the reference's kernel
         out[:, oy1:oy2, ox1:ox2] = F.interpolate(region, size=(int(oy2 - oy1), int(ox2 - ox1)), mode="bilinear",
                                                  align_corners=False)[0]
-        # The transform actually realised: whole source pixels onto whole canvas pixels (float32, as the reference).
-        real_scale = ((covered[2:] - covered[:2]) / (source[2:] - source[:2])).astype(np.float32).astype(np.float64)
-        real_translation = (covered[:2] - source[:2] * real_scale).astype(np.float32).astype(np.float64)
-        return out, real_scale, real_translation
+        # The transform actually realised: whole source pixels onto whole canvas pixels, computed in float32
+        # arithmetic as the reference does (its boxes are mapped back through exactly these numbers).
+        covered32, source32 = covered.astype(np.float32), source.astype(np.float32)
+        real_scale = (covered32[2:] - covered32[:2]) / (source32[2:] - source32[:2])
+        real_translation = covered32[:2] - source32[:2] * real_scale
+        return out, real_scale.astype(np.float64), real_translation.astype(np.float64)
     return out, np.asarray(scale, dtype=np.float64), np.asarray(translation, dtype=np.float64)

@@ -302,6 +302,9 @@ def save_checkpoint(model: torch.nn.Module, path: str | os.PathLike, *, include_
     os.close(fd)
     try:
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; a checkpoint is shared like any other file
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

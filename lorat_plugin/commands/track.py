@@ -1,0 +1,145 @@
+"""Track one target in a video file (mp4, avi, ...), a folder of frames or a text file listing images.
+
+Writes one line per frame, ``x,y,w,h,confidence`` (0-based pixels; the first line is the init box with confidence
+1), and optionally renders the boxes onto the frames as a video or an animated GIF.
+
+examples:
+  lorat track clip.mp4 --init 120,80,40,60 --render clip_tracked.mp4
+  lorat track Basketball/img --gt Basketball/groundtruth_rect.txt --one-based --output basketball.txt
+  lorat track frames.txt --init 10,12,30,30 --variant B-224 --weights-dir ~/weights --device cuda --dtype bf16
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..data.sequence import AnnotationError
+from .common import add_model_arguments, model_from_args
+
+PREDICTION_COLOR = (0, 255, 0)
+GROUND_TRUTH_COLOR = (255, 255, 255)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("input", help="video file, folder of frames, or .txt file listing image paths")
+    start = parser.add_mutually_exclusive_group(required=True)
+    start.add_argument("--init", metavar="X,Y,W,H", help="the target's box in the first frame")
+    start.add_argument("--gt", metavar="FILE",
+                       help="ground-truth file (x,y,w,h per line; comma, tab or space separated): its first line "
+                            "starts the tracker, and the rendering also shows its boxes")
+    parser.add_argument("--one-based", action="store_true",
+                        help="the init box is 1-based (OTB/LaSOT files); the output is then written 1-based too")
+    parser.add_argument("--output", "-o", metavar="FILE",
+                        help="where to write the boxes (default: <input name>_boxes.txt in the current folder; "
+                             "'-' for standard output)")
+    parser.add_argument("--render", metavar="FILE", help="draw the boxes onto the frames: .mp4/.avi/.mkv/... or .gif")
+    parser.add_argument("--fps", type=float, help="frame rate of the rendering (default: the input's, else 25)")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    add_model_arguments(parser)
+
+
+def parse_box(text: str, origin: str = "--init") -> np.ndarray:
+    parts = [p for p in re.split(r"[,\s;]+", text.strip()) if p]
+    try:
+        box = np.array([float(p) for p in parts], dtype=np.float64)
+    except ValueError:
+        box = np.zeros(0)
+    if box.shape != (4,) or not np.all(np.isfinite(box)):
+        raise ValueError(f"{origin}: expected four numbers x,y,w,h, got {text.strip()!r}")
+    return box
+
+
+def read_boxes(path: str | os.PathLike) -> np.ndarray:
+    """Every box of a ground-truth file (NaN rows for unparsable lines after the first, e.g. ``NaN`` markers)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"ground-truth file not found: {path}")
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(parse_box(line, f"{path} line {number}"))
+        except ValueError as e:
+            if not rows:
+                raise AnnotationError(str(e)) from None
+            rows.append(np.full(4, np.nan))
+    if not rows:
+        raise AnnotationError(f"{path} holds no box")
+    return np.stack(rows)
+
+
+def default_output(input_path: str) -> Path:
+    name = Path(input_path.rstrip("/\\")).name
+    return Path(f"{Path(name).stem if Path(name).suffix else name}_boxes.txt")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ..data.video import VideoWriter, draw_boxes, open_frames
+    from ..engine import TrackingEngine, track_frames
+
+    offset = np.array((1.0, 1.0, 0.0, 0.0)) if args.one_based else np.zeros(4)
+    ground_truth = read_boxes(args.gt) - offset if args.gt else None
+    init_box = ground_truth[0] if ground_truth is not None else parse_box(args.init) - offset
+    source = open_frames(args.input)  # FrameError now if the input is missing, before the model loads
+    engine = TrackingEngine(model_from_args(args), device=args.device, dtype=args.dtype)
+
+    to_stdout = args.output == "-"
+    output = None if to_stdout else Path(args.output) if args.output else default_output(args.input)
+    lines: list[str] = []
+    writer = VideoWriter(args.render, fps=args.fps or source.fps or 25.0) if args.render else None
+    started = time.perf_counter()
+    try:
+        with tqdm(total=len(source) or None, unit="frame", desc=Path(args.input).name, disable=args.quiet,
+                  file=sys.stderr, dynamic_ncols=True) as bar:
+            for index, (frame, box, score) in enumerate(track_frames(engine, source, init_box)):
+                x, y, w, h = box + offset
+                lines.append(f"{x:.4f},{y:.4f},{w:.4f},{h:.4f},{score:.4f}\n")
+                if writer is not None:
+                    boxes, colors, labels = [box], [PREDICTION_COLOR], [f"{score:.2f}"]
+                    if ground_truth is not None and index < len(ground_truth):
+                        boxes, colors = [ground_truth[index], box], [GROUND_TRUTH_COLOR, *colors]
+                        labels = [None, *labels]
+                    writer.write(draw_boxes(frame, boxes, colors, labels))
+                bar.update()
+        if not lines:
+            raise ValueError(f"{args.input} has no frames")
+        if writer is not None:
+            writer.close()
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    elapsed = time.perf_counter() - started
+
+    if to_stdout:
+        sys.stdout.writelines(lines)
+    else:
+        _write_atomically(output, "".join(lines))
+    summary = f"{len(lines)} frames in {elapsed:.1f} s ({len(lines) / max(elapsed, 1e-9):.1f} fps)"
+    if output is not None:
+        summary += f"; boxes: {output}"
+    if writer is not None:
+        summary += f"; rendering: {writer.path}"
+    print(summary, file=sys.stderr)
+    return 0
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    from ..data.video import partial_path
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = partial_path(path)
+    try:
+        temp.write_text(text, encoding="utf-8")
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)

@@ -1,0 +1,289 @@
+"""Frame sources (video files, frame folders, image lists) and writers (MP4/AVI/... video, GIF) with boxes drawn.
+
+Sources yield H x W x 3 uint8 RGB arrays one at a time, so a long video is never held in memory. A frame that
+cannot be read raises :class:`~lorat_plugin.data.FrameError` naming the file (and the frame number for videos).
+Videos are decoded with PyAV (FFmpeg); install the ``video`` extra (``pip install lorat-plugin[video]``).
+"""
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from .sequence import FrameError, read_image
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+LIST_EXTENSIONS = (".txt", ".lst", ".list")
+
+
+def natural_key(path: Path) -> list:
+    """Sort key putting ``frame2.jpg`` before ``frame10.jpg``."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
+
+
+class FrameSource:
+    """An iterable of frames. ``len()`` is the number of frames (a video's container estimate, 0 if unknown);
+    ``fps`` the frame rate when the source knows one; ``describe(i)`` names frame ``i`` for messages."""
+
+    path: Path
+    fps: float | None = None
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def describe(self, index: int) -> str:
+        return f"{self.path} frame {index}"
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "FrameSource":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class ImageFiles(FrameSource):
+    """Frames stored as image files, in the given order."""
+
+    def __init__(self, files: Sequence[str | os.PathLike], path: str | os.PathLike | None = None,
+                 fps: float | None = None) -> None:
+        self.files = [Path(f) for f in files]
+        self.path = Path(path) if path is not None else (self.files[0].parent if self.files else Path("."))
+        self.fps = fps
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for file in self.files:
+            yield read_image(file)  # FrameError names the file
+
+    def describe(self, index: int) -> str:
+        return str(self.files[index])
+
+
+class VideoFrames(FrameSource):
+    """A video file decoded with PyAV (every frame, in presentation order)."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        av = _import_av()
+        try:
+            container = av.open(str(self.path))
+        except FileNotFoundError as e:
+            raise FrameError(f"video not found: {self.path}") from e
+        except (av.FFmpegError, OSError, ValueError) as e:
+            raise FrameError(f"cannot open video {self.path}: {e}") from e
+        if not container.streams.video:
+            container.close()
+            raise FrameError(f"{self.path} has no video stream")
+        stream = container.streams.video[0]
+        self._frames = int(stream.frames or 0)
+        self.fps = float(stream.average_rate) if stream.average_rate else None
+        container.close()
+
+    def __len__(self) -> int:
+        return self._frames
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        av = _import_av()
+        index = 0
+        try:
+            with av.open(str(self.path)) as container:
+                stream = container.streams.video[0]
+                stream.thread_type = "AUTO"
+                for frame in container.decode(stream):
+                    yield frame.to_ndarray(format="rgb24")
+                    index += 1
+        except (av.FFmpegError, OSError, ValueError) as e:
+            raise FrameError(f"cannot decode {self.path} at frame {index}: {e}") from e
+
+
+def open_frames(path: str | os.PathLike) -> FrameSource:
+    """A video file, a folder of images (sorted naturally: 2 before 10) or a text file listing image paths
+    (one per line, relative to the list's folder; blank lines and ``#`` comments ignored)."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        files = sorted((p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()),
+                       key=natural_key)
+        if not files:
+            raise FrameError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in folder {path}")
+        return ImageFiles(files, path)
+    if not path.exists():
+        raise FrameError(f"input not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix in VIDEO_EXTENSIONS:
+        return VideoFrames(path)
+    if suffix in LIST_EXTENSIONS:
+        return ImageFiles(read_image_list(path), path)
+    if suffix in IMAGE_EXTENSIONS:
+        raise FrameError(f"{path} is a single image: give its folder, an image list (.txt) or a video")
+    return VideoFrames(path)  # let FFmpeg try unknown containers; FrameError if it cannot
+
+
+def read_image_list(path: Path) -> list[Path]:
+    files = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            file = Path(line).expanduser()
+            files.append(file if file.is_absolute() else path.parent / file)
+    if not files:
+        raise FrameError(f"image list {path} names no images")
+    return files
+
+
+def partial_path(path: Path) -> Path:
+    """A unique hidden name beside ``path`` with the same extension (writers pick the format from it); files are
+    written there and moved into place when complete, so a reader never sees half a file."""
+    return path.with_name(f".{path.stem}.{os.getpid()}.{secrets.token_hex(4)}.partial{path.suffix}")
+
+
+# ---- drawing --------------------------------------------------------------------------------------------------------
+
+def draw_boxes(frame: np.ndarray, boxes: Sequence[Sequence[float]] | np.ndarray,
+               colors: Sequence[tuple[int, int, int]] | None = None, labels: Sequence[str | None] | None = None,
+               thickness: int | None = None) -> np.ndarray:
+    """A copy of ``frame`` (H x W x 3 uint8) with rectangles (x, y, w, h) drawn; non-finite boxes are skipped."""
+    from PIL import Image, ImageDraw
+
+    image = Image.fromarray(np.ascontiguousarray(frame))
+    draw = ImageDraw.Draw(image)
+    height, width = frame.shape[:2]
+    thickness = thickness or max(2, round(min(height, width) / 160))
+    colors = colors or [(0, 255, 0)] * len(boxes)
+    labels = labels or [None] * len(boxes)
+    for box, color, label in zip(boxes, colors, labels):
+        x, y, w, h = (float(v) for v in box)
+        if not all(np.isfinite((x, y, w, h))):
+            continue
+        draw.rectangle((x, y, x + max(w, 1.0) - 1, y + max(h, 1.0) - 1), outline=tuple(color), width=thickness)
+        if label:
+            left, top, right, bottom = draw.textbbox((0, 0), label)
+            text_y = y - (bottom - top) - 4 if y - (bottom - top) - 4 >= 0 else y + thickness
+            draw.rectangle((x, text_y, x + right - left + 4, text_y + bottom - top + 4), fill=tuple(color))
+            draw.text((x + 2, text_y + 2 - top), label, fill=(0, 0, 0))
+    return np.asarray(image)
+
+
+# ---- writing --------------------------------------------------------------------------------------------------------
+
+class VideoWriter:
+    """Write frames to a video (``.mp4``, ``.mkv``, ``.mov``: H.264; ``.avi``: MPEG-4 part 2) or an animated
+    ``.gif``. The file appears only when the writer is closed without error (written to a temporary name first).
+
+    GIF frames are palette-quantised and kept in memory until closing (about one byte per pixel): meant for short
+    clips. Videos are streamed to disk.
+    """
+
+    def __init__(self, path: str | os.PathLike, fps: float = 25.0) -> None:
+        self.path = Path(path)
+        self.fps = float(fps) if fps and fps > 0 else 25.0
+        suffix = self.path.suffix.lower()
+        if suffix != ".gif" and suffix not in VIDEO_EXTENSIONS:
+            raise ValueError(f"cannot write {self.path}: use a .gif or a video extension "
+                             f"({', '.join(VIDEO_EXTENSIONS)})")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._temp = partial_path(self.path)
+        self._gif_frames: list = []
+        self._container = None
+        self._stream = None
+        self.frames_written = 0
+
+    def write(self, frame: np.ndarray) -> None:
+        frame = np.ascontiguousarray(frame, dtype=np.uint8)
+        if self.path.suffix.lower() == ".gif":
+            from PIL import Image
+            self._gif_frames.append(Image.fromarray(frame).quantize(colors=255, dither=Image.Dither.NONE))
+        else:
+            self._write_video(frame)
+        self.frames_written += 1
+
+    def _write_video(self, frame: np.ndarray) -> None:
+        av = _import_av()
+        height, width = frame.shape[:2]
+        if self._stream is None:
+            from fractions import Fraction
+            self._container = av.open(str(self._temp), mode="w")
+            codec = "mpeg4" if self.path.suffix.lower() == ".avi" else "libx264"
+            self._stream = self._container.add_stream(codec, rate=Fraction(self.fps).limit_denominator(1001))
+            # yuv420p needs even sizes: frames are padded by one pixel where needed.
+            self._stream.width, self._stream.height = width + width % 2, height + height % 2
+            self._stream.pix_fmt = "yuv420p"
+            if codec == "libx264":
+                self._stream.options = {"crf": "20", "preset": "veryfast"}
+        target = (self._stream.height, self._stream.width)
+        if frame.shape[:2] != target:
+            padded = np.zeros((*target, 3), dtype=np.uint8)
+            padded[:min(height, target[0]), :min(width, target[1])] = frame[:target[0], :target[1]]
+            frame = padded
+        for packet in self._stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+            self._container.mux(packet)
+
+    def close(self) -> None:
+        """Finish the file and move it into place."""
+        try:
+            if self.path.suffix.lower() == ".gif":
+                if not self._gif_frames:
+                    raise ValueError(f"no frames were written to {self.path}")
+                first, *rest = self._gif_frames
+                first.save(self._temp, save_all=True, append_images=rest, duration=round(1000 / self.fps), loop=0)
+            else:
+                if self._stream is None:
+                    raise ValueError(f"no frames were written to {self.path}")
+                for packet in self._stream.encode():
+                    self._container.mux(packet)
+                self._container.close()
+            os.replace(self._temp, self.path)
+        finally:
+            self.abort()  # releases the encoder; the partial file is already gone after the move
+
+    def abort(self) -> None:
+        """Drop the partial file (called on errors)."""
+        if self._container is not None:
+            try:
+                self._container.close()
+            except Exception:  # already closed or broken: nothing left to flush
+                pass
+            self._container = None
+        self._gif_frames = []
+        self._temp.unlink(missing_ok=True)
+
+    def __enter__(self) -> "VideoWriter":
+        return self
+
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def write_video(path: str | os.PathLike, frames, fps: float = 25.0) -> Path:
+    """Write an iterable of frames to ``path`` (see :class:`VideoWriter`)."""
+    with VideoWriter(path, fps) as writer:
+        for frame in frames:
+            writer.write(frame)
+    return Path(path)
+
+
+def _import_av():
+    try:
+        import av
+    except ImportError as e:  # pragma: no cover - depends on the installation
+        raise ImportError("reading and writing videos needs PyAV: pip install 'lorat-plugin[video]'") from e
+    return av
+
+
+__all__ = ["FrameSource", "ImageFiles", "VideoFrames", "open_frames", "read_image_list", "natural_key",
+           "draw_boxes", "VideoWriter", "write_video", "VIDEO_EXTENSIONS", "IMAGE_EXTENSIONS"]

@@ -1,0 +1,43 @@
+"""From the network's score map and per-cell boxes to one box per search region (the reference's post-processing).
+
+Sigmoid of the score logits, blended with a non-periodic Hann window (``0.55 * score + 0.45 * window``), argmax;
+the box of the chosen cell in search-crop pixels and the *raw* sigmoid score of that cell as the confidence.
+No scale or aspect penalties, no smoothing, no re-detection.
+"""
+from __future__ import annotations
+
+import torch
+
+WINDOW_PENALTY = 0.45
+
+
+def hann_window(height: int, width: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """Outer product of two non-periodic (symmetric) Hann windows, ``height x width``, float32."""
+    return torch.outer(torch.hann_window(height, periodic=False),
+                       torch.hann_window(width, periodic=False)).to(device)
+
+
+def select_boxes(score_logits: torch.Tensor, boxes: torch.Tensor, window: torch.Tensor, search_size: int,
+                 window_penalty: float = WINDOW_PENALTY) -> torch.Tensor:
+    """Pick one cell per batch element.
+
+    Args:
+        score_logits: B x h x w.
+        boxes: B x h x w x 4, normalised x1 y1 x2 y2 in search-crop units.
+        window: h x w (see :func:`hann_window`), on the same device.
+        search_size: the search crop's side in pixels.
+
+    Returns:
+        B x 5 float32 on the input's device: x1 y1 x2 y2 in search-crop pixels, then the confidence.
+        Kept in one tensor so that one copy brings everything to the host.
+    """
+    b, h, w = score_logits.shape
+    scores = score_logits.detach().float().sigmoid().view(b, h * w)
+    if window_penalty > 0:
+        blended = scores * (1 - window_penalty) + window.view(1, h * w) * window_penalty
+        best = blended.argmax(dim=1, keepdim=True)
+    else:
+        best = scores.argmax(dim=1, keepdim=True)
+    confidence = scores.gather(1, best)
+    chosen = boxes.detach().float().view(b, h * w, 4).gather(1, best.unsqueeze(-1).expand(b, 1, 4)).squeeze(1)
+    return torch.cat((chosen * float(search_size), confidence), dim=1)

@@ -1,0 +1,290 @@
+"""The batched LoRAT tracking engine: the reference's inference pipeline for many sequences at once.
+
+Each batch element is the current frame of a *different* sequence; a single-sequence tracker is the batch of one.
+Per sequence (lorat-spec §4):
+
+* ``initialize``: the template is cropped around the init box with area factor 2 (``ModelConfig.
+  template_area_factor``), padded with the mean colour of the whole first frame; that colour is kept and pads every
+  later search crop of the sequence. The template's foreground mask marks the token cells the box covers. Both are
+  computed once and stay on the device.
+* ``track``: the search region is cropped around the previous box, whose width and height are first raised to at
+  least 10 px about its centre, with the variant's search area factor (4 for 224 px, 5 for 378 px); ImageNet
+  normalisation; one forward pass for the whole batch; sigmoid, Hann window blended 0.55/0.45, argmax; the chosen
+  cell's box mapped back through the crop transform actually realised by the pixel-aligned crop, clipped to the
+  image. The box that is carried to the next frame is replaced only by a valid box that intersects the image.
+  The confidence is the raw sigmoid score of the chosen cell.
+
+Frames are cropped on the engine's device; only B x 5 numbers (boxes and scores) come back to the host per step.
+
+Defined behaviour on awkward input:
+
+* init box with non-finite values, zero or negative width/height, or no overlap with the image: ``ValueError``;
+  partly outside: clipped to the image (the clipped box is the first frame's output);
+* grayscale (H x W or H x W x 1) and RGBA frames are converted to RGB; other shapes raise ``ValueError``;
+* frames smaller than the crops are fine (the crop is padded);
+* a frame whose size differs from the sequence's previous frame: boxes stay in pixel coordinates (nothing is
+  rescaled), the new frame's bounds clip the output, and a warning is issued once per sequence;
+* non-finite network output (NaN/inf): the sequence keeps its last box, reports confidence 0, and one warning is
+  issued per engine (``TrackState.nan_frames`` counts the frames this happened on).
+"""
+from __future__ import annotations
+
+import itertools
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from ..data.sequence import to_rgb
+from ..model import ModelConfig
+from .crop import crop_image, crop_transform, rasterize, xywh_to_xyxy
+from .network import NetworkBackend, TorchNetwork
+from .postprocess import WINDOW_PENALTY, hann_window, select_boxes
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+MIN_OBJECT_SIZE = 10.0  # px: the search crop never zooms in on less than a 10 x 10 box (reference min_object_size)
+
+_state_ids = itertools.count()
+
+
+@dataclass(eq=False)
+class TrackState:
+    """One sequence being tracked. ``box`` (x, y, w, h) and ``score`` are the latest output."""
+
+    box: np.ndarray
+    score: float
+    frame_size: tuple[int, int]  # (W, H) of the latest frame
+    template: torch.Tensor = field(repr=False)  # 3 x T x T, normalised, on the engine's device
+    template_mask: torch.Tensor = field(repr=False)  # t x t long, 1 = token on the target
+    fill: torch.Tensor = field(repr=False)  # (3,) mean colour of the first frame, 0..255
+    search_box: np.ndarray = field(repr=False)  # x1 y1 x2 y2 the next search region is centred on
+    frame_index: int = 0  # index of the latest frame (0 = the init frame)
+    nan_frames: int = 0
+    key: int = field(default_factory=lambda: next(_state_ids), repr=False)
+    _size_warned: bool = field(default=False, repr=False)
+
+
+class TrackingEngine:
+    """Batched LoRAT inference.
+
+    Args:
+        model: a LoRAT network (``build_model`` / ``load_model``); one with unmerged adapters is merged into a copy.
+            Alternatively a ready :class:`~lorat_plugin.engine.network.NetworkBackend`.
+        device: ``cpu``, ``cuda``, ``cuda:1``, ``mps`` or ``None`` (best available).
+        dtype: ``fp32``, ``bf16`` or ``fp16`` autocast (``None``: fp16 on CUDA, fp32 elsewhere).
+        window_penalty: weight of the Hann window in the score blend (the reference's 0.45).
+        min_object_size: smallest box side (px) the search crop is computed from (the reference's 10).
+
+    ``initialize(frames, boxes)`` starts one sequence per frame; ``track(states, frames)`` advances each state by
+    its next frame and returns (B x 4 boxes x, y, w, h, B scores). Both take H x W x 3 uint8 RGB numpy arrays
+    (grayscale / RGBA / PIL are converted) or H x W x 3 uint8 torch tensors (already on the device: no copy).
+    """
+
+    def __init__(self, model: Any, *, device: torch.device | str | None = None,
+                 dtype: torch.dtype | str | None = None, window_penalty: float = WINDOW_PENALTY,
+                 min_object_size: float = MIN_OBJECT_SIZE) -> None:
+        if isinstance(model, torch.nn.Module):
+            self.network: NetworkBackend = TorchNetwork(model, device, dtype)
+        else:
+            self.network = model  # a backend already bound to its device and precision
+        config: ModelConfig = self.network.config
+        self.config = config
+        self.device: torch.device = self.network.device
+        self.window_penalty = float(window_penalty)
+        self.min_object_size = float(min_object_size)
+        self._stride = config.template_size / config.template_grid
+        self._norm_mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1)
+        self._norm_std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1)
+        self._window = hann_window(config.search_grid, config.search_grid, self.device)
+        self._search = torch.empty(0, 3, config.search_size, config.search_size, device=self.device)
+        self._batch_key: tuple[int, ...] = ()
+        self._batch_templates: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._nan_warned = False
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.network.dtype
+
+    # ---- frames -----------------------------------------------------------------------------------------------------
+    def _frame(self, frame: Any) -> torch.Tensor:
+        """3 x H x W uint8 view of a frame on the engine's device."""
+        if isinstance(frame, torch.Tensor):
+            if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != torch.uint8:
+                raise ValueError(f"a tensor frame must be H x W x 3 uint8 RGB, got {tuple(frame.shape)} {frame.dtype}")
+            tensor = frame
+        else:
+            array = to_rgb(frame)
+            if array.flags.writeable:
+                tensor = torch.from_numpy(array)
+            else:  # decoded images are often read-only views; the engine never writes to frames
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", UserWarning)
+                    tensor = torch.from_numpy(array)
+        return tensor.to(self.device, non_blocking=True).permute(2, 0, 1)
+
+    # ---- the pipeline -----------------------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def initialize(self, frames: Sequence[Any], boxes: Any) -> list[TrackState]:
+        """Start one sequence per (frame, box x, y, w, h). Returns their states."""
+        boxes = np.asarray(boxes, dtype=np.float64)
+        if boxes.ndim == 1:
+            boxes = boxes[None]
+        if boxes.ndim != 2 or boxes.shape[1] != 4 or len(boxes) != len(frames):
+            raise ValueError(f"initialize needs one x,y,w,h box per frame: {len(frames)} frames, boxes of shape "
+                             f"{boxes.shape}")
+        config = self.config
+        states = []
+        for frame, box in zip(frames, boxes):
+            image = self._frame(frame)
+            height, width = image.shape[1:]
+            box_xyxy = _valid_init_box(box, width, height)
+            fill = image.float().contiguous().mean(dim=(1, 2))
+            scale, translation = crop_transform(box_xyxy, config.template_area_factor, config.template_size)
+            template, scale, translation = crop_image(image, scale, translation, config.template_size, fill)
+            template = self._normalise(template[None])[0]
+            states.append(TrackState(
+                box=np.concatenate((box_xyxy[:2], box_xyxy[2:] - box_xyxy[:2])), score=1.0,
+                frame_size=(width, height), template=template,
+                template_mask=self._template_mask(box_xyxy, scale, translation), fill=fill, search_box=box_xyxy))
+        return states
+
+    @torch.inference_mode()
+    def track(self, states: Sequence[TrackState], frames: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
+        """Advance each state by one frame. Returns (B x 4 boxes x, y, w, h, float64; B confidences)."""
+        batch = len(states)
+        if batch != len(frames):
+            raise ValueError(f"track needs one frame per state: {batch} states, {len(frames)} frames")
+        if batch == 0:
+            return np.zeros((0, 4)), np.zeros(0)
+        config = self.config
+        if self._search.shape[0] < batch:
+            self._search = torch.empty(batch, 3, config.search_size, config.search_size, device=self.device)
+        search = self._search[:batch]
+        scales = np.empty((batch, 2))
+        translations = np.empty((batch, 2))
+        sizes = np.empty((batch, 2))
+        for i, (state, frame) in enumerate(zip(states, frames)):
+            image = self._frame(frame)
+            height, width = image.shape[1:]
+            if (width, height) != state.frame_size:
+                self._frame_size_changed(state, width, height)
+            sizes[i] = width, height
+            anchor = clamp_min_size(state.search_box, self.min_object_size)
+            scale, translation = crop_transform(anchor, config.search_area_factor, config.search_size)
+            _, scales[i], translations[i] = crop_image(image, scale, translation, config.search_size, state.fill,
+                                                       out=search[i])
+        search = self._normalise(search)
+        templates, masks = self._templates(states)
+        score_map, cell_boxes = self.network(templates, search, masks)
+        picked = select_boxes(score_map, cell_boxes, self._window, config.search_size, self.window_penalty)
+        picked = picked.cpu().numpy().astype(np.float64)  # the one device -> host copy per step
+        # Back to frame pixels through the realised crop transform (x / s - t / s, as the reference computes it).
+        inverse_scale, inverse_translation = 1.0 / scales, -translations / scales
+        out = picked[:, :4].copy()
+        out[:, 0::2] = out[:, 0::2] * inverse_scale[:, :1] + inverse_translation[:, :1]
+        out[:, 1::2] = out[:, 1::2] * inverse_scale[:, 1:] + inverse_translation[:, 1:]
+        scores = picked[:, 4]
+        finite = np.isfinite(out).all(axis=1) & np.isfinite(scores)  # before clipping, which would tame inf
+        out[:, 0::2] = np.clip(out[:, 0::2], 0, sizes[:, :1])
+        out[:, 1::2] = np.clip(out[:, 1::2], 0, sizes[:, 1:])
+        valid = finite & (out[:, 0] < out[:, 2]) & (out[:, 1] < out[:, 3])
+
+        boxes = np.empty((batch, 4))
+        for i, state in enumerate(states):
+            state.frame_index += 1
+            if finite[i]:
+                state.box = np.concatenate((out[i, :2], out[i, 2:] - out[i, :2]))
+                state.score = float(scores[i])
+                if valid[i]:  # only a box with area inside the image moves the search region
+                    state.search_box = out[i].copy()
+            else:
+                self._network_failed(state, i)
+            boxes[i] = state.box
+        return boxes, np.array([state.score for state in states])
+
+    # ---- pieces -----------------------------------------------------------------------------------------------------
+    def _normalise(self, images: torch.Tensor) -> torch.Tensor:
+        """In place: 0..255 -> ImageNet-normalised (the reference's order of operations)."""
+        return images.div_(255.0).sub_(self._norm_mean).div_(self._norm_std)
+
+    def _template_mask(self, box_xyxy: np.ndarray, scale: np.ndarray, translation: np.ndarray) -> torch.Tensor:
+        """1 on the template token cells the init box covers (box in template pixels / stride, rasterized)."""
+        grid = self.config.template_grid
+        in_crop = np.empty(4)
+        in_crop[0::2] = box_xyxy[0::2] * scale[0] + translation[0]
+        in_crop[1::2] = box_xyxy[1::2] * scale[1] + translation[1]
+        cells = np.clip(rasterize(in_crop / self._stride), 0, grid).astype(np.int64)
+        mask = torch.zeros(grid, grid, dtype=torch.long)
+        mask[cells[1]:cells[3], cells[0]:cells[2]] = 1
+        return mask.to(self.device)
+
+    def _templates(self, states: Sequence[TrackState]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch's templates and masks, re-stacked only when the set of sequences changes."""
+        key = tuple(state.key for state in states)
+        if key != self._batch_key or self._batch_templates is None:
+            self._batch_templates = (torch.stack([s.template for s in states]),
+                                     torch.stack([s.template_mask for s in states]))
+            self._batch_key = key
+        return self._batch_templates
+
+    def _frame_size_changed(self, state: TrackState, width: int, height: int) -> None:
+        if not state._size_warned:
+            warnings.warn(f"frame {state.frame_index + 1} is {width}x{height} but the sequence's previous frame was "
+                          f"{state.frame_size[0]}x{state.frame_size[1]}: boxes stay in pixel coordinates (nothing is "
+                          "rescaled) and are clipped to the new frame", RuntimeWarning, stacklevel=4)
+            state._size_warned = True
+        state.frame_size = (width, height)
+
+    def _network_failed(self, state: TrackState, index: int) -> None:
+        state.nan_frames += 1
+        state.score = 0.0
+        if not self._nan_warned:
+            warnings.warn(f"the network returned non-finite values (batch element {index}, frame "
+                          f"{state.frame_index}): the sequence keeps its last box with confidence 0 (further "
+                          "occurrences are counted in TrackState.nan_frames, without warning)", RuntimeWarning,
+                          stacklevel=4)
+            self._nan_warned = True
+
+
+def track_frames(engine: TrackingEngine, frames: Iterable[Any], init_box: Any
+                 ) -> Iterator[tuple[np.ndarray, np.ndarray, float]]:
+    """Track one target through a stream of frames: yields (frame as H x W x 3 uint8 RGB, box x, y, w, h,
+    confidence) per frame; the first frame gives the (clipped) init box with confidence 1."""
+    state: TrackState | None = None
+    for frame in frames:
+        frame = to_rgb(frame)
+        if state is None:
+            state = engine.initialize([frame], np.asarray(init_box, dtype=np.float64)[None])[0]
+            yield frame, state.box.copy(), state.score
+        else:
+            boxes, scores = engine.track([state], [frame])
+            yield frame, boxes[0], float(scores[0])
+
+
+def _valid_init_box(box: np.ndarray, width: int, height: int) -> np.ndarray:
+    """x, y, w, h -> x1 y1 x2 y2 clipped to the image; ValueError for boxes that cannot start a track."""
+    if not np.all(np.isfinite(box)):
+        raise ValueError(f"init box {box.tolist()} has non-finite values")
+    if box[2] <= 0 or box[3] <= 0:
+        raise ValueError(f"init box {box.tolist()} (x, y, w, h) has zero or negative size")
+    xyxy = xywh_to_xyxy(box)
+    clipped = np.array((min(max(xyxy[0], 0), width), min(max(xyxy[1], 0), height),
+                        min(max(xyxy[2], 0), width), min(max(xyxy[3], 0), height)))
+    if not (clipped[0] < clipped[2] and clipped[1] < clipped[3]):
+        raise ValueError(f"init box {box.tolist()} (x, y, w, h) lies outside the {width}x{height} image")
+    return clipped
+
+
+def clamp_min_size(box_xyxy: np.ndarray, min_size: float) -> np.ndarray:
+    """The x1 y1 x2 y2 box with width and height raised to at least ``min_size`` about its centre (through
+    centre/size, as the reference computes it)."""
+    cx, cy = (box_xyxy[0] + box_xyxy[2]) / 2.0, (box_xyxy[1] + box_xyxy[3]) / 2.0
+    w, h = max(box_xyxy[2] - box_xyxy[0], min_size), max(box_xyxy[3] - box_xyxy[1], min_size)
+    return np.array((cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2))
+
+
+__all__ = ["TrackingEngine", "TrackState", "track_frames", "clamp_min_size", "IMAGENET_MEAN", "IMAGENET_STD",
+           "MIN_OBJECT_SIZE"]

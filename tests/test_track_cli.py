@@ -1,0 +1,163 @@
+"""`lorat track` on a generated video file, a frame folder and an image list; renderings; errors; frame sources."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lorat_plugin.cli import main
+from lorat_plugin.data import FrameError
+from lorat_plugin.data.video import VideoWriter, draw_boxes, open_frames, write_video
+
+pytest.importorskip("av")
+
+SIZE = (96, 64)  # even sides: H.264 keeps them exactly
+
+
+def target_frames(n: int = 8, seed: int = 0) -> tuple[list[np.ndarray], np.ndarray]:
+    """Blue-ish noise (never green) with a red target moving right."""
+    rng = np.random.default_rng(seed)
+    width, height = SIZE
+    frames, boxes = [], []
+    for i in range(n):
+        frame = np.zeros((height, width, 3), np.uint8)
+        frame[..., 2] = rng.integers(60, 200, (height, width), dtype=np.uint8)
+        x, y, w, h = 12 + 3 * i, 20, 18, 16
+        frame[y:y + h, x:x + w] = (220, 30, 30)
+        frames.append(frame)
+        boxes.append((x, y, w, h))
+    return frames, np.array(boxes, dtype=np.float64)
+
+
+def read_boxes(path: Path) -> np.ndarray:
+    rows = np.loadtxt(path, delimiter=",", ndmin=2)
+    assert rows.shape[1] == 5
+    return rows
+
+
+def green_edge_fraction(frame: np.ndarray, box: np.ndarray) -> float:
+    """Share of the box outline's pixels that are clearly green (the frames themselves contain no green)."""
+    x, y, w, h = np.round(box).astype(int)
+    x2, y2 = min(x + w - 1, frame.shape[1] - 1), min(y + h - 1, frame.shape[0] - 1)
+    edge = np.concatenate((frame[y, x:x2 + 1], frame[y2, x:x2 + 1], frame[y:y2 + 1, x], frame[y:y2 + 1, x2]))
+    edge = edge.astype(int)
+    return float(np.mean((edge[:, 1] > 150) & (edge[:, 0] < 100) & (edge[:, 2] < 100)))
+
+
+def test_track_a_video_file_and_render_a_gif(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    frames, truth = target_frames()
+    video = write_video(tmp_path / "clip.mp4", frames, fps=12)
+    output, render = tmp_path / "boxes.txt", tmp_path / "tracked.gif"
+    code = main(["track", str(video), "--init", ",".join(f"{v:g}" for v in truth[0]), "--checkpoint",
+                 str(tiny_checkpoint), "--device", "cpu", "--output", str(output), "--render", str(render), "-q"])
+    assert code == 0
+    rows = read_boxes(output)
+    assert len(rows) == len(frames)
+    np.testing.assert_allclose(rows[0], [*truth[0], 1.0])
+    assert np.all((rows[:, 4] >= 0) & (rows[:, 4] <= 1)) and np.all(rows[:, 2:4] >= 0)
+    with Image.open(render) as gif:
+        assert gif.n_frames == len(frames) and gif.size == SIZE
+        gif.seek(0)
+        first = np.asarray(gif.convert("RGB"))
+        gif.seek(5)
+        sixth = np.asarray(gif.convert("RGB"))
+    assert green_edge_fraction(first, rows[0, :4]) > 0.9  # the init box is drawn where it belongs
+    assert green_edge_fraction(sixth, rows[5, :4]) > 0.9
+    assert green_edge_fraction(frames[5], rows[5, :4]) == 0
+
+
+def test_track_a_frame_folder_with_a_gt_file_and_render_a_video(tmp_path: Path, tiny_checkpoint: Path,
+                                                              monkeypatch) -> None:
+    frames, truth = target_frames(6, seed=1)
+    folder = tmp_path / "seq" / "img"
+    folder.mkdir(parents=True)
+    for i, frame in enumerate(frames, start=1):  # 1..6 (natural order: frame 10 would come after 9)
+        Image.fromarray(frame).save(folder / f"{i}.png")
+    gt = tmp_path / "seq" / "groundtruth_rect.txt"
+    np.savetxt(gt, truth + (1, 1, 0, 0), fmt="%d", delimiter="\t")  # 1-based, tab separated, as OTB
+    render = tmp_path / "out.mp4"
+    monkeypatch.chdir(tmp_path)
+    assert main(["track", str(folder), "--gt", str(gt), "--one-based", "--checkpoint", str(tiny_checkpoint),
+                 "--render", str(render), "--fps", "10", "-q"]) == 0
+    rows = read_boxes(tmp_path / "img_boxes.txt")  # default output name, in the current folder
+    assert len(rows) == 6
+    np.testing.assert_allclose(rows[0, :4], truth[0] + (1, 1, 0, 0))  # written back 1-based
+    rendered = list(open_frames(render))
+    assert len(rendered) == 6 and rendered[0].shape == frames[0].shape
+    # H.264 blurs colours a little, so the drawn outline is checked loosely.
+    assert green_edge_fraction(rendered[3], rows[3, :4] - (1, 1, 0, 0)) > 0.6
+
+
+def test_track_an_image_list_to_stdout(tmp_path: Path, tiny_checkpoint: Path, capsys) -> None:
+    frames, truth = target_frames(4, seed=2)
+    names = []
+    for i, frame in enumerate(frames):
+        Image.fromarray(frame).save(tmp_path / f"f{i}.jpg", quality=95)
+        names.append(f"f{i}.jpg")
+    listing = tmp_path / "frames.txt"
+    listing.write_text("# frames of a test\n" + "\n".join(names) + "\n\n")
+    assert main(["track", str(listing), "--init", "12 20 18 16", "--checkpoint", str(tiny_checkpoint),
+                 "-o", "-", "-q"]) == 0
+    captured = capsys.readouterr()
+    lines = captured.out.strip().splitlines()
+    assert len(lines) == 4 and lines[0] == "12.0000,20.0000,18.0000,16.0000,1.0000"
+    assert "4 frames" in captured.err
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--init", "1,2,3"], "four numbers"),
+    (["--init", "0,0,0,10"], "zero or negative size"),
+    (["--init", "500,500,10,10"], "outside"),
+])
+def test_bad_init_boxes_are_one_clear_line(tmp_path: Path, tiny_checkpoint: Path, capsys, arguments,
+                                           message: str) -> None:
+    frames, _ = target_frames(2)
+    write_video(tmp_path / "clip.mp4", frames)
+    code = main(["track", str(tmp_path / "clip.mp4"), *arguments, "--checkpoint", str(tiny_checkpoint),
+                 "-o", str(tmp_path / "b.txt"), "-q"])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err
+    assert not (tmp_path / "b.txt").exists()
+
+
+def test_missing_and_unreadable_frames_are_named(tmp_path: Path, tiny_checkpoint: Path, capsys) -> None:
+    assert main(["track", str(tmp_path / "nowhere.mp4"), "--init", "1,1,5,5", "-q"]) == 2
+    assert "nowhere.mp4" in capsys.readouterr().err
+    frames, truth = target_frames(3)
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, frame in enumerate(frames):
+        Image.fromarray(frame).save(folder / f"{i:04d}.png")
+    (folder / "0001.png").write_bytes(b"not a png")
+    render = tmp_path / "r.gif"
+    assert main(["track", str(folder), "--init", "12,20,18,16", "--checkpoint", str(tiny_checkpoint),
+                 "--render", str(render), "-o", str(tmp_path / "b.txt"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "0001.png" in err and "Traceback" not in err
+    assert not render.exists() and not list(tmp_path.glob(".*partial*"))  # nothing half-written is left
+    listing = tmp_path / "list.txt"
+    listing.write_text("frames/0000.png\nframes/missing.png\n")
+    with pytest.raises(FrameError, match="missing.png"):
+        list(open_frames(listing))
+    with pytest.raises(FrameError, match="no image files"):
+        open_frames(tmp_path / "frames" / ".." / "frames" / "..")  # tmp_path holds no images itself
+
+
+def test_frame_sources_and_writers_round_trip(tmp_path: Path) -> None:
+    frames, truth = target_frames(5)
+    for suffix in (".mp4", ".avi", ".gif"):
+        path = write_video(tmp_path / f"v{suffix}", frames, fps=8)
+        if suffix == ".gif":
+            with Image.open(path) as gif:
+                assert gif.n_frames == 5
+            continue
+        source = open_frames(path)
+        decoded = list(source)
+        assert len(decoded) == 5 and source.fps == pytest.approx(8)
+        assert np.abs(decoded[2].astype(int) - frames[2]).mean() < 12  # lossy, but the same picture
+    drawn = draw_boxes(frames[0], [truth[0]], labels=["0.91"])
+    assert green_edge_fraction(drawn, truth[0]) == 1.0 and np.array_equal(frames[0], target_frames(1)[0][0])
+    with pytest.raises(ValueError, match="extension"):
+        VideoWriter(tmp_path / "out.xyz")

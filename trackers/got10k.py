@@ -1,0 +1,115 @@
+"""LoRAT as a got10k toolkit tracker (``got10k.trackers.Tracker``), and offline versions of got10k's experiments that
+would otherwise try to download their dataset.
+
+    from got10k.experiments import ExperimentGOT10k
+    from lorat_plugin.trackers import LoRATTracker
+
+    tracker = LoRATTracker(variant="B-224", weights_dir="~/weights")       # or LoRATTracker(model)
+    experiment = ExperimentGOT10k("~/data/GOT-10k", subset="val")
+    experiment.run(tracker)
+    experiment.report([tracker.name])
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from got10k.experiments import ExperimentOTB, ExperimentTColor128
+from got10k.trackers import Tracker
+
+from ..data.sequence import read_image, to_rgb
+from ..engine import TrackingEngine, TrackState
+
+
+class LoRATTracker(Tracker):
+    """got10k's ``init(image, box)`` / ``update(image) -> box`` contract on top of the batched engine (a batch of
+    one).
+
+    Args:
+        model: a built LoRAT network; if omitted it is loaded from ``variant`` and the weight arguments with
+            :func:`lorat_plugin.model.sources.load_model` (which also reads ``LORAT_*`` environment variables and
+            falls back to the shipped demo model).
+        device: ``cpu``, ``cuda``, ``cuda:1``, ``mps`` or ``None`` (best available).
+        dtype: ``fp32``, ``bf16`` or ``fp16`` autocast (``None``: fp16 on CUDA, fp32 elsewhere).
+        name: the results sub-folder name got10k uses.
+        one_based: the init boxes are 1-based (OTB/LaSOT annotation files as got10k passes them): 1 is taken off
+            x and y before cropping, so the tracker sees the pixels the box means, and added back to the output
+            so results stay in the file's convention.
+
+    Images may be PIL images (what got10k passes), numpy arrays (RGB, grayscale, RGBA) or image file paths
+    (``ExperimentVOT(read_image=False)``). Boxes are x, y, w, h. The tracker is deterministic, so got10k runs one
+    repetition. ``tracker.score`` is the last frame's confidence.
+    """
+
+    def __init__(self, model: torch.nn.Module | None = None, *, variant: str | None = None,
+                 backbone_weights: str | os.PathLike | None = None, checkpoint: str | os.PathLike | None = None,
+                 weights_dir: str | os.PathLike | None = None, device: torch.device | str | None = None,
+                 dtype: torch.dtype | str | None = None, name: str = "LoRAT", one_based: bool = False) -> None:
+        super().__init__(name=name, is_deterministic=True)
+        if model is None:
+            from ..model.sources import load_model
+            model = load_model(variant, backbone_weights=backbone_weights, checkpoint=checkpoint,
+                               weights_dir=weights_dir, merge=True)
+        elif variant is not None or backbone_weights or checkpoint or weights_dir:
+            raise ValueError("pass either a built model or variant/weight paths, not both")
+        self.engine = TrackingEngine(model, device=device, dtype=dtype)
+        self.offset = 1.0 if one_based else 0.0
+        self.state: TrackState | None = None
+
+    @staticmethod
+    def _frame(image: Any) -> np.ndarray:
+        if isinstance(image, (str, os.PathLike)):
+            return read_image(Path(image))
+        return to_rgb(image)
+
+    def init(self, image: Any, box: Any) -> None:
+        box = np.asarray(box, dtype=np.float64).reshape(-1)
+        if box.shape != (4,):
+            raise ValueError(f"init box must be 4 numbers x, y, w, h, got {box.tolist()}")
+        box = box - (self.offset, self.offset, 0.0, 0.0)
+        self.state = self.engine.initialize([self._frame(image)], box[None])[0]
+
+    def update(self, image: Any) -> np.ndarray:
+        if self.state is None:
+            raise RuntimeError("LoRATTracker.update() called before init()")
+        boxes, _ = self.engine.track([self.state], [self._frame(image)])
+        return boxes[0] + (self.offset, self.offset, 0.0, 0.0)
+
+    @property
+    def score(self) -> float:
+        return self.state.score if self.state is not None else float("nan")
+
+
+class OfflineExperimentOTB(ExperimentOTB):
+    """``ExperimentOTB`` that reads a local copy and never downloads (got10k 0.1.3 hard-codes ``download=True``,
+    which fails offline and for partial copies). Sequences of the version's list that are absent are skipped
+    with got10k's own warning."""
+
+    def __init__(self, root_dir: str | os.PathLike, version: int | str = 2015, result_dir: str = "results",
+                 report_dir: str = "reports") -> None:
+        from got10k.datasets import OTB
+
+        self.dataset = OTB(str(root_dir), version, download=False)
+        self.result_dir = os.path.join(result_dir, "OTB" + str(version))
+        self.report_dir = os.path.join(report_dir, "OTB" + str(version))
+        self.nbins_iou = 21
+        self.nbins_ce = 51
+
+
+class OfflineExperimentTColor128(ExperimentTColor128):
+    """``ExperimentTColor128`` without the download attempt (see :class:`OfflineExperimentOTB`)."""
+
+    def __init__(self, root_dir: str | os.PathLike, result_dir: str = "results", report_dir: str = "reports") -> None:
+        from got10k.datasets import TColor128
+
+        self.dataset = TColor128(str(root_dir), download=False)
+        self.result_dir = os.path.join(result_dir, "TColor128")
+        self.report_dir = os.path.join(report_dir, "TColor128")
+        self.nbins_iou = 21
+        self.nbins_ce = 51
+
+
+__all__ = ["LoRATTracker", "OfflineExperimentOTB", "OfflineExperimentTColor128"]
