@@ -13,7 +13,7 @@ import argparse
 import os
 from pathlib import Path
 
-from .common import add_model_arguments
+from .common import add_backend_arguments, add_model_arguments
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,13 +32,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--decode-threads", type=int, default=4, help="threads decoding frames ahead (default 4)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_model_arguments(parser)
+    add_backend_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..data.datasets import dataset_key, load_dataset
     from ..engine import TrackingEngine
     from ..evaluation import run_benchmark
-    from .common import model_from_args
+    from .common import network_from_args
 
     dataset = dataset_key(args.dataset)
     sequences = load_dataset(dataset, args.root, args.split)
@@ -55,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
 
         if torch.cuda.is_available():
             device = f"cuda:{int(local_rank) % torch.cuda.device_count()}"  # one GPU per rank
-    engine = TrackingEngine(model_from_args(args), device=device, dtype=args.dtype)
+    engine = TrackingEngine(network_from_args(args, device), device=device, dtype=args.dtype)
     summary = run_benchmark(engine, sequences, Path(args.output), tracker_name=args.tracker_name or _default_name(args),
                             dataset=dataset, split=args.split, root=Path(args.root).resolve(), repeats=args.repeats,
                             batch_size=args.batch_size, formats=args.formats, decode_threads=args.decode_threads,
@@ -73,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
 def _default_name(args: argparse.Namespace) -> str:
     variant = args.variant or os.environ.get("LORAT_VARIANT")
     checkpoint = args.checkpoint or os.environ.get("LORAT_CHECKPOINT")
+    if args.onnx:
+        return f"LoRAT-{Path(args.onnx).stem}"
     if checkpoint:
         return f"LoRAT-{Path(checkpoint).stem}"
     return f"LoRAT-{variant or 'demo'}"

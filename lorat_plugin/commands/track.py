@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.sequence import AnnotationError
-from .common import add_model_arguments, model_from_args
+from .common import add_backend_arguments, add_model_arguments, network_from_args
 
 PREDICTION_COLOR = (0, 255, 0)
 GROUND_TRUTH_COLOR = (255, 255, 255)
@@ -42,6 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fps", type=float, help="frame rate of the rendering (default: the input's, else 25)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     add_model_arguments(parser)
+    add_backend_arguments(parser)
 
 
 def parse_box(text: str, origin: str = "--init") -> np.ndarray:
@@ -90,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     ground_truth = read_boxes(args.gt) - offset if args.gt else None
     init_box = ground_truth[0] if ground_truth is not None else parse_box(args.init) - offset
     source = open_frames(args.input)  # FrameError now if the input is missing, before the model loads
-    engine = TrackingEngine(model_from_args(args), device=args.device, dtype=args.dtype)
+    engine = TrackingEngine(network_from_args(args), device=args.device, dtype=args.dtype)
 
     to_stdout = args.output == "-"
     output = None if to_stdout else Path(args.output) if args.output else default_output(args.input)

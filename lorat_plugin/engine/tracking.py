@@ -40,7 +40,8 @@ import torch
 from ..data.sequence import to_rgb
 from ..model import ModelConfig
 from .crop import crop_image, crop_transform, rasterize, xywh_to_xyxy
-from .network import NetworkBackend, TorchNetwork
+from .accelerate import build_network
+from .network import NetworkBackend
 from .postprocess import WINDOW_PENALTY, hann_window, select_boxes
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -74,7 +75,8 @@ class TrackingEngine:
         model: a LoRAT network (``build_model`` / ``load_model``); one with unmerged adapters is merged into a copy.
             Alternatively a ready :class:`~lorat_plugin.engine.network.NetworkBackend`.
         device: ``cpu``, ``cuda``, ``cuda:1``, ``mps`` or ``None`` (best available).
-        dtype: ``fp32``, ``bf16`` or ``fp16`` autocast (``None``: fp16 on CUDA, fp32 elsewhere).
+        dtype: ``fp32``, ``bf16`` or ``fp16`` (``None``: fp16 on CUDA, bf16 on CPUs with native bf16, fp32
+            elsewhere; reduced precision runs stored low-precision weights: see ``engine/accelerate.py``).
         window_penalty: weight of the Hann window in the score blend (the reference's 0.45).
         min_object_size: smallest box side (px) the search crop is computed from (the reference's 10).
 
@@ -87,7 +89,7 @@ class TrackingEngine:
                  dtype: torch.dtype | str | None = None, window_penalty: float = WINDOW_PENALTY,
                  min_object_size: float = MIN_OBJECT_SIZE) -> None:
         if isinstance(model, torch.nn.Module):
-            self.network: NetworkBackend = TorchNetwork(model, device, dtype)
+            self.network: NetworkBackend = build_network(model, device, dtype)
         else:
             self.network = model  # a backend already bound to its device and precision
         config: ModelConfig = self.network.config

@@ -1,0 +1,107 @@
+"""Measure LoRAT frames per second on this machine: the network alone and the whole tracker step (crop, network,
+post-processing, from already-decoded frames), at batch 1 and batched across sequences, on the current device and
+precision, with the hardware named. --compare-timm times the bare timm ViT blocks of the same size over the same
+tokens in fp32 in the same run, as the yardstick. Without weight arguments the network is randomly initialised
+(speed does not depend on the weights; the output says so).
+
+examples:
+  lorat benchmark --variant B-224 --compare-timm
+  lorat benchmark --variant B-224 --compare-timm --compare-fp32 --onnx b224.onnx --batch-sizes 1,8 --repeats 9
+  lorat benchmark --variant L-224 --device cuda --batch-sizes 1,32 --cuda-graphs
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from .common import add_model_arguments
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--batch-sizes", default="1,8", help="comma-separated batch sizes (default 1,8)")
+    parser.add_argument("--repeats", type=int, default=7, help="timed repeats per measurement; medians (default 7)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first (default 1)")
+    parser.add_argument("--compare-timm", action="store_true",
+                        help="also time the bare timm ViT blocks (fp32) over the same tokens and print ratios")
+    parser.add_argument("--compare-fp32", action="store_true", help="also time the fp32 network")
+    parser.add_argument("--compare-autocast", action="store_true",
+                        help="also time the reference's AMP (autocast around fp32 weights) at the same precision")
+    parser.add_argument("--onnx", metavar="FILE", help="also time this exported network with ONNX Runtime (CPU)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the network (slow to start)")
+    parser.add_argument("--cuda-graphs", action="store_true", help="capture CUDA graphs (CUDA only)")
+    parser.add_argument("--model-only", action="store_true", help="skip the tracker-step measurement")
+    parser.add_argument("--frame-size", default="640x480", metavar="WxH",
+                        help="size of the synthetic decoded frames the tracker step crops from (default 640x480)")
+    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    add_model_arguments(parser)
+    parser.set_defaults(variant=None)
+
+
+def _ints(text: str, what: str, separator: str = ",") -> list[int]:
+    try:
+        values = [int(v) for v in text.lower().split(separator) if v.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise ValueError(f"{what}: expected positive integers separated by {separator!r}, got {text!r}")
+    return values
+
+
+def load_benchmark_model(args: argparse.Namespace):
+    """(model, description of its weights): the weights the arguments name, else random weights of the variant
+    (B-224 when none is named)."""
+    from ..model import build_model
+    from .common import model_from_args
+
+    if args.backbone_weights or args.checkpoint or args.weights_dir or args.variant == "demo":
+        return model_from_args(args), "weights: " + (args.checkpoint or args.weights_dir or args.backbone_weights
+                                                      or "shipped demo model")
+    variant = args.variant or "B-224"
+    return build_model(variant, merge=True), "random weights: timing only, not meaningful boxes"
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..engine.accelerate import build_network, describe_network
+    from ..engine.network import resolve_device
+    from ..speed import format_result, run_benchmark
+
+    batch_sizes = _ints(args.batch_sizes, "--batch-sizes")
+    size = _ints(args.frame_size, "--frame-size", "x")
+    if len(size) != 2:
+        raise ValueError(f"--frame-size: expected WxH, e.g. 640x480, got {args.frame_size!r}")
+    width, height = size
+    if args.repeats < 1 or args.warmup < 0:
+        raise ValueError("--repeats must be >= 1 and --warmup >= 0")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    model, weights = load_benchmark_model(args)
+    main = build_network(model, device, args.dtype, compile=args.compile, cuda_graphs=args.cuda_graphs)
+    backends = {describe_network(main): main}
+    if args.compare_fp32 and main.dtype != torch.float32:
+        fp32 = build_network(model, device, "fp32")
+        backends[describe_network(fp32)] = fp32
+    if args.compare_autocast and main.dtype != torch.float32:
+        amp = build_network(model, device, main.dtype, autocast=True)
+        backends[describe_network(amp)] = amp
+    if args.onnx:
+        from ..engine.onnx import OnnxNetwork
+
+        ort = OnnxNetwork(args.onnx)
+        if ort.config != model.config:
+            raise ValueError(f"{args.onnx} was exported for another model than the one benchmarked "
+                             f"({ort.config.embed_dim} wide, {ort.config.depth} deep): pass the same --variant")
+        backends[f"ONNX Runtime CPU, {ort.precision} ({Path(args.onnx).name})"] = ort
+    variant = args.variant or ("B-224" if weights.startswith("random") else "from the weights")
+    result = run_benchmark(backends, model.config, device=device, variant=variant, weights=weights,
+                           batch_sizes=batch_sizes, repeats=args.repeats, warmup=args.warmup,
+                           compare_timm=args.compare_timm, tracker=not args.model_only,
+                           frame_size=(width, height))
+    print(format_result(result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result.to_dict(), indent=1), encoding="utf-8")
+    return 0

@@ -1,0 +1,176 @@
+"""The merged LoRAT network as an ONNX file, and an ONNX Runtime backend the tracking engine can run on.
+
+The file holds exactly the engine's network call: inputs ``z`` (B x 3 x T x T float32, ImageNet-normalised
+template), ``x`` (B x 3 x S x S float32, search region) and ``z_feat_mask`` (B x t x t int64, 1 = template token
+on the target); outputs ``score_map`` (B x s x s float32 logits) and ``boxes`` (B x s x s x 4 float32, normalised
+x1 y1 x2 y2 in search-crop units). Crop sizes are static; the batch dimension is dynamic unless a fixed batch is
+asked for. The model's :class:`~lorat_plugin.model.ModelConfig` is stored in the file's metadata, so the engine
+knows the crop geometry from the file alone.
+
+``fp16`` files store the transformer in half precision (inputs and outputs stay float32, and the parts
+:mod:`~lorat_plugin.engine.accelerate` keeps in fp32 stay fp32): meant for GPU runtimes (ONNX Runtime CUDA,
+TensorRT). ONNX Runtime's CPU provider has no fast bf16/fp16 kernels, so on CPU export fp32.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..model import LoRAT, ModelConfig
+from .accelerate import cast_model
+
+INPUT_NAMES = ("z", "x", "z_feat_mask")
+OUTPUT_NAMES = ("score_map", "boxes")
+DEFAULT_OPSET = 17
+METADATA_CONFIG = "lorat_model_config"
+METADATA_DTYPE = "lorat_dtype"
+# Largest |ONNX Runtime CPU - PyTorch| allowed on the same inputs, per file precision: (score logits, boxes in
+# normalised search-crop units; 1e-4 of a 224 px crop is 0.02 px). fp16 is compared with PyTorch's fp16 path.
+TOLERANCE = {"fp32": (1e-3, 1e-4), "fp16": (2e-2, 2e-3)}
+_DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
+
+
+class OnnxExportError(RuntimeError):
+    """The exported file does not reproduce PyTorch within :data:`TOLERANCE`."""
+
+
+class _NetworkCall(nn.Module):
+    """The model with the engine's call signature and a tuple of outputs (ONNX graphs return tensors, not dicts)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, z: torch.Tensor, x: torch.Tensor, z_feat_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.model(z, x, z_feat_mask)
+        return out["score_map"], out["boxes"]
+
+
+def _export_module(model: LoRAT, dtype: str) -> nn.Module:
+    if dtype not in _DTYPES:
+        raise ValueError(f"ONNX export precision must be fp32 or fp16, got {dtype!r}")
+    model = copy.deepcopy(model).cpu().eval()
+    if model.has_lora:
+        model.strip_lora()
+    if dtype == "fp16":
+        model = cast_model(model, torch.float16, "cpu")
+    return _NetworkCall(model)
+
+
+def export_onnx(model: LoRAT, path: str | os.PathLike, *, dtype: str = "fp32", opset: int = DEFAULT_OPSET,
+                batch_size: int | None = None) -> Path:
+    """Write the merged network to ``path`` (atomically). ``batch_size=None``: dynamic batch dimension."""
+    import onnx
+
+    path = Path(path)
+    config: ModelConfig = model.config
+    module = _export_module(model, dtype)
+    from ..speed import network_inputs
+
+    example = network_inputs(config, batch_size or 2, torch.device("cpu"))
+    dynamic = None if batch_size else {name: {0: "batch"} for name in (*INPUT_NAMES, *OUTPUT_NAMES)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.partial")
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            # The TorchScript-based exporter: it needs nothing beyond torch and onnx (the dynamo-based one needs
+            # onnxscript) and handles this static-shape ViT well.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            torch.onnx.export(module, example, str(temp), input_names=list(INPUT_NAMES),
+                              output_names=list(OUTPUT_NAMES), dynamic_axes=dynamic, opset_version=opset,
+                              do_constant_folding=True, dynamo=False)
+        proto = onnx.load(str(temp))
+        for key, value in ((METADATA_CONFIG, config.to_json()), (METADATA_DTYPE, dtype)):
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, value
+        proto.producer_name = "lorat-plugin"
+        onnx.checker.check_model(proto)
+        onnx.save(proto, str(temp))
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+    return path
+
+
+def check_onnx(path: str | os.PathLike, model: LoRAT, *, batch_size: int = 2, seed: int = 0,
+               threads: int | None = None) -> dict[str, float]:
+    """Run the file with ONNX Runtime (CPU) and the PyTorch model on the same inputs; the largest absolute
+    differences of the score logits and the boxes. Raises :class:`OnnxExportError` beyond :data:`TOLERANCE`."""
+    from ..speed import network_inputs
+
+    network = OnnxNetwork(path, threads=threads)
+    if network.fixed_batch is not None:
+        batch_size = network.fixed_batch
+    module = _export_module(model, network.precision)
+    inputs = network_inputs(network.config, batch_size, torch.device("cpu"), seed=seed)
+    with torch.inference_mode():
+        expected = module(*inputs)
+    got = network(*inputs)
+    diffs = {"score_map": float((got[0] - expected[0].float()).abs().max()),
+             "boxes": float((got[1] - expected[1].float()).abs().max())}
+    score_tol, box_tol = TOLERANCE[network.precision]
+    if not (diffs["score_map"] <= score_tol and diffs["boxes"] <= box_tol):
+        raise OnnxExportError(f"{path}: ONNX Runtime differs from PyTorch by {diffs['score_map']:.2e} (score logits, "
+                              f"allowed {score_tol:g}) and {diffs['boxes']:.2e} (boxes, allowed {box_tol:g})")
+    return diffs
+
+
+class OnnxNetwork:
+    """A :class:`~lorat_plugin.engine.network.NetworkBackend` running an exported file with ONNX Runtime.
+
+    ``TrackingEngine(OnnxNetwork("model.onnx"))`` tracks with it: crops are made on the CPU and handed over as
+    numpy arrays. ``providers`` defaults to the CPU provider; ``threads`` to torch's intra-op thread count (so
+    PyTorch and ONNX Runtime use the same cores when compared)."""
+
+    def __init__(self, path: str | os.PathLike, *, providers: Sequence[str] | None = None,
+                 threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"ONNX file not found: {self.path}")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = int(threads or torch.get_num_threads())
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            self.session = ort.InferenceSession(str(self.path), options,
+                                                providers=list(providers or ["CPUExecutionProvider"]))
+        except Exception as e:  # onnxruntime raises its own exception types for unreadable files
+            raise ValueError(f"{self.path} is not a loadable ONNX model: {e}") from e
+        metadata = self.session.get_modelmeta().custom_metadata_map
+        if METADATA_CONFIG not in metadata:
+            raise ValueError(f"{self.path} has no LoRAT model config in its metadata: export it with `lorat export`")
+        self.config = ModelConfig.from_json(metadata[METADATA_CONFIG])
+        self.precision = metadata.get(METADATA_DTYPE, "fp32")
+        self.dtype = _DTYPES.get(self.precision, torch.float32)
+        self.device = torch.device("cpu")
+        names = [i.name for i in self.session.get_inputs()]
+        if tuple(names) != INPUT_NAMES:
+            raise ValueError(f"{self.path}: inputs {names}, expected {list(INPUT_NAMES)}")
+        batch = self.session.get_inputs()[1].shape[0]
+        self.fixed_batch: int | None = batch if isinstance(batch, int) else None
+
+    def __call__(self, z: torch.Tensor, x: torch.Tensor, z_feat_mask: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.fixed_batch is not None and x.shape[0] != self.fixed_batch:
+            raise ValueError(f"{self.path} was exported for batch size {self.fixed_batch}, got {x.shape[0]}: "
+                             "export with a dynamic batch (the default) to track other batch sizes")
+        feeds = {"z": _array(z, np.float32), "x": _array(x, np.float32), "z_feat_mask": _array(z_feat_mask, np.int64)}
+        score_map, boxes = self.session.run(list(OUTPUT_NAMES), feeds)
+        return torch.from_numpy(score_map), torch.from_numpy(boxes)
+
+
+def _array(tensor: torch.Tensor, dtype: Any) -> np.ndarray:
+    return np.ascontiguousarray(tensor.detach().cpu().numpy(), dtype=dtype)
+
+
+__all__ = ["OnnxExportError", "OnnxNetwork", "TOLERANCE", "check_onnx", "export_onnx"]

@@ -1,0 +1,266 @@
+"""Fast backends (stored bf16/fp16 weights, torch.compile, CUDA-graph bookkeeping), their agreement with fp32, and
+the `lorat benchmark` measurement. No timed assertions: machines are noisy; ratios are printed, not tested."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lorat_plugin.cli import main
+from lorat_plugin.data import read_image
+from lorat_plugin.engine import TrackingEngine, TorchNetwork
+from lorat_plugin.engine import accelerate
+from lorat_plugin.engine.accelerate import (CastNetwork, CUDAGraphNetwork, build_network, bucket_size, cast_model,
+                                            default_dtype, describe_network, pad_batch)
+from lorat_plugin.model import ModelConfig, build_model
+from lorat_plugin.speed import (box_iou, compare_with_fp32, format_result, network_inputs, run_benchmark,
+                                synthetic_sequences, timm_blocks, token_count)
+
+from conftest import PARITY_FIXTURE, TINY, TRACKING_FIXTURE, require_fixture
+
+# The tolerances docs/speed.md states for stored low-precision weights against the fp32 network / tracker:
+# score logits relative to the largest |logit|, boxes absolute in normalised search-crop units.
+NETWORK_TOLERANCE = {torch.bfloat16: (0.02, 2e-3), torch.float16: (0.005, 5e-4)}
+STEP_TOLERANCE_PX = 0.5  # one tracker step from the same previous box, frame pixels
+
+
+def _fixture_model():
+    parity = require_fixture(PARITY_FIXTURE)
+    tracking = require_fixture(TRACKING_FIXTURE)
+    shape = json.loads((parity / "config.json").read_text())
+    config = ModelConfig(embed_dim=shape["embed_dim"], depth=shape["depth"], num_heads=shape["num_heads"],
+                         ffn=shape["ffn"], template_size=shape["template_size"], search_size=shape["search_size"],
+                         lora_rank=shape["lora_r"], lora_alpha=shape["lora_alpha"])
+    model = build_model(config, backbone_weights=parity / "dinov2_backbone.pth",
+                        checkpoint=tracking / "lorat_checkpoint.safetensors", merge=True)
+    frames = [read_image(f) for f in sorted((tracking / "frames").glob("*.png"))]
+    return model, frames, np.loadtxt(tracking / "init_box.txt", delimiter=",")
+
+
+@pytest.fixture(scope="module")
+def fixture_model():
+    return _fixture_model()
+
+
+# ---- the low-precision copy -------------------------------------------------------------------------------------
+
+def test_cast_model_leaves_the_users_model_alone_and_keeps_the_boundaries_fp32() -> None:
+    torch.manual_seed(0)
+    model = build_model(TINY, merge=True)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fast = cast_model(model, torch.bfloat16)
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert not model._forward_pre_hooks and not model.blocks[0]._forward_pre_hooks
+    assert fast.blocks[0].attn.qkv.weight.dtype == torch.bfloat16
+    assert fast.patch_embed.proj.weight.dtype == torch.bfloat16
+    assert fast.head.reg_mlp.layers[0].weight.dtype == torch.bfloat16
+    for fp32 in (fast.norm.weight, fast.pos_embed, fast.token_type_embed, fast.head.reg_mlp.layers[-1].weight,
+                 fast.head.cls_mlp.layers[-1].weight):
+        assert fp32.dtype == torch.float32
+    assert fast.pos_embed.data_ptr() == model.pos_embed.data_ptr()  # shared, not copied
+    out = fast(*network_inputs(TINY, 2, torch.device("cpu")))
+    assert out["score_map"].dtype == out["boxes"].dtype == torch.float32
+
+
+def test_cast_model_needs_a_merged_model() -> None:
+    with pytest.raises(ValueError, match="merged"):
+        cast_model(build_model(TINY), torch.bfloat16)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_stored_precision_network_matches_fp32_within_the_stated_tolerance(fixture_model, dtype) -> None:
+    model, _, _ = fixture_model
+    from safetensors.torch import load_file
+
+    io = load_file(str(PARITY_FIXTURE / "io.safetensors"))
+    inputs = (io["z"], io["x"], io["z_feat_mask"])
+    reference = TorchNetwork(model, "cpu", "fp32")(*inputs)
+    fast = CastNetwork(model, "cpu", dtype)(*inputs)
+    score_tol, box_tol = NETWORK_TOLERANCE[dtype]
+    assert (fast[0] - reference[0]).abs().max() <= score_tol * reference[0].abs().max()
+    assert (fast[1] - reference[1]).abs().max() <= box_tol
+    # ... and the stored-weights path is at least as close as the reference's autocast AMP.
+    amp = TorchNetwork(model, "cpu", dtype)(*inputs)
+    assert (fast[1] - reference[1]).abs().max() <= (amp[1].float() - reference[1]).abs().max() + 1e-6
+
+
+@pytest.mark.parametrize("dtype", ["bf16", "fp16"])
+def test_tracker_steps_match_fp32_on_the_reference_sequence(fixture_model, dtype) -> None:
+    model, frames, init = fixture_model
+    if dtype == "fp16":
+        frames = frames[:15]  # fp16 matrix products are slow on most CPUs; the bf16 case runs the whole sequence
+    reference = TrackingEngine(model, device="cpu", dtype="fp32")
+    fast = TrackingEngine(model, device="cpu", dtype=dtype)
+    assert isinstance(fast.network, CastNetwork)
+    agreement = compare_with_fp32(reference, fast, frames, init)
+    assert agreement.step_px.max() <= STEP_TOLERANCE_PX, agreement.summary()
+    assert np.all(np.isfinite(agreement.closed_iou))
+
+
+def test_tracker_steps_match_fp32_on_the_tiny_model(tiny_checkpoint: Path) -> None:
+    model = build_model(checkpoint=tiny_checkpoint, merge=True)
+    sequences, boxes = synthetic_sequences(1, 12, (160, 120))
+    agreement = compare_with_fp32(TrackingEngine(model, device="cpu", dtype="fp32"),
+                                  TrackingEngine(model, device="cpu", dtype="bf16"), sequences[0], boxes[0])
+    assert agreement.step_px.max() <= STEP_TOLERANCE_PX, agreement.summary()
+
+
+# ---- choosing the backend ---------------------------------------------------------------------------------------
+
+def test_default_precision_per_device(monkeypatch) -> None:
+    assert default_dtype("cuda") == torch.float16
+    assert default_dtype("mps") == torch.float32
+    monkeypatch.setattr(accelerate.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(accelerate, "cpu_has_native_bf16", lambda: True)
+    assert default_dtype("cpu") == torch.bfloat16
+    monkeypatch.setattr(accelerate, "cpu_has_native_bf16", lambda: False)
+    assert default_dtype("cpu") == torch.float32
+    monkeypatch.setattr(accelerate, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(accelerate.platform, "machine", lambda: "arm64")
+    assert default_dtype("cpu") == torch.float32
+
+
+def test_build_network_picks_the_backend() -> None:
+    model = build_model(TINY, merge=True)
+    assert isinstance(build_network(model, "cpu", "fp32"), TorchNetwork)
+    fast = build_network(model, "cpu", "bf16")
+    assert isinstance(fast, CastNetwork) and fast.dtype == torch.bfloat16 and fast.model is model
+    amp = build_network(model, "cpu", "bf16", autocast=True)
+    assert isinstance(amp, TorchNetwork) and amp.dtype == torch.bfloat16
+    assert "autocast" in describe_network(amp) and "stored bfloat16" in describe_network(fast)
+    engine = TrackingEngine(model, device="cpu")
+    assert engine.dtype == default_dtype("cpu")
+    with pytest.raises(ValueError, match="CUDA"):
+        build_network(model, "cpu", "fp32", cuda_graphs=True)
+    with pytest.raises(ValueError, match="autocast"):
+        build_network(model, "cpu", "bf16", autocast=True, compile=True)
+
+
+def test_unmerged_model_is_merged_into_a_copy() -> None:
+    torch.manual_seed(0)
+    model = build_model(TINY)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_" in name:
+                p.normal_(0, 0.1)
+    inputs = network_inputs(TINY, 1, torch.device("cpu"))
+    network = CastNetwork(model, "cpu", "fp32")
+    assert model.has_lora and not network.module.has_lora
+    with torch.no_grad():
+        expected = model.eval()(*inputs)
+    assert torch.allclose(network(*inputs)[1], expected["boxes"], atol=1e-5)
+
+
+# ---- static batch sizes: buckets, torch.compile, CUDA-graph bookkeeping -----------------------------------------
+
+def test_buckets_and_padding() -> None:
+    assert [bucket_size(b) for b in (1, 2, 3, 5, 8, 9, 200, 300)] == [1, 2, 4, 8, 8, 16, 256, 512]
+    with pytest.raises(ValueError):
+        bucket_size(0)
+    x = torch.arange(6.0).view(3, 2)
+    padded, = pad_batch((x,), 4)
+    assert padded.shape == (4, 2) and torch.equal(padded[3], x[2]) and torch.equal(padded[:3], x)
+
+
+def test_compiled_network_matches_eager_at_a_padded_batch() -> None:
+    torch.manual_seed(0)
+    model = build_model(TINY, merge=True)
+    inputs = network_inputs(TINY, 3, torch.device("cpu"))  # padded to the bucket of 4 and cut back
+    eager = CastNetwork(model, "cpu", "bf16")(*inputs)
+    compiled = CastNetwork(model, "cpu", "bf16", compile=True)(*inputs)
+    assert compiled[0].shape == (3, 4, 4) and compiled[1].shape == (3, 4, 4, 4)
+    assert (compiled[0] - eager[0]).abs().max() <= NETWORK_TOLERANCE[torch.bfloat16][0] * eager[0].abs().max() + 1e-3
+    assert (compiled[1] - eager[1]).abs().max() <= NETWORK_TOLERANCE[torch.bfloat16][1]
+
+
+class _CPUGraphs(CUDAGraphNetwork):
+    """The CUDA-graph wrapper's bookkeeping on the CPU: "capture" records the static buffers and "replay" reruns
+    the network on them into fixed output tensors, as a graph replay would."""
+
+    captures = 0
+
+    def _capture(self, inputs):
+        static = tuple(t.clone() for t in inputs)
+        outputs = tuple(o.clone() for o in self.inner(*static))
+
+        def replay() -> None:
+            for out, value in zip(outputs, self.inner(*static)):
+                out.copy_(value)
+        type(self).captures += 1
+        return accelerate._CapturedForward(static, outputs, replay)
+
+
+def test_cuda_graph_wrapper_bookkeeping_on_cpu() -> None:
+    torch.manual_seed(0)
+    model = build_model(TINY, merge=True)
+    inner = TorchNetwork(model, "cpu", "fp32")
+    with pytest.raises(ValueError, match="CUDA"):
+        CUDAGraphNetwork(inner)
+    inner.device = torch.device("cuda")  # pretend, to reach the bookkeeping (the tensors stay on the CPU)
+    graphs = _CPUGraphs(inner, max_graphs=2)
+    inner.device = torch.device("cpu")
+    first = network_inputs(TINY, 3, torch.device("cpu"), seed=1)
+    second = network_inputs(TINY, 3, torch.device("cpu"), seed=2)
+    out1 = graphs(*first)
+    out2 = graphs(*second)  # same bucket: replayed on the new inputs, not recaptured
+    assert _CPUGraphs.captures == 1
+    assert torch.allclose(out1[1], inner(*first)[1]) and torch.allclose(out2[1], inner(*second)[1])
+    assert not torch.allclose(out1[1], out2[1])  # the first result was copied out, not overwritten
+    graphs(*network_inputs(TINY, 1, torch.device("cpu")))
+    assert _CPUGraphs.captures == 2
+    eager = graphs(*network_inputs(TINY, 16, torch.device("cpu")))  # a third bucket beyond max_graphs: eager
+    assert _CPUGraphs.captures == 2 and eager[0].shape[0] == 16
+
+
+# ---- measuring ----------------------------------------------------------------------------------------------------
+
+def test_yardstick_is_the_same_size_as_the_model() -> None:
+    from lorat_plugin.model import count_parameters, get_config
+
+    config = get_config("S-224")
+    blocks = timm_blocks(config)
+    model = build_model(config, device="meta", merge=True)
+    block_params = sum(p.numel() for p in model.blocks.parameters()) + sum(p.numel() for p in model.norm.parameters())
+    assert sum(p.numel() for p in blocks.parameters()) == block_params
+    assert token_count(config) == 320 and count_parameters(model)["total"] > block_params
+    giant = get_config("g-224").replace(depth=1)
+    assert sum(p.numel() for p in timm_blocks(giant).parameters()) == sum(
+        p.numel() for p in build_model(giant, device="meta", merge=True).blocks.parameters()) + 2 * 1536
+
+
+def test_run_benchmark_reports_every_backend_and_batch(tiny_checkpoint: Path) -> None:
+    model = build_model(checkpoint=tiny_checkpoint, merge=True)
+    backends = {"fp32": build_network(model, "cpu", "fp32"), "bf16": build_network(model, "cpu", "bf16")}
+    result = run_benchmark(backends, model.config, device="cpu", variant="tiny", weights="test", batch_sizes=(1, 2),
+                           repeats=2, frame_size=(96, 64))
+    assert [(r.backend, r.batch) for r in result.rows] == [("fp32", 1), ("bf16", 1), ("fp32", 2), ("bf16", 2)]
+    for row in result.rows:
+        assert row.model_ms > 0 and row.tracker_ms > 0 and row.timm_ms > 0
+        assert row.model_vs_timm > 0 and row.tracker_vs_timm > 0
+        assert (row.batch_speedup is None) == (row.batch == 1)
+    text = format_result(result)
+    assert "model/timm" in text and "tracker/timm" in text and "CPU:" in text and "torch threads" in text
+
+
+def test_lorat_benchmark_command(tiny_checkpoint: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "bench.json"
+    assert main(["benchmark", "--checkpoint", str(tiny_checkpoint), "--device", "cpu", "--compare-timm",
+                 "--compare-fp32", "--compare-autocast", "--dtype", "bf16", "--batch-sizes", "1,2", "--repeats", "2",
+                 "--frame-size", "96x64", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "stored bfloat16 weights" in text and "fp32 weights" in text and "bfloat16 autocast" in text
+    assert "model/timm" in text and "vs batch 1" in text
+    data = json.loads(out.read_text())
+    assert len(data["rows"]) == 6 and data["hardware"]["cpu"]
+    assert main(["benchmark", "--checkpoint", str(tiny_checkpoint), "--batch-sizes", "0"]) == 2
+    assert "--batch-sizes" in capsys.readouterr().err
+
+
+def test_box_iou() -> None:
+    a = np.array([[0, 0, 10, 10], [0, 0, 10, 10]], dtype=float)
+    b = np.array([[0, 0, 10, 10], [5, 0, 10, 10]], dtype=float)
+    assert np.allclose(box_iou(a, b), [1.0, 50 / 150])
