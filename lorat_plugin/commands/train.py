@@ -1,0 +1,45 @@
+"""Fine-tune LoRAT with the paper's recipe (LoRA by default, or full fine-tuning with model.tuning=full).
+
+  lorat train --config configs/B-224.yaml --output runs/b224 data.batch_size=64 optim.lr=2e-4
+  torchrun --nproc-per-node 8 -m lorat_plugin.cli train --config configs/B-224.yaml --output runs/b224
+  lorat train --config configs/B-224.yaml --output runs/b224 --resume
+
+Overrides are key.path=value pairs (values in YAML syntax; list items by index: data.datasets.0.root=/data/GOT-10k).
+Under torchrun every process runs this command; rank 0 writes the run folder: config.yaml, state.pt (resumable),
+checkpoints/epoch_<N>.safetensors, model.safetensors when done, tensorboard/. See docs/training.md.
+"""
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE", help="training YAML (configs/B-224.yaml, ...); default: the "
+                                                         "built-in recipe (B-224, data under $LORAT_DATA)")
+    parser.add_argument("--output", metavar="DIR", help="run folder (default: train.output, else runs/<config name>)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --output from its state.pt")
+    parser.add_argument("--stop-after-steps", type=int, metavar="N",
+                        help="stop (resumably) after N optimiser steps in total, e.g. for time-limited jobs")
+    parser.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. optim.lr=2e-4")
+
+
+def run(args: argparse.Namespace) -> int:
+    import logging
+    import os
+
+    from ..train import load_config, train
+    from ..train.config import resolve_path
+
+    config = load_config(args.config, args.overrides)
+    if int(os.environ.get("RANK", "0")) != 0:
+        logging.getLogger().setLevel(logging.WARNING)  # one process talks
+    output = args.output or (resolve_path(config.train.output, "train.output") if config.train.output else None)
+    result = train(config, output, resume=args.resume, stop_after_steps=args.stop_after_steps,
+                   progress=not args.no_progress)
+    if int(os.environ.get("RANK", "0")) == 0:
+        if result.finished:
+            print(f"trained {result.global_step} steps: {result.checkpoint}")
+        else:
+            print(f"stopped after {result.global_step} steps; continue with --resume --output {result.output}")
+    return 0

@@ -1,0 +1,77 @@
+"""Process-group set-up for `torchrun` (torch.distributed's own launcher; nothing home-made).
+
+``torchrun --nproc-per-node N -m lorat_plugin.cli train ...`` (or the ``lorat`` script) sets RANK, WORLD_SIZE,
+LOCAL_RANK and the rendezvous variables; a plain ``lorat train`` is one process without a process group.
+NCCL on CUDA, gloo on CPU.
+"""
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Distributed:
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    def barrier(self) -> None:
+        if self.enabled:
+            if self.device.type == "cuda":
+                dist.barrier(device_ids=[self.device.index])
+            else:
+                dist.barrier()
+
+
+def setup(device: str | None = None, timeout_minutes: float = 60.0) -> Distributed:
+    """Join the torchrun process group when there is one, and pick this process's device."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device is None or device == "auto":
+        chosen = torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
+    else:
+        chosen = torch.device(device)
+        if chosen.type == "cuda":
+            if not torch.cuda.is_available():
+                raise ValueError(f"train.device={device} but CUDA is not available (torch {torch.__version__})")
+            if chosen.index is None:
+                chosen = torch.device("cuda", local_rank)
+    if chosen.type == "cuda":
+        torch.cuda.set_device(chosen)
+    if world_size > 1 and not dist.is_initialized():
+        backend = "nccl" if chosen.type == "cuda" else "gloo"
+        dist.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=timeout_minutes),
+                                **({"device_id": chosen} if chosen.type == "cuda" else {}))
+        log.info("rank %d/%d joined the %s process group on %s", rank, world_size, backend, chosen)
+    return Distributed(rank, world_size, local_rank, chosen)
+
+
+def teardown() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def all_reduce_mean(values: torch.Tensor, ctx: Distributed) -> torch.Tensor:
+    if ctx.enabled:
+        values = values.clone()
+        dist.all_reduce(values)
+        values /= ctx.world_size
+    return values

@@ -1,0 +1,67 @@
+"""LoRAT's training loss (lorat-spec §2): BCE with an IoU-aware soft target over every cell, plus GIoU on the
+positive cells, both summed and divided by the number of positive cells averaged over all processes (>= 1)."""
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+EPS = 1e-6
+
+
+def _area(boxes: torch.Tensor) -> torch.Tensor:
+    return (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
+
+
+def box_iou(a: torch.Tensor, b: torch.Tensor, eps: float = EPS) -> torch.Tensor:
+    """IoU of aligned x1 y1 x2 y2 boxes (mmdet's ``bbox_overlaps(is_aligned=True)``)."""
+    wh = (torch.minimum(a[..., 2:], b[..., 2:]) - torch.maximum(a[..., :2], b[..., :2])).clamp(min=0)
+    overlap = wh[..., 0] * wh[..., 1]
+    union = (_area(a) + _area(b) - overlap).clamp(min=eps)
+    return overlap / union
+
+
+def generalized_iou(a: torch.Tensor, b: torch.Tensor, eps: float = EPS) -> torch.Tensor:
+    """GIoU of aligned boxes: IoU - (enclosing area - union) / enclosing area."""
+    wh = (torch.minimum(a[..., 2:], b[..., 2:]) - torch.maximum(a[..., :2], b[..., :2])).clamp(min=0)
+    overlap = wh[..., 0] * wh[..., 1]
+    union = (_area(a) + _area(b) - overlap).clamp(min=eps)
+    enclose_wh = (torch.maximum(a[..., 2:], b[..., 2:]) - torch.minimum(a[..., :2], b[..., :2])).clamp(min=0)
+    enclose = (enclose_wh[..., 0] * enclose_wh[..., 1]).clamp(min=eps)
+    return overlap / union - (enclose - union) / enclose
+
+
+def global_positive_count(positive: torch.Tensor) -> torch.Tensor:
+    """The number of positive cells, averaged over the processes of the default group, at least 1."""
+    count = positive.sum().to(torch.float32)
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        count = count.clone()
+        dist.all_reduce(count)
+        count = count / dist.get_world_size()
+    return count.clamp(min=1.0)
+
+
+def tracking_loss(score_map: torch.Tensor, boxes: torch.Tensor, positive: torch.Tensor, gt_boxes: torch.Tensor, *,
+                  cls_weight: float = 1.0, box_weight: float = 1.0, iou_aware: bool = True,
+                  num_positive: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """``score_map`` B x h x w logits, ``boxes`` B x h x w x 4 predicted normalised xyxy, ``positive`` B x h x w
+    bools, ``gt_boxes`` B x 4 normalised xyxy. Returns (total, {"cls", "box", "num_positive"} detached).
+
+    ``num_positive`` defaults to :func:`global_positive_count` (an all-reduce when distributed)."""
+    score_map, boxes, gt_boxes = score_map.float(), boxes.float(), gt_boxes.float()
+    if num_positive is None:
+        num_positive = global_positive_count(positive)
+    batch_index, row, col = positive.nonzero(as_tuple=True)
+    predicted = boxes[batch_index, row, col]
+    target_boxes = gt_boxes[batch_index]
+
+    with torch.no_grad():
+        target = torch.zeros_like(score_map)
+        target[batch_index, row, col] = box_iou(predicted.detach(), target_boxes) if iou_aware else 1.0
+    cls_loss = F.binary_cross_entropy_with_logits(score_map, target, reduction="sum") / num_positive
+    if len(batch_index):
+        box_loss = (1.0 - generalized_iou(predicted, target_boxes)).sum() / num_positive
+    else:  # keeps the graph connected (DDP) when a rank has nothing to regress
+        box_loss = boxes.sum() * 0.0
+    total = cls_weight * cls_loss + box_weight * box_loss
+    return total, {"cls": cls_loss.detach(), "box": box_loss.detach(), "num_positive": num_positive.detach()}

@@ -1,0 +1,361 @@
+"""The training loop: one process or many under torchrun (DistributedDataParallel), AMP, accumulation, logs,
+checkpoints, exact resume, optional tracking validation at epoch ends."""
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from ..model import LoRAT, build_model, count_parameters
+from . import state as run_state
+from .config import LossSection, TrainConfig, config_differences, resolve_path
+from .data import PairDataset, StepBatchSampler, build_loader
+from .distributed import Distributed, all_reduce_mean, setup, teardown
+from .loss import tracking_loss
+from .optim import WarmupCosine, build_optimizer
+from .pairs import PairRecipe, normalize_images
+from .source import build_source
+
+log = logging.getLogger(__name__)
+
+_AMP = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+
+
+@dataclass
+class TrainResult:
+    output: Path
+    checkpoint: Path | None  # model.safetensors when the run finished, else the newest periodic checkpoint
+    global_step: int
+    finished: bool
+    history: list[dict[str, float]] = field(default_factory=list)  # logged points (rank 0)
+
+
+def default_output(config: TrainConfig) -> Path:
+    return Path("runs") / config.name
+
+
+def build_training_model(config: TrainConfig) -> LoRAT:
+    """The model the config asks for, initialised identically on every rank (seeded)."""
+    section = config.model
+    backbone = resolve_path(section.backbone_weights, "model.backbone_weights")
+    checkpoint = resolve_path(section.checkpoint, "model.checkpoint")
+    torch.manual_seed(config.train.seed)
+    model = build_model(section.model_config(), backbone_weights=backbone, checkpoint=checkpoint)
+    if backbone is None and checkpoint is None:
+        log.warning("model.backbone_weights is not set: the backbone is randomly initialised (fine for tests, not "
+                    "for tracking; LoRAT fine-tunes a pre-trained DINOv2)")
+    return model
+
+
+def amp_dtype(name: str, device: torch.device) -> torch.dtype:
+    dtype = _AMP[name]
+    if dtype == torch.float16 and device.type == "cpu":
+        log.warning("train.dtype=fp16 has no CPU autocast; training in fp32 (bf16 works on CPU)")
+        return torch.float32
+    return dtype
+
+
+def _step_seed(seed: int, step: int, rank: int) -> int:
+    # Drop path and any other torch randomness in the forward pass: a function of (seed, step, rank).
+    return (seed * 1_000_003 + step * 7919 + rank) % (2 ** 63)
+
+
+class TrainStep:
+    """One optimiser step of the recipe, shared by the trainer and benchmarks/train_speed.py: forward under
+    autocast, the loss in fp32, backward through the GradScaler (fp16), unscale, clip, step."""
+
+    def __init__(self, model: LoRAT, network: nn.Module, optimizer: torch.optim.Optimizer, *, amp: torch.dtype,
+                 device: torch.device, grad_clip: float, loss: LossSection,
+                 scaler: torch.amp.GradScaler | None = None) -> None:
+        self.model, self.network, self.optimizer = model, network, optimizer
+        self.amp, self.device, self.grad_clip, self.loss = amp, device, grad_clip, loss
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.scaler = scaler or torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
+
+    def backward(self, batch: dict[str, torch.Tensor], accumulation: int = 1
+                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Forward and backward of one micro-batch (uint8 images, labels); the loss is scaled by 1/accumulation."""
+        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        z, x = normalize_images(batch["z"]), normalize_images(batch["x"])
+        with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp != torch.float32):
+            out = self.network(z, x, batch["z_feat_mask"])
+        loss, parts = tracking_loss(out["score_map"], out["boxes"], batch["positive"], batch["box"],
+                                    cls_weight=self.loss.cls_weight, box_weight=self.loss.box_weight,
+                                    iou_aware=self.loss.iou_aware)
+        self.scaler.scale(loss / accumulation).backward()
+        return loss.detach(), parts
+
+    def update(self) -> torch.Tensor:
+        """Unscale, clip (``grad_clip`` <= 0: no clipping), step, zero the gradients; returns the gradient norm."""
+        self.scaler.unscale_(self.optimizer)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip if self.grad_clip > 0 else math.inf)
+        if not self.scaler.is_enabled() and not torch.isfinite(grad_norm):
+            # fp16's GradScaler skips such steps itself; bf16/fp32 must not write NaN into the weights.
+            log.warning("non-finite gradient norm: the update is skipped")
+            self.optimizer.zero_grad(set_to_none=True)
+            return torch.zeros((), device=self.device)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        return grad_norm.detach()
+
+
+def train(config: TrainConfig, output: str | Path | None = None, *, resume: bool = False,
+          stop_after_steps: int | None = None, progress: bool = True,
+          on_log: Callable[[dict[str, float]], None] | None = None) -> TrainResult:
+    """Run (or continue) training. Under torchrun every process calls this; rank 0 writes the files.
+
+    ``stop_after_steps`` ends the run after that many optimiser steps in total (the resumable state is written
+    there), e.g. to split a run into time-limited jobs."""
+    ctx = setup(config.train.device)
+    try:
+        return _Trainer(config, Path(output) if output else default_output(config), ctx, resume=resume,
+                        progress=progress, on_log=on_log).run(stop_after_steps)
+    finally:
+        teardown()
+
+
+class _Trainer:
+    def __init__(self, config: TrainConfig, output: Path, ctx: Distributed, *, resume: bool, progress: bool,
+                 on_log: Callable[[dict[str, float]], None] | None) -> None:
+        config.validate(ctx.world_size)
+        config.check_paths()
+        self.config, self.output, self.ctx = config, output, ctx
+        self.progress, self.on_log = progress, on_log
+        self.history: list[dict[str, float]] = []
+        t = config.train
+        self.state_path = output / run_state.STATE_FILE
+        self._prepare_output(resume)
+
+        d = config.data
+        # Rank 0 reads the annotations and leaves a flattened copy in the run folder for the other ranks (and for
+        # resumed runs); then everyone reads that.
+        cache = output / "data_index"
+        if ctx.is_main:
+            source = build_source(d.datasets, cache=cache)
+            log.info("training data: %s", source.describe())
+        ctx.barrier()
+        if not ctx.is_main:
+            source = build_source(d.datasets, cache=cache)
+
+        self.model = build_training_model(config).to(ctx.device)
+        self.model.train()
+        counts = count_parameters(self.model)
+        log.info("model: %s, %.2fM trainable of %.2fM parameters (%s tuning)", self.model.config.to_json(),
+                 counts["trainable"] / 1e6, counts["total"] / 1e6, self.model.config.tuning)
+        self.optimizer = build_optimizer(self.model, config.optim)
+        self.steps_per_epoch = config.steps_per_epoch
+        self.schedule = WarmupCosine(config.optim, self.steps_per_epoch, t.epochs)
+        self.amp = amp_dtype(t.dtype, ctx.device)
+        self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=self.amp == torch.float16)
+
+        self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
+        if resume:
+            self._load_state()
+
+        self.network: nn.Module = self.model
+        if ctx.enabled:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+            accumulate = config.optim.accumulation_steps > 1
+            self.network = DDP(self.model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
+                               static_graph=not accumulate, gradient_as_bucket_view=True, bucket_cap_mb=100,
+                               find_unused_parameters=False)
+        if t.compile:
+            self.network = torch.compile(self.network)
+        self.step = TrainStep(self.model, self.network, self.optimizer, amp=self.amp, device=ctx.device,
+                              grad_clip=config.optim.grad_clip, loss=config.loss, scaler=self.scaler)
+
+        self.dataset = PairDataset(source, PairRecipe.create(self.model.config, d),
+                                   samples_per_epoch=d.samples_per_epoch, seed=t.seed, max_gap=d.max_gap)
+        self.sampler = StepBatchSampler(global_batch=d.batch_size, steps_per_epoch=self.steps_per_epoch,
+                                        world_size=ctx.world_size, rank=ctx.rank,
+                                        accumulation_steps=config.optim.accumulation_steps)
+        self.loader = build_loader(self.dataset, self.sampler, num_workers=d.num_workers,
+                                   pin_memory=ctx.device.type == "cuda", prefetch_factor=d.prefetch_factor)
+        self.writer = None
+        if ctx.is_main:
+            from torch.utils.tensorboard import SummaryWriter
+            self.writer = SummaryWriter(str(output / "tensorboard"), purge_step=self.global_step or None)
+
+    # ---- set-up -------------------------------------------------------------------------------------------------
+    def _prepare_output(self, resume: bool) -> None:
+        config_file = self.output / "config.yaml"
+        if self.ctx.is_main:
+            if not resume and self.state_path.exists():
+                raise FileExistsError(f"{self.output} already holds a training run ({self.state_path.name}); pass "
+                                      "--resume to continue it, or choose another --output")
+            self.output.mkdir(parents=True, exist_ok=True)
+            if resume and config_file.is_file():
+                import yaml
+                before = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
+                changes = config_differences(before, self.config.to_dict())
+                if changes:
+                    log.warning("resuming with a changed config (the result will differ from an uninterrupted run "
+                                "if these matter): %s", "; ".join(changes))
+            config_file.write_text(self.config.to_yaml(), encoding="utf-8")
+        self.ctx.barrier()
+
+    def _load_state(self) -> None:
+        state = run_state.load_state(self.state_path)
+        run_state.restore_trainable(self.model, state["trainable"], self.state_path)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.epoch, self.step_in_epoch = int(state["epoch"]), int(state["step_in_epoch"])
+        self.global_step = int(state["global_step"])
+        if state.get("world_size") != self.ctx.world_size:
+            log.warning("the state was written by %s process(es), this run has %d: same samples and batches, but "
+                        "gradient sums may round differently", state.get("world_size"), self.ctx.world_size)
+        if self.ctx.is_main:
+            log.info("resuming %s at epoch %d, step %d (global step %d)", self.output, self.epoch + 1,
+                     self.step_in_epoch, self.global_step)
+
+    # ---- the loop -----------------------------------------------------------------------------------------------
+    def run(self, stop_after_steps: int | None) -> TrainResult:
+        t = self.config.train
+        last_checkpoint = None
+        try:
+            while self.epoch < t.epochs:
+                stopped = self._train_epoch(stop_after_steps)
+                if stopped:
+                    self._save_state()
+                    return TrainResult(self.output, last_checkpoint, self.global_step, False, self.history)
+                self.epoch += 1
+                self.step_in_epoch = 0
+                self._save_state()
+                last = self.epoch == t.epochs
+                if self.epoch % t.checkpoint_every == 0 or last:
+                    last_checkpoint = self._save_checkpoint()
+                if self._validation_due(last):
+                    self._validate()
+            final = self._write_final() if self.ctx.is_main else None
+            self.ctx.barrier()
+            return TrainResult(self.output, final, self.global_step, True, self.history)
+        finally:
+            if self.writer is not None:
+                self.writer.close()
+
+    def _train_epoch(self, stop_after_steps: int | None) -> bool:
+        cfg, ctx = self.config, self.ctx
+        accumulation = cfg.optim.accumulation_steps
+        self.sampler.set_epoch(self.epoch, self.step_in_epoch)
+        batches = iter(self.loader)
+        bar = None
+        if ctx.is_main and self.progress:
+            from tqdm import tqdm
+            bar = tqdm(total=self.steps_per_epoch, initial=self.step_in_epoch, unit="step", dynamic_ncols=True,
+                       desc=f"epoch {self.epoch + 1}/{cfg.train.epochs}")
+        sums = torch.zeros(4, device=ctx.device)  # loss, cls, box, grad norm (float32: MPS has no float64)
+        count, wait, started = 0, 0.0, time.perf_counter()
+        try:
+            while self.step_in_epoch < self.steps_per_epoch:
+                if stop_after_steps is not None and self.global_step >= stop_after_steps:
+                    return True
+                lr = self.schedule.apply(self.optimizer, self.global_step)
+                torch.manual_seed(_step_seed(cfg.train.seed, self.global_step, ctx.rank))
+                for micro in range(accumulation):
+                    tick = time.perf_counter()
+                    batch = next(batches)
+                    wait += time.perf_counter() - tick
+                    sync = (self.network.no_sync() if ctx.enabled and micro < accumulation - 1 and
+                            hasattr(self.network, "no_sync") else contextlib.nullcontext())
+                    with sync:
+                        loss, parts = self.step.backward(batch, accumulation)
+                    sums[:3] += torch.stack((loss, parts["cls"], parts["box"])).float() / accumulation
+                grad_norm = self.step.update()
+                sums[3] += grad_norm.float()
+                count += 1
+                self.global_step += 1
+                self.step_in_epoch += 1
+                if bar is not None:
+                    bar.update(1)
+                if self.global_step % cfg.train.log_every == 0 or self.step_in_epoch == self.steps_per_epoch:
+                    self._log(sums, count, wait, time.perf_counter() - started, lr, bar)
+                    sums.zero_()
+                    count, wait, started = 0, 0.0, time.perf_counter()
+                if cfg.train.state_every_steps and self.global_step % cfg.train.state_every_steps == 0 \
+                        and self.step_in_epoch < self.steps_per_epoch:
+                    self._save_state()
+            return False
+        finally:
+            if bar is not None:
+                bar.close()
+            del batches
+
+    def _log(self, sums: torch.Tensor, count: int, wait: float, elapsed: float, lr: float, bar: Any) -> None:
+        means = all_reduce_mean(sums / max(count, 1), self.ctx).tolist()
+        samples = count * self.config.data.batch_size
+        point = {"step": float(self.global_step), "epoch": self.epoch + self.step_in_epoch / self.steps_per_epoch,
+                 "loss": means[0], "loss_cls": means[1], "loss_box": means[2], "grad_norm": means[3], "lr": lr,
+                 "samples_per_s": samples / max(elapsed, 1e-9), "data_wait": wait / max(elapsed, 1e-9)}
+        if self.scaler.is_enabled():
+            point["loss_scale"] = float(self.scaler.get_scale())
+        if not self.ctx.is_main:
+            return
+        self.history.append(point)
+        if self.on_log is not None:
+            self.on_log(point)
+        if self.writer is not None:
+            for key in ("loss", "loss_cls", "loss_box", "grad_norm", "lr", "samples_per_s", "data_wait",
+                        "loss_scale"):
+                if key in point:
+                    self.writer.add_scalar(f"train/{key}", point[key], self.global_step)
+        if bar is not None:
+            bar.set_postfix(loss=f"{point['loss']:.4f}", lr=f"{lr:.2e}", sps=f"{point['samples_per_s']:.1f}")
+        else:
+            log.info("epoch %d step %d: loss %.4f (cls %.4f, box %.4f) lr %.3g, %.1f samples/s", self.epoch + 1,
+                     self.step_in_epoch, point["loss"], point["loss_cls"], point["loss_box"], lr,
+                     point["samples_per_s"])
+
+    # ---- files --------------------------------------------------------------------------------------------------
+    def _save_state(self) -> None:
+        if self.ctx.is_main:
+            run_state.save_state(self.state_path, model=self.model, optimizer=self.optimizer, scaler=self.scaler,
+                                 epoch=self.epoch, step_in_epoch=self.step_in_epoch, global_step=self.global_step,
+                                 config=self.config.to_dict(), world_size=self.ctx.world_size)
+        self.ctx.barrier()
+
+    def _metadata(self) -> dict[str, str]:
+        return {"run": self.config.name, "epochs_done": str(self.epoch), "global_step": str(self.global_step),
+                "backbone_weights": str(self.config.model.backbone_weights or "")}
+
+    def _save_checkpoint(self) -> Path | None:
+        path = None
+        if self.ctx.is_main:
+            path = run_state.write_checkpoint(self.model, self.output / "checkpoints", self.epoch,
+                                              self.config.train.epochs, self.config.train.keep_checkpoints,
+                                              include_backbone=self.config.train.include_backbone,
+                                              metadata=self._metadata())
+            log.info("checkpoint: %s", path)
+        self.ctx.barrier()
+        return path
+
+    def _write_final(self) -> Path:
+        from ..model import save_checkpoint
+        path = save_checkpoint(self.model, self.output / run_state.FINAL_CHECKPOINT,
+                               include_backbone=self.config.train.include_backbone or None,
+                               extra_metadata=self._metadata())
+        log.info("finished: %s", path)
+        return path
+
+    # ---- validation ---------------------------------------------------------------------------------------------
+    def _validation_due(self, last: bool) -> bool:
+        v = self.config.validation
+        return v.dataset is not None and (last or self.epoch % v.every == 0)
+
+    def _validate(self) -> None:
+        from .validation import validate
+        metrics = validate(self.model, self.config, self.output / "validation" / f"epoch_{self.epoch}", self.ctx)
+        if self.ctx.is_main and metrics:
+            log.info("validation after epoch %d: %s", self.epoch, ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
+            for key, value in metrics.items():
+                if self.writer is not None:
+                    self.writer.add_scalar(f"val/{key}", value, self.global_step)
+            self.history.append({"step": float(self.global_step), "epoch": float(self.epoch),
+                                 **{f"val_{k}": v for k, v in metrics.items()}})
