@@ -1,8 +1,11 @@
 """Shared test fixtures: tiny generated models and weights files, and the reference fixtures when present."""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+
+import numpy as np
 
 import pytest
 import torch
@@ -26,6 +29,34 @@ def require_fixture(path: Path) -> Path:
         pytest.skip(f"reference fixture {path} is absent (it lives in ../shared/fixtures beside a development "
                     "checkout; a user's checkout has none)")
     return path
+
+
+def fixture_config() -> ModelConfig:
+    """The model shape of the reference fixtures (reference-parity-s224/config.json)."""
+    shape = json.loads((require_fixture(PARITY_FIXTURE) / "config.json").read_text())
+    return ModelConfig(embed_dim=shape["embed_dim"], depth=shape["depth"], num_heads=shape["num_heads"],
+                       ffn=shape["ffn"], template_size=shape["template_size"], search_size=shape["search_size"],
+                       lora_rank=shape["lora_r"], lora_alpha=shape["lora_alpha"])
+
+
+def reference_tracking_fixture(merge: bool = True):
+    """(model, frames, init box) of reference-tracking-s224: the parity backbone + that folder's checkpoint."""
+    from lorat_plugin.data import read_image
+
+    tracking = require_fixture(TRACKING_FIXTURE)
+    model = build_model(fixture_config(), backbone_weights=PARITY_FIXTURE / "dinov2_backbone.pth",
+                        checkpoint=tracking / "lorat_checkpoint.safetensors", merge=merge)
+    frames = [read_image(f) for f in sorted((tracking / "frames").glob("*.png"))]
+    return model, frames, np.loadtxt(tracking / "init_box.txt", delimiter=",")
+
+
+def randomize_adapters(model: torch.nn.Module, std: float = 0.1) -> torch.nn.Module:
+    """Adapters large enough that merging them visibly changes the network."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_" in name:
+                p.normal_(0, std)
+    return model
 
 
 def write_dinov2(path: Path, config: ModelConfig, *, layout: str = "meta", seed: int = 0) -> Path:

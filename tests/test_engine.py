@@ -1,20 +1,18 @@
 """The tracking engine: reference parity, pipeline geometry (independent of the network), batching, bad input."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from lorat_plugin.data import read_image
 from lorat_plugin.engine import TrackingEngine, hann_window, select_boxes
 from lorat_plugin.engine.crop import apply_transform, crop_image, crop_transform, invert_transform, xywh_to_xyxy
 from lorat_plugin.engine.tracking import IMAGENET_MEAN, IMAGENET_STD, clamp_min_size, track_frames
 from lorat_plugin.model import ModelConfig, build_model
 
-from conftest import PARITY_FIXTURE, TINY, TRACKING_FIXTURE, require_fixture
+from conftest import TINY, TRACKING_FIXTURE, reference_tracking_fixture
 
 
 # ---- a stub network that "sees" the target: geometry without a trained model -------------------------------------
@@ -144,22 +142,9 @@ def test_small_boxes_are_searched_as_at_least_10_px() -> None:
 
 # ---- the reference implementation's own boxes -------------------------------------------------------------------
 
-def _fixture_model():
-    parity = require_fixture(PARITY_FIXTURE)
-    tracking = require_fixture(TRACKING_FIXTURE)
-    shape = json.loads((parity / "config.json").read_text())
-    config = ModelConfig(embed_dim=shape["embed_dim"], depth=shape["depth"], num_heads=shape["num_heads"],
-                         ffn=shape["ffn"], template_size=shape["template_size"], search_size=shape["search_size"],
-                         lora_rank=shape["lora_r"], lora_alpha=shape["lora_alpha"])
-    return build_model(config, backbone_weights=parity / "dinov2_backbone.pth",
-                       checkpoint=tracking / "lorat_checkpoint.safetensors", merge=True), tracking
-
-
 def test_reproduces_the_reference_tracker_frame_by_frame() -> None:
-    model, fixture = _fixture_model()
-    frames = [read_image(f) for f in sorted((fixture / "frames").glob("*.png"))]
-    reference = np.loadtxt(fixture / "reference_boxes.txt", delimiter=",")
-    init = np.loadtxt(fixture / "init_box.txt", delimiter=",")
+    model, frames, init = reference_tracking_fixture()
+    reference = np.loadtxt(TRACKING_FIXTURE / "reference_boxes.txt", delimiter=",")
     assert len(frames) == len(reference) == 40
     engine = TrackingEngine(model, device="cpu", dtype="fp32")
     # Batched with a second sequence (the same frames backwards) that must not disturb the first.

@@ -1,7 +1,6 @@
 """The LoRAT network: reference parity, LoRA merge, parameter counts, weight files and their error paths."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ from lorat_plugin.model import VARIANTS, count_parameters, get_config
 from lorat_plugin.model.lora import LoRALinear
 from lorat_plugin.model.weights import read_weights, trainable_to_reference
 
-from conftest import PARITY_FIXTURE, TINY, require_fixture, write_dinov2
+from conftest import PARITY_FIXTURE, TINY, fixture_config, require_fixture, write_dinov2
 
 
 def _inputs(config: ModelConfig, batch: int = 2, seed: int = 0):
@@ -29,11 +28,7 @@ def _inputs(config: ModelConfig, batch: int = 2, seed: int = 0):
 @pytest.mark.parametrize("merge", [False, True], ids=["unmerged", "merged"])
 def test_reference_parity(merge: bool) -> None:
     fixture = require_fixture(PARITY_FIXTURE)
-    shape = json.loads((fixture / "config.json").read_text())
-    config = ModelConfig(embed_dim=shape["embed_dim"], depth=shape["depth"], num_heads=shape["num_heads"],
-                         ffn=shape["ffn"], template_size=shape["template_size"], search_size=shape["search_size"],
-                         lora_rank=shape["lora_r"], lora_alpha=shape["lora_alpha"])
-    model = build_model(config, backbone_weights=fixture / "dinov2_backbone.pth",
+    model = build_model(fixture_config(), backbone_weights=fixture / "dinov2_backbone.pth",
                         checkpoint=fixture / "lorat_checkpoint.safetensors", merge=merge).eval()
     io = load_file(str(fixture / "io.safetensors"))
     with torch.no_grad():

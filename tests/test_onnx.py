@@ -19,8 +19,7 @@ pytest.importorskip("onnxruntime")
 
 from lorat_plugin.engine.onnx import TOLERANCE, OnnxNetwork, check_onnx, export_onnx  # noqa: E402
 
-from conftest import TINY  # noqa: E402
-from test_speed import _fixture_model  # noqa: E402
+from conftest import TINY, randomize_adapters, reference_tracking_fixture  # noqa: E402
 
 
 def test_export_round_trips_with_a_dynamic_batch(tmp_path: Path) -> None:
@@ -44,10 +43,7 @@ def test_export_round_trips_with_a_dynamic_batch(tmp_path: Path) -> None:
 def test_unmerged_model_exports_merged_and_fp16_files_check(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = build_model(TINY)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "lora_" in name:
-                p.normal_(0, 0.1)
+    randomize_adapters(model)
     path = export_onnx(model, tmp_path / "tiny16.onnx", dtype="fp16", batch_size=2)
     assert model.has_lora  # the user's model is untouched
     assert check_onnx(path, model)["boxes"] <= TOLERANCE["fp16"][1]
@@ -77,7 +73,7 @@ def test_files_without_lorat_metadata_are_refused(tmp_path: Path) -> None:
 
 
 def test_engine_on_onnx_tracks_the_reference_sequence_like_torch(tmp_path: Path) -> None:
-    model, frames, init = _fixture_model()
+    model, frames, init = reference_tracking_fixture()
     frames = frames[:20]  # enough to move the boxes through many crops; the whole sequence adds time, not checks
     path = export_onnx(model, tmp_path / "fixture.onnx")
     torch_engine = TrackingEngine(model, device="cpu", dtype="fp32")

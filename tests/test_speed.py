@@ -10,16 +10,15 @@ import pytest
 import torch
 
 from lorat_plugin.cli import main
-from lorat_plugin.data import read_image
 from lorat_plugin.engine import TrackingEngine, TorchNetwork
 from lorat_plugin.engine import accelerate
 from lorat_plugin.engine.accelerate import (CastNetwork, CUDAGraphNetwork, build_network, bucket_size, cast_model,
                                             default_dtype, describe_network, pad_batch)
-from lorat_plugin.model import ModelConfig, build_model
+from lorat_plugin.model import build_model
 from lorat_plugin.speed import (box_iou, compare_with_fp32, format_result, network_inputs, run_benchmark,
                                 synthetic_sequences, timm_blocks, token_count)
 
-from conftest import PARITY_FIXTURE, TINY, TRACKING_FIXTURE, require_fixture
+from conftest import PARITY_FIXTURE, TINY, randomize_adapters, reference_tracking_fixture
 
 # The tolerances docs/speed.md states for stored low-precision weights against the fp32 network / tracker:
 # score logits relative to the largest |logit|, boxes absolute in normalised search-crop units.
@@ -27,22 +26,9 @@ NETWORK_TOLERANCE = {torch.bfloat16: (0.02, 2e-3), torch.float16: (0.005, 5e-4)}
 STEP_TOLERANCE_PX = 0.5  # one tracker step from the same previous box, frame pixels
 
 
-def _fixture_model():
-    parity = require_fixture(PARITY_FIXTURE)
-    tracking = require_fixture(TRACKING_FIXTURE)
-    shape = json.loads((parity / "config.json").read_text())
-    config = ModelConfig(embed_dim=shape["embed_dim"], depth=shape["depth"], num_heads=shape["num_heads"],
-                         ffn=shape["ffn"], template_size=shape["template_size"], search_size=shape["search_size"],
-                         lora_rank=shape["lora_r"], lora_alpha=shape["lora_alpha"])
-    model = build_model(config, backbone_weights=parity / "dinov2_backbone.pth",
-                        checkpoint=tracking / "lorat_checkpoint.safetensors", merge=True)
-    frames = [read_image(f) for f in sorted((tracking / "frames").glob("*.png"))]
-    return model, frames, np.loadtxt(tracking / "init_box.txt", delimiter=",")
-
-
 @pytest.fixture(scope="module")
 def fixture_model():
-    return _fixture_model()
+    return reference_tracking_fixture()
 
 
 # ---- the low-precision copy -------------------------------------------------------------------------------------
@@ -143,10 +129,7 @@ def test_build_network_picks_the_backend() -> None:
 def test_unmerged_model_is_merged_into_a_copy() -> None:
     torch.manual_seed(0)
     model = build_model(TINY)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "lora_" in name:
-                p.normal_(0, 0.1)
+    randomize_adapters(model)
     inputs = network_inputs(TINY, 1, torch.device("cpu"))
     network = CastNetwork(model, "cpu", "fp32")
     assert model.has_lora and not network.module.has_lora

@@ -14,7 +14,6 @@ TensorRT). ONNX Runtime's CPU provider has no fast bf16/fp16 kernels, so on CPU 
 from __future__ import annotations
 
 import copy
-import json
 import os
 import warnings
 from pathlib import Path
