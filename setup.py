@@ -50,8 +50,8 @@ setup(
         "video": ["av", "imageio", "imageio-ffmpeg"],
         "train": ["pycocotools", "tensorboard"],
         "export": ["onnx", "onnxruntime"],
-        "baselines": ["opencv-contrib-python-headless"],
-        "demo": ["scikit-image", "opencv-contrib-python-headless", "av", "imageio", "imageio-ffmpeg"],
+        "baselines": ["opencv-contrib-python-headless", "got10k>=0.1.3"],  # got10k Tracker subclasses
+        "demo": ["scikit-image", "opencv-contrib-python-headless", "got10k>=0.1.3", "av", "imageio", "imageio-ffmpeg"],
         "sam": ["segment-anything"],
         "test": ["pytest", "pytest-timeout"],
     },

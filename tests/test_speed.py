@@ -247,3 +247,15 @@ def test_box_iou() -> None:
     a = np.array([[0, 0, 10, 10], [0, 0, 10, 10]], dtype=float)
     b = np.array([[0, 0, 10, 10], [5, 0, 10, 10]], dtype=float)
     assert np.allclose(box_iou(a, b), [1.0, 50 / 150])
+
+
+def test_cpu_allocator_tuning_is_idempotent_and_can_be_declined(monkeypatch) -> None:
+    import platform
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        pytest.skip("glibc only")
+    monkeypatch.setattr(accelerate, "_ALLOCATOR_TUNED", False)
+    monkeypatch.setenv("LORAT_NO_MALLOC_TUNING", "1")
+    assert accelerate.tune_cpu_allocator() is False
+    monkeypatch.delenv("LORAT_NO_MALLOC_TUNING")
+    assert accelerate.tune_cpu_allocator() is True and accelerate.tune_cpu_allocator() is True

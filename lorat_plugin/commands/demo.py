@@ -1,0 +1,70 @@
+"""Run the shipped demo model over the shipped procedural benchmark, beside OpenCV's CSRT and KCF and a static box.
+
+  lorat demo                               # everything into ./lorat-demo
+  lorat demo --output /tmp/demo --baselines csrt
+  lorat demo --checkpoint runs/demo/model.safetensors     # another model, same benchmark and baselines
+  lorat demo --seed 7 --output lorat-demo-seed7            # new sequences of the test photographs
+
+Writes OUT/benchmark/ (the test split, GOT-10k layout, generated in seconds from scikit-image's photographs),
+OUT/results/<tracker>/ (records and GOT-10k result files), OUT/report/ (GOT-10k metrics.json, table, success plot;
+report/ope/: success, precision and normalised precision plots), OUT/video/<sequence>.mp4 (boxes drawn), and
+prints the metrics table. Re-running reuses what is complete. See docs/demo.md.
+
+Maintainers: `lorat demo --package-model runs/demo/model.safetensors` labels a model trained with configs/demo.yaml
+as the demo model and stores it as lorat_plugin/assets/demo_model.safetensors.
+"""
+from __future__ import annotations
+
+import argparse
+
+from .common import add_model_arguments
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--output", default="lorat-demo", metavar="DIR", help="output folder (default: lorat-demo)")
+    parser.add_argument("--baselines", default="csrt,kcf,static", metavar="LIST",
+                        help="comma-separated baselines run beside LoRAT: csrt, kcf, static, or none "
+                             "(default: csrt,kcf,static)")
+    parser.add_argument("--no-video", action="store_true", help="do not render the sequence video")
+    parser.add_argument("--video-sequence", metavar="NAME", help="sequence to render (default: the documented one)")
+    parser.add_argument("--batch-size", type=int, default=16, metavar="N",
+                        help="sequences LoRAT tracks at once (default: 16, the whole benchmark)")
+    parser.add_argument("--seed", type=int, metavar="S",
+                        help="generate another test split with this seed instead of the shipped one (same test "
+                             "photographs, new sequences: a generalisation check)")
+    parser.add_argument("--sequences", type=int, metavar="N", help="with --seed: number of sequences (default 16)")
+    parser.add_argument("--frames", type=int, metavar="N", help="with --seed: frames per sequence (default 100)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--package-model", metavar="CKPT",
+                        help="maintainers: store CKPT (trained with configs/demo.yaml) as the shipped demo model and "
+                             "exit")
+    add_model_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    import time
+
+    from ..demo import DEMO_TRACKER, package_demo_model, run_demo
+    from .common import model_from_args
+
+    if args.package_model:
+        path = package_demo_model(args.package_model)
+        print(f"demo model written: {path} ({path.stat().st_size / 1e6:.1f} MB)")
+        return 0
+    baselines = tuple(b.strip().lower() for b in args.baselines.split(",") if b.strip() and b.strip() != "none")
+    custom = any(getattr(args, k) for k in ("variant", "backbone_weights", "checkpoint", "weights_dir"))
+    started = time.perf_counter()
+    model = model_from_args(args)
+    result = run_demo(args.output, model, tracker_name="LoRAT" if custom else DEMO_TRACKER, baselines=baselines,
+                      video=not args.no_video, video_sequence=args.video_sequence, batch_size=args.batch_size,
+                      device=args.device, dtype=args.dtype, progress=not args.quiet,
+                      benchmark={"seed": args.seed, "sequences": args.sequences, "frames": args.frames})
+    print()
+    print(result.table)
+    print()
+    print(f"results: {result.output / 'results'}")
+    print(f"reports and plots: {result.output / 'report'}")
+    if result.video is not None:
+        print(f"video: {result.video}")
+    print(f"done in {time.perf_counter() - started:.0f} s")
+    return 0

@@ -1,0 +1,125 @@
+"""A tracking benchmark generated from real photographs, with exact ground truth (see docs/demo.md).
+
+A target cut from one photograph (a textured patch or a segmented object) moves over another photograph, with
+smooth and abrupt motion, scale and aspect change, partial and full occlusion by objects cut from other
+photographs, out-of-view stretches, look-alike distractors, motion blur and illumination change. Sequences are
+seeded and reproducible; the train and test splits use disjoint photographs (:mod:`.photos`).
+
+    make_benchmark("bench", split="test", sequences=16, frames=100, size=(320, 240), seed=0, layout="got10k")
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .layouts import GOT10K_SUBSETS, LAYOUTS, groundtruth_digest, list_file, write_sequence, write_text_atomic
+from .photos import PHOTOGRAPHS, SPLITS, load_photograph, split_photographs
+from .plan import CHALLENGES, ScenePlan, plan_sequence
+from .render import MIN_VISIBLE, RenderedFrame, render_sequence
+
+log = logging.getLogger(__name__)
+
+GENERATOR_VERSION = 1  # bump when the same seed would render different sequences
+MANIFEST = "procedural.json"
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """What :func:`make_benchmark` wrote: read it with ``load_dataset(layout, root, split=subset)``."""
+
+    root: Path
+    layout: str
+    subset: str  # the split argument of the readers: "train"/"val" (got10k), "train"/"test" (lasot)
+    names: tuple[str, ...]
+    manifest: dict
+
+    @property
+    def folders(self) -> list[Path]:
+        from .layouts import sequence_folder
+
+        return [sequence_folder(self.root, self.layout, plan) for plan in self.plans()]
+
+    def plans(self) -> list[ScenePlan]:
+        m = self.manifest
+        return plan_benchmark(split=m["split"], sequences=m["sequences"], frames=m["frames"], size=tuple(m["size"]),
+                              seed=m["seed"], photographs=tuple(m["photographs"]), layout=self.layout)
+
+
+def sequence_names(split: str, layout: str, plans_targets: list[str]) -> list[str]:
+    """GOT-10k style ``Procedural_Test_000001``; LaSOT style ``<target photograph>-<k>``."""
+    if layout == "got10k":
+        return [f"Procedural_{split.capitalize()}_{i + 1:06d}" for i in range(len(plans_targets))]
+    counts: dict[str, int] = {}
+    names = []
+    for photo in plans_targets:
+        counts[photo] = counts.get(photo, 0) + 1
+        names.append(f"{photo}-{counts[photo]}")
+    return names
+
+
+def plan_benchmark(*, split: str, sequences: int, frames: int, size: tuple[int, int], seed: int,
+                   photographs: tuple[str, ...] | None = None, layout: str = "got10k") -> list[ScenePlan]:
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}: expected one of {', '.join(SPLITS)}")
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}: expected one of {', '.join(LAYOUTS)}")
+    if sequences < 1:
+        raise ValueError(f"sequences must be at least 1, got {sequences}")
+    width, height = size
+    if width < 64 or height < 64:
+        raise ValueError(f"frames of {width}x{height} are too small: at least 64x64")
+    photographs = tuple(photographs) if photographs else split_photographs(split)
+    unknown = [p for p in photographs if p not in PHOTOGRAPHS]
+    if unknown:
+        raise ValueError(f"unknown photographs {unknown}; known: {', '.join(PHOTOGRAPHS)}")
+    plans = [plan_sequence(split=split, index=i, seed=seed, frames=frames, size=(width, height),
+                           photographs=photographs, name="") for i in range(sequences)]
+    for plan, name in zip(plans, sequence_names(split, layout, [p.target.photo for p in plans])):
+        plan.name = name
+    return plans
+
+
+def make_benchmark(output: str | Path, *, split: str = "test", sequences: int = 16, frames: int = 100,
+                   size: tuple[int, int] = (320, 240), seed: int = 0, layout: str = "got10k",
+                   photographs: tuple[str, ...] | None = None,
+                   progress: Callable[[int, int, str], None] | None = None) -> Benchmark:
+    """Generate (or complete) a benchmark under ``output``; sequences already there are kept, so an interrupted
+    run resumes. Refuses to mix sequences generated with other parameters in one folder."""
+    root = Path(output).expanduser()
+    plans = plan_benchmark(split=split, sequences=sequences, frames=frames, size=size, seed=seed,
+                           photographs=photographs, layout=layout)
+    manifest = {
+        "generator": "lorat-plugin procedural benchmark", "version": GENERATOR_VERSION, "split": split,
+        "layout": layout, "sequences": sequences, "frames": frames, "size": list(size), "seed": seed,
+        "photographs": list(photographs or split_photographs(split)),
+    }
+    listing = list_file(root, layout, split)
+    manifest_path = listing.parent / (MANIFEST if layout == "got10k" else f"procedural-{split}.json")
+    if manifest_path.is_file():
+        existing = json.loads(manifest_path.read_text(encoding="utf-8"))
+        keys = [k for k in manifest if k != "sequences"]
+        differs = [f"{k}: {existing.get(k)!r} there, {manifest[k]!r} asked" for k in keys
+                   if existing.get(k) != manifest[k]]
+        if differs:
+            raise ValueError(f"{manifest_path.parent} already holds a procedural benchmark made with other parameters "
+                             f"({'; '.join(differs)}); choose another folder or delete it")
+    write_text_atomic(manifest_path, json.dumps({**manifest, "complete": False}, indent=2) + "\n")
+    folders = []
+    for number, plan in enumerate(plans, start=1):
+        folders.append(write_sequence(root, layout, plan))
+        if progress is not None:
+            progress(number, len(plans), plan.name)
+    manifest["groundtruth_sha256"] = groundtruth_digest(folders)
+    manifest["complete"] = True
+    write_text_atomic(listing, "".join(f"{plan.name}\n" for plan in plans))
+    write_text_atomic(manifest_path, json.dumps(manifest, indent=2) + "\n")
+    subset = GOT10K_SUBSETS[split] if layout == "got10k" else split
+    return Benchmark(root=root, layout=layout, subset=subset, names=tuple(p.name for p in plans), manifest=manifest)
+
+
+__all__ = ["make_benchmark", "plan_benchmark", "Benchmark", "render_sequence", "plan_sequence", "RenderedFrame",
+           "ScenePlan", "PHOTOGRAPHS", "SPLITS", "LAYOUTS", "CHALLENGES", "MIN_VISIBLE", "split_photographs",
+           "load_photograph", "GENERATOR_VERSION"]

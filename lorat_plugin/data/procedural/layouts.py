@@ -1,0 +1,159 @@
+"""Writing rendered sequences in the GOT-10k and LaSOT folder layouts.
+
+GOT-10k (``OUT/<subset>/``; the train split is the ``train`` subset and the fully annotated test split is the
+``val`` subset, the one got10k's ``ExperimentGOT10k`` scores)::
+
+    list.txt                      one sequence name per line
+    <name>/00000001.jpg ...       frames
+    <name>/groundtruth.txt        x,y,w,h per frame, 0-based continuous; 0,0,0,0 where the target is absent
+    <name>/absence.label          1 where the target is absent (out of view or fully occluded)
+    <name>/cover.label            visible fraction bucket: 0 absent, 1..7 (0,15%] .. [90,100%), 8 fully visible
+    <name>/cut_by_image.label     1 where part of the target is outside the frame
+    <name>/meta_info.ini          [METAINFO] + "key: value" lines; resolution: (W, H)
+
+LaSOT (``OUT/<class>/<class>-<k>/``, class = the target's photograph; ``OUT/{training,testing}_set.txt``)::
+
+    img/00000001.jpg ...
+    groundtruth.txt               x,y,w,h per frame, 1-based (MATLAB) like LaSOT; 0,0,0,0 where absent
+    full_occlusion.txt            one line, comma-separated 0/1
+    out_of_view.txt               one line, comma-separated 0/1
+    nlp.txt                       one sentence describing the target
+
+A sequence is rendered into a hidden temporary folder and renamed into place, so an interrupted run leaves only
+whole sequences behind and the next run continues where it stopped.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from .plan import ScenePlan
+from .render import RenderedFrame, render_sequence
+
+LAYOUTS = ("got10k", "lasot")
+GOT10K_SUBSETS = {"train": "train", "test": "val"}
+LASOT_LISTS = {"train": "training_set.txt", "test": "testing_set.txt"}
+JPEG_QUALITY = 90
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def sequence_folder(root: Path, layout: str, plan: ScenePlan) -> Path:
+    if layout == "got10k":
+        return root / GOT10K_SUBSETS[plan.split] / plan.name
+    return root / plan.name.rsplit("-", 1)[0] / plan.name
+
+
+def _box_lines(frames: list[RenderedFrame], one_based: bool) -> str:
+    lines = []
+    for frame in frames:
+        if frame.box is None:
+            lines.append("0,0,0,0")
+        else:
+            x, y, w, h = frame.box
+            shift = 1.0 if one_based else 0.0
+            lines.append(f"{x + shift:.4f},{y + shift:.4f},{w:.4f},{h:.4f}")
+    return "\n".join(lines) + "\n"
+
+
+def _got10k_labels(plan: ScenePlan, frames: list[RenderedFrame]) -> dict[str, str]:
+    width, height = plan.size
+    meta = {
+        "url": "procedural (lorat-plugin)",
+        "begin": "0",
+        "end": str(len(frames)),
+        "anno_fps": "10Hz",
+        "object_class": plan.target.photo,
+        "motion_class": "procedural",
+        "major_class": "procedural",
+        "root_class": "procedural",
+        "motion_adverb": plan.attributes["challenges"],
+        "resolution": f"({width}, {height})",
+        "generator": "lorat-plugin procedural benchmark",
+        "split": plan.split,
+        "seed": str(plan.seed),
+        "index": str(plan.index),
+        **plan.attributes,
+    }
+    return {
+        "groundtruth.txt": _box_lines(frames, one_based=False),
+        "absence.label": "".join(f"{int(not f.present)}\n" for f in frames),
+        "cover.label": "".join(f"{f.cover}\n" for f in frames),
+        "cut_by_image.label": "".join(f"{int(f.cut_by_image)}\n" for f in frames),
+        "meta_info.ini": "[METAINFO]\n" + "".join(f"{k}: {v}\n" for k, v in meta.items()),
+    }
+
+
+def _lasot_labels(plan: ScenePlan, frames: list[RenderedFrame]) -> dict[str, str]:
+    challenges = plan.attributes["challenges"].replace(",", ", ").replace("_", " ")
+    sentence = (f"a {plan.target.shape} patch cut from the {plan.target.photo} photograph moving over the "
+                f"{plan.background} photograph ({challenges})")
+    return {
+        "groundtruth.txt": _box_lines(frames, one_based=True),
+        "full_occlusion.txt": ",".join(str(int(f.full_occlusion)) for f in frames) + "\n",
+        "out_of_view.txt": ",".join(str(int(f.out_of_view)) for f in frames) + "\n",
+        "nlp.txt": sentence + "\n",
+    }
+
+
+def write_sequence(root: Path, layout: str, plan: ScenePlan) -> Path:
+    """Render one sequence and move it into place; an existing (hence complete) folder is left as it is."""
+    from PIL import Image
+
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}: expected one of {', '.join(LAYOUTS)}")
+    final = sequence_folder(root, layout, plan)
+    if final.is_dir():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".partial"))
+    try:
+        image_dir = partial / "img" if layout == "lasot" else partial
+        image_dir.mkdir(exist_ok=True)
+        frames: list[RenderedFrame] = []
+        for number, frame in enumerate(render_sequence(plan), start=1):
+            Image.fromarray(frame.image).save(image_dir / f"{number:08d}.jpg", quality=JPEG_QUALITY)
+            frames.append(frame)
+        labels = _got10k_labels(plan, frames) if layout == "got10k" else _lasot_labels(plan, frames)
+        for file_name, text in labels.items():
+            (partial / file_name).write_text(text, encoding="utf-8")
+        os.replace(partial, final)
+    finally:
+        if partial.exists():
+            shutil.rmtree(partial, ignore_errors=True)
+    return final
+
+
+def list_file(root: Path, layout: str, split: str) -> Path:
+    if layout == "got10k":
+        return root / GOT10K_SUBSETS[split] / "list.txt"
+    return root / LASOT_LISTS[split]
+
+
+def groundtruth_digest(folders: list[Path]) -> str:
+    """SHA-256 over every sequence's annotation files, in order: identifies a benchmark independently of how the
+    JPEG encoder of the machine compressed its frames."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for folder in folders:
+        for file_name in sorted(p.name for p in folder.iterdir() if p.suffix in (".txt", ".label", ".ini")):
+            digest.update(f"{folder.name}/{file_name}\n".encode())
+            digest.update((folder / file_name).read_bytes())
+    return digest.hexdigest()
+
+
+__all__ = ["LAYOUTS", "GOT10K_SUBSETS", "LASOT_LISTS", "write_sequence", "sequence_folder", "list_file",
+           "groundtruth_digest", "write_text_atomic"]

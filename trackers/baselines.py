@@ -1,0 +1,202 @@
+"""Classical baselines with the got10k tracker interface, and an adapter that runs any such per-sequence tracker
+as a *batch tracker* (``initialize(frames, boxes) -> states``, ``track(states, frames) -> (boxes, scores)``), so
+the evaluation harness runs them exactly like LoRAT.
+
+* :class:`OpenCVTracker` ``("csrt")`` / ``("kcf")``: OpenCV's discriminative correlation filter trackers
+  (``opencv-contrib-python-headless``; ``cv2.TrackerCSRT_create`` / ``cv2.TrackerKCF_create``, which OpenCV 4.5.1+
+  and 5 expose in the main namespace; older builds only in ``cv2.legacy``, which is used as a fallback).
+* :class:`StaticBoxTracker`: returns the initial box on every frame (the floor every tracker must beat).
+
+    from lorat_plugin.trackers.baselines import BatchAdapter, OpenCVTracker
+    csrt = BatchAdapter(lambda: OpenCVTracker("csrt"), name="CSRT")
+    run_benchmark(csrt, sequences, "results/CSRT", tracker_name="CSRT")
+
+Defined behaviour: OpenCV's ``update`` returning ``ok=False`` (target lost) or raising keeps the previous box and
+reports score 0; an OpenCV ``init`` that raises (e.g. a box OpenCV cannot model) leaves the tracker static with
+score 0 until the end of the sequence. Otherwise the score is 1 (these trackers have no calibrated confidence).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from got10k.trackers import Tracker
+
+from ..data.sequence import read_image, to_rgb
+
+log = logging.getLogger(__name__)
+
+OPENCV_ALGORITHMS = {"csrt": "TrackerCSRT_create", "kcf": "TrackerKCF_create"}
+BASELINES = ("csrt", "kcf", "static")
+
+
+def _as_rgb(image: Any) -> np.ndarray:
+    if isinstance(image, (str, os.PathLike)):
+        return read_image(Path(image))
+    return to_rgb(image)
+
+
+def _check_box(box: Any) -> np.ndarray:
+    box = np.asarray(box, dtype=np.float64).reshape(-1)
+    if box.shape != (4,) or not np.all(np.isfinite(box)) or box[2] <= 0 or box[3] <= 0:
+        raise ValueError(f"init box must be 4 finite numbers x, y, w, h with w, h > 0, got {box.tolist()}")
+    return box
+
+
+def opencv_factory(algorithm: str) -> Callable[[], Any]:
+    """The OpenCV constructor of a tracker, from the main namespace or ``cv2.legacy``."""
+    try:
+        import cv2
+    except ImportError as e:
+        raise ImportError("the CSRT and KCF baselines need OpenCV's contrib trackers: "
+                          "pip install opencv-contrib-python-headless (or lorat-plugin[baselines])") from e
+    key = algorithm.lower()
+    if key not in OPENCV_ALGORITHMS:
+        raise ValueError(f"unknown OpenCV tracker {algorithm!r}: expected one of {', '.join(OPENCV_ALGORITHMS)}")
+    name = OPENCV_ALGORITHMS[key]
+    for namespace in (cv2, getattr(cv2, "legacy", None)):
+        if namespace is not None and hasattr(namespace, name):
+            return getattr(namespace, name)
+    raise ImportError(f"this OpenCV build ({cv2.__version__}) has no {name}: install opencv-contrib-python-headless "
+                      "(the plain opencv-python wheels lack the contrib trackers)")
+
+
+class OpenCVTracker(Tracker):
+    """OpenCV's CSRT or KCF behind got10k's ``init(image, box)`` / ``update(image) -> box``.
+
+    Images: PIL images, RGB/grayscale/RGBA arrays or file paths. Boxes: x, y, w, h (OpenCV works on whole pixels:
+    the init box is rounded outwards, and the returned boxes are whole pixels). ``score`` is 1 while OpenCV reports
+    success and 0 on a frame where it lost the target.
+    """
+
+    def __init__(self, algorithm: str = "csrt", *, name: str | None = None) -> None:
+        super().__init__(name=name or algorithm.upper(), is_deterministic=True)
+        self.algorithm = algorithm.lower()
+        self._create = opencv_factory(self.algorithm)
+        self._tracker: Any = None  # None after a failed init: the tracker stays on the init box
+        self._initialised = False
+        self.box = np.zeros(4)
+        self.score = 0.0
+        self.failures = 0  # frames on which OpenCV reported a loss or raised
+
+    def init(self, image: Any, box: Any) -> None:
+        import cv2
+
+        frame = _as_rgb(image)
+        box = _check_box(box)
+        height, width = frame.shape[:2]
+        x0, y0 = max(0, int(np.floor(box[0]))), max(0, int(np.floor(box[1])))
+        x1, y1 = min(width, int(np.ceil(box[0] + box[2]))), min(height, int(np.ceil(box[1] + box[3])))
+        self.box, self.score, self.failures = box.copy(), 1.0, 0
+        self._tracker, self._initialised = self._create(), True
+        try:
+            if x1 - x0 < 1 or y1 - y0 < 1:
+                raise ValueError(f"the box {box.tolist()} does not overlap the {width}x{height} image")
+            self._tracker.init(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), (x0, y0, x1 - x0, y1 - y0))
+        except (cv2.error, ValueError) as e:
+            log.warning("%s could not initialise on box %s (%s): it will report the init box", self.name,
+                        box.tolist(), e)
+            self._tracker, self.score = None, 0.0
+
+    def update(self, image: Any) -> np.ndarray:
+        import cv2
+
+        if not self._initialised:
+            raise RuntimeError(f"{self.name}.update() called before init()")
+        if self._tracker is None:
+            self.score = 0.0
+            return self.box.copy()
+        frame = _as_rgb(image)
+        try:
+            ok, found = self._tracker.update(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        except cv2.error as e:
+            log.debug("%s update failed: %s", self.name, e)
+            ok, found = False, None
+        found = np.asarray(found, dtype=np.float64).reshape(-1) if ok else None
+        if found is not None and found.shape == (4,) and np.all(np.isfinite(found)) and found[2] > 0 and found[3] > 0:
+            self.box, self.score = found, 1.0
+        else:
+            self.score = 0.0
+            self.failures += 1
+        return self.box.copy()
+
+
+class StaticBoxTracker(Tracker):
+    """Reports the initial box on every frame, score 1."""
+
+    def __init__(self, *, name: str = "StaticBox") -> None:
+        super().__init__(name=name, is_deterministic=True)
+        self.box: np.ndarray | None = None
+        self.score = 1.0
+
+    def init(self, image: Any, box: Any) -> None:
+        self.box = _check_box(box).copy()
+
+    def update(self, image: Any) -> np.ndarray:
+        if self.box is None:
+            raise RuntimeError(f"{self.name}.update() called before init()")
+        return self.box.copy()
+
+
+@dataclass(eq=False)
+class BaselineState:
+    """One sequence tracked by its own per-sequence tracker. ``box`` and ``score`` are the latest output."""
+
+    tracker: Tracker
+    box: np.ndarray
+    score: float
+
+
+class BatchAdapter:
+    """Turns a factory of per-sequence got10k trackers into a batch tracker for ``run_benchmark``.
+
+    Each batch element is a different sequence with its own tracker instance; elements are updated one after the
+    other (these trackers are single-image algorithms). Scores come from the tracker's ``score`` attribute when it
+    has one, else 1.
+    """
+
+    def __init__(self, factory: Callable[[], Tracker], *, name: str | None = None) -> None:
+        self.factory = factory
+        self.name = name or factory().name
+
+    def initialize(self, frames: list[Any], boxes: Any) -> list[BaselineState]:
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        if len(frames) != len(boxes):
+            raise ValueError(f"{len(frames)} frames but {len(boxes)} boxes")
+        states = []
+        for frame, box in zip(frames, boxes):
+            tracker = self.factory()
+            tracker.init(_as_rgb(frame), box)
+            states.append(BaselineState(tracker, box.copy(), 1.0))
+        return states
+
+    def track(self, states: list[BaselineState], frames: list[Any]) -> tuple[np.ndarray, np.ndarray]:
+        if len(states) != len(frames):
+            raise ValueError(f"{len(states)} states but {len(frames)} frames")
+        boxes = np.empty((len(states), 4))
+        scores = np.empty(len(states))
+        for i, (state, frame) in enumerate(zip(states, frames)):
+            state.box = np.asarray(state.tracker.update(_as_rgb(frame)), dtype=np.float64).reshape(4)
+            state.score = float(getattr(state.tracker, "score", 1.0))
+            boxes[i], scores[i] = state.box, state.score
+        return boxes, scores
+
+
+def baseline(name: str) -> BatchAdapter:
+    """``"csrt"``, ``"kcf"`` or ``"static"`` as a batch tracker named CSRT, KCF or StaticBox."""
+    key = name.lower().replace("-", "").replace("_", "")
+    if key in OPENCV_ALGORITHMS:
+        opencv_factory(key)  # fail now, not on the first sequence, when OpenCV lacks the tracker
+        return BatchAdapter(lambda: OpenCVTracker(key), name=key.upper())
+    if key in ("static", "staticbox"):
+        return BatchAdapter(StaticBoxTracker, name="StaticBox")
+    raise ValueError(f"unknown baseline {name!r}: expected one of {', '.join(BASELINES)}")
+
+
+__all__ = ["OpenCVTracker", "StaticBoxTracker", "BatchAdapter", "BaselineState", "baseline", "BASELINES",
+           "opencv_factory"]
