@@ -318,10 +318,11 @@ def test_schedule_matches_timm_cosine_with_warmup_prefix() -> None:
 def test_shipped_configs_load_strictly(monkeypatch) -> None:
     monkeypatch.setenv("LORAT_DATA", "/data")
     monkeypatch.setenv("LORAT_WEIGHTS_DIR", "/weights")
-    files = sorted((REPO / "configs").glob("[SBLg]-*.yaml"))
+    files = sorted((REPO / "lorat_plugin" / "configs").glob("[SBLg]-*.yaml"))
     assert len(files) == 7
     for file in files:
         config = load_config(file)
+        assert load_config(file.stem) == config  # a shipped recipe by name, from any directory
         assert config.model.model_config() == get_config(file.stem)
         assert config.data == DataSection() and config.optim == OptimSection()
         assert config.train.epochs == 170 and config.data.batch_size == 128
@@ -329,6 +330,8 @@ def test_shipped_configs_load_strictly(monkeypatch) -> None:
 
 
 def test_config_errors_name_the_key(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="shipped recipes: B-224, B-378"):
+        load_config("B-225")
     with pytest.raises(ConfigError, match="optim.lrr"):
         load_config(None, ["optim.lrr=1"])
     with pytest.raises(ConfigError, match="model.depthh"):
@@ -390,3 +393,29 @@ def test_coco_reader_makes_one_sequence_per_non_crowd_object(tmp_path: Path) -> 
 def test_bce_definition_matches_torch() -> None:  # guards the hand computation above
     assert F.binary_cross_entropy_with_logits(torch.tensor(0.7), torch.tensor(0.5)).item() == pytest.approx(
         math.log1p(math.exp(0.7)) - 0.35)
+
+
+def test_head_from_warm_starts_the_head_and_not_the_adapters(tmp_path: Path) -> None:
+    """The demo's stage 2: a frozen stage-1 backbone with fresh LoRA, the head and token types taken from stage 1."""
+    from lorat_plugin.model import save_checkpoint
+    from lorat_plugin.model.lora import lora_layers
+    from lorat_plugin.train.trainer import build_training_model
+
+    stage1 = build_model(TINY.replace(tuning="full"))
+    torch.nn.init.normal_(stage1.token_type_embed)
+    path = save_checkpoint(stage1, tmp_path / "stage1.safetensors")
+    arch = [f"model.{k}={getattr(TINY, k)}" for k in ("embed_dim", "depth", "num_heads", "template_size",
+                                                      "search_size", "pretrain_grid")]
+    config = load_config(None, ["model.variant=null", *arch, f"model.backbone_weights={path}",
+                                f"model.head_from={path}", "model.tuning=lora"])
+    model = build_training_model(config)
+    torch.testing.assert_close(model.token_type_embed, stage1.token_type_embed)
+    torch.testing.assert_close(model.head.state_dict(), stage1.head.state_dict())
+    torch.manual_seed(config.train.seed)
+    fresh = build_model(config.model.model_config(), backbone_weights=path)
+    for (_, ours), (_, new) in zip(lora_layers(model), lora_layers(fresh), strict=True):
+        torch.testing.assert_close(ours.lora_B, new.lora_B)
+    other = build_model(TINY.replace(tuning="full", embed_dim=2 * TINY.embed_dim, num_heads=2 * TINY.num_heads))
+    from lorat_plugin.model.weights import WeightsError, load_head, read_weights
+    with pytest.raises(WeightsError, match="another shape"):
+        load_head(model, read_weights(save_checkpoint(other, tmp_path / "other.safetensors")))

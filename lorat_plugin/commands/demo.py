@@ -10,8 +10,9 @@ OUT/results/<tracker>/ (records and GOT-10k result files), OUT/report/ (GOT-10k 
 report/ope/: success, precision and normalised precision plots), OUT/video/<sequence>.mp4 (boxes drawn), and
 prints the metrics table. Re-running reuses what is complete. See docs/demo.md.
 
-Maintainers: `lorat demo --package-model runs/demo/model.safetensors` labels a model trained with configs/demo.yaml
-as the demo model and stores it as lorat_plugin/assets/demo_model.safetensors.
+Maintainers: `lorat demo --init-backbone runs/demo-init.safetensors` writes stage 0 of the demo recipe (random
+weights, sine-cosine position table); `lorat demo --package-model runs/demo/model.safetensors` labels a model trained
+with configs/demo.yaml as the demo model and stores it as lorat_plugin/assets/demo_model.safetensors.
 """
 from __future__ import annotations
 
@@ -38,15 +39,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--package-model", metavar="CKPT",
                         help="maintainers: store CKPT (trained with configs/demo.yaml) as the shipped demo model and "
                              "exit")
+    parser.add_argument("--init-backbone", metavar="FILE",
+                        help="maintainers: write the demo recipe's stage 0 (the initial backbone of "
+                             "configs/demo-pretrain.yaml) to FILE and exit")
     add_model_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     import time
 
-    from ..demo import DEMO_TRACKER, package_demo_model, run_demo
+    from ..demo import DEMO_TRACKER, package_demo_model, run_demo, write_initial_backbone
+    from ..train.config import resolve_config_path
     from .common import model_from_args
 
+    if args.init_backbone:
+        path = write_initial_backbone(resolve_config_path("demo-pretrain"), args.init_backbone)
+        print(f"initial backbone written: {path}")
+        return 0
     if args.package_model:
         path = package_demo_model(args.package_model)
         print(f"demo model written: {path} ({path.stat().st_size / 1e6:.1f} MB)")

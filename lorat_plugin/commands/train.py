@@ -1,8 +1,12 @@
 """Fine-tune LoRAT with the paper's recipe (LoRA by default, or full fine-tuning with model.tuning=full).
 
-  lorat train --config configs/B-224.yaml --output runs/b224 data.batch_size=64 optim.lr=2e-4
-  torchrun --nproc-per-node 8 -m lorat_plugin.cli train --config configs/B-224.yaml --output runs/b224
-  lorat train --config configs/B-224.yaml --output runs/b224 --resume
+  lorat train --config B-224 --output runs/b224 data.batch_size=64 optim.lr=2e-4
+  torchrun --nproc-per-node 8 -m lorat_plugin.cli train --config B-224 --output runs/b224
+  lorat train --config B-224 --output runs/b224 --resume
+  lorat train --config my-recipe.yaml --output runs/mine
+
+--config takes a YAML file or the name of a shipped recipe (lorat_plugin/configs/: S-224 B-224 B-378 L-224 L-378
+g-224 g-378 demo-pretrain demo); copy one to start your own.
 
 Overrides are key.path=value pairs (values in YAML syntax; list items by index: data.datasets.0.root=/data/GOT-10k).
 Under torchrun every process runs this command; rank 0 writes the run folder: config.yaml, state.pt (resumable),
@@ -14,7 +18,7 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", metavar="FILE", help="training YAML (configs/B-224.yaml, ...); default: the "
+    parser.add_argument("--config", metavar="FILE", help="training YAML, or a shipped recipe's name (B-224, ...); default: the "
                                                          "built-in recipe (B-224, data under $LORAT_DATA)")
     parser.add_argument("--output", metavar="DIR", help="run folder (default: train.output, else runs/<config name>)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --output from its state.pt")

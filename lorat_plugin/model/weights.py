@@ -219,6 +219,22 @@ def load_trainable(model: torch.nn.Module, weights: WeightsFile) -> None:
         model.load_state_dict(rest, strict=False)
 
 
+def load_head(model: torch.nn.Module, weights: WeightsFile) -> None:
+    """Load only the head and the token-type table (e.g. a LoRA stage warm-started from a full fine-tuning stage);
+    every such tensor of the model must be in the file with the same shape."""
+    own = {k: v for k, v in model.state_dict().items() if k == "token_type_embed" or k.startswith("head.")}
+    tensors = {k: weights.tensors.get(k) for k in own}
+    missing = sorted(k for k, v in tensors.items() if v is None)
+    if missing:
+        raise WeightsError(f"{weights.path} lacks the head tensors {', '.join(missing[:4])}"
+                           f"{' ...' if len(missing) > 4 else ''}")
+    wrong = [f"{k} {tuple(tensors[k].shape)} vs {tuple(v.shape)}" for k, v in own.items() if tensors[k].shape != v.shape]
+    if wrong:
+        raise WeightsError(f"{weights.path}: head tensors of another shape (file vs model): {'; '.join(wrong)}")
+    _check_finite(weights, tensors)
+    model.load_state_dict(tensors, strict=False)
+
+
 def load_backbone(model: torch.nn.Module, weights: WeightsFile) -> None:
     """Load backbone tensors into a model that has no adapters attached yet (strict on names and shapes)."""
     if any(True for _ in lora_layers(model)):

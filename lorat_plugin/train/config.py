@@ -21,6 +21,8 @@ import yaml
 
 from ..model import ModelConfig, get_config
 
+PACKAGED_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
 
 class ConfigError(ValueError):
     """A config file or override that cannot be used; the message names the key."""
@@ -58,6 +60,7 @@ class ModelSection:
     variant: str | None = "B-224"
     backbone_weights: str | None = None  # DINOv2 .pth, or a contents=full checkpoint of this package
     checkpoint: str | None = None  # start the trainable tensors from this LoRAT checkpoint (else fresh)
+    head_from: str | None = None  # start only the head and token-type table from this checkpoint; LoRA starts fresh
     fields: dict[str, Any] = field(default_factory=dict)
 
     def model_config(self) -> ModelConfig:
@@ -196,6 +199,7 @@ class TrainConfig:
         """Expand every path-valued key now, so that an unset variable fails before any work is done."""
         resolve_path(self.model.backbone_weights, "model.backbone_weights")
         resolve_path(self.model.checkpoint, "model.checkpoint")
+        resolve_path(self.model.head_from, "model.head_from")
         resolve_path(self.train.output, "train.output")
         entries = [(f"data.datasets.{i}", e) for i, e in enumerate(self.data.datasets)]
         if self.validation.dataset is not None:
@@ -212,9 +216,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | tu
     every key, expand variables in paths."""
     raw: dict[str, Any] = {}
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"training config not found: {path}")
+        path = resolve_config_path(path)
         try:
             raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as e:
@@ -227,6 +229,23 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | tu
     config = from_dict(raw)
     config.validate()
     return config
+
+
+def packaged_configs() -> list[str]:
+    """Names of the recipes shipped in ``lorat_plugin/configs`` (``B-224``, ``demo``, ...)."""
+    return sorted(p.stem for p in PACKAGED_CONFIGS.glob("*.yaml"))
+
+
+def resolve_config_path(path: str | os.PathLike) -> Path:
+    """A YAML file, or the name of a shipped recipe (``--config B-224`` works in any installation)."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    shipped = PACKAGED_CONFIGS / f"{path.name.removesuffix('.yaml')}.yaml"
+    if str(path.parent) in (".", "configs") and shipped.is_file():  # "B-224" or a checkout's "configs/B-224.yaml"
+        return shipped
+    raise FileNotFoundError(f"training config not found: {path} (a YAML file, or one of the shipped recipes: "
+                            f"{', '.join(packaged_configs())})")
 
 
 def apply_override(raw: dict[str, Any], item: str) -> None:
@@ -273,7 +292,7 @@ def from_dict(raw: dict[str, Any]) -> TrainConfig:
     model_raw = raw.pop("model", None) or {}
     if not isinstance(model_raw, dict):
         raise ConfigError(f"model must be a mapping, got {model_raw!r}")
-    model_keys = {"variant", "backbone_weights", "checkpoint"}
+    model_keys = {"variant", "backbone_weights", "checkpoint", "head_from"}
     arch_fields = {f.name for f in dataclasses.fields(ModelConfig)}
     unknown = sorted(set(model_raw) - model_keys - arch_fields)
     if unknown:

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ..model import LoRAT, build_model, count_parameters
+from ..model.weights import load_head, read_weights
 from . import state as run_state
 from .config import LossSection, TrainConfig, config_differences, resolve_path
 from .data import PairDataset, StepBatchSampler, build_loader
@@ -48,6 +49,10 @@ def build_training_model(config: TrainConfig) -> LoRAT:
     checkpoint = resolve_path(section.checkpoint, "model.checkpoint")
     torch.manual_seed(config.train.seed)
     model = build_model(section.model_config(), backbone_weights=backbone, checkpoint=checkpoint)
+    head_from = resolve_path(section.head_from, "model.head_from")
+    if head_from is not None:
+        load_head(model, read_weights(head_from, what="checkpoint (model.head_from)"))
+        log.info("head and token-type table start from %s", head_from)
     if backbone is None and checkpoint is None:
         log.warning("model.backbone_weights is not set: the backbone is randomly initialised (fine for tests, not "
                     "for tracking; LoRAT fine-tunes a pre-trained DINOv2)")
