@@ -29,8 +29,8 @@ def demo_checkpoint() -> Path:
     """The small demo model shipped inside the package (trained on the procedural benchmark; see docs/demo.md)."""
     path = Path(str(resources.files("lorat_plugin") / "assets" / DEMO_ASSET))
     if not path.is_file():
-        raise FileNotFoundError(f"the demo model {path} is missing from this installation; rebuild it with "
-                                "`lorat train --config configs/demo.yaml` (see docs/demo.md)")
+        raise FileNotFoundError(f"the demo model {path} is missing from this installation; reinstall the "
+                                "package, or rebuild the model as docs/demo.md says (`lorat train --config demo`)")
     return path
 
 
