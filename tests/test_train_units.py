@@ -361,6 +361,7 @@ def test_overrides_reach_nested_keys_and_list_items() -> None:
 
 
 def test_coco_reader_makes_one_sequence_per_non_crowd_object(tmp_path: Path) -> None:
+    pytest.importorskip("pycocotools")
     from PIL import Image
 
     from lorat_plugin.data.datasets import load_dataset

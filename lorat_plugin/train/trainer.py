@@ -186,8 +186,12 @@ class _Trainer:
                                    pin_memory=ctx.device.type == "cuda", prefetch_factor=d.prefetch_factor)
         self.writer = None
         if ctx.is_main:
-            from torch.utils.tensorboard import SummaryWriter
-            self.writer = SummaryWriter(str(output / "tensorboard"), purge_step=self.global_step or None)
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # the log lines carry the same numbers
+                log.warning("tensorboard is not installed (pip install 'lorat-plugin[train]'): no tensorboard/ logs")
+            else:
+                self.writer = SummaryWriter(str(output / "tensorboard"), purge_step=self.global_step or None)
 
     # ---- set-up -------------------------------------------------------------------------------------------------
     def _prepare_output(self, resume: bool) -> None:

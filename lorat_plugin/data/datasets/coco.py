@@ -33,7 +33,10 @@ def load(root: str | Path, split: str | None = None) -> list[Sequence]:
     if image_dir is None:
         raise FileNotFoundError(f"COCO images not found: neither {root / name} nor {root / 'images' / name}")
 
-    from pycocotools.coco import COCO
+    try:
+        from pycocotools.coco import COCO
+    except ImportError as e:
+        raise ImportError("reading COCO needs pycocotools: pip install 'lorat-plugin[train]'") from e
 
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
