@@ -18,8 +18,9 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", metavar="FILE", help="training YAML, or a shipped recipe's name (B-224, ...); default: the "
-                                                         "built-in recipe (B-224, data under $LORAT_DATA)")
+    parser.add_argument("--config", metavar="FILE",
+                        help="training YAML, or a shipped recipe's name (B-224, ...); default: the built-in recipe "
+                             "(B-224, data under $LORAT_DATA)")
     parser.add_argument("--output", metavar="DIR", help="run folder (default: train.output, else runs/<config name>)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --output from its state.pt")
     parser.add_argument("--stop-after-steps", type=int, metavar="N",

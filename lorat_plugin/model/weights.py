@@ -50,7 +50,7 @@ class WeightsFile:
 
     @property
     def is_lorat_checkpoint(self) -> bool:
-        return any(k == "token_type_embed" or k.startswith("head.") for k in self.tensors)
+        return any(_is_head_key(k) for k in self.tensors)
 
     @property
     def is_backbone(self) -> bool:
@@ -122,6 +122,11 @@ def _read_torch(path: Path, what: str) -> dict[str, torch.Tensor]:
 # ---- DINOv2 backbone --------------------------------------------------------------------------------------------
 
 _BACKBONE_PREFIXES = ("patch_embed.", "blocks.", "norm.", "pos_embed")
+
+
+def _is_head_key(key: str) -> bool:
+    """The head and the token-type table: trained in every tuning mode, named alike in every file layout."""
+    return key == "token_type_embed" or key.startswith("head.")
 
 
 def _is_backbone_key(key: str) -> bool:
@@ -215,14 +220,14 @@ def load_trainable(model: torch.nn.Module, weights: WeightsFile) -> None:
                 prefix = f"{ref}.{name}" if name else ref
                 layer.lora_A[c * layer.rank:(c + 1) * layer.rank].copy_(tensors[f"{prefix}.lora.A"])
                 layer.lora_B[c].copy_(tensors[f"{prefix}.lora.B"])
-        rest = {k: v for k, v in tensors.items() if k == "token_type_embed" or k.startswith("head.")}
+        rest = {k: v for k, v in tensors.items() if _is_head_key(k)}
         model.load_state_dict(rest, strict=False)
 
 
 def load_head(model: torch.nn.Module, weights: WeightsFile) -> None:
     """Load only the head and the token-type table (e.g. a LoRA stage warm-started from a full fine-tuning stage);
     every such tensor of the model must be in the file with the same shape."""
-    own = {k: v for k, v in model.state_dict().items() if k == "token_type_embed" or k.startswith("head.")}
+    own = {k: v for k, v in model.state_dict().items() if _is_head_key(k)}
     tensors = {k: weights.tensors.get(k) for k in own}
     missing = sorted(k for k, v in tensors.items() if v is None)
     if missing:
