@@ -2,6 +2,8 @@
 the `lorat benchmark` measurement. No timed assertions: machines are noisy; ratios are printed, not tested."""
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 from pathlib import Path
 
@@ -14,6 +16,7 @@ from lorat_plugin.engine import TrackingEngine, TorchNetwork
 from lorat_plugin.engine import accelerate
 from lorat_plugin.engine.accelerate import (CastNetwork, CUDAGraphNetwork, build_network, bucket_size, cast_model,
                                             default_dtype, describe_network, pad_batch)
+from lorat_plugin.engine.onednn import OneDNNBlock, fusable, onednn_available
 from lorat_plugin.model import build_model
 from lorat_plugin.speed import (box_iou, compare_with_fp32, format_result, network_inputs, run_benchmark,
                                 synthetic_sequences, timm_blocks, token_count)
@@ -93,6 +96,44 @@ def test_tracker_steps_match_fp32_on_the_tiny_model(tiny_checkpoint: Path) -> No
     agreement = compare_with_fp32(TrackingEngine(model, device="cpu", dtype="fp32"),
                                   TrackingEngine(model, device="cpu", dtype="bf16"), sequences[0], boxes[0])
     assert agreement.step_px.max() <= STEP_TOLERANCE_PX, agreement.summary()
+
+
+# ---- oneDNN fused blocks -----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("ffn", ["mlp", "swiglu"])
+def test_onednn_blocks_match_the_eager_blocks(ffn: str) -> None:
+    if not onednn_available():
+        pytest.skip("this torch build has no oneDNN fused linear kernels")
+    torch.manual_seed(0)
+    model = build_model(dataclasses.replace(TINY, ffn=ffn), merge=True)
+    for block in model.blocks:  # LayerScale away from its init, so that folding it into the weights is tested
+        block.ls1.gamma.data.uniform_(0.5, 1.5)
+        block.ls2.gamma.data.uniform_(0.5, 1.5)
+    inputs = network_inputs(model.config, 3, torch.device("cpu"))
+    reference = TorchNetwork(model, "cpu", "fp32")(*inputs)
+    eager = CastNetwork(model, "cpu", "bf16", onednn=False)
+    fused = CastNetwork(model, "cpu", "bf16", onednn=True)
+    assert not eager.onednn and all(isinstance(b, OneDNNBlock) for b in fused.module.blocks)
+    assert "oneDNN" in describe_network(fused) and "oneDNN" not in describe_network(eager)
+    score_tol, box_tol = NETWORK_TOLERANCE[torch.bfloat16]
+    for out in (eager(*inputs), fused(*inputs)):
+        assert (out[0] - reference[0]).abs().max() <= score_tol * reference[0].abs().max()
+        assert (out[1] - reference[1]).abs().max() <= box_tol
+    one = fused(*(t[:1] for t in inputs))  # packed for one frame, any batch size runs
+    assert torch.allclose(one[1], fused(*inputs)[1][:1], atol=1e-6)
+
+
+def test_onednn_fuses_only_plain_blocks() -> None:
+    model = build_model(TINY)  # unmerged: LoRA-wrapped linear layers
+    assert not fusable(model.blocks[0])
+    model.strip_lora()
+    assert fusable(model.blocks[0])
+    with pytest.raises(ValueError, match="bf16 on CPU"):
+        cast_model(model, torch.float16, "cpu", onednn=True)
+    if onednn_available():
+        fast = cast_model(model, torch.bfloat16, "cpu", onednn=True)
+        with pytest.raises(TypeError, match="cannot be copied"):
+            copy.deepcopy(fast.blocks[0])
 
 
 # ---- choosing the backend ---------------------------------------------------------------------------------------

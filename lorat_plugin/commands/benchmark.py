@@ -7,6 +7,7 @@ tokens in fp32 in the same run, as the yardstick. Without weight arguments the n
 examples:
   lorat benchmark --variant B-224 --compare-timm
   lorat benchmark --variant B-224 --compare-timm --compare-fp32 --onnx b224.onnx --batch-sizes 1,8 --repeats 9
+  lorat benchmark --variant B-224 --compare-timm --compare-unfused --batch-sizes 1,8
   lorat benchmark --variant L-224 --device cuda --batch-sizes 1,32 --cuda-graphs
 """
 from __future__ import annotations
@@ -27,6 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compare-fp32", action="store_true", help="also time the fp32 network")
     parser.add_argument("--compare-autocast", action="store_true",
                         help="also time the reference's AMP (autocast around fp32 weights) at the same precision")
+    parser.add_argument("--compare-unfused", action="store_true",
+                        help="also time the stored-bf16 blocks as eager PyTorch kernels (without oneDNN fusion)")
     parser.add_argument("--onnx", metavar="FILE", help="also time this exported network with ONNX Runtime (CPU)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the network (slow to start)")
     parser.add_argument("--cuda-graphs", action="store_true", help="capture CUDA graphs (CUDA only)")
@@ -65,7 +68,7 @@ def load_benchmark_model(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..engine.accelerate import build_network, describe_network
+    from ..engine.accelerate import CastNetwork, build_network, describe_network
     from ..engine.network import resolve_device
     from ..speed import format_result, run_benchmark
 
@@ -88,6 +91,9 @@ def run(args: argparse.Namespace) -> int:
     if args.compare_autocast and main.dtype != torch.float32:
         amp = build_network(model, device, main.dtype, autocast=True)
         backends[describe_network(amp)] = amp
+    if args.compare_unfused and getattr(main, "onednn", False):
+        unfused = CastNetwork(model, device, main.dtype, onednn=False)
+        backends[describe_network(unfused)] = unfused
     if args.onnx:
         from ..engine.onnx import OnnxNetwork
 

@@ -35,6 +35,7 @@ from torch import nn
 
 from ..model import LoRAT, ModelConfig
 from .network import NetworkBackend, TorchNetwork, resolve_device, resolve_dtype
+from .onednn import fuse_blocks, onednn_available
 
 log = logging.getLogger(__name__)
 
@@ -80,11 +81,14 @@ def _output_to_float(module: nn.Module, args: tuple, output: torch.Tensor) -> to
     return output.float()
 
 
-def cast_model(model: LoRAT, dtype: torch.dtype, device: torch.device | str | None = None) -> LoRAT:
+def cast_model(model: LoRAT, dtype: torch.dtype, device: torch.device | str | None = None, *,
+               onednn: bool = False) -> LoRAT:
     """A copy of a merged ``model`` for low-precision inference (see the module docstring for what stays fp32).
 
     The copy shares the float32 tensors that stay float32 with ``model`` (they are never written) and holds its own
-    low-precision versions of the rest, so it costs half the model's memory in bf16/fp16, not a second copy."""
+    low-precision versions of the rest, so it costs half the model's memory in bf16/fp16, not a second copy.
+    ``onednn=True`` (bf16 on CPU) rebuilds the transformer blocks on oneDNN's fused kernels
+    (:mod:`lorat_plugin.engine.onednn`); such a copy cannot be deep-copied."""
     if getattr(model, "has_lora", False):
         raise ValueError("cast_model needs a merged model (model.strip_lora() or load_model(merge=True))")
     device = torch.device(device) if device is not None else next(model.parameters()).device
@@ -100,6 +104,11 @@ def cast_model(model: LoRAT, dtype: torch.dtype, device: torch.device | str | No
         memo[id(b)] = b.to(device)
     fast = copy.deepcopy(model, memo)
     fast.eval()
+    if onednn:
+        if device.type != "cpu" or dtype != torch.bfloat16:
+            raise ValueError(f"oneDNN fused blocks are for bf16 on CPU, not {dtype} on {device}")
+        config = model.config  # weights packed for the rows of one frame: template plus search tokens
+        fuse_blocks(fast.blocks, config.template_grid ** 2 + config.search_grid ** 2, dtype)
     # fp32 at the boundaries: images in, token sums, final norm, the head's output layers.
     fast.patch_embed.register_forward_pre_hook(_cast_inputs(dtype))
     fast.patch_embed.register_forward_hook(_output_to_float)
@@ -125,18 +134,24 @@ class CastNetwork:
     """The merged LoRAT with bf16/fp16 weights (see :func:`cast_model`); the user's model is not changed.
 
     ``module`` is what runs; ``model`` is the merged model it was made from (as :class:`TorchNetwork` names it).
-    ``dtype=torch.float32`` gives an fp32 copy (useful with ``compile``)."""
+    ``dtype=torch.float32`` gives an fp32 copy (useful with ``compile``). ``onednn`` (default: on for bf16 on a
+    CPU whose torch has oneDNN, unless compiling) runs the blocks on oneDNN's fused kernels."""
 
     def __init__(self, model: LoRAT, device: torch.device | str | None = None,
-                 dtype: torch.dtype | str | None = None, *, compile: bool = False) -> None:
+                 dtype: torch.dtype | str | None = None, *, compile: bool = False,
+                 onednn: bool | None = None) -> None:
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype if dtype is not None else default_dtype(self.device), self.device)
         self.model = model = _merged(model)
         self.config: ModelConfig = model.config
+        if onednn is None:
+            onednn = (self.device.type == "cpu" and self.dtype == torch.bfloat16 and not compile
+                      and onednn_available())
+        self.onednn = bool(onednn)
         if self.dtype == torch.float32:
             self.module: nn.Module = copy.deepcopy(model).to(self.device).eval()
         else:
-            self.module = cast_model(model, self.dtype, self.device)
+            self.module = cast_model(model, self.dtype, self.device, onednn=self.onednn)
         self.compiled = bool(compile)
         self._forward: Callable = self.module
         if compile:
@@ -302,6 +317,7 @@ def describe_network(network: Any) -> str:
         inner = network.inner
     if isinstance(inner, CastNetwork):
         name = "stored " + str(inner.dtype).replace("torch.", "") + " weights"
+        name += " + oneDNN fused blocks" if inner.onednn else ""
         parts.insert(0, name + (" + torch.compile" if inner.compiled else ""))
     elif isinstance(inner, TorchNetwork):
         dtype = str(inner.dtype).replace("torch.", "")
