@@ -183,3 +183,28 @@ def test_bad_arguments_are_refused(tmp_path):
         plan_benchmark(split="test", sequences=1, frames=8, size=(32, 32), seed=0)
     with pytest.raises(ValueError, match="layout"):
         make_benchmark(tmp_path, sequences=1, frames=4, size=SIZE, layout="vot")
+    with pytest.raises(ValueError, match="other split"):
+        plan_benchmark(split="test", sequences=1, frames=8, size=SIZE, seed=0, photographs=("astronaut", "moon"))
+    with pytest.raises(ValueError, match="train split only"):
+        make_benchmark(tmp_path, split="test", sequences=1, frames=4, size=SIZE, textures=3)
+    with pytest.raises(ValueError, match="texture"):
+        make_benchmark(tmp_path, split="train", sequences=1, frames=4, size=SIZE, textures=-1)
+
+
+def test_synthetic_textures_are_seeded_varied_and_train_only(tmp_path):
+    from lorat_plugin.data.procedural.photos import load_photograph, photograph_split, synthetic_texture
+
+    first = [load_photograph(f"texture-{i:03d}") for i in range(6)]
+    assert all(t.dtype == np.uint8 and t.shape == (480, 640, 3) and not t.flags.writeable for t in first)
+    synthetic_texture.cache_clear()
+    assert np.array_equal(synthetic_texture(4), first[4])  # a pure function of its number
+    assert len({t.tobytes() for t in first}) == 6 and all(t.std() > 5 for t in first)
+    assert photograph_split("texture-123") == "train" and photograph_split("texture-x") is None
+    bench = make_benchmark(tmp_path / "tex", split="train", sequences=16, frames=4, size=SIZE, seed=2, textures=40)
+    assert bench.manifest["photographs"][-1] == "texture-039"
+    used = [p for plan in bench.plans() for p in (plan.target.photo, plan.background)]
+    textures = [p for p in used if p.startswith("texture-")]
+    assert 0.25 < len(textures) / len(used) < 0.75  # half of the picks, however many textures there are
+    assert {p for p in used if p not in textures} <= set(split_photographs("train"))
+    frames = load_dataset("got10k", tmp_path / "tex", split="train")[0]
+    assert frames.frame(0).shape == (SIZE[1], SIZE[0], 3)

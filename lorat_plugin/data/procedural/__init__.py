@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from .layouts import GOT10K_SUBSETS, LAYOUTS, groundtruth_digest, list_file, write_sequence, write_text_atomic
-from .photos import PHOTOGRAPHS, SPLITS, load_photograph, split_photographs
+from .photos import PHOTOGRAPHS, SPLITS, load_photograph, photograph_split, split_photographs, texture_names
 from .plan import CHALLENGES, ScenePlan, plan_sequence
 from .render import MIN_VISIBLE, RenderedFrame, render_sequence
 
@@ -60,6 +60,26 @@ def sequence_names(split: str, layout: str, plans_targets: list[str]) -> list[st
     return names
 
 
+def benchmark_photographs(split: str, photographs: tuple[str, ...] | None = None, textures: int = 0
+                          ) -> tuple[str, ...]:
+    """The photographs a benchmark draws from: ``photographs`` (default: all of the split's) plus the first
+    ``textures`` synthetic textures (train split only). Checks that every name exists and belongs to the split."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}: expected one of {', '.join(SPLITS)}")
+    if textures and split != "train":
+        raise ValueError("synthetic textures are for the train split only: the test split is cut from real "
+                         "photographs")
+    photographs = (tuple(photographs) if photographs else split_photographs(split)) + texture_names(textures)
+    unknown = [p for p in photographs if photograph_split(p) is None]
+    if unknown:
+        raise ValueError(f"unknown photographs {unknown}; known: {', '.join(PHOTOGRAPHS)} (and texture-NNN, train "
+                         "split)")
+    wrong = [p for p in photographs if photograph_split(p) != split]
+    if wrong:
+        raise ValueError(f"photographs {wrong} belong to the other split; the splits must stay disjoint")
+    return tuple(dict.fromkeys(photographs))
+
+
 def plan_benchmark(*, split: str, sequences: int, frames: int, size: tuple[int, int], seed: int,
                    photographs: tuple[str, ...] | None = None, layout: str = "got10k") -> list[ScenePlan]:
     if split not in SPLITS:
@@ -71,10 +91,7 @@ def plan_benchmark(*, split: str, sequences: int, frames: int, size: tuple[int, 
     width, height = size
     if width < 64 or height < 64:
         raise ValueError(f"frames of {width}x{height} are too small: at least 64x64")
-    photographs = tuple(photographs) if photographs else split_photographs(split)
-    unknown = [p for p in photographs if p not in PHOTOGRAPHS]
-    if unknown:
-        raise ValueError(f"unknown photographs {unknown}; known: {', '.join(PHOTOGRAPHS)}")
+    photographs = benchmark_photographs(split, photographs)
     plans = [plan_sequence(split=split, index=i, seed=seed, frames=frames, size=(width, height),
                            photographs=photographs, name="") for i in range(sequences)]
     for plan, name in zip(plans, sequence_names(split, layout, [p.target.photo for p in plans])):
@@ -84,17 +101,19 @@ def plan_benchmark(*, split: str, sequences: int, frames: int, size: tuple[int, 
 
 def make_benchmark(output: str | Path, *, split: str = "test", sequences: int = 16, frames: int = 100,
                    size: tuple[int, int] = (320, 240), seed: int = 0, layout: str = "got10k",
-                   photographs: tuple[str, ...] | None = None,
+                   photographs: tuple[str, ...] | None = None, textures: int = 0,
                    progress: Callable[[int, int, str], None] | None = None) -> Benchmark:
     """Generate (or complete) a benchmark under ``output``; sequences already there are kept, so an interrupted
-    run resumes. Refuses to mix sequences generated with other parameters in one folder."""
+    run resumes. Refuses to mix sequences generated with other parameters in one folder. ``textures`` adds that
+    many synthetic textures to the train split's photographs (:func:`.photos.synthetic_texture`)."""
     root = Path(output).expanduser()
+    photographs = benchmark_photographs(split, photographs, textures)
     plans = plan_benchmark(split=split, sequences=sequences, frames=frames, size=size, seed=seed,
                            photographs=photographs, layout=layout)
     manifest = {
         "generator": "lorat-plugin procedural benchmark", "version": GENERATOR_VERSION, "split": split,
         "layout": layout, "sequences": sequences, "frames": frames, "size": list(size), "seed": seed,
-        "photographs": list(photographs or split_photographs(split)),
+        "photographs": list(photographs),
     }
     listing = list_file(root, layout, split)
     manifest_path = listing.parent / (MANIFEST if layout == "got10k" else f"procedural-{split}.json")
@@ -122,4 +141,4 @@ def make_benchmark(output: str | Path, *, split: str = "test", sequences: int = 
 
 __all__ = ["make_benchmark", "plan_benchmark", "Benchmark", "render_sequence", "plan_sequence", "RenderedFrame",
            "ScenePlan", "PHOTOGRAPHS", "SPLITS", "LAYOUTS", "CHALLENGES", "MIN_VISIBLE", "split_photographs",
-           "load_photograph", "GENERATOR_VERSION"]
+           "load_photograph", "GENERATOR_VERSION", "benchmark_photographs"]

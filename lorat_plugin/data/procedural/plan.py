@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
-from .photos import PHOTOGRAPHS, coin_segments, load_photograph
+from .photos import PHOTOGRAPHS, TEXTURE_PREFIX, coin_segments, load_photograph
 
 SPLIT_CODES = {"train": 1, "test": 2}
 
@@ -117,6 +117,20 @@ def _event_frame(rng: np.random.Generator, frames: int, low: float, high: float)
 
 
 # ---- objects ------------------------------------------------------------------------------------------------------
+
+TEXTURE_SHARE = 0.5  # with synthetic textures in the list, the chance that a pick is one of them
+
+
+def _pick_photo(rng: np.random.Generator, photos: list[str]) -> str:
+    """A photograph from ``photos``; when the list mixes real photographs and synthetic textures, a texture with
+    probability :data:`TEXTURE_SHARE` (however many there are). Without textures this is one uniform draw, so
+    benchmarks of real photographs do not depend on this rule."""
+    textures = [p for p in photos if p.startswith(TEXTURE_PREFIX)]
+    if not textures or len(textures) == len(photos):
+        return str(rng.choice(photos))
+    real = [p for p in photos if not p.startswith(TEXTURE_PREFIX)]
+    return str(rng.choice(textures if rng.random() < TEXTURE_SHARE else real))
+
 
 def _texture_source(rng: np.random.Generator, photo: str, aspect: float) -> tuple[int, int, int, int]:
     """A crop of the photograph with visible texture (flat sky or black space makes a poor target)."""
@@ -254,8 +268,8 @@ def plan_sequence(*, split: str, index: int, seed: int, frames: int, size: tuple
     has = set(challenges).__contains__
     photos = list(photographs)
 
-    target_photo = str(rng.choice(photos))
-    background = str(rng.choice([p for p in photos if p != target_photo]))
+    target_photo = _pick_photo(rng, photos)
+    background = _pick_photo(rng, [p for p in photos if p != target_photo])
     others = [p for p in photos if p not in (target_photo, background)] or [background]
 
     # the target
@@ -380,7 +394,7 @@ def _occluder(rng: np.random.Generator, target: Layer, photos: list[str], split:
         boxes = _boxes(centers, wh)
         # the first frames show the whole target: clear of the occluder by 2 px (its antialiased edge)
         if _overlap(boxes[0], target.boxes[0], 2.0) == 0 and _overlap(boxes[1], target.boxes[1], 2.0) == 0:
-            photo = str(rng.choice(photos))
+            photo = _pick_photo(rng, photos)
             look = _appearance(rng, photo, split, float(factor[0] / factor[1]))
             return Layer(boxes=boxes, gain=np.ones(frames), exposure=exposure, **look)
     return None
