@@ -123,6 +123,15 @@ def test_onednn_blocks_match_the_eager_blocks(ffn: str) -> None:
     assert torch.allclose(one[1], fused(*inputs)[1][:1], atol=1e-6)
 
 
+def test_onednn_is_the_bf16_default_only_where_bf16_is_native(monkeypatch) -> None:
+    model = build_model(TINY, merge=True)
+    monkeypatch.setattr(accelerate, "cpu_has_native_bf16", lambda: False)
+    assert not CastNetwork(model, "cpu", "bf16").onednn  # forced bf16 on an older CPU: eager kernels
+    monkeypatch.setattr(accelerate, "cpu_has_native_bf16", lambda: True)
+    assert CastNetwork(model, "cpu", "bf16").onednn == onednn_available()
+    assert not CastNetwork(model, "cpu", "fp16").onednn and not CastNetwork(model, "cpu", "fp32").onednn
+
+
 def test_onednn_fuses_only_plain_blocks() -> None:
     model = build_model(TINY)  # unmerged: LoRA-wrapped linear layers
     assert not fusable(model.blocks[0])

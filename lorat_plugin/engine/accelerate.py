@@ -135,7 +135,7 @@ class CastNetwork:
 
     ``module`` is what runs; ``model`` is the merged model it was made from (as :class:`TorchNetwork` names it).
     ``dtype=torch.float32`` gives an fp32 copy (useful with ``compile``). ``onednn`` (default: on for bf16 on a
-    CPU whose torch has oneDNN, unless compiling) runs the blocks on oneDNN's fused kernels."""
+    CPU with native bf16 whose torch has oneDNN, unless compiling) runs the blocks on oneDNN's fused kernels."""
 
     def __init__(self, model: LoRAT, device: torch.device | str | None = None,
                  dtype: torch.dtype | str | None = None, *, compile: bool = False,
@@ -144,9 +144,9 @@ class CastNetwork:
         self.dtype = resolve_dtype(dtype if dtype is not None else default_dtype(self.device), self.device)
         self.model = model = _merged(model)
         self.config: ModelConfig = model.config
-        if onednn is None:
+        if onednn is None:  # oneDNN's bf16 kernels need AMX / AVX512-BF16 (elsewhere bf16 is slow anyway)
             onednn = (self.device.type == "cpu" and self.dtype == torch.bfloat16 and not compile
-                      and onednn_available())
+                      and onednn_available() and cpu_has_native_bf16())
         self.onednn = bool(onednn)
         if self.dtype == torch.float32:
             self.module: nn.Module = copy.deepcopy(model).to(self.device).eval()
