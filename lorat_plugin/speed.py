@@ -136,10 +136,6 @@ def timm_blocks(config: ModelConfig) -> nn.Module:
                            for _ in range(config.depth)], norm(config.embed_dim)).eval()
 
 
-def token_count(config: ModelConfig) -> int:
-    return config.template_grid ** 2 + config.search_grid ** 2
-
-
 # ---- synthetic work ---------------------------------------------------------------------------------------------
 
 def network_inputs(config: ModelConfig, batch: int, device: torch.device, seed: int = 0
@@ -224,7 +220,7 @@ def run_benchmark(backends: dict[str, Any], config: ModelConfig, *, device: torc
     from .engine import TrackingEngine
 
     device = torch.device(device)
-    result = BenchmarkResult(variant=variant, weights=weights, device=str(device), tokens=token_count(config),
+    result = BenchmarkResult(variant=variant, weights=weights, device=str(device), tokens=config.tokens,
                              frame_size=tuple(frame_size), repeats=repeats, hardware=hardware_info(device))
     yardstick = timm_blocks(config).to(device) if compare_timm else None
     engines = {name: TrackingEngine(backend) for name, backend in backends.items()} if tracker else {}
@@ -234,7 +230,7 @@ def run_benchmark(backends: dict[str, Any], config: ModelConfig, *, device: torc
         candidates: dict[str, Callable[[], Any]] = {}
         inputs = network_inputs(config, batch, device)
         if yardstick is not None:
-            tokens = torch.randn(batch, token_count(config), config.embed_dim, device=device)
+            tokens = torch.randn(batch, config.tokens, config.embed_dim, device=device)
 
             def timm_call(tokens: torch.Tensor = tokens) -> None:
                 with torch.inference_mode():
@@ -363,4 +359,4 @@ def compare_with_fp32(reference: Any, candidate: Any, frames: Sequence[np.ndarra
 
 __all__ = ["Agreement", "BenchmarkResult", "Row", "box_iou", "compare_with_fp32", "describe_hardware",
            "format_result", "hardware_info", "median_ratio", "network_inputs", "run_benchmark", "synthetic_sequences",
-           "time_interleaved", "timm_blocks", "token_count"]
+           "time_interleaved", "timm_blocks"]

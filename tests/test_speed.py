@@ -19,7 +19,7 @@ from lorat_plugin.engine.accelerate import (CastNetwork, CUDAGraphNetwork, build
 from lorat_plugin.engine.onednn import OneDNNBlock, fusable, onednn_available
 from lorat_plugin.model import build_model
 from lorat_plugin.speed import (box_iou, compare_with_fp32, format_result, network_inputs, run_benchmark,
-                                synthetic_sequences, timm_blocks, token_count)
+                                synthetic_sequences, timm_blocks)
 
 from conftest import PARITY_FIXTURE, TINY, randomize_adapters, reference_tracking_fixture
 
@@ -259,7 +259,7 @@ def test_yardstick_is_the_same_size_as_the_model() -> None:
     model = build_model(config, device="meta", merge=True)
     block_params = sum(p.numel() for p in model.blocks.parameters()) + sum(p.numel() for p in model.norm.parameters())
     assert sum(p.numel() for p in blocks.parameters()) == block_params
-    assert token_count(config) == 320 and count_parameters(model)["total"] > block_params
+    assert config.tokens == 320 and count_parameters(model)["total"] > block_params
     giant = get_config("g-224").replace(depth=1)
     assert sum(p.numel() for p in timm_blocks(giant).parameters()) == sum(
         p.numel() for p in build_model(giant, device="meta", merge=True).blocks.parameters()) + 2 * 1536

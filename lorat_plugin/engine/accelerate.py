@@ -35,7 +35,7 @@ from torch import nn
 
 from ..model import LoRAT, ModelConfig
 from .network import NetworkBackend, TorchNetwork, resolve_device, resolve_dtype
-from .onednn import fuse_blocks, onednn_available
+from .onednn import OneDNNBlock, fuse_blocks, onednn_available
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +107,7 @@ def cast_model(model: LoRAT, dtype: torch.dtype, device: torch.device | str | No
     if onednn:
         if device.type != "cpu" or dtype != torch.bfloat16:
             raise ValueError(f"oneDNN fused blocks are for bf16 on CPU, not {dtype} on {device}")
-        config = model.config  # weights packed for the rows of one frame: template plus search tokens
-        fuse_blocks(fast.blocks, config.template_grid ** 2 + config.search_grid ** 2, dtype)
+        fuse_blocks(fast.blocks, model.config.tokens, dtype)  # weights packed for the rows of one frame
     # fp32 at the boundaries: images in, token sums, final norm, the head's output layers.
     fast.patch_embed.register_forward_pre_hook(_cast_inputs(dtype))
     fast.patch_embed.register_forward_hook(_output_to_float)
@@ -147,11 +146,12 @@ class CastNetwork:
         if onednn is None:  # oneDNN's bf16 kernels need AMX / AVX512-BF16 (elsewhere bf16 is slow anyway)
             onednn = (self.device.type == "cpu" and self.dtype == torch.bfloat16 and not compile
                       and onednn_available() and cpu_has_native_bf16())
-        self.onednn = bool(onednn)
         if self.dtype == torch.float32:
             self.module: nn.Module = copy.deepcopy(model).to(self.device).eval()
         else:
-            self.module = cast_model(model, self.dtype, self.device, onednn=self.onednn)
+            self.module = cast_model(model, self.dtype, self.device, onednn=onednn)
+        # what was built, not what was asked: blocks of another shape, or a torch without oneDNN, stay eager
+        self.onednn = any(isinstance(block, OneDNNBlock) for block in self.module.blocks)
         self.compiled = bool(compile)
         self._forward: Callable = self.module
         if compile:

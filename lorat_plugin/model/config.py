@@ -60,6 +60,11 @@ class ModelConfig:
         return self.search_size // self.patch_size
 
     @property
+    def tokens(self) -> int:
+        """Template plus search tokens: the rows one frame sends through every block."""
+        return self.template_grid ** 2 + self.search_grid ** 2
+
+    @property
     def ffn_hidden(self) -> int:
         """Hidden width of one FFN branch; DINOv2's SwiGLU rule rounds 2/3 of the MLP width up to a multiple of 8."""
         hidden = int(self.embed_dim * self.mlp_ratio)

@@ -74,11 +74,16 @@ def _texture_index(name: str) -> int | None:
     return int(name[len(TEXTURE_PREFIX):])
 
 
+def is_texture(name: str) -> bool:
+    """True for the name of a synthetic texture (``texture-NNN``)."""
+    return _texture_index(name) is not None
+
+
 def photograph_split(name: str) -> str | None:
     """The split a photograph (or synthetic texture: train) belongs to; None for an unknown name."""
     if name in PHOTOGRAPHS:
         return PHOTOGRAPHS[name].split
-    return "train" if _texture_index(name) is not None else None
+    return "train" if is_texture(name) else None
 
 
 def _skimage_data():

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
-from .photos import PHOTOGRAPHS, TEXTURE_PREFIX, coin_segments, load_photograph
+from .photos import PHOTOGRAPHS, coin_segments, is_texture, load_photograph
 
 SPLIT_CODES = {"train": 1, "test": 2}
 
@@ -125,10 +125,10 @@ def _pick_photo(rng: np.random.Generator, photos: list[str]) -> str:
     """A photograph from ``photos``; when the list mixes real photographs and synthetic textures, a texture with
     probability :data:`TEXTURE_SHARE` (however many there are). Without textures this is one uniform draw, so
     benchmarks of real photographs do not depend on this rule."""
-    textures = [p for p in photos if p.startswith(TEXTURE_PREFIX)]
+    textures = [p for p in photos if is_texture(p)]
     if not textures or len(textures) == len(photos):
         return str(rng.choice(photos))
-    real = [p for p in photos if not p.startswith(TEXTURE_PREFIX)]
+    real = [p for p in photos if not is_texture(p)]
     return str(rng.choice(textures if rng.random() < TEXTURE_SHARE else real))
 
 
