@@ -138,6 +138,33 @@ def timm_blocks(config: ModelConfig) -> nn.Module:
 
 # ---- synthetic work ---------------------------------------------------------------------------------------------
 
+def network_flops(model: nn.Module, config: ModelConfig) -> int:
+    """Floating-point operations of one frame through ``model`` (2 per multiply-add of its matrix products,
+    convolution and attention, as ``torch.utils.flop_counter`` counts them), from a batch-1 forward pass on the
+    model's device. Attention runs on the math kernel while counting: the counter does not see fused CPU kernels."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    device = next(model.parameters()).device
+    with torch.inference_mode(), sdpa_kernel([SDPBackend.MATH]), FlopCounterMode(display=False) as counter:
+        model(*network_inputs(config, 1, device))
+    return int(counter.get_total_flops())
+
+
+def matmul_peak(device: torch.device | str, dtype: torch.dtype, size: int | None = None, repeats: int = 5
+                ) -> tuple[float, str]:
+    """(TFLOPS, description) of a square ``size``-cubed ``torch.matmul`` at ``dtype`` on ``device``: the rate this
+    device's matrix products reach when they have all the rows they want. A network already near it at batch 1
+    cannot gain much from batching (docs/speed.md)."""
+    device = torch.device(device)
+    size = size or (8192 if device.type == "cuda" else 2048)
+    generator = torch.Generator().manual_seed(0)
+    a, b = (torch.randn(size, size, generator=generator).to(device, dtype) for _ in range(2))
+    with torch.inference_mode():
+        seconds = statistics.median(time_interleaved({"mm": lambda: a @ b}, repeats=repeats, device=device)["mm"])
+    return 2 * size ** 3 / seconds / 1e12, f"{size}x{size}x{size} {str(dtype).replace('torch.', '')} torch.matmul"
+
+
 def network_inputs(config: ModelConfig, batch: int, device: torch.device, seed: int = 0
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Normalised-image-like template and search tensors and a template mask with the target in the middle."""
@@ -189,6 +216,7 @@ class Row:
     tracker_vs_timm: float | None = None
     batch_speedup: float | None = None    # tracker frames/s at this batch / at batch 1 (same backend)
     model_batch_speedup: float | None = None
+    model_tflops: float | None = None     # the network's FLOPs per frame / model time per frame
 
 
 @dataclass
@@ -202,6 +230,9 @@ class BenchmarkResult:
     hardware: dict[str, Any]
     rows: list[Row] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    flops_per_frame: int | None = None    # see network_flops
+    matmul_tflops: float | None = None    # see matmul_peak: what this device's matrix products reach
+    matmul: str | None = None             # which product that was
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -210,18 +241,24 @@ class BenchmarkResult:
 def run_benchmark(backends: dict[str, Any], config: ModelConfig, *, device: torch.device | str, variant: str,
                   weights: str, batch_sizes: Sequence[int] = (1, 8), repeats: int = 7, warmup: int = 1,
                   compare_timm: bool = True, tracker: bool = True, frame_size: tuple[int, int] = FRAME_SIZE,
-                  steps_per_call: int = 1) -> BenchmarkResult:
+                  steps_per_call: int = 1, flops_per_frame: int | None = None,
+                  matmul_dtype: torch.dtype | None = None) -> BenchmarkResult:
     """Time each backend (name -> :class:`~lorat_plugin.engine.network.NetworkBackend`) alone and inside a
     :class:`~lorat_plugin.engine.TrackingEngine` step, for every batch size, interleaved with the timm yardstick.
 
     A tracker "frame" is one sequence advanced by one frame: crop on the device, normalise, the network, the
     window/argmax post-processing and the box mapped back, from frames that are already decoded (as the
-    evaluation harness hands them over). ``steps_per_call`` tracker steps make one timed sample."""
+    evaluation harness hands them over). ``steps_per_call`` tracker steps make one timed sample.
+    ``flops_per_frame`` (:func:`network_flops`) adds each network's achieved TFLOPS; ``matmul_dtype`` times
+    :func:`matmul_peak` at that precision first, the rate to compare them with."""
     from .engine import TrackingEngine
 
     device = torch.device(device)
     result = BenchmarkResult(variant=variant, weights=weights, device=str(device), tokens=config.tokens,
-                             frame_size=tuple(frame_size), repeats=repeats, hardware=hardware_info(device))
+                             frame_size=tuple(frame_size), repeats=repeats, hardware=hardware_info(device),
+                             flops_per_frame=flops_per_frame)
+    if matmul_dtype is not None:
+        result.matmul_tflops, result.matmul = matmul_peak(device, matmul_dtype)
     yardstick = timm_blocks(config).to(device) if compare_timm else None
     engines = {name: TrackingEngine(backend) for name, backend in backends.items()} if tracker else {}
     samples_b1: dict[str, list[float]] = {}
@@ -254,6 +291,8 @@ def run_benchmark(backends: dict[str, Any], config: ModelConfig, *, device: torc
             row = Row(backend=name, batch=batch, model_ms=1e3 * statistics.median(model),
                       tracker_ms=1e3 * statistics.median(track) if track else None,
                       timm_ms=1e3 * statistics.median(timm) if timm else None)
+            if flops_per_frame:
+                row.model_tflops = flops_per_frame / row.model_ms / 1e9
             if timm:
                 row.model_vs_timm = median_ratio(model, timm)
                 row.tracker_vs_timm = median_ratio(track, timm) if track else None
@@ -290,9 +329,15 @@ def format_result(result: BenchmarkResult) -> str:
     """The table ``lorat benchmark`` prints."""
     lines = [f"LoRAT {result.variant} ({result.weights}) on {result.device}: {result.tokens} tokens per frame, "
              f"median of {result.repeats} interleaved repeats, tracker frames {result.frame_size[0]}x"
-             f"{result.frame_size[1]} already decoded", describe_hardware(result.hardware), ""]
+             f"{result.frame_size[1]} already decoded", describe_hardware(result.hardware)]
+    if result.flops_per_frame:
+        line = f"network: {result.flops_per_frame / 1e9:.2f} GFLOP per frame"
+        if result.matmul_tflops:
+            line += f"; a {result.matmul} on this device: {result.matmul_tflops:.2f} TFLOPS"
+        lines.append(line)
+    lines.append("")
     header = (f"{'backend':52} {'batch':>5} {'model ms':>9} {'model fps':>9} {'tracker ms':>10} {'tracker fps':>11}"
-              f" {'timm fp32 ms':>12} {'model/timm':>10} {'tracker/timm':>12} {'vs batch 1':>10}")
+              f" {'TFLOPS':>6} {'timm fp32 ms':>12} {'model/timm':>10} {'tracker/timm':>12} {'vs batch 1':>10}")
     lines += [header, "-" * len(header)]
     for row in result.rows:
         def num(value: float | None, width: int, digits: int = 1) -> str:
@@ -301,12 +346,14 @@ def format_result(result: BenchmarkResult) -> str:
             f"{row.model_batch_speedup:9.2f}x" if row.model_batch_speedup is not None else f"{'-':>10}")
         lines.append(f"{row.backend[:52]:52} {row.batch:5d} {num(row.model_ms, 9)} {num(1e3 / row.model_ms, 9)} "
                      f"{num(row.tracker_ms, 10)} {num(1e3 / row.tracker_ms if row.tracker_ms else None, 11)} "
-                     f"{num(row.timm_ms, 12)} {num(row.model_vs_timm, 10, 3)} {num(row.tracker_vs_timm, 12, 3)} "
+                     f"{num(row.model_tflops, 6, 2)} {num(row.timm_ms, 12)} {num(row.model_vs_timm, 10, 3)} {num(row.tracker_vs_timm, 12, 3)} "
                      f"{speedup}")
     lines.append("")
     lines.append("ms and fps are per frame (one sequence advanced by one frame; batched calls divided by the batch). "
                  "x/timm: median per-repeat ratio to the bare timm blocks in fp32 at the same batch size (< 1 is "
-                 "faster). vs batch 1: tracker frames/s over those at the first batch size (same backend).")
+                 "faster). vs batch 1: tracker frames/s over those at the first batch size (same backend). "
+                 "TFLOPS: the network's FLOPs per frame over its model time; near the matmul rate above, a larger "
+                 "batch has little left to gain.")
     lines += result.notes
     return "\n".join(lines)
 

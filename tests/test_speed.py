@@ -18,8 +18,8 @@ from lorat_plugin.engine.accelerate import (CastNetwork, CUDAGraphNetwork, build
                                             default_dtype, describe_network, pad_batch)
 from lorat_plugin.engine.onednn import OneDNNBlock, fusable, onednn_available
 from lorat_plugin.model import build_model
-from lorat_plugin.speed import (box_iou, compare_with_fp32, format_result, network_inputs, run_benchmark,
-                                synthetic_sequences, timm_blocks)
+from lorat_plugin.speed import (box_iou, compare_with_fp32, format_result, matmul_peak, network_flops,
+                                network_inputs, run_benchmark, synthetic_sequences, timm_blocks)
 
 from conftest import PARITY_FIXTURE, TINY, randomize_adapters, reference_tracking_fixture
 
@@ -265,6 +265,21 @@ def test_yardstick_is_the_same_size_as_the_model() -> None:
         p.numel() for p in build_model(giant, device="meta", merge=True).blocks.parameters()) + 2 * 1536
 
 
+def test_network_flops_counts_every_block_with_its_attention() -> None:
+    config = TINY.replace(depth=1)
+    one, two = (network_flops(build_model(c, merge=True).eval(), c) for c in (config, config.replace(depth=2)))
+    n, d, hidden = config.tokens, config.embed_dim, config.ffn_hidden
+    block = 2 * n * (3 * d * d + d * d + 2 * d * hidden) + 2 * 2 * n * n * d  # qkv, proj, fc1, fc2; QK^T and AV
+    assert two - one == block
+    patches = 2 * n * 3 * config.patch_size ** 2 * d
+    assert one > block + patches
+
+
+def test_matmul_peak_reports_a_rate() -> None:
+    tflops, what = matmul_peak("cpu", torch.float32, size=64, repeats=2)
+    assert tflops > 0 and what == "64x64x64 float32 torch.matmul"
+
+
 def test_run_benchmark_reports_every_backend_and_batch(tiny_checkpoint: Path) -> None:
     model = build_model(checkpoint=tiny_checkpoint, merge=True)
     backends = {"fp32": build_network(model, "cpu", "fp32"), "bf16": build_network(model, "cpu", "bf16")}
@@ -286,9 +301,11 @@ def test_lorat_benchmark_command(tiny_checkpoint: Path, tmp_path: Path, capsys) 
                  "--frame-size", "96x64", "--json", str(out)]) == 0
     text = capsys.readouterr().out
     assert "stored bfloat16 weights" in text and "fp32 weights" in text and "bfloat16 autocast" in text
-    assert "model/timm" in text and "vs batch 1" in text
+    assert "model/timm" in text and "vs batch 1" in text and "GFLOP per frame" in text and "TFLOPS" in text
     data = json.loads(out.read_text())
     assert len(data["rows"]) == 6 and data["hardware"]["cpu"]
+    assert data["flops_per_frame"] > 0 and data["matmul_tflops"] > 0
+    assert all(row["model_tflops"] > 0 for row in data["rows"])
     assert main(["benchmark", "--checkpoint", str(tiny_checkpoint), "--batch-sizes", "0"]) == 2
     assert "--batch-sizes" in capsys.readouterr().err
 

@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..engine.accelerate import CastNetwork, build_network, describe_network
     from ..engine.network import resolve_device
-    from ..speed import format_result, run_benchmark
+    from ..speed import format_result, network_flops, run_benchmark
 
     batch_sizes = _ints(args.batch_sizes, "--batch-sizes")
     size = _ints(args.frame_size, "--frame-size", "x")
@@ -106,7 +106,8 @@ def run(args: argparse.Namespace) -> int:
     result = run_benchmark(backends, model.config, device=device, variant=variant, weights=weights,
                            batch_sizes=batch_sizes, repeats=args.repeats, warmup=args.warmup,
                            compare_timm=args.compare_timm, tracker=not args.model_only,
-                           frame_size=(width, height))
+                           frame_size=(width, height), flops_per_frame=network_flops(model, model.config),
+                           matmul_dtype=main.dtype)
     print(format_result(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result.to_dict(), indent=1), encoding="utf-8")
