@@ -346,8 +346,8 @@ def format_result(result: BenchmarkResult) -> str:
             f"{row.model_batch_speedup:9.2f}x" if row.model_batch_speedup is not None else f"{'-':>10}")
         lines.append(f"{row.backend[:52]:52} {row.batch:5d} {num(row.model_ms, 9)} {num(1e3 / row.model_ms, 9)} "
                      f"{num(row.tracker_ms, 10)} {num(1e3 / row.tracker_ms if row.tracker_ms else None, 11)} "
-                     f"{num(row.model_tflops, 6, 2)} {num(row.timm_ms, 12)} {num(row.model_vs_timm, 10, 3)} {num(row.tracker_vs_timm, 12, 3)} "
-                     f"{speedup}")
+                     f"{num(row.model_tflops, 6, 2)} {num(row.timm_ms, 12)} {num(row.model_vs_timm, 10, 3)} "
+                     f"{num(row.tracker_vs_timm, 12, 3)} {speedup}")
     lines.append("")
     lines.append("ms and fps are per frame (one sequence advanced by one frame; batched calls divided by the batch). "
                  "x/timm: median per-repeat ratio to the bare timm blocks in fp32 at the same batch size (< 1 is "
