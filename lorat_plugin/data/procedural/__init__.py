@@ -82,8 +82,7 @@ def benchmark_photographs(split: str, photographs: tuple[str, ...] | None = None
 
 def plan_benchmark(*, split: str, sequences: int, frames: int, size: tuple[int, int], seed: int,
                    photographs: tuple[str, ...] | None = None, layout: str = "got10k") -> list[ScenePlan]:
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}: expected one of {', '.join(SPLITS)}")
+    photographs = benchmark_photographs(split, photographs)  # checks the split as well
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}: expected one of {', '.join(LAYOUTS)}")
     if sequences < 1:
@@ -91,7 +90,6 @@ def plan_benchmark(*, split: str, sequences: int, frames: int, size: tuple[int, 
     width, height = size
     if width < 64 or height < 64:
         raise ValueError(f"frames of {width}x{height} are too small: at least 64x64")
-    photographs = benchmark_photographs(split, photographs)
     plans = [plan_sequence(split=split, index=i, seed=seed, frames=frames, size=(width, height),
                            photographs=photographs, name="") for i in range(sequences)]
     for plan, name in zip(plans, sequence_names(split, layout, [p.target.photo for p in plans])):
