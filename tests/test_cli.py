@@ -28,3 +28,9 @@ def test_missing_weights_file_is_one_clear_line(tmp_path, capsys) -> None:
     assert main(["info", str(tmp_path / "base.bin")]) == 2
     err = capsys.readouterr().err
     assert "base.bin" in err and "not found" in err and "Traceback" not in err
+
+
+def test_unknown_variant_is_one_clear_line(capsys) -> None:
+    assert main(["benchmark", "--variant", "B-999", "--model-only", "--repeats", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lorat benchmark: error: unknown LoRAT variant 'B-999'; known variants: S-224")

@@ -133,6 +133,14 @@ def list_variants() -> list[str]:
     return list(VARIANTS)
 
 
+class UnknownVariantError(KeyError, ValueError):
+    """A variant name not in :data:`VARIANTS`: a ``KeyError`` (a registry lookup) that is also a ``ValueError``
+    (bad user input, which the CLI reports in one line)."""
+
+    def __str__(self) -> str:  # KeyError would print the message in quotes
+        return str(self.args[0]) if self.args else ""
+
+
 def get_config(variant: str | ModelConfig) -> ModelConfig:
     if isinstance(variant, ModelConfig):
         return variant
@@ -143,7 +151,7 @@ def get_config(variant: str | ModelConfig) -> ModelConfig:
     match = lowered.get(key.lower().replace("-", ""))
     if match:
         return VARIANTS[match]
-    raise KeyError(f"unknown LoRAT variant {variant!r}; known variants: {', '.join(VARIANTS)}")
+    raise UnknownVariantError(f"unknown LoRAT variant {variant!r}; known variants: {', '.join(VARIANTS)}")
 
 
 def backbone_size(config: ModelConfig) -> str | None:
