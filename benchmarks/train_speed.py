@@ -72,7 +72,7 @@ def measure_steps(args: argparse.Namespace, device: torch.device) -> dict:
     network = torch.compile(model) if args.compile else model
     optim = OptimSection()
     step = TrainStep(model, network, build_optimizer(model, optim), amp=amp_dtype(args.dtype, device), device=device,
-                     grad_clip=optim.grad_clip, loss=LossSection())
+                     grad_clip=optim.grad_clip, loss=LossSection(), attention=args.attention)
     micro = args.batch_size // args.accumulation
     batch = random_batch(config, micro, np.random.default_rng(0))
     if device.type == "cuda":
@@ -101,6 +101,7 @@ def measure_steps(args: argparse.Namespace, device: torch.device) -> dict:
         "accumulation": args.accumulation,
         "dtype": {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[step.amp],
         "compile": args.compile,
+        "attention": args.attention,
         "trainable_params_M": round(counts["trainable"] / 1e6, 2), "total_params_M": round(counts["total"] / 1e6, 1),
         "step_time_s": float(np.median(times)), "step_time_min_s": float(np.min(times)),
         "samples_per_s": args.batch_size / float(np.median(times)), "steps_timed": len(times),
@@ -163,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda when available)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model (as the reference does)")
+    parser.add_argument("--attention", default="default", choices=["default", "math"],
+                        help="attention kernel (train.attention)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     parser.add_argument("--data-workers", type=int, default=None, help="also measure the input pipeline")
     parser.add_argument("--pipeline-batches", type=int, default=10)

@@ -420,3 +420,37 @@ def test_head_from_warm_starts_the_head_and_not_the_adapters(tmp_path: Path) -> 
     from lorat_plugin.model.weights import WeightsError, load_head, read_weights
     with pytest.raises(WeightsError, match="another shape"):
         load_head(model, read_weights(save_checkpoint(other, tmp_path / "other.safetensors")))
+
+
+def test_math_attention_kernel_gives_the_same_step_without_the_fused_kernel() -> None:
+    from torch.profiler import profile
+
+    from lorat_plugin.train.config import LossSection
+    from lorat_plugin.train.trainer import TrainStep, attention_kernel
+
+    g, t = TINY.search_grid, TINY.template_grid
+    generator = torch.Generator().manual_seed(0)
+    batch = {"z": torch.randint(0, 256, (2, 3, TINY.template_size, TINY.template_size), generator=generator,
+                                dtype=torch.uint8),
+             "x": torch.randint(0, 256, (2, 3, TINY.search_size, TINY.search_size), generator=generator,
+                                dtype=torch.uint8),
+             "z_feat_mask": torch.ones(2, t, t, dtype=torch.long), "positive": torch.zeros(2, g, g, dtype=torch.bool),
+             "box": torch.tensor([[0.4, 0.4, 0.6, 0.6]] * 2)}
+    batch["positive"][:, g // 2, g // 2] = True
+    results = {}
+    for kernel in ("default", "math"):
+        torch.manual_seed(0)
+        model = build_model(TINY).train()
+        step = TrainStep(model, model, build_optimizer(model, OptimSection()), amp=torch.float32,
+                         device=torch.device("cpu"), grad_clip=1.0, loss=LossSection(), attention=kernel)
+        with profile() as prof:
+            loss, _ = step.backward(batch)
+        ops = {event.key for event in prof.key_averages()}
+        results[kernel] = loss, [p.grad.clone() for p in step.params], ops
+    assert any("flash_attention" in op for op in results["default"][2])
+    assert not any("flash_attention" in op for op in results["math"][2])
+    torch.testing.assert_close(results["math"][0], results["default"][0], rtol=1e-5, atol=1e-6)
+    for math_grad, default_grad in zip(results["math"][1], results["default"][1]):
+        torch.testing.assert_close(math_grad, default_grad, rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="train.attention"):
+        attention_kernel("flash")

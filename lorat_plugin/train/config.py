@@ -118,6 +118,9 @@ class TrainSection:
     dtype: Literal["fp16", "bf16", "fp32"] = "fp16"  # autocast precision; fp16 adds a GradScaler
     device: str | None = None  # null: CUDA (the local rank's GPU) when available, else CPU
     compile: bool = False  # torch.compile the model (the reference does on Linux GPUs)
+    # Attention kernel: "default" lets PyTorch pick (fused flash / memory-efficient kernels); "math" is the plain
+    # matmul-softmax-matmul, faster to train on CPUs for very short sequences (the demo's 80 tokens: 24 % per step).
+    attention: Literal["default", "math"] = "default"
     output: str | None = None  # run folder; --output overrides; default runs/<config name>
     checkpoint_every: int = 10  # epochs; the last epoch always writes one
     keep_checkpoints: int = 5  # periodic checkpoints kept (oldest deleted); model.safetensors is never deleted

@@ -67,6 +67,16 @@ def amp_dtype(name: str, device: torch.device) -> torch.dtype:
     return dtype
 
 
+def attention_kernel(name: str) -> contextlib.AbstractContextManager:
+    """The context that makes ``scaled_dot_product_attention`` use the ``train.attention`` kernel."""
+    if name == "default":
+        return contextlib.nullcontext()
+    if name == "math":
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+        return sdpa_kernel([SDPBackend.MATH])
+    raise ValueError(f"train.attention must be 'default' or 'math', got {name!r}")
+
+
 def _step_seed(seed: int, step: int, rank: int) -> int:
     # Drop path and any other torch randomness in the forward pass: a function of (seed, step, rank).
     return (seed * 1_000_003 + step * 7919 + rank) % (2 ** 63)
@@ -78,9 +88,10 @@ class TrainStep:
 
     def __init__(self, model: LoRAT, network: nn.Module, optimizer: torch.optim.Optimizer, *, amp: torch.dtype,
                  device: torch.device, grad_clip: float, loss: LossSection,
-                 scaler: torch.amp.GradScaler | None = None) -> None:
+                 scaler: torch.amp.GradScaler | None = None, attention: str = "default") -> None:
         self.model, self.network, self.optimizer = model, network, optimizer
         self.amp, self.device, self.grad_clip, self.loss = amp, device, grad_clip, loss
+        self.attention = attention
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.scaler = scaler or torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
 
@@ -89,7 +100,8 @@ class TrainStep:
         """Forward and backward of one micro-batch (uint8 images, labels); the loss is scaled by 1/accumulation."""
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
         z, x = normalize_images(batch["z"]), normalize_images(batch["x"])
-        with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp != torch.float32):
+        with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp != torch.float32), \
+                attention_kernel(self.attention):
             out = self.network(z, x, batch["z_feat_mask"])
         loss, parts = tracking_loss(out["score_map"], out["boxes"], batch["positive"], batch["box"],
                                     cls_weight=self.loss.cls_weight, box_weight=self.loss.box_weight,
@@ -175,7 +187,8 @@ class _Trainer:
         if t.compile:
             self.network = torch.compile(self.network)
         self.step = TrainStep(self.model, self.network, self.optimizer, amp=self.amp, device=ctx.device,
-                              grad_clip=config.optim.grad_clip, loss=config.loss, scaler=self.scaler)
+                              grad_clip=config.optim.grad_clip, loss=config.loss, scaler=self.scaler,
+                              attention=t.attention)
 
         self.dataset = PairDataset(source, PairRecipe.create(self.model.config, d),
                                    samples_per_epoch=d.samples_per_epoch, seed=t.seed, max_gap=d.max_gap)
