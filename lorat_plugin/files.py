@@ -1,0 +1,68 @@
+"""Files that appear whole or not at all, with the permissions any other new file would get.
+
+Every result, record, checkpoint, state and generated annotation of the project is written through
+:func:`atomic_path`: the data goes to a hidden temporary file beside the target, is flushed to disk, and is renamed
+onto the target (``os.replace`` is atomic on POSIX and Windows), so a reader sees the old file or the whole new one.
+The temporary file is created like any other file (mode ``0o666`` less the umask, not ``mkstemp``'s ``0o600``), so
+colleagues and upload jobs can read what a run wrote. An interrupted write leaves no temporary file behind.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+
+def _temporary_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path to write the whole file to; on success it replaces ``path``.
+
+    For writers that take a path (``torch.save``, ``safetensors.torch.save_file``, ``zipfile``): whatever they
+    create is renamed onto ``path`` only when the block ends without an exception. "No space left on device" and
+    other write errors are re-raised naming ``path``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temporary_name(path)
+    try:
+        yield tmp
+        _fsync(tmp)
+        os.replace(tmp, path)
+    except OSError as e:
+        if e.filename is None or e.errno == errno.ENOSPC:
+            raise OSError(e.errno, f"cannot write {path}: {e.strerror or e}") from e
+        raise
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_path`)."""
+    with atomic_path(path) as tmp:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as for open()
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically (see :func:`atomic_path`)."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text"]
