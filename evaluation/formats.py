@@ -28,11 +28,12 @@ from pathlib import Path
 
 import numpy as np
 
-from lorat_plugin.data.datasets._io import read_boxes
+from lorat_plugin.data.annotations import read_boxes
 from lorat_plugin.data.sequence import AnnotationError
+from lorat_plugin.files import atomic_write_bytes, atomic_write_text
 
 from .benchmarks import FORMATS, benchmark
-from .records import Record, atomic_write_bytes, atomic_write_text
+from .records import Record
 
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 

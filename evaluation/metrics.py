@@ -1,4 +1,4 @@
-"""Tracking metrics, each exactly as its official tool defines it (toolkits.md section 5).
+"""Tracking metrics, each exactly as its official tool defines it (the tools' source files are named below).
 
 Boxes here are ``x, y, w, h`` in the benchmark's own file convention (what the official tool reads), because the
 definitions are not all translation-invariant (GOT-10k clips to the image, TrackingNet rounds to integers).

@@ -1,22 +1,22 @@
-"""The lossless record of one run of a tracker over one sequence, and atomic file writing.
+"""The lossless record of one run of a tracker over one sequence, and the evaluation folder's ``run.json``.
 
 Every result layout is derived from records: ``<output>/records/<sequence>_<run:03d>.npz`` holding the float64
 boxes (0-based ``x, y, w, h``, one per frame, frame 0 = the initial box), the per-frame confidence and the per-frame
-time in seconds. A record is written only once its sequence is complete, through a temporary file and
-``os.replace``, so a record that exists is whole and an interrupted run loses only the sequences in flight.
+time in seconds. A record is written only once its sequence is complete, atomically (``lorat_plugin.files``),
+so a record that exists is whole and an interrupted run loses only the sequences in flight.
 """
 from __future__ import annotations
 
 import io
 import json
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from lorat_plugin.files import atomic_write_bytes, atomic_write_text
 
 RECORDS_DIR = "records"
 RUN_FILE = "run.json"
@@ -69,27 +69,6 @@ def load_records(output_dir: Path) -> dict[str, dict[int, Record]]:
             record = load_record(path)
             found.setdefault(record.sequence, {})[record.run] = record
     return found
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never a part."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def read_run_info(output_dir: Path) -> dict[str, Any] | None:

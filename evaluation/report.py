@@ -16,11 +16,12 @@ from typing import Any
 import numpy as np
 
 from lorat_plugin.data.sequence import Sequence
+from lorat_plugin.files import atomic_write_text
 
 from . import metrics as M
 from .benchmarks import Benchmark, benchmark
 from .formats import TrackerResults, format_table, merge_runs, native_boxes, pytracking_name, read_layout
-from .records import atomic_write_text, load_records, read_run_info
+from .records import load_records, read_run_info
 
 PROTOCOLS = {
     "got10k": "GOT-10k: got10k toolkit ExperimentGOT10k.report / GOT-10k server (frame 0 excluded, cover > 0, "

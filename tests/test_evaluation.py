@@ -68,7 +68,7 @@ def test_got10k_val_metrics_agree_with_the_toolkit_report(tmp_path):
 
 
 class OfflineOTB(experiments.ExperimentOTB):
-    """ExperimentOTB without its hard-coded download=True (toolkits.md 2.6, bug 4)."""
+    """ExperimentOTB without its hard-coded download=True (got10k/experiments/otb.py builds OTB(..., download=True))."""
 
     def __init__(self, root_dir, result_dir, report_dir):
         from got10k.datasets import OTB

@@ -7,23 +7,18 @@ Videos are decoded with PyAV (FFmpeg); install the ``video`` extra (``pip instal
 from __future__ import annotations
 
 import os
-import re
 import secrets
 from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
 
+from .annotations import natural_key
 from .sequence import FrameError, read_image
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 LIST_EXTENSIONS = (".txt", ".lst", ".list")
-
-
-def natural_key(path: Path) -> list:
-    """Sort key putting ``frame2.jpg`` before ``frame10.jpg``."""
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
 
 
 class FrameSource:
@@ -115,7 +110,7 @@ def open_frames(path: str | os.PathLike) -> FrameSource:
     path = Path(path).expanduser()
     if path.is_dir():
         files = sorted((p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()),
-                       key=natural_key)
+                       key=lambda p: natural_key(p.name.lower()))
         if not files:
             raise FrameError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in folder {path}")
         return ImageFiles(files, path)
@@ -285,5 +280,5 @@ def _import_av():
     return av
 
 
-__all__ = ["FrameSource", "ImageFiles", "VideoFrames", "open_frames", "read_image_list", "natural_key",
+__all__ = ["FrameSource", "ImageFiles", "VideoFrames", "open_frames", "read_image_list",
            "draw_boxes", "VideoWriter", "write_video", "VIDEO_EXTENSIONS", "IMAGE_EXTENSIONS"]

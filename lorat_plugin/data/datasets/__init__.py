@@ -6,8 +6,7 @@ converted); ``Sequence.visible`` is False where the target is absent, occluded, 
 A malformed file raises ``AnnotationError`` naming the file (and line); a missing root or folder raises
 ``FileNotFoundError``. Layouts, splits and per-sequence ``attributes`` are described in docs/evaluation.md.
 
-``DATASETS`` maps a name to a loader ``(root, split) -> list[Sequence]``; other packages add theirs to it
-(``lorat_plugin/data/datasets/coco.py`` registers "coco").
+``DATASETS`` maps a name to a loader ``(root, split) -> list[Sequence]``; ``coco`` is there for training only.
 """
 from __future__ import annotations
 

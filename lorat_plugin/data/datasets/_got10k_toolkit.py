@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..sequence import AnnotationError
-from ._io import read_boxes
+from ..annotations import read_boxes
 
 
 def import_got10k_datasets() -> Any:

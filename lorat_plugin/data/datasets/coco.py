@@ -3,7 +3,8 @@
 Layout: ``root/annotations/instances_<split><year>.json`` with the images in ``root/<split><year>/`` (the layout of
 the official zips) or ``root/images/<split><year>/``. ``split`` is ``train`` (default) or ``val``, optionally with
 the year (``train2014``); without a year, 2017 is used. Boxes are COCO's ``[x, y, w, h]`` (0-based, continuous),
-fitted into the image; empty ones are dropped, as are crowd regions (the reference's cleaning, lorat-spec §3.1).
+fitted into the image; empty ones are dropped, as are crowd regions (as the reference's COCO training data does,
+github.com/LitingLin/LoRAT).
 Objects of one image share the frame, so training picks an image first and then one of its objects.
 """
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..sequence import AnnotationError, Sequence
-from ._io import require_dir
+from ..annotations import require_dir
 
 
 def load(root: str | Path, split: str | None = None) -> list[Sequence]:

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from ..sequence import AnnotationError, Sequence
-from ._io import list_images, numbered_frames, read_boxes, read_flags, read_name_list, read_text, require_dir, \
-    sequence_folders
+from ..annotations import (list_images, numbered_frames, read_boxes, read_flags, read_name_list, read_text,
+                           require_dir, sequence_folders)
 
 SPLITS = ("train", "val", "test")
 _RESOLUTION = re.compile(r"\(\s*(\d+)\s*,\s*(\d+)\s*\)")

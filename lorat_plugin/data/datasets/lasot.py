@@ -10,7 +10,7 @@ Splits: ``root/testing_set.txt`` / ``training_set.txt`` when present (the offici
 lists bundled with the got10k package; ``split="all"`` loads every sequence found, and so does the default split when
 the root has no list of its own and does not hold the whole official test set (a subset or a custom set).
 LaSOT_ext has only a test set. Why not ``got10k.datasets.LaSOT``: it crashes in 0.1.3 (``_check_integrity`` takes
-the wrong number of arguments; see toolkits.md 2.6).
+the wrong number of arguments; got10k/datasets/lasot.py).
 """
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from ..sequence import AnnotationError, Sequence
-from ._io import natural_key, numbered_frames, read_boxes, read_flags, read_name_list, read_text, require_dir
+from ..annotations import (natural_key, numbered_frames, read_boxes, read_flags, read_name_list, read_text,
+                           require_dir)
 
 ATTRIBUTE_NAMES = {
     "IV": "Illumination Variation", "POC": "Partial Occlusion", "DEF": "Deformation", "MB": "Motion Blur",

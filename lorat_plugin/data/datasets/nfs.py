@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..sequence import AnnotationError, Sequence
 from ._got10k_toolkit import import_got10k_datasets, items, quietly
-from ._io import read_text, require_dir
+from ..annotations import read_text, require_dir
 
 
 def load(root: str | Path, split: str | None = None) -> list[Sequence]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..sequence import Sequence
 from ._got10k_toolkit import import_got10k_datasets, items, quietly
-from ._io import require_dir
+from ..annotations import require_dir
 
 VERSIONS = {"otb100": 2015, "otb2015": 2015, "tb100": 2015, "2015": 2015, "otb": 2015,
             "otb2013": 2013, "2013": 2013, "tb50": "tb50", "otb50": "tb50"}

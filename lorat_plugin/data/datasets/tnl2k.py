@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..sequence import AnnotationError, Sequence
-from ._io import list_images, read_boxes, read_text, require_dir, sequence_folders
+from ..annotations import list_images, read_boxes, read_text, require_dir, sequence_folders
 
 
 def load(root: str | Path, split: str | None = None) -> list[Sequence]:

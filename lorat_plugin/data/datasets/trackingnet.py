@@ -5,7 +5,7 @@ Frames are numbered from 0 (``0.jpg``, ``1.jpg``, ...); ``anno/<seq>.txt`` has o
 
 Splits: ``test`` (TEST), ``train`` (every TRAIN_k chunk present), ``TRAIN_3`` (one chunk) or a comma-separated list of
 chunks. Why not ``got10k.datasets.TrackingNet``: in 0.1.3 it misses the ``frames/`` level and sorts frames with
-``int(full_path[:-4])`` (toolkits.md 2.6).
+``int(full_path[:-4])`` (got10k/datasets/trackingnet.py).
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..sequence import AnnotationError, Sequence
-from ._io import list_images, natural_key, numbered_frames, read_boxes, require_dir
+from ..annotations import list_images, natural_key, numbered_frames, read_boxes, require_dir
 
 
 def load(root: str | Path, split: str | None = None) -> list[Sequence]:

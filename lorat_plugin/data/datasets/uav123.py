@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..sequence import Sequence
 from ._got10k_toolkit import import_got10k_datasets, items, quietly
-from ._io import require_dir
+from ..annotations import require_dir
 
 
 def load(root: str | Path, split: str | None = None) -> list[Sequence]:

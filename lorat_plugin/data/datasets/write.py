@@ -1,7 +1,7 @@
 """Write frames and boxes in a benchmark's on-disk layout (the inverse of the readers).
 
-Used to build small benchmarks from generated or recorded data (tests, demos, ``lorat make-benchmark``), so that
-every toolkit that reads the real benchmark reads them too. Boxes are given 0-based ``x, y, w, h`` and converted to
+Used by the tests and ``benchmarks/train_speed.py`` to build small benchmarks from generated data that every
+toolkit reading the real benchmark reads too (``lorat make-benchmark`` renders its own procedural sequences). Boxes are given 0-based ``x, y, w, h`` and converted to
 each layout's convention (LaSOT and OTB files are 1-based).
 """
 from __future__ import annotations

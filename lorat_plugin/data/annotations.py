@@ -1,4 +1,5 @@
-"""Fast, strict parsing of benchmark annotation files, shared by every reader.
+"""Fast, strict parsing of benchmark annotation files and frame listing, shared by every reader and by the result
+files of evaluation.
 
 Readers run over tens of thousands of sequences when training starts, so the common case is one read and one
 vectorised conversion per file; only a file that fails that fast path is re-read line by line to name the bad line.
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..sequence import AnnotationError
+from .sequence import AnnotationError
 
 _SEPARATORS = re.compile(r"[,\s]+")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
@@ -80,7 +81,7 @@ def read_flags(path: Path, expected: int | None = None, *, name: str = "flags") 
 
 
 def natural_key(text: str) -> list:
-    """Sort key that puts ``seq-2`` before ``seq-10``."""
+    """Sort key that puts ``seq-2`` before ``seq-10`` (sequence names, frame files)."""
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
 
 
