@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--names", nargs="+", help="display names, one per results folder")
     parser.add_argument("--output", help="report folder (default: <first evaluation folder>/report, else "
                                          "./lorat-report)")
-    parser.add_argument("--no-plots", action="store_true", help="metrics.json and table only")
+    parser.add_argument("--no-plots", action="store_true", help="metrics.json and table only: no plots, no report.html")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,6 +48,9 @@ def run(args: argparse.Namespace) -> int:
     first = Path(args.results[0])
     output = Path(args.output) if args.output else (first / "report" if read_run_info(first) else Path("lorat-report"))
     written = write_report(result, output, plots=not args.no_plots)
+    if not args.no_plots:  # the page embeds the plots just written
+        from ..evaluation.html import write_html_report
+        written.append(write_html_report(result, output, sequences, trackers, plots=written))
     print(table(result))
     print(f"wrote {', '.join(str(p) for p in written)}")
     return 0

@@ -1,0 +1,159 @@
+"""The report as one self-contained HTML page: what a researcher opens to see where a tracker fails.
+
+The page holds the metrics table, the plots, every sequence's scores (worst first) and, for the worst sequences, a
+strip of frames with the ground truth and each tracker's boxes drawn. Images are embedded as ``data:`` URIs and the
+page loads nothing else (its Content-Security-Policy forbids it), so it can be mailed or archived as one file.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from lorat_plugin.data.sequence import Sequence
+from lorat_plugin.files import atomic_write_text
+
+from .formats import TrackerResults, internal_boxes
+from .metrics import rect_iou
+from .records import read_run_info
+from .report import headline
+
+PAGE = "report.html"
+GROUND_TRUTH_COLOUR = "#00c800"
+TRACKER_COLOURS = ["#ff2020", "#2080ff", "#ff9900", "#c040ff", "#00d0d0"]
+STRIP_HEIGHT = 140  # px of each frame in a strip
+_CSS = """body{font:14px/1.4 sans-serif;margin:24px;color:#222}table{border-collapse:collapse;margin:8px 0 16px}
+td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child,th:first-child{text-align:left}
+.plots img{height:300px;max-width:100%;margin:0 8px 8px 0}.strip{display:flex;flex-wrap:wrap;gap:6px}figure{margin:0}
+figcaption,.note,footer{font-size:12px;color:#555}.key{font-weight:bold}"""
+
+
+def per_sequence_scores(entry: dict) -> dict[str, dict[str, float]]:
+    """One tracker's scores per sequence in percent, the benchmark's primary score first (AO for GOT-10k, AUC for
+    OPE benchmarks); empty where the metrics hold none per sequence (TrackingNet)."""
+    if "got10k" in entry:
+        return {n: {"AO": 100 * s["ao"], "SR0.5": 100 * s["sr"], "SR0.75": 100 * s["sr75"]}
+                for n, s in entry["got10k"]["seq_wise"].items()}
+    return {n: {"AUC": 100 * s["auc"], "P_norm": 100 * s["norm_precision"], "P": 100 * s["precision"]}
+            for n, s in entry.get("sequences", {}).items()}
+
+
+def write_html_report(result: dict, output_dir: str | Path, sequences: list[Sequence], trackers: list[TrackerResults],
+                      *, plots: Iterable[Path] | None = None, strips: int = 5, frames_per_strip: int = 6,
+                      footer: Iterable[str] = ()) -> Path:
+    """Write ``<output_dir>/report.html`` for ``result`` (``evaluate``'s output on ``sequences`` for ``trackers``).
+
+    ``plots``: the PNG files ``write_report`` wrote (rendered here when None); ``strips``: how many of the worst
+    sequences of the first tracker get a strip of ``frames_per_strip`` frames; ``footer``: lines shown at the end.
+    """
+    output_dir = Path(output_dir)
+    if plots is None:
+        from .plots import plot_report
+
+        plots = plot_report(result, output_dir)
+    names = list(result["trackers"])
+    scores = {name: per_sequence_scores(entry) for name, entry in result["trackers"].items()}
+    worst = sorted(scores[names[0]], key=lambda s: next(iter(scores[names[0]][s].values())))
+    by_name = {s.name: s for s in sequences}
+    title = f"{result['title']}{' ' + result['split'] if result.get('split') else ''}"
+    parts = [f"<h1>{_e(title)}: {len(names)} tracker{'s' * (len(names) > 1)}, {result['sequences']} sequences</h1>",
+             f"<p class=note>{_e(result['protocol'])}</p>", _metrics_table(result),
+             "<div class=plots>" + "".join(f"<img alt='{_e(p.stem)}' src='{_uri(p.read_bytes(), 'image/png')}'>"
+                                           for p in plots if Path(p).suffix == ".png") + "</div>"]
+    if worst:
+        parts.append(f"<h2>Per sequence, worst first by {_e(next(iter(scores[names[0]][worst[0]])))} of "
+                     f"{_e(names[0])}</h2>" + _per_sequence_table(scores, worst))
+    if strips > 0 and worst:
+        legend = " ".join(f"<span class=key style='color:{c}'>&#9633; {_e(n)}</span>"
+                          for n, c in [("ground truth", GROUND_TRUTH_COLOUR), *zip(names, TRACKER_COLOURS)])
+        parts.append(f"<h2>The {min(strips, len(worst))} worst sequences</h2><p>{legend}</p>")
+        for name in worst[:strips]:
+            parts.append(f"<h3>{_e(name)}</h3>" + _strip(by_name[name], trackers[:len(TRACKER_COLOURS)],
+                                                          result["dataset"], frames_per_strip))
+    parts.append("<footer>" + "".join(f"<p>{_e(line)}</p>" for line in footer) + "</footer>")
+    page = ("<!DOCTYPE html><html lang=en><head><meta charset=utf-8><meta http-equiv=Content-Security-Policy "
+            "content=\"default-src 'none'; img-src data:; style-src 'unsafe-inline'\">"
+            f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n")
+    path = output_dir / PAGE
+    atomic_write_text(path, page)
+    return path
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _uri(data: bytes, mime: str) -> str:
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def _cell(value: float | None) -> str:
+    return "<td>-</td>" if value is None or not np.isfinite(value) else f"<td>{value:.2f}</td>"
+
+
+def _metrics_table(result: dict) -> str:
+    rows = {name: headline(entry) for name, entry in result["trackers"].items()}
+    models = {name: _model(entry) for name, entry in result["trackers"].items()}
+    columns = list(next(iter(rows.values())))
+    extra = [k for k in ("model", "precision") if any(m.get(k) for m in models.values())]
+    head = "".join(f"<th>{_e(c)}</th>" for c in ["tracker", *extra, *columns])
+    body = "".join(f"<tr><td>{_e(name)}</td>" + "".join(f"<td>{_e(models[name].get(k) or '-')}</td>" for k in extra)
+                   + "".join(_cell(row[c]) for c in columns) + "</tr>" for name, row in rows.items())
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _model(entry: dict) -> dict[str, str]:
+    """The model and precision that produced a tracker's results, where its metrics or its run.json say."""
+    source = Path(entry.get("source") or "")
+    info = (read_run_info(source) if source.is_dir() else None) or {}
+    found = {}
+    for key in ("model", "precision"):
+        value = entry.get(key) or info.get(key)
+        if isinstance(value, dict):  # e.g. {"variant": ..., "hash": ...}
+            value = " ".join(str(v) for v in value.values() if v not in (None, ""))
+        if value:
+            found[key] = str(value)
+    return found
+
+
+def _per_sequence_table(scores: dict[str, dict[str, dict[str, float]]], order: list[str]) -> str:
+    columns = [(name, c) for name, by_seq in scores.items() if by_seq for c in next(iter(by_seq.values()))]
+    head = "<th>sequence</th>" + "".join(f"<th>{_e(name)}<br>{_e(c)}</th>" for name, c in columns)
+    body = "".join(f"<tr><td>{_e(s)}</td>" + "".join(_cell(scores[n].get(s, {}).get(c)) for n, c in columns)
+                   + "</tr>" for s in order)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _strip(sequence: Sequence, trackers: list[TrackerResults], dataset: str, count: int) -> str:
+    """Evenly spaced frames after the first (the given box), downscaled JPEGs with the boxes drawn."""
+    from PIL import Image, ImageDraw
+
+    frames = np.unique(np.linspace(1, len(sequence) - 1, count).round().astype(int)) if len(sequence) > 1 else [0]
+    missing = [sequence.frames[i] for i in frames if not Path(sequence.frames[i]).is_file()]
+    if missing:
+        return (f"<p class=note>No strip: frame {_e(missing[0])} is not there (the benchmark has moved or was "
+                "deleted; pass --root to where it is now).</p>")
+    predicted = [internal_boxes(t.runs[sequence.name][0], dataset) for t in trackers if sequence.name in t.runs]
+    figures = []
+    for i in frames:
+        with Image.open(sequence.frames[i]) as image:
+            scale = STRIP_HEIGHT / image.height
+            image = image.convert("RGB").resize((max(1, round(image.width * scale)), STRIP_HEIGHT))
+        draw = ImageDraw.Draw(image)
+        for box, colour in [(sequence.boxes[i], GROUND_TRUTH_COLOUR), *((p[i], c) for p, c in
+                                                                       zip(predicted, TRACKER_COLOURS))]:
+            if np.all(np.isfinite(box)) and box[2] > 0 and box[3] > 0:
+                x, y, w, h = (float(v) * scale for v in box)
+                draw.rectangle([x, y, x + w, y + h], outline=colour, width=2)
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=85)
+        iou = rect_iou(predicted[0][i:i + 1], sequence.boxes[i:i + 1])[0] if predicted else np.nan
+        caption = _e(f"frame {i}" + (", target absent" if not sequence.visible[i] else
+                                     f", IoU {iou:.2f}" if np.isfinite(iou) else ""))
+        figures.append(f"<figure><img alt='{_e(sequence.name)} {caption}' "
+                       f"src='{_uri(buffer.getvalue(), 'image/jpeg')}'><figcaption>{caption}</figcaption></figure>")
+    return "<div class=strip>" + "".join(figures) + "</div>"

@@ -1,0 +1,131 @@
+"""`lorat report`'s HTML page, on generated benchmarks tracked by a real tracker, loaded in a real headless browser
+(Debian's chromium; `.ci/run` installs it, so CI never skips these)."""
+from __future__ import annotations
+
+import html
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lorat_plugin.cli import main
+from lorat_plugin.data.datasets import load_dataset
+from lorat_plugin.evaluation import evaluate, load_results, run_benchmark
+from lorat_plugin.evaluation.html import write_html_report
+
+from evaluation_support import BrightBoxTracker, make_benchmark
+
+CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
+needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="no chromium installed (apt-get install chromium)")
+
+# Injected before the page's Content-Security-Policy: records every failed load, blocked request and error, then
+# (on the load event) the images that did not decode, into an attribute that --dump-dom prints.
+PROBE = """<script>var errors = [];
+addEventListener('error', function (e) { errors.push(e.message || 'failed: ' + (e.target.src || '').slice(0, 50)) }, true);
+addEventListener('securitypolicyviolation', function (e) { errors.push('blocked: ' + e.blockedURI) });
+addEventListener('load', function () {
+  var broken = [].filter.call(document.images, function (i) { return !i.complete || !i.naturalWidth });
+  document.documentElement.setAttribute('data-probe', JSON.stringify({images: document.images.length,
+    broken: broken.map(function (i) { return i.alt }), errors: errors}));
+});</script>"""
+
+
+def _browser(page: Path, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                           f"--user-data-dir={tmp_path / 'chromium-profile'}", *extra, page.resolve().as_uri()],
+                          capture_output=True, text=True, timeout=120)
+
+
+def load_in_browser(page: Path, tmp_path: Path) -> dict:
+    """What a browser saw loading ``page`` from a file:// URL: image count, images that did not load, errors,
+    console messages."""
+    probed = tmp_path / f"probed-{page.name}"
+    probed.write_text(page.read_text(encoding="utf-8").replace("<head>", "<head>" + PROBE, 1), encoding="utf-8")
+    done = _browser(probed, tmp_path, "--enable-logging=stderr", "--v=0", "--dump-dom")
+    found = re.search(r'data-probe="([^"]*)"', done.stdout)
+    assert found, f"the page did not finish loading: {done.stderr[-2000:]}"
+    seen = json.loads(html.unescape(found.group(1)))
+    seen["console"] = [line for line in done.stderr.splitlines() if ":CONSOLE" in line]
+    return seen
+
+
+def _tracked(tmp_path: Path, dataset: str, split: str | None, count: int = 4):
+    root = make_benchmark(tmp_path / "data", dataset, count, length=14, split=split, size=(96, 72))
+    sequences = load_dataset(dataset, root, split)
+    run_benchmark(BrightBoxTracker(offset=2.0), sequences, tmp_path / "run", tracker_name="bright", dataset=dataset,
+                  split=split, root=root, progress=False)
+    return root, sequences
+
+
+@needs_chromium
+def test_the_report_page_loads_whole_in_a_browser_and_shows_the_worst_sequences(tmp_path, capsys):
+    root, sequences = _tracked(tmp_path, "otb", None)
+    raw = tmp_path / "raw" / "Oracle"  # another tracker's published results: ground truth, tab-separated, 1-based
+    raw.mkdir(parents=True)
+    for s in sequences:
+        np.savetxt(raw / f"{s.name}.txt", s.boxes + [1, 1, 0, 0], fmt="%.3f", delimiter="\t")
+    report = tmp_path / "report"
+    assert main(["report", str(tmp_path / "run"), str(raw), "--output", str(report),
+                 "--names", "bright", "<b>oracle</b> & co"]) == 0
+    assert "report.html" in capsys.readouterr().out
+    page = (report / "report.html").read_text(encoding="utf-8")
+    metrics = json.loads((report / "metrics.json").read_text())
+    # self-contained: every image is embedded, nothing else is referenced; every string is escaped
+    assert re.findall(r"src='([a-z]+):", page) == ["data"] * page.count("src=")
+    assert "href=" not in page and "<script" not in page and "<b>oracle" not in page
+    assert "&lt;b&gt;oracle&lt;/b&gt; &amp; co" in page
+    # the table, the three plots, every sequence worst first by AUC, and strips of the 4 worst (all of them)
+    bright = metrics["trackers"]["bright"]
+    assert f"<td>{100 * bright['ope']['auc']:.2f}</td>" in page
+    assert page.count("src='data:image/png") == 3
+    order = sorted(bright["sequences"], key=lambda s: bright["sequences"][s]["auc"])
+    positions = [page.index(f"<tr><td>{s}</td>") for s in order]
+    assert positions == sorted(positions) and len(set(bright["sequences"][s]["auc"] for s in order)) > 1
+    assert [m for m in re.findall(r"<h3>([^<]+)</h3>", page)] == order
+    assert page.count("src='data:image/jpeg") == 4 * 6
+
+    seen = load_in_browser(report / "report.html", tmp_path)
+    assert seen["images"] == 3 + 4 * 6 and seen["broken"] == [] and seen["errors"] == [] and seen["console"] == []
+
+    # the benchmark moved after its sequences were read: the page says so instead of the strips, and loads cleanly
+    trackers = [load_results(tmp_path / "run", "otb", sequences), load_results(raw, "otb", sequences)]
+    result = evaluate("otb", sequences, trackers)
+    root.rename(tmp_path / "elsewhere")
+    moved = write_html_report(result, tmp_path / "moved", sequences, trackers)
+    assert moved.read_text().count("No strip: frame") == 4 and "image/jpeg" not in moved.read_text()
+    seen = load_in_browser(moved, tmp_path)
+    assert seen["images"] == 3 and seen["broken"] == [] and seen["errors"] == [] and seen["console"] == []
+
+
+@needs_chromium
+def test_the_browser_check_catches_broken_images_and_blocked_requests(tmp_path):
+    page = tmp_path / "bad.html"
+    good = (tmp_path / "good.html")
+    for path, body in ((page, "<img alt=bad src='data:image/png;base64,AAAA'><img alt=net src='http://example.com/x.png'>"
+                                "<script>console.error('boom')</script>"), (good, "<p>nothing</p>")):
+        path.write_text("<!DOCTYPE html><html><head><meta http-equiv=Content-Security-Policy content=\"default-src "
+                        f"'none'; img-src data:\"></head><body>{body}</body></html>")
+    seen = load_in_browser(page, tmp_path)
+    assert seen["images"] == 2 and seen["broken"] == ["bad", "net"]
+    assert "blocked: http://example.com/x.png" in seen["errors"] and len(seen["console"]) >= 2
+    assert load_in_browser(good, tmp_path) == {"images": 0, "broken": [], "errors": [], "console": []}
+
+
+def test_got10k_page_footer_strip_count_and_no_plots(tmp_path):
+    root, sequences = _tracked(tmp_path, "got10k", "val", count=3)
+    result = evaluate("got10k", sequences, [load_results(tmp_path / "run", "got10k", sequences)], split="val")
+    path = write_html_report(result, tmp_path / "page", sequences, [load_results(tmp_path / "run", "got10k", sequences)],
+                             strips=1, frames_per_strip=3, footer=["LoRAT-demo: <tiny> & trained from scratch"])
+    page = path.read_text()
+    seq_wise = result["trackers"]["bright"]["got10k"]["seq_wise"]
+    worst = min(seq_wise, key=lambda s: seq_wise[s]["ao"])
+    assert re.findall(r"<h3>([^<]+)</h3>", page) == [worst] and page.count("image/jpeg") == 3
+    assert "worst first by AO" in page and "<p>LoRAT-demo: &lt;tiny&gt; &amp; trained from scratch</p>" in page
+    assert (tmp_path / "page" / "success_plot.png").is_file()  # rendered here: no write_report before
+    assert main(["report", str(tmp_path / "run"), "--no-plots", "--output", str(tmp_path / "none")]) == 0
+    assert sorted(p.name for p in (tmp_path / "none").iterdir()) == ["metrics.json", "table.txt"]
