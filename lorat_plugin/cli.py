@@ -5,6 +5,7 @@ import argparse
 import importlib
 import importlib.util
 import logging
+import re
 import sys
 
 # verb -> (module in lorat_plugin.commands, one-line help). Modules import heavy libraries inside run().
@@ -39,6 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    for i in range(len(argv) - 1, 0, -1):  # "--init -5,-5,40,40": argparse would read the leading minus as an option
+        if argv[i - 1].startswith("--") and re.fullmatch(r"-[\d.]+([,;\s]+-?[\d.]+)+", argv[i]):
+            argv[i - 1:i + 1] = [f"{argv[i - 1]}={argv[i]}"]
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     try:

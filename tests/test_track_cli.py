@@ -161,3 +161,107 @@ def test_frame_sources_and_writers_round_trip(tmp_path: Path) -> None:
     assert green_edge_fraction(drawn, truth[0]) == 1.0 and np.array_equal(frames[0], target_frames(1)[0][0])
     with pytest.raises(ValueError, match="extension"):
         VideoWriter(tmp_path / "out.xyz")
+
+
+def frame_folder(folder: Path, n: int, seed: int = 0) -> tuple[Path, np.ndarray]:
+    frames, truth = target_frames(n, seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, frame in enumerate(frames, start=1):
+        Image.fromarray(frame).save(folder / f"{i:08d}.png")
+    return folder, truth
+
+
+def track(tmp_path: Path, checkpoint: Path, source: Path, *extra: str) -> int:
+    return main(["track", str(source), "--init", "12,20,18,16", "--checkpoint", str(checkpoint), "-q", *extra])
+
+
+def test_finished_boxes_survive_a_decode_error_and_ctrl_c(tmp_path: Path, tiny_checkpoint: Path, capsys,
+                                                          monkeypatch) -> None:
+    import lorat_plugin.data.video as video
+
+    folder, _ = frame_folder(tmp_path / "img", 6)
+    output = tmp_path / "out" / "boxes.txt"
+    partial = output.with_name("boxes.txt.partial")
+    (folder / "00000005.png").write_bytes(b"truncated")
+    assert track(tmp_path, tiny_checkpoint, folder, "-o", str(output)) == 2
+    err = capsys.readouterr().err
+    assert "stopped after 4 frames" in err and str(partial) in err and "00000005.png" in err
+    assert not output.exists() and len(read_boxes(partial)) == 4
+
+    frame_folder(folder, 6)  # repaired; Ctrl-C at the third frame this time
+    calls = []
+
+    def interrupted(path):
+        calls.append(path)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return video_read_image(path)
+
+    video_read_image = video.read_image
+    monkeypatch.setattr(video, "read_image", interrupted)
+    assert track(tmp_path, tiny_checkpoint, folder, "-o", str(output)) == 130
+    err = capsys.readouterr().err
+    assert "stopped after 2 frames" in err and "interrupted" in err
+    assert not output.exists() and len(read_boxes(partial)) == 2  # the stale 4 boxes were replaced
+    monkeypatch.undo()
+
+    assert track(tmp_path, tiny_checkpoint, folder, "-o", str(output)) == 0  # the next run finishes the job
+    assert len(read_boxes(output)) == 6 and not partial.exists()
+
+
+@pytest.mark.parametrize("case, message", [
+    ("output is a folder", "is a folder"),
+    ("render is a folder", "is a folder"),
+    ("frame folder with a gap", "00000003.png is missing"),
+])
+def test_bad_outputs_and_gaps_are_refused_before_tracking(tmp_path: Path, tiny_checkpoint: Path, capsys,
+                                                          monkeypatch, case: str, message: str) -> None:
+    import lorat_plugin.engine as engine
+
+    folder, _ = frame_folder(tmp_path / "img", 5)
+    (tmp_path / "taken").mkdir()
+    extra = {"output is a folder": ["-o", str(tmp_path / "taken")],
+             "render is a folder": ["-o", str(tmp_path / "b.txt"), "--render", str(tmp_path / "taken")]}.get(case, [])
+    if case == "frame folder with a gap":
+        (folder / "00000003.png").unlink()
+    monkeypatch.setattr(engine, "TrackingEngine", None)  # tracking would fail loudly: the refusal comes first
+    assert track(tmp_path, tiny_checkpoint, folder, *extra) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not list(tmp_path.glob("*.partial")) and not (tmp_path / "img_boxes.txt").exists()
+
+
+def test_a_stale_render_after_sigkill_is_replaced(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    folder, _ = frame_folder(tmp_path / "img", 3)
+    render = tmp_path / "r.mp4"
+    stale = tmp_path / ".r.partial.mp4"  # what a killed run leaves
+    stale.write_bytes(b"half a video")
+    assert track(tmp_path, tiny_checkpoint, folder, "-o", str(tmp_path / "b.txt"), "--render", str(render)) == 0
+    assert not stale.exists() and len(list(open_frames(render))) == 3
+    stale.write_bytes(b"half a video")
+    (folder / "00000002.png").write_bytes(b"broken")  # a failing run removes it too
+    assert track(tmp_path, tiny_checkpoint, folder, "-o", str(tmp_path / "c.txt"), "--render", str(render)) == 2
+    assert not stale.exists()
+
+
+def test_a_truncated_video_is_tracked_with_a_warning(tmp_path: Path, tiny_checkpoint: Path, caplog) -> None:
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 255, (SIZE[1], SIZE[0], 3), dtype=np.uint8) for _ in range(30)]
+    whole = write_video(tmp_path / "whole.mkv", frames, fps=10)
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(whole.read_bytes()[:whole.stat().st_size // 2])
+    assert len(open_frames(cut)) == 30  # from the container's duration: mkv declares no frame count
+    assert track(tmp_path, tiny_checkpoint, cut, "-o", str(tmp_path / "b.txt")) == 0
+    decoded = len(read_boxes(tmp_path / "b.txt"))
+    assert 0 < decoded < 30
+    assert f"{cut}: the container declares 30 frames but only {decoded} could be decoded" in caplog.text
+    caplog.clear()
+    assert len(list(open_frames(whole))) == 30 and "declares" not in caplog.text
+
+
+@pytest.mark.parametrize("init", [["--init", "-5,-5,40,40"], ["--init", "-5 -5 40 40"], ["--init=-5,-5,40,40"]])
+def test_an_init_box_with_a_leading_minus_is_accepted(tmp_path: Path, tiny_checkpoint: Path, init) -> None:
+    folder, _ = frame_folder(tmp_path / "img", 2)
+    assert main(["track", str(folder), *init, "--checkpoint", str(tiny_checkpoint), "-o", str(tmp_path / "b.txt"),
+                 "-q"]) == 0
+    np.testing.assert_allclose(read_boxes(tmp_path / "b.txt")[0, :4], [0, 0, 35, 35])  # clipped to the image

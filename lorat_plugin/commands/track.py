@@ -90,20 +90,28 @@ def run(args: argparse.Namespace) -> int:
     offset = np.array((1.0, 1.0, 0.0, 0.0)) if args.one_based else np.zeros(4)
     ground_truth = read_boxes(args.gt) - offset if args.gt else None
     init_box = ground_truth[0] if ground_truth is not None else parse_box(args.init) - offset
+    output = None if args.output == "-" else Path(args.output) if args.output else default_output(args.input)
+    for path in (output, args.render):
+        if path is not None and Path(path).is_dir():
+            raise ValueError(f"{path} is a folder: give a file name")
     source = open_frames(args.input)  # FrameError now if the input is missing, before the model loads
     engine = TrackingEngine(network_from_args(args), device=args.device, dtype=args.dtype)
 
-    to_stdout = args.output == "-"
-    output = None if to_stdout else Path(args.output) if args.output else default_output(args.input)
-    lines: list[str] = []
+    # Boxes go to <output>.partial as they come (overwriting what an interrupted run left): it becomes the output
+    # only when the whole input is tracked, and keeps the finished boxes when it is not.
+    partial = None if output is None else output.with_name(output.name + ".partial")
     writer = VideoWriter(args.render, fps=args.fps or source.fps or 25.0) if args.render else None
-    started = time.perf_counter()
+    if partial is not None:
+        partial.parent.mkdir(parents=True, exist_ok=True)
+    sink = sys.stdout if partial is None else open(partial, "w", encoding="utf-8", buffering=1)
+    count, started = 0, time.perf_counter()
     try:
         with tqdm(total=len(source) or None, unit="frame", desc=Path(args.input).name, disable=args.quiet,
                   file=sys.stderr, dynamic_ncols=True) as bar:
             for index, (frame, box, score) in enumerate(track_frames(engine, source, init_box)):
                 x, y, w, h = box + offset
-                lines.append(f"{x:.4f},{y:.4f},{w:.4f},{h:.4f},{score:.4f}\n")
+                sink.write(f"{x:.4f},{y:.4f},{w:.4f},{h:.4f},{score:.4f}\n")
+                count += 1
                 if writer is not None:
                     boxes, colors, labels = [box], [PREDICTION_COLOR], [f"{score:.2f}"]
                     if ground_truth is not None and index < len(ground_truth):
@@ -111,36 +119,24 @@ def run(args: argparse.Namespace) -> int:
                         labels = [None, *labels]
                     writer.write(draw_boxes(frame, boxes, colors, labels))
                 bar.update()
-        if not lines:
+        if not count:
             raise ValueError(f"{args.input} has no frames")
         if writer is not None:
             writer.close()
     except BaseException:
         if writer is not None:
             writer.abort()
+        if partial is not None:
+            sink.close()
+            if count:
+                print(f"lorat track: stopped after {count} frames; their boxes are in {partial}", file=sys.stderr)
+            else:
+                partial.unlink()
         raise
+    if partial is not None:
+        sink.close()
+        os.replace(partial, output)
     elapsed = time.perf_counter() - started
-
-    if to_stdout:
-        sys.stdout.writelines(lines)
-    else:
-        _write_atomically(output, "".join(lines))
-    summary = f"{len(lines)} frames in {elapsed:.1f} s ({len(lines) / max(elapsed, 1e-9):.1f} fps)"
-    if output is not None:
-        summary += f"; boxes: {output}"
-    if writer is not None:
-        summary += f"; rendering: {writer.path}"
-    print(summary, file=sys.stderr)
+    print(f"{count} frames in {elapsed:.1f} s ({count / max(elapsed, 1e-9):.1f} fps)" + (f"; boxes: {output}"
+          if output else "") + (f"; rendering: {writer.path}" if writer else ""), file=sys.stderr)
     return 0
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    from ..data.video import partial_path
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = partial_path(path)
-    try:
-        temp.write_text(text, encoding="utf-8")
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)

@@ -58,13 +58,14 @@ class Sequence:
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """Decode an image file to H x W x 3 uint8 RGB (grayscale and RGBA are converted)."""
+    """Decode an image file to H x W x 3 uint8 RGB (grayscale, RGBA and 16-bit images are converted by
+    :func:`to_rgb`)."""
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
     try:
         with Image.open(path) as image:
-            return to_rgb(np.asarray(image.convert("RGB") if image.mode not in ("RGB", "L", "RGBA") else image))
+            return to_rgb(image)
     except FileNotFoundError as e:
         raise FrameError(f"frame not found: {path}") from e
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
@@ -72,19 +73,32 @@ def read_image(path: str | Path) -> np.ndarray:
 
 
 def to_rgb(image: Any) -> np.ndarray:
-    """PIL images or arrays (H x W gray, H x W x 1, RGB, RGBA) to a contiguous H x W x 3 uint8 RGB array."""
-    if not isinstance(image, np.ndarray):
-        if hasattr(image, "convert"):  # a PIL image
+    """PIL images or arrays (H x W gray, H x W x 1, RGB, RGBA) to a contiguous H x W x 3 uint8 RGB array.
+    A bool mask, NaN or an integer array outside its type's rule below is a ValueError, never a clipped frame."""
+    if hasattr(image, "convert"):  # a PIL image: 16-bit ("I;16*"; "I" from a PNG in older Pillow), 32-bit and
+        # float modes go through the rules below, as PIL's own conversion to RGB clips them
+        if image.mode.startswith("I;16") or (image.mode == "I" and image.format == "PNG"):
+            image = np.asarray(image).astype(np.uint16)
+        elif image.mode not in ("RGB", "L", "RGBA", "I", "F"):
             image = image.convert("RGB")
-        image = np.asarray(image)
+    image = np.asarray(image)
     if image.ndim == 2:
         image = image[:, :, None]
     if image.ndim != 3 or image.shape[2] not in (1, 3, 4) or min(image.shape[:2]) == 0:
         raise ValueError(f"expected an H x W, H x W x 1, x 3 or x 4 image, got shape {image.shape}")
-    if image.dtype != np.uint8:
-        if np.issubdtype(image.dtype, np.floating) and image.size and image.max() <= 1.0:
-            image = image * 255.0
-        image = np.clip(image, 0, 255).astype(np.uint8)
+    if image.dtype.kind == "u" and image.dtype.itemsize == 2:  # 16-bit: v / 257 rounded (inverts v8 * 257)
+        image = ((image.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    elif image.dtype.kind in "iu" and image.dtype != np.uint8:  # 8-bit values in a wider type, e.g. numpy's int64
+        if image.min() < 0 or image.max() > 255:
+            raise ValueError(f"{image.dtype} image with values outside 0..255 ({image.min()}..{image.max()}): "
+                             "give uint8, uint16 (scaled by 1/257) or float (0..1 or 0..255)")
+        image = image.astype(np.uint8)
+    elif image.dtype.kind == "f":  # 0..1 if no value exceeds 1, else 0..255 (clipped)
+        if not np.isfinite(image).all():
+            raise ValueError("float image with NaN or infinite values")
+        image = np.clip(image * 255.0 if image.max() <= 1.0 else image, 0, 255).astype(np.uint8)
+    elif image.dtype != np.uint8:  # bool masks, complex, objects: no image
+        raise ValueError(f"a {image.dtype} array is no image: give uint8, uint16 or float values")
     if image.shape[2] == 1:
         image = np.repeat(image, 3, axis=2)
     elif image.shape[2] == 4:

@@ -6,8 +6,9 @@ Videos are decoded with PyAV (FFmpeg); install the ``video`` extra (``pip instal
 """
 from __future__ import annotations
 
+import logging
 import os
-import secrets
+import re
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -19,6 +20,7 @@ from .sequence import FrameError, read_image
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 LIST_EXTENSIONS = (".txt", ".lst", ".list")
+log = logging.getLogger(__name__)
 
 
 class FrameSource:
@@ -83,8 +85,9 @@ class VideoFrames(FrameSource):
             container.close()
             raise FrameError(f"{self.path} has no video stream")
         stream = container.streams.video[0]
-        self._frames = int(stream.frames or 0)
         self.fps = float(stream.average_rate) if stream.average_rate else None
+        # mp4/avi declare a frame count; mkv/webm only a duration
+        self._frames = int(stream.frames or 0) or round((container.duration or 0) / av.time_base * (self.fps or 0))
         container.close()
 
     def __len__(self) -> int:
@@ -102,6 +105,9 @@ class VideoFrames(FrameSource):
                     index += 1
         except (av.FFmpegError, OSError, ValueError) as e:
             raise FrameError(f"cannot decode {self.path} at frame {index}: {e}") from e
+        if index < self._frames:  # a truncated file decodes without an error
+            log.warning("%s: the container declares %d frames but only %d could be decoded (truncated?)",
+                        self.path, self._frames, index)
 
 
 def open_frames(path: str | os.PathLike) -> FrameSource:
@@ -113,6 +119,7 @@ def open_frames(path: str | os.PathLike) -> FrameSource:
                        key=lambda p: natural_key(p.name.lower()))
         if not files:
             raise FrameError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in folder {path}")
+        _refuse_gaps(files, path)
         return ImageFiles(files, path)
     if not path.exists():
         raise FrameError(f"input not found: {path}")
@@ -124,6 +131,20 @@ def open_frames(path: str | os.PathLike) -> FrameSource:
     if suffix in IMAGE_EXTENSIONS:
         raise FrameError(f"{path} is a single image: give its folder, an image list (.txt) or a video")
     return VideoFrames(path)  # let FFmpeg try unknown containers; FrameError if it cannot
+
+
+def _refuse_gaps(files: list[Path], folder: Path) -> None:
+    """One numbered series (``00000001.jpg`` ...) with a gap or a repeated number would give every later box the
+    wrong frame number: a FrameError naming the missing frame. An image list (.txt) tracks any files given."""
+    series = [re.fullmatch(r"(.*?)(\d+)(\.\w+)", file.name) for file in files]
+    if not all(series) or len({(m[1], m[3]) for m in series}) != 1:
+        return  # names that are not one numbered series: nothing to check
+    for m, n in zip(series, series[1:]):
+        if int(n[2]) != int(m[2]) + 1:
+            what = (f"frame {m[1]}{int(m[2]) + 1:0{len(m[2])}d}{m[3]} is missing" if int(n[2]) > int(m[2])
+                    else f"{m[0]} and {n[0]} have the same number")
+            raise FrameError(f"{folder}: {what} from the numbered frames {series[0][0]}..{series[-1][0]}; list the "
+                             "frames to track in a .txt file to track them anyway")
 
 
 def read_image_list(path: Path) -> list[Path]:
@@ -139,9 +160,10 @@ def read_image_list(path: Path) -> list[Path]:
 
 
 def partial_path(path: Path) -> Path:
-    """A unique hidden name beside ``path`` with the same extension (writers pick the format from it); files are
-    written there and moved into place when complete, so a reader never sees half a file."""
-    return path.with_name(f".{path.stem}.{os.getpid()}.{secrets.token_hex(4)}.partial{path.suffix}")
+    """The hidden name beside ``path``, with the same extension (writers pick the format from it), that a rendering
+    is written to and moved into place from when complete: a reader never sees half a file, and the next run of
+    the same command overwrites what a killed one left."""
+    return path.with_name(f".{path.stem}.partial{path.suffix}")
 
 
 # ---- drawing --------------------------------------------------------------------------------------------------------
