@@ -1,6 +1,6 @@
 """Training speed of one LoRAT variant: optimiser-step time, samples/s and peak memory, on CPU or GPU.
 
-The step is the trainer's own (``lorat_plugin.train.trainer.TrainStep``: autocast forward, fp32 loss, GradScaler for
+The step is the trainer's own (``lorat_plugin.train.step.build_train_step``: autocast forward, fp32 loss, GradScaler for
 fp16, clip 1.0, AdamW with the recipe's parameter groups) on a fixed random batch, with random weights (speed does
 not depend on them). ``--data-workers N`` also measures the input pipeline (decode, crop, jitter, augment, labels)
 on generated 640x480 JPEG sequences with N DataLoader workers, to show whether it keeps up with the step.
@@ -38,43 +38,14 @@ def device_name(device: torch.device) -> str:
     return f"{model} ({torch.get_num_threads()} threads)"
 
 
-def random_batch(config, batch_size: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:
-    """A batch shaped like the pipeline's: uint8 crops, a template mask, positive cells of a random GT box."""
-    from lorat_plugin.train.labels import normalized_box, positive_cells, template_mask
-
-    z = torch.from_numpy(rng.integers(0, 256, (batch_size, 3, config.template_size, config.template_size), np.uint8))
-    x = torch.from_numpy(rng.integers(0, 256, (batch_size, 3, config.search_size, config.search_size), np.uint8))
-    masks, positives, boxes = [], [], []
-    for _ in range(batch_size):
-        size = config.search_size
-        wh = rng.uniform(0.15, 0.35, 2) * size
-        centre = size / 2 + rng.uniform(-0.2, 0.2, 2) * size
-        box = np.concatenate((centre - wh / 2, centre + wh / 2))
-        positives.append(torch.from_numpy(positive_cells(box, size, config.search_grid)))
-        boxes.append(torch.from_numpy(normalized_box(box, size)))
-        t = config.template_size
-        masks.append(torch.from_numpy(template_mask(np.array([t / 4, t / 4, 3 * t / 4, 3 * t / 4]), t,
-                                                    config.template_grid)))
-    return {"z": z, "x": x, "z_feat_mask": torch.stack(masks), "positive": torch.stack(positives),
-            "box": torch.stack(boxes)}
-
-
 def measure_steps(args: argparse.Namespace, device: torch.device) -> dict:
-    from lorat_plugin.model import build_model, count_parameters, get_config
-    from lorat_plugin.train.config import LossSection, OptimSection
-    from lorat_plugin.train.optim import build_optimizer
-    from lorat_plugin.train.trainer import TrainStep, amp_dtype
+    from lorat_plugin.model import count_parameters
+    from lorat_plugin.train.step import build_train_step, synthetic_batch
 
-    config = get_config(args.variant).replace(tuning=args.tuning)
-    torch.manual_seed(0)
-    model = build_model(config, device=device)
-    model.train()
-    network = torch.compile(model) if args.compile else model
-    optim = OptimSection()
-    step = TrainStep(model, network, build_optimizer(model, optim), amp=amp_dtype(args.dtype, device), device=device,
-                     grad_clip=optim.grad_clip, loss=LossSection(), attention=args.attention)
-    micro = args.batch_size // args.accumulation
-    batch = random_batch(config, micro, np.random.default_rng(0))
+    step = build_train_step(args.variant, tuning=args.tuning, dtype=args.dtype, device=device, compile=args.compile,
+                            attention=args.attention)
+    model = step.model
+    batch = synthetic_batch(model.config, args.batch_size // args.accumulation)
     if device.type == "cuda":
         batch = {k: v.pin_memory() for k, v in batch.items()}
         torch.cuda.reset_peak_memory_stats(device)

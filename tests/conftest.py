@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -81,7 +82,7 @@ def write_dinov2(path: Path, config: ModelConfig, *, layout: str = "meta", seed:
     return path
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def tiny_config() -> ModelConfig:
     return TINY
 
@@ -101,3 +102,25 @@ def tiny_checkpoint(tmp_path: Path, tiny_backbone: Path) -> Path:
             if p.requires_grad:
                 p.normal_(0, 0.05)
     return save_checkpoint(model, tmp_path / "tiny.safetensors", include_backbone=True)
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def reference_fixture() -> Callable[[str], Path]:
+    """``reference_fixture("reference-parity-s224")``: that folder of ../shared/fixtures, or the test skips."""
+    return lambda name: require_fixture(SHARED / "fixtures" / name)
+
+
+@pytest.fixture(scope="session")
+def parity_config() -> ModelConfig:
+    return fixture_config()
+
+
+@pytest.fixture(scope="session")
+def dinov2_writer() -> Callable[..., Path]:
+    """:func:`write_dinov2`: ``dinov2_writer(path, config, layout="meta", seed=0)``."""
+    return write_dinov2

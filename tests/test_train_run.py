@@ -21,7 +21,9 @@ from lorat_plugin.train.data import PairDataset, collate
 from lorat_plugin.train.pairs import PairRecipe, normalize_images
 from lorat_plugin.train.source import build_source
 
-from conftest import TINY, write_dinov2
+from lorat_plugin.commands.train import tracking_validation
+from lorat_plugin.model import ModelConfig
+
 from train_data import write_moving_objects
 
 
@@ -35,20 +37,20 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory) -> Path:
+def workspace(tmp_path_factory, tiny_config: ModelConfig, dinov2_writer) -> Path:
     root = tmp_path_factory.mktemp("train")
     write_moving_objects(root / "data", "train", 6, length=12)
     write_moving_objects(root / "data", "val", 2, length=10, seed=99, prefix="GOT-10k_Val")
-    write_dinov2(root / "dinov2_tiny.pth", TINY)
+    dinov2_writer(root / "dinov2_tiny.pth", tiny_config)
     return root
 
 
-def tiny_config(workspace: Path, **train_keys) -> dict:
+def run_config(workspace: Path, tiny: ModelConfig, **train_keys) -> dict:
     """A run of 2 epochs x 4 steps of 8 pairs on the tiny model."""
     config = {
-        "model": {"variant": None, "embed_dim": TINY.embed_dim, "depth": TINY.depth, "num_heads": TINY.num_heads,
-                  "template_size": TINY.template_size, "search_size": TINY.search_size,
-                  "lora_rank": TINY.lora_rank, "lora_alpha": TINY.lora_alpha,
+        "model": {"variant": None, "embed_dim": tiny.embed_dim, "depth": tiny.depth, "num_heads": tiny.num_heads,
+                  "template_size": tiny.template_size, "search_size": tiny.search_size,
+                  "lora_rank": tiny.lora_rank, "lora_alpha": tiny.lora_alpha,
                   "backbone_weights": str(workspace / "dinov2_tiny.pth")},
         "data": {"datasets": [{"name": "got10k", "root": str(workspace / "data"), "split": "train"}],
                  "samples_per_epoch": 32, "batch_size": 8, "num_workers": 0},
@@ -68,9 +70,9 @@ def write_config(path: Path, config: dict) -> Path:
 
 
 @pytest.fixture(scope="module")
-def reference_run(workspace: Path) -> Path:
+def reference_run(workspace: Path, tiny_config: ModelConfig) -> Path:
     """One uninterrupted single-process run through the `lorat train` command."""
-    config = write_config(workspace / "tiny.yaml", tiny_config(workspace))
+    config = write_config(workspace / "tiny.yaml", run_config(workspace, tiny_config))
     output = workspace / "reference"
     assert main(["train", "--config", str(config), "--output", str(output), "--no-progress"]) == 0
     return output
@@ -82,13 +84,13 @@ def _same_tensors(a: Path, b: Path) -> dict[str, float]:
     return {k: (ta[k] - tb[k]).abs().max().item() for k in ta}
 
 
-def test_run_folder_holds_config_state_checkpoints_and_logs(reference_run: Path) -> None:
+def test_run_folder_holds_config_state_checkpoints_and_logs(reference_run: Path, tiny_config: ModelConfig) -> None:
     assert (reference_run / "config.yaml").is_file() and (reference_run / "state.pt").is_file()
     assert sorted(p.name for p in (reference_run / "checkpoints").iterdir()) == ["epoch_2.safetensors"]
     if importlib.util.find_spec("tensorboard"):  # optional ([train] extra)
         assert any((reference_run / "tensorboard").iterdir())
     final = read_weights(reference_run / "model.safetensors")
-    assert final.metadata["contents"] == "trainable" and final.lora_alpha == TINY.lora_alpha
+    assert final.metadata["contents"] == "trainable" and final.lora_alpha == tiny_config.lora_alpha
     assert not final.is_backbone and final.is_lorat_checkpoint and final.metadata["global_step"] == "8"
     # A second run into the same folder is refused (one clear line), and resuming a finished run is a no-op.
     config = str(reference_run.parent / "tiny.yaml")
@@ -97,9 +99,10 @@ def test_run_folder_holds_config_state_checkpoints_and_logs(reference_run: Path)
         train(load_config(config), reference_run.parent / "empty", resume=True, progress=False)
 
 
-def test_resumed_run_is_bit_identical(workspace: Path, reference_run: Path) -> None:
+def test_resumed_run_is_bit_identical(workspace: Path, reference_run: Path, tiny_config: ModelConfig) -> None:
     # Stopped mid-epoch with worker processes, resumed: the same samples, steps and weights as the reference.
-    config = load_config(write_config(workspace / "resume.yaml", tiny_config(workspace, data__num_workers=2)))
+    config = load_config(write_config(workspace / "resume.yaml",
+                                      run_config(workspace, tiny_config, data__num_workers=2)))
     output = workspace / "resumed"
     first = train(config, output, stop_after_steps=3, progress=False)
     assert not first.finished and first.global_step == 3 and not (output / "model.safetensors").exists()
@@ -125,10 +128,10 @@ def test_two_torchrun_processes_match_one(workspace: Path, reference_run: Path) 
     assert max(differences.values()) < 1e-5, differences
 
 
-def test_training_lowers_the_loss(workspace: Path) -> None:
-    config = load_config(write_config(workspace / "longer.yaml", tiny_config(
-        workspace, data__samples_per_epoch=128, train__epochs=3, train__dtype="bf16", optim__warmup_epochs=0.2,
-        optim__lr=3e-3, validation__every=3)))
+def test_training_lowers_the_loss(workspace: Path, tiny_config: ModelConfig) -> None:
+    config = load_config(write_config(workspace / "longer.yaml", run_config(
+        workspace, tiny_config, data__samples_per_epoch=128, train__epochs=3, train__dtype="bf16",
+        optim__warmup_epochs=0.2, optim__lr=3e-3, validation__every=3)))
     assert config.validation.dataset is None
     config.validation.dataset = load_config(None, [f"validation.dataset.root={workspace / 'data'}",
                                                    "validation.dataset.name=got10k",
@@ -143,7 +146,7 @@ def test_training_lowers_the_loss(workspace: Path) -> None:
             out = model(normalize_images(batch["z"]), normalize_images(batch["x"]), batch["z_feat_mask"])
             return tracking_loss(out["score_map"], out["boxes"], batch["positive"], batch["box"])[0].item()
 
-    result = train(config, workspace / "longer", progress=False)
+    result = train(config, workspace / "longer", progress=False, validation=tracking_validation(config))
     after = build_model(backbone_weights=config.model.backbone_weights, checkpoint=result.checkpoint).eval()
     start, end = loss(before), loss(after)
     assert end < 0.6 * start, (start, end)  # measured: 4.19 -> 1.62
@@ -155,13 +158,13 @@ def test_training_lowers_the_loss(workspace: Path) -> None:
     assert (workspace / "longer" / "validation" / "epoch_3" / "run.json").is_file()
 
 
-def test_full_fine_tuning_checkpoint_is_a_backbone_for_lora(workspace: Path) -> None:
-    full = load_config(None, [f"{k}={v}" for k, v in _flat(tiny_config(workspace, train__epochs=1)).items()]
+def test_full_fine_tuning_checkpoint_is_a_backbone_for_lora(workspace: Path, tiny_config: ModelConfig) -> None:
+    full = load_config(None, [f"{k}={v}" for k, v in _flat(run_config(workspace, tiny_config, train__epochs=1)).items()]
                        + ["model.tuning=full", "data.samples_per_epoch=8"])
     result = train(full, workspace / "full", progress=False)
     weights = read_weights(result.checkpoint)
     assert weights.metadata["contents"] == "full" and weights.is_backbone
-    lora = load_config(None, [f"{k}={v}" for k, v in _flat(tiny_config(workspace)).items()]
+    lora = load_config(None, [f"{k}={v}" for k, v in _flat(run_config(workspace, tiny_config)).items()]
                        + [f"model.backbone_weights={result.checkpoint}"])
     model = build_training_model(lora)
     trained = weights.tensors["blocks.1.mlp.fc2.weight"]

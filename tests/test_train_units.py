@@ -426,7 +426,7 @@ def test_math_attention_kernel_gives_the_same_step_without_the_fused_kernel() ->
     from torch.profiler import profile
 
     from lorat_plugin.train.config import LossSection
-    from lorat_plugin.train.trainer import TrainStep, attention_kernel
+    from lorat_plugin.train.step import TrainStep, attention_kernel
 
     g, t = TINY.search_grid, TINY.template_grid
     generator = torch.Generator().manual_seed(0)

@@ -15,6 +15,13 @@ checkpoints/epoch_<N>.safetensors, model.safetensors when done, tensorboard/. Se
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    from ..distributed import Distributed
+    from ..model import LoRAT
+    from ..train import TrainConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,10 +48,43 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger().setLevel(logging.WARNING)  # one process talks
     output = args.output or (resolve_path(config.train.output, "train.output") if config.train.output else None)
     result = train(config, output, resume=args.resume, stop_after_steps=args.stop_after_steps,
-                   progress=not args.no_progress)
+                   progress=not args.no_progress,
+                   validation=tracking_validation(config) if config.validation.dataset is not None else None)
     if int(os.environ.get("RANK", "0")) == 0:
         if result.finished:
             print(f"trained {result.global_step} steps: {result.checkpoint}")
         else:
             print(f"stopped after {result.global_step} steps; continue with --resume --output {result.output}")
     return 0
+
+
+def tracking_validation(config: "TrainConfig") -> Callable[["LoRAT", Path, "Distributed"], dict[str, float]]:
+    """Validation at epoch ends: the current weights, merged, run through the tracking engine and the evaluation
+    harness on ``validation.dataset``; the benchmark's headline metrics (AO / SR for GOT-10k layouts, AUC / P for
+    OPE benchmarks, as percentages) come back for the logs. Under torchrun every rank tracks a share."""
+    import copy
+
+    from ..data.datasets import dataset_key
+    from ..engine import TrackingEngine
+    from ..evaluation import evaluate, load_results, run_benchmark
+    from ..evaluation.report import headline
+    from ..train.source import load_entry
+
+    section = config.validation
+    entry = section.dataset
+    sequences = load_entry(entry, "validation.dataset")[:section.max_sequences]
+    dataset = dataset_key(entry.name)
+
+    def validate(model: "LoRAT", output_dir: Path, ctx: "Distributed") -> dict[str, float]:
+        # The engine merges a LoRA model into its own copy; a fully fine-tuned one it would switch to eval in place.
+        engine = TrackingEngine(model if model.has_lora else copy.deepcopy(model), device=ctx.device)
+        run_benchmark(engine, sequences, output_dir, tracker_name=config.name, dataset=dataset, split=entry.split,
+                      root=entry.root, batch_size=section.batch_size, progress=False)
+        if not ctx.is_main:
+            return {}
+        results = load_results(output_dir, dataset, sequences)
+        metrics = evaluate(dataset, sequences, [results], split=entry.split)
+        row = headline(next(iter(metrics["trackers"].values())))
+        return {key: float(value) for key, value in row.items() if value is not None and key != "FPS"}
+
+    return validate

@@ -8,6 +8,7 @@ training device, which moves a quarter of the bytes through worker queues and ho
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -125,8 +126,15 @@ def to_uint8(image: torch.Tensor) -> torch.Tensor:
     return image.mul(255.0).round_().clamp_(0, 255).to(torch.uint8)
 
 
+@functools.lru_cache(maxsize=None)
+def _imagenet_scale(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    # Built once per device: a tensor made from Python numbers on a GPU is a host-to-device copy each time.
+    mean = torch.tensor(IMAGENET_MEAN, device=device, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
+    std = torch.tensor(IMAGENET_STD, device=device, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
+    return mean, std
+
+
 def normalize_images(images: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """uint8 B x 3 x H x W to ImageNet-normalised floats, on whatever device the batch is on."""
-    mean = torch.tensor(IMAGENET_MEAN, device=images.device, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
-    std = torch.tensor(IMAGENET_STD, device=images.device, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
+    mean, std = _imagenet_scale(images.device)
     return ((images.float() - mean) / std).to(dtype)

@@ -87,6 +87,13 @@ def restore_trainable(model: nn.Module, tensors: dict[str, torch.Tensor], path: 
             p.copy_(tensors[name])
 
 
+def restore_scaler(scaler: torch.amp.GradScaler, saved: dict[str, Any]) -> None:
+    """Continue the GradScaler's state; a state written without one (bf16/fp32) leaves an fp16 run's scaler at
+    its initial scale, and an fp16 state resumed in bf16/fp32 drops it."""
+    if saved and scaler.is_enabled():
+        scaler.load_state_dict(saved)
+
+
 def checkpoint_name(epochs_done: int, total_epochs: int) -> str:
     return f"epoch_{epochs_done:0{len(str(total_epochs))}d}.safetensors"
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,21 +12,18 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from ..distributed import Distributed, all_reduce_mean, setup, teardown
 from ..model import LoRAT, build_model, count_parameters
 from ..model.weights import load_head, read_weights
 from . import state as run_state
-from .config import LossSection, TrainConfig, config_differences, resolve_path
+from .config import TrainConfig, config_differences, resolve_path
 from .data import PairDataset, StepBatchSampler, build_loader
-from .distributed import Distributed, all_reduce_mean, setup, teardown
-from .loss import tracking_loss
 from .optim import WarmupCosine, build_optimizer
-from .pairs import PairRecipe, normalize_images
+from .pairs import PairRecipe
 from .source import build_source
+from .step import TrainStep, amp_dtype
 
 log = logging.getLogger(__name__)
-
-_AMP = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
-
 
 @dataclass
 class TrainResult:
@@ -59,94 +55,44 @@ def build_training_model(config: TrainConfig) -> LoRAT:
     return model
 
 
-def amp_dtype(name: str, device: torch.device) -> torch.dtype:
-    dtype = _AMP[name]
-    if dtype == torch.float16 and device.type == "cpu":
-        log.warning("train.dtype=fp16 has no CPU autocast; training in fp32 (bf16 works on CPU)")
-        return torch.float32
-    return dtype
-
-
-def attention_kernel(name: str) -> contextlib.AbstractContextManager:
-    """The context that makes ``scaled_dot_product_attention`` use the ``train.attention`` kernel."""
-    if name == "default":
-        return contextlib.nullcontext()
-    if name == "math":
-        from torch.nn.attention import SDPBackend, sdpa_kernel
-        return sdpa_kernel([SDPBackend.MATH])
-    raise ValueError(f"train.attention must be 'default' or 'math', got {name!r}")
-
-
 def _step_seed(seed: int, step: int, rank: int) -> int:
     # Drop path and any other torch randomness in the forward pass: a function of (seed, step, rank).
     return (seed * 1_000_003 + step * 7919 + rank) % (2 ** 63)
 
 
-class TrainStep:
-    """One optimiser step of the recipe, shared by the trainer and benchmarks/train_speed.py: forward under
-    autocast, the loss in fp32, backward through the GradScaler (fp16), unscale, clip, step."""
-
-    def __init__(self, model: LoRAT, network: nn.Module, optimizer: torch.optim.Optimizer, *, amp: torch.dtype,
-                 device: torch.device, grad_clip: float, loss: LossSection,
-                 scaler: torch.amp.GradScaler | None = None, attention: str = "default") -> None:
-        self.model, self.network, self.optimizer = model, network, optimizer
-        self.amp, self.device, self.grad_clip, self.loss = amp, device, grad_clip, loss
-        self.attention = attention
-        self.params = [p for p in model.parameters() if p.requires_grad]
-        self.scaler = scaler or torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
-
-    def backward(self, batch: dict[str, torch.Tensor], accumulation: int = 1
-                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Forward and backward of one micro-batch (uint8 images, labels); the loss is scaled by 1/accumulation."""
-        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-        z, x = normalize_images(batch["z"]), normalize_images(batch["x"])
-        with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp != torch.float32), \
-                attention_kernel(self.attention):
-            out = self.network(z, x, batch["z_feat_mask"])
-        loss, parts = tracking_loss(out["score_map"], out["boxes"], batch["positive"], batch["box"],
-                                    cls_weight=self.loss.cls_weight, box_weight=self.loss.box_weight,
-                                    iou_aware=self.loss.iou_aware)
-        self.scaler.scale(loss / accumulation).backward()
-        return loss.detach(), parts
-
-    def update(self) -> torch.Tensor:
-        """Unscale, clip (``grad_clip`` <= 0: no clipping), step, zero the gradients; returns the gradient norm."""
-        self.scaler.unscale_(self.optimizer)
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip if self.grad_clip > 0 else math.inf)
-        if not self.scaler.is_enabled() and not torch.isfinite(grad_norm):
-            # fp16's GradScaler skips such steps itself; bf16/fp32 must not write NaN into the weights.
-            log.warning("non-finite gradient norm: the update is skipped")
-            self.optimizer.zero_grad(set_to_none=True)
-            return torch.zeros((), device=self.device)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.optimizer.zero_grad(set_to_none=True)
-        return grad_norm.detach()
+# (model, run folder of this validation, process context) -> headline metrics on rank 0, {} on the others.
+Validation = Callable[[LoRAT, Path, Distributed], dict[str, float]]
 
 
 def train(config: TrainConfig, output: str | Path | None = None, *, resume: bool = False,
           stop_after_steps: int | None = None, progress: bool = True,
-          on_log: Callable[[dict[str, float]], None] | None = None) -> TrainResult:
+          on_log: Callable[[dict[str, float]], None] | None = None,
+          validation: Validation | None = None) -> TrainResult:
     """Run (or continue) training. Under torchrun every process calls this; rank 0 writes the files.
 
     ``stop_after_steps`` ends the run after that many optimiser steps in total (the resumable state is written
-    there), e.g. to split a run into time-limited jobs."""
+    there), e.g. to split a run into time-limited jobs. ``validation`` runs at the epochs ``config.validation``
+    names; the application builds it (``lorat train`` tracks ``validation.dataset`` with the evaluation harness),
+    so that training itself needs no tracking engine."""
     ctx = setup(config.train.device)
     try:
         return _Trainer(config, Path(output) if output else default_output(config), ctx, resume=resume,
-                        progress=progress, on_log=on_log).run(stop_after_steps)
+                        progress=progress, on_log=on_log, validation=validation).run(stop_after_steps)
     finally:
         teardown()
 
 
 class _Trainer:
     def __init__(self, config: TrainConfig, output: Path, ctx: Distributed, *, resume: bool, progress: bool,
-                 on_log: Callable[[dict[str, float]], None] | None) -> None:
+                 on_log: Callable[[dict[str, float]], None] | None, validation: Validation | None) -> None:
         config.validate(ctx.world_size)
         config.check_paths()
         self.config, self.output, self.ctx = config, output, ctx
-        self.progress, self.on_log = progress, on_log
+        self.progress, self.on_log, self.validation = progress, on_log, validation
+        if config.validation.dataset is not None and validation is None:
+            log.warning("validation.dataset is set but no validation was passed to train(): not validating")
         self.history: list[dict[str, float]] = []
+        self._sums: torch.Tensor | None = None
         t = config.train
         self.state_path = output / run_state.STATE_FILE
         self._prepare_output(resume)
@@ -228,7 +174,7 @@ class _Trainer:
         state = run_state.load_state(self.state_path)
         run_state.restore_trainable(self.model, state["trainable"], self.state_path)
         self.optimizer.load_state_dict(state["optimizer"])
-        self.scaler.load_state_dict(state["scaler"])
+        run_state.restore_scaler(self.scaler, state["scaler"])
         self.epoch, self.step_in_epoch = int(state["epoch"]), int(state["step_in_epoch"])
         self.global_step = int(state["global_step"])
         if state.get("world_size") != self.ctx.world_size:
@@ -273,7 +219,9 @@ class _Trainer:
             from tqdm import tqdm
             bar = tqdm(total=self.steps_per_epoch, initial=self.step_in_epoch, unit="step", dynamic_ncols=True,
                        desc=f"epoch {self.epoch + 1}/{cfg.train.epochs}")
-        sums = torch.zeros(4, device=ctx.device)  # loss, cls, box, grad norm (float32: MPS has no float64)
+        # loss, cls, box, finite grad norms, non-finite steps: summed on the device, read at log points only
+        # (float32: MPS has no float64).
+        sums = self._sums = torch.zeros(5, device=ctx.device)
         count, wait, started = 0, 0.0, time.perf_counter()
         try:
             while self.step_in_epoch < self.steps_per_epoch:
@@ -290,8 +238,10 @@ class _Trainer:
                     with sync:
                         loss, parts = self.step.backward(batch, accumulation)
                     sums[:3] += torch.stack((loss, parts["cls"], parts["box"])).float() / accumulation
-                grad_norm = self.step.update()
-                sums[3] += grad_norm.float()
+                grad_norm = self.step.update().float()
+                finite = torch.isfinite(grad_norm)
+                sums[3] += torch.where(finite, grad_norm, 0.0)
+                sums[4] += (~finite).float()
                 count += 1
                 self.global_step += 1
                 self.step_in_epoch += 1
@@ -312,12 +262,19 @@ class _Trainer:
 
     def _log(self, sums: torch.Tensor, count: int, wait: float, elapsed: float, lr: float, bar: Any) -> None:
         means = all_reduce_mean(sums / max(count, 1), self.ctx).tolist()
+        skipped = round(means[4] * count)
+        self._check_finite(skipped)
         samples = count * self.config.data.batch_size
         point = {"step": float(self.global_step), "epoch": self.epoch + self.step_in_epoch / self.steps_per_epoch,
-                 "loss": means[0], "loss_cls": means[1], "loss_box": means[2], "grad_norm": means[3], "lr": lr,
+                 "loss": means[0], "loss_cls": means[1], "loss_box": means[2],
+                 "grad_norm": means[3] * count / max(count - skipped, 1), "lr": lr,
                  "samples_per_s": samples / max(elapsed, 1e-9), "data_wait": wait / max(elapsed, 1e-9)}
         if self.scaler.is_enabled():
             point["loss_scale"] = float(self.scaler.get_scale())
+            point["skipped_steps"] = float(skipped)
+            if skipped:
+                log.info("%d of the last %d fp16 steps skipped by the GradScaler (non-finite gradients); loss scale "
+                         "now %g", skipped, count, point["loss_scale"])
         if not self.ctx.is_main:
             return
         self.history.append(point)
@@ -325,7 +282,7 @@ class _Trainer:
             self.on_log(point)
         if self.writer is not None:
             for key in ("loss", "loss_cls", "loss_box", "grad_norm", "lr", "samples_per_s", "data_wait",
-                        "loss_scale"):
+                        "loss_scale", "skipped_steps"):
                 if key in point:
                     self.writer.add_scalar(f"train/{key}", point[key], self.global_step)
         if bar is not None:
@@ -335,8 +292,19 @@ class _Trainer:
                      self.step_in_epoch, point["loss"], point["loss_cls"], point["loss_box"], lr,
                      point["samples_per_s"])
 
+    def _check_finite(self, skipped: int) -> None:
+        # bf16/fp32 steps are not checked one by one (a host wait per step); a non-finite norm has reached the
+        # weights, so the run stops before writing them anywhere.
+        if skipped and not self.scaler.is_enabled():
+            raise FloatingPointError(
+                f"non-finite gradients in {skipped} step(s) up to global step {self.global_step} "
+                f"(train.dtype={self.config.train.dtype}): the weights are no longer finite. Continue from the last "
+                f"state with --resume and a lower optim.lr or optim.grad_clip")
+
     # ---- files --------------------------------------------------------------------------------------------------
     def _save_state(self) -> None:
+        if self._sums is not None and not self.scaler.is_enabled():
+            self._check_finite(int(self._sums[4].item()))  # non-finite steps since the last log point
         if self.ctx.is_main:
             run_state.save_state(self.state_path, model=self.model, optimizer=self.optimizer, scaler=self.scaler,
                                  epoch=self.epoch, step_in_epoch=self.step_in_epoch, global_step=self.global_step,
@@ -369,11 +337,14 @@ class _Trainer:
     # ---- validation ---------------------------------------------------------------------------------------------
     def _validation_due(self, last: bool) -> bool:
         v = self.config.validation
-        return v.dataset is not None and (last or self.epoch % v.every == 0)
+        return self.validation is not None and v.dataset is not None and (last or self.epoch % v.every == 0)
 
     def _validate(self) -> None:
-        from .validation import validate
-        metrics = validate(self.model, self.config, self.output / "validation" / f"epoch_{self.epoch}", self.ctx)
+        was_training = self.model.training
+        try:
+            metrics = self.validation(self.model, self.output / "validation" / f"epoch_{self.epoch}", self.ctx)
+        finally:
+            self.model.train(was_training)
         if self.ctx.is_main and metrics:
             log.info("validation after epoch %d: %s", self.epoch, ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
             for key, value in metrics.items():

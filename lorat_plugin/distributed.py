@@ -1,8 +1,8 @@
-"""Process-group set-up for `torchrun` (torch.distributed's own launcher; nothing home-made).
+"""The one `torchrun` set-up (torch.distributed's own launcher; nothing home-made) for training and evaluation.
 
-``torchrun --nproc-per-node N -m lorat_plugin.cli train ...`` (or the ``lorat`` script) sets RANK, WORLD_SIZE,
-LOCAL_RANK and the rendezvous variables; a plain ``lorat train`` is one process without a process group.
-NCCL on CUDA, gloo on CPU.
+``torchrun --nproc-per-node N -m lorat_plugin.cli train ...`` (or ``... evaluate``) sets RANK, WORLD_SIZE,
+LOCAL_RANK and the rendezvous variables; a plain command is one process without a process group.
+Each process takes the GPU of its LOCAL_RANK; NCCL on CUDA, gloo on CPU.
 """
 from __future__ import annotations
 
@@ -40,10 +40,10 @@ class Distributed:
                 dist.barrier()
 
 
-def setup(device: str | None = None, timeout_minutes: float = 60.0) -> Distributed:
-    """Join the torchrun process group when there is one, and pick this process's device."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
+def local_device(device: str | None = None, key: str = "device") -> torch.device:
+    """This process's device, made current on CUDA: ``None``/``"auto"`` is the local rank's GPU when CUDA is
+    available, else the CPU; ``"cuda"`` is the local rank's GPU. Under torchrun with several processes an explicit
+    GPU index would put every rank on that one GPU, so it is refused (``key`` names the setting in the error)."""
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if device is None or device == "auto":
         chosen = torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
@@ -51,17 +51,29 @@ def setup(device: str | None = None, timeout_minutes: float = 60.0) -> Distribut
         chosen = torch.device(device)
         if chosen.type == "cuda":
             if not torch.cuda.is_available():
-                raise ValueError(f"train.device={device} but CUDA is not available (torch {torch.__version__})")
+                raise ValueError(f"{key}={device} but CUDA is not available (torch {torch.__version__})")
+            world_size = int(os.environ.get("WORLD_SIZE", "1"))
+            if chosen.index is not None and world_size > 1:
+                raise ValueError(f"{key}={device} would put all {world_size} torchrun processes on one GPU: use "
+                                 f"{key}=cuda (each process takes the GPU of its LOCAL_RANK)")
             if chosen.index is None:
                 chosen = torch.device("cuda", local_rank)
     if chosen.type == "cuda":
         torch.cuda.set_device(chosen)
+    return chosen
+
+
+def setup(device: str | None = None, timeout_minutes: float = 60.0, key: str = "train.device") -> Distributed:
+    """Join the torchrun process group when there is one, and pick this process's device (:func:`local_device`)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    chosen = local_device(device, key)
     if world_size > 1 and not dist.is_initialized():
         backend = "nccl" if chosen.type == "cuda" else "gloo"
         dist.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=timeout_minutes),
                                 **({"device_id": chosen} if chosen.type == "cuda" else {}))
         log.info("rank %d/%d joined the %s process group on %s", rank, world_size, backend, chosen)
-    return Distributed(rank, world_size, local_rank, chosen)
+    return Distributed(rank, world_size, int(os.environ.get("LOCAL_RANK", "0")), chosen)
 
 
 def teardown() -> None:

@@ -1,0 +1,115 @@
+"""One training step: the reference's loss and gradients (fixture), the GradScaler path, the step API."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from lorat_plugin.model import build_model
+from lorat_plugin.model.weights import trainable_to_reference
+from lorat_plugin.train.config import LossSection, OptimSection
+from lorat_plugin.train.labels import normalized_box, positive_cells
+from lorat_plugin.train.loss import tracking_loss
+from lorat_plugin.train.optim import build_optimizer
+from lorat_plugin.train.state import restore_scaler
+from lorat_plugin.train.step import TrainStep, build_train_step, synthetic_batch
+
+
+def test_one_step_reproduces_the_reference_loss_and_gradients(reference_fixture, parity_config) -> None:
+    parity, expected_dir = reference_fixture("reference-parity-s224"), reference_fixture("reference-train-step-s224")
+    expected = json.loads((expected_dir / "reference_loss.json").read_text())
+    model = build_model(parity_config, backbone_weights=parity / "dinov2_backbone.pth",
+                        checkpoint=parity / "lorat_checkpoint.safetensors").train()
+    io = load_file(str(parity / "io.safetensors"))
+    size, grid = parity_config.search_size, parity_config.search_grid
+    boxes = [np.asarray(b, dtype=np.float64) for b in expected["search_boxes_xyxy_crop_px"]]
+    positive = torch.stack([torch.from_numpy(positive_cells(b, size, grid)) for b in boxes])
+    for mask, cells in zip(positive, expected["positive_cells"], strict=True):
+        assert mask.flatten().nonzero().flatten().tolist() == cells
+
+    out = model(io["z"], io["x"], io["z_feat_mask"])
+    loss, parts = tracking_loss(out["score_map"], out["boxes"], positive,
+                                torch.stack([torch.from_numpy(normalized_box(b, size)) for b in boxes]))
+    loss.backward()
+    for ours, key in ((loss.detach(), "loss"), (parts["cls"], "cls_loss"), (parts["box"], "box_loss"),
+                      (parts["num_positive"], "num_positive")):
+        assert ours.item() == pytest.approx(expected[key], rel=1e-5), key
+
+    # The gradients in the reference's key layout: the same mapping as the trainable tensors themselves.
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.copy_(p.grad)
+    grads = trainable_to_reference(model)
+    reference = load_file(str(expected_dir / "reference_grads.safetensors"))
+    assert sorted(grads) == sorted(reference)
+    for key, grad in grads.items():
+        torch.testing.assert_close(grad, reference[key], rtol=1e-4, atol=1e-4 * reference[key].abs().max().item(),
+                                   msg=lambda m, key=key: f"{key}: {m}")
+
+
+def test_fp16_step_with_an_enabled_grad_scaler_on_the_cpu(tiny_config) -> None:
+    torch.manual_seed(0)
+    model = build_model(tiny_config).train()
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 10)
+    step = TrainStep(model, model, build_optimizer(model, OptimSection()), amp=torch.float16,
+                     device=torch.device("cpu"), grad_clip=1.0, loss=LossSection(), scaler=scaler)
+    before = [p.detach().clone() for p in step.params]
+    report = step.run(synthetic_batch(tiny_config, 2))
+    assert scaler.is_enabled() and not report.skipped and math.isfinite(report.loss)
+    assert report.loss_scale == 2.0 ** 10
+    assert any(not torch.equal(a, p) for a, p in zip(before, step.params))
+
+    # An overflowing step is skipped: weights untouched, the scale halves, the report says so.
+    scaler.update(2.0 ** 30)
+    with torch.no_grad():
+        model.head.cls_mlp.layers[-1].bias.fill_(3e4)  # fp16 logits near the top of its range
+    before = [p.detach().clone() for p in step.params]
+    report = step.run(synthetic_batch(tiny_config, 2))
+    assert report.skipped and report.loss_scale == 2.0 ** 29
+    assert all(torch.equal(a, p) for a, p in zip(before, step.params))
+
+
+def test_fp16_resumes_from_a_bf16_state(tiny_config) -> None:
+    bf16 = torch.amp.GradScaler("cpu", enabled=False)
+    fp16 = torch.amp.GradScaler("cpu", init_scale=512.0)
+    restore_scaler(fp16, bf16.state_dict())  # empty: the fp16 run starts at its own scale
+    assert fp16.get_scale() == 512.0
+    restore_scaler(bf16, fp16.state_dict())  # and an fp16 state resumed in bf16 is dropped
+    assert not bf16.is_enabled()
+    resumed = torch.amp.GradScaler("cpu")
+    restore_scaler(resumed, {**fp16.state_dict(), "scale": 64.0})
+    assert resumed.get_scale() == 64.0
+
+
+def test_build_train_step_runs_lora_and_full_tuning(tiny_config) -> None:
+    batch = synthetic_batch(tiny_config, 2)
+    assert batch["z"].dtype == torch.uint8 and batch["positive"].any(dim=(1, 2)).all()
+    lora = build_train_step(tiny_config, tuning="lora", dtype="bf16", device="cpu")
+    full = build_train_step(tiny_config, tuning="full", dtype="fp32", device="cpu")
+    assert len(full.params) > len(lora.params)
+    for step in (lora, full):
+        report = step.run(batch)
+        assert math.isfinite(report.loss) and report.grad_norm > 0 and report.loss_scale is None
+
+
+def test_torchrun_processes_take_their_local_rank_s_gpu(monkeypatch) -> None:
+    from lorat_plugin import distributed
+
+    chosen = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert distributed.local_device(None) == torch.device("cuda", 1)
+    assert distributed.local_device("cuda") == torch.device("cuda", 1)
+    assert chosen == [torch.device("cuda", 1)] * 2
+    with pytest.raises(ValueError, match="train.device=cuda:0 would put all 2 torchrun processes on one GPU"):
+        distributed.local_device("cuda:0", "train.device")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert distributed.local_device("cuda:0") == torch.device("cuda", 0)  # one process: any GPU it names
