@@ -28,6 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lorat_plugin.geometry import rect_iou
+
 SUCCESS_THRESHOLDS = np.linspace(0.0, 1.0, 21)
 GOT10K_THRESHOLDS = np.linspace(0.0, 1.0, 101)
 PRECISION_THRESHOLDS = np.arange(0, 51, dtype=np.float64)
@@ -38,31 +40,6 @@ TRACKINGNET_NORM_PRECISION = np.linspace(0.0, 0.5, 21)
 
 
 # ------------------------------------------------------------------------------------------------ geometry
-
-def rect_iou(boxes1: np.ndarray, boxes2: np.ndarray, bound: tuple[float, float] | None = None) -> np.ndarray:
-    """IoU of continuous ``x, y, w, h`` boxes as got10k's ``rect_iou``: inter / (union + eps), clipped to [0, 1].
-
-    With ``bound = (W, H)`` both boxes are first clipped as got10k does: ``x`` to [0, W], then ``w`` to
-    [0, W - x] (a box sticking out on the left keeps its width; this is the toolkit's definition).
-    """
-    a = np.array(boxes1, dtype=np.float64).reshape(-1, 4)
-    b = np.array(boxes2, dtype=np.float64).reshape(-1, 4)
-    if a.shape != b.shape:
-        raise ValueError(f"IoU of {a.shape} and {b.shape} boxes")
-    if bound is not None:
-        for r in (a, b):
-            r[:, 0] = np.clip(r[:, 0], 0, bound[0])
-            r[:, 1] = np.clip(r[:, 1], 0, bound[1])
-            r[:, 2] = np.clip(r[:, 2], 0, bound[0] - r[:, 0])
-            r[:, 3] = np.clip(r[:, 3], 0, bound[1] - r[:, 1])
-    x1 = np.maximum(a[:, 0], b[:, 0])
-    y1 = np.maximum(a[:, 1], b[:, 1])
-    x2 = np.minimum(a[:, 0] + a[:, 2], b[:, 0] + b[:, 2])
-    y2 = np.minimum(a[:, 1] + a[:, 3], b[:, 1] + b[:, 3])
-    inter = np.maximum(x2 - x1, 0) * np.maximum(y2 - y1, 0)
-    union = a[:, 2] * a[:, 3] + b[:, 2] * b[:, 3] - inter
-    return np.clip(inter / (union + np.finfo(float).eps), 0.0, 1.0)
-
 
 def center_error(boxes1: np.ndarray, boxes2: np.ndarray) -> np.ndarray:
     """Euclidean distance between centres ``xy + (wh - 1) / 2`` (got10k, pytracking, LaSOT toolkit)."""

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .geometry import rect_iou
 from .model import ModelConfig
 
 CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_fp16", "amx_tile")
@@ -376,16 +377,6 @@ class Agreement:
                 f"closed-loop IoU min {self.closed_iou.min():.3f} mean {self.closed_iou.mean():.4f}")
 
 
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of matching rows of two N x 4 x, y, w, h arrays."""
-    x1, y1 = np.maximum(a[:, 0], b[:, 0]), np.maximum(a[:, 1], b[:, 1])
-    x2 = np.minimum(a[:, 0] + a[:, 2], b[:, 0] + b[:, 2])
-    y2 = np.minimum(a[:, 1] + a[:, 3], b[:, 1] + b[:, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    union = a[:, 2] * a[:, 3] + b[:, 2] * b[:, 3] - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
-
-
 def compare_with_fp32(reference: Any, candidate: Any, frames: Sequence[np.ndarray], init_box: np.ndarray
                       ) -> Agreement:
     """Track ``frames`` with two engines (the fp32 ``reference`` and a ``candidate``) and measure their agreement."""
@@ -400,10 +391,10 @@ def compare_with_fp32(reference: Any, candidate: Any, frames: Sequence[np.ndarra
         forced_box, _ = candidate.track(forced, [frame])
         free_box, _ = candidate.track(free, [frame])
         step_px.append(float(np.abs(ref_box[0] - forced_box[0]).max()))
-        closed_iou.append(float(box_iou(ref_box, free_box)[0]))
+        closed_iou.append(float(rect_iou(ref_box, free_box)[0]))
     return Agreement(np.array(step_px), np.array(closed_iou))
 
 
-__all__ = ["Agreement", "BenchmarkResult", "Row", "box_iou", "compare_with_fp32", "describe_hardware",
+__all__ = ["Agreement", "BenchmarkResult", "Row", "compare_with_fp32", "describe_hardware",
            "format_result", "hardware_info", "median_ratio", "network_inputs", "run_benchmark", "synthetic_sequences",
            "time_interleaved", "timm_blocks"]

@@ -7,6 +7,7 @@ import pytest
 pytest.importorskip("got10k")
 cv2 = pytest.importorskip("cv2")
 
+from lorat_plugin.geometry import rect_iou  # noqa: E402
 from lorat_plugin.trackers import baselines  # noqa: E402
 from lorat_plugin.trackers.baselines import (  # noqa: E402
     OpenCVTracker, StaticBoxTracker, baseline)
@@ -28,14 +29,6 @@ def _moving_patch(frames: int = 20, step: float = 2.0):
     return images, np.asarray(boxes, dtype=np.float64)
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    x0, y0 = np.maximum(a[:, 0], b[:, 0]), np.maximum(a[:, 1], b[:, 1])
-    x1 = np.minimum(a[:, 0] + a[:, 2], b[:, 0] + b[:, 2])
-    y1 = np.minimum(a[:, 1] + a[:, 3], b[:, 1] + b[:, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    return inter / (a[:, 2] * a[:, 3] + b[:, 2] * b[:, 3] - inter)
-
-
 @pytest.mark.parametrize("algorithm", ["csrt", "kcf"])
 def test_opencv_trackers_follow_a_moving_patch(algorithm):
     images, truth = _moving_patch()
@@ -43,7 +36,7 @@ def test_opencv_trackers_follow_a_moving_patch(algorithm):
     assert tracker.name == algorithm.upper() and tracker.is_deterministic
     tracker.init(images[0], truth[0])
     boxes = np.stack([truth[0]] + [tracker.update(image) for image in images[1:]])
-    assert _iou(boxes, truth).mean() > 0.6
+    assert rect_iou(boxes, truth).mean() > 0.6
     assert tracker.score == 1.0 and tracker.failures == 0
 
 
@@ -59,7 +52,7 @@ def test_got10k_track_contract_with_pil_images_and_paths(tmp_path):
     boxes, times = tracker.track([str(f) for f in files], truth[0])  # got10k's own loop: PIL RGB images
     assert boxes.shape == (6, 4) and times.shape == (6,)
     np.testing.assert_array_equal(boxes[0], truth[0])
-    assert _iou(boxes, truth).mean() > 0.5
+    assert rect_iou(boxes, truth).mean() > 0.5
     tracker.init(str(files[0]), truth[0])  # file paths (ExperimentVOT with read_image=False)
     assert tracker.update(str(files[1])).shape == (4,)
 
@@ -145,7 +138,7 @@ def test_batch_adapter_runs_independent_trackers():
         assert boxes.shape == (2, 4) and scores.shape == (2,)
         outputs.append(boxes)
     outputs = np.stack(outputs)  # T x 2 x 4
-    assert _iou(outputs[:, 0], truth).mean() > 0.6 and _iou(outputs[:, 1], truth_shifted).mean() > 0.6
+    assert rect_iou(outputs[:, 0], truth).mean() > 0.6 and rect_iou(outputs[:, 1], truth_shifted).mean() > 0.6
     assert states[0].tracker is not states[1].tracker
     static = baseline("static")
     states = static.initialize(images[:1], truth[:1])

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from lorat_plugin.engine import TrackingEngine, hann_window, select_boxes
-from lorat_plugin.engine.crop import apply_transform, crop_image, crop_transform, invert_transform, xywh_to_xyxy
-from lorat_plugin.engine.tracking import IMAGENET_MEAN, IMAGENET_STD, clamp_min_size, track_frames
+from lorat_plugin.engine.tracking import clamp_min_size, track_frames
+from lorat_plugin.geometry import (IMAGENET_MEAN, IMAGENET_STD, apply_transform, crop_image, crop_transform,
+                                   invert_transform, xywh_to_xyxy)
 from lorat_plugin.model import ModelConfig, build_model
 
 from conftest import TINY, TRACKING_FIXTURE, reference_tracking_fixture

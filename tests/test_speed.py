@@ -18,7 +18,7 @@ from lorat_plugin.engine.accelerate import (CastNetwork, CUDAGraphNetwork, build
                                             default_dtype, describe_network, pad_batch)
 from lorat_plugin.engine.onednn import OneDNNBlock, fusable, onednn_available
 from lorat_plugin.model import build_model
-from lorat_plugin.speed import (box_iou, compare_with_fp32, format_result, matmul_peak, network_flops,
+from lorat_plugin.speed import (compare_with_fp32, format_result, matmul_peak, network_flops,
                                 network_inputs, run_benchmark, synthetic_sequences, timm_blocks)
 
 from conftest import PARITY_FIXTURE, TINY, randomize_adapters, reference_tracking_fixture
@@ -308,12 +308,6 @@ def test_lorat_benchmark_command(tiny_checkpoint: Path, tmp_path: Path, capsys) 
     assert all(row["model_tflops"] > 0 for row in data["rows"])
     assert main(["benchmark", "--checkpoint", str(tiny_checkpoint), "--batch-sizes", "0"]) == 2
     assert "--batch-sizes" in capsys.readouterr().err
-
-
-def test_box_iou() -> None:
-    a = np.array([[0, 0, 10, 10], [0, 0, 10, 10]], dtype=float)
-    b = np.array([[0, 0, 10, 10], [5, 0, 10, 10]], dtype=float)
-    assert np.allclose(box_iou(a, b), [1.0, 50 / 150])
 
 
 def test_cpu_allocator_tuning_is_idempotent_and_can_be_declined(monkeypatch) -> None:

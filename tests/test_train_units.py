@@ -14,10 +14,11 @@ from lorat_plugin.model import build_model, get_config
 from lorat_plugin.train.augment import hflip, three_augment
 from lorat_plugin.train.config import ConfigError, DataSection, DatasetEntry, OptimSection, load_config, resolve_path
 from lorat_plugin.train.data import StepBatchSampler, decode_frame
-from lorat_plugin.train.labels import positive_cells, template_mask
+from lorat_plugin.geometry import normalize_images, template_mask
+from lorat_plugin.train.labels import positive_cells
 from lorat_plugin.train.loss import box_iou, generalized_iou, tracking_loss
 from lorat_plugin.train.optim import WarmupCosine, build_optimizer, parameter_groups
-from lorat_plugin.train.pairs import PairRecipe, jittered_search_transform, make_pair, normalize_images
+from lorat_plugin.train.pairs import PairRecipe, jittered_search_transform, make_pair
 from lorat_plugin.train.source import TrainingSource, compact, epoch_plan, sample_frames, select_sequences
 from lorat_plugin.data import Sequence
 

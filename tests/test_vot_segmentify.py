@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from lorat_plugin.engine.crop import apply_transform, crop_transform, xywh_to_xyxy
+from lorat_plugin.geometry import apply_transform, crop_transform, xywh_to_xyxy
 from lorat_plugin.trackers.segmentify import (
     SAM_AREA_FACTOR, SAM_INPUT_SIZE, BoxMasker, SamMasker, box_to_mask, crop_to_content, paste_logits, sam_model_type)
 

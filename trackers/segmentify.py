@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..engine.crop import apply_transform, crop_image, crop_transform, rasterize, xywh_to_xyxy
+from ..geometry import apply_transform, crop_image, crop_transform, rasterize, xywh_to_xyxy
 
 MaskRegion = tuple[np.ndarray, int, int]  # (uint8 H' x W', x offset, y offset)
 

@@ -39,13 +39,11 @@ import torch
 
 from ..data.sequence import to_rgb
 from ..model import ModelConfig
-from .crop import crop_image, crop_transform, rasterize, xywh_to_xyxy
+from ..geometry import apply_transform, crop_image, crop_transform, normalize_images, template_mask, xywh_to_xyxy
 from .accelerate import build_network
 from .network import NetworkBackend
 from .postprocess import WINDOW_PENALTY, hann_window, select_boxes
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 MIN_OBJECT_SIZE = 10.0  # px: the search crop never zooms in on less than a 10 x 10 box (reference min_object_size)
 
 _state_ids = itertools.count()
@@ -97,9 +95,6 @@ class TrackingEngine:
         self.device: torch.device = self.network.device
         self.window_penalty = float(window_penalty)
         self.min_object_size = float(min_object_size)
-        self._stride = config.template_size / config.template_grid
-        self._norm_mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1)
-        self._norm_std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1)
         self._window = hann_window(config.search_grid, config.search_grid, self.device)
         self._search = torch.empty(0, 3, config.search_size, config.search_size, device=self.device)
         self._batch_key: tuple[int, ...] = ()
@@ -146,11 +141,13 @@ class TrackingEngine:
             fill = image.float().contiguous().mean(dim=(1, 2))
             scale, translation = crop_transform(box_xyxy, config.template_area_factor, config.template_size)
             template, scale, translation = crop_image(image, scale, translation, config.template_size, fill)
-            template = self._normalise(template[None])[0]
+            template = normalize_images(template[None])[0]
+            mask = template_mask(apply_transform(box_xyxy, scale, translation), config.template_size,
+                                 config.template_grid)
             states.append(TrackState(
                 box=np.concatenate((box_xyxy[:2], box_xyxy[2:] - box_xyxy[:2])), score=1.0,
                 frame_size=(width, height), template=template,
-                template_mask=self._template_mask(box_xyxy, scale, translation), fill=fill, search_box=box_xyxy))
+                template_mask=torch.from_numpy(mask).to(self.device), fill=fill, search_box=box_xyxy))
         return states
 
     @torch.inference_mode()
@@ -178,7 +175,7 @@ class TrackingEngine:
             scale, translation = crop_transform(anchor, config.search_area_factor, config.search_size)
             _, scales[i], translations[i] = crop_image(image, scale, translation, config.search_size, state.fill,
                                                        out=search[i])
-        search = self._normalise(search)
+        search = normalize_images(search)
         templates, masks = self._templates(states)
         score_map, cell_boxes = self.network(templates, search, masks)
         picked = select_boxes(score_map, cell_boxes, self._window, config.search_size, self.window_penalty)
@@ -208,21 +205,6 @@ class TrackingEngine:
         return boxes, np.array([state.score for state in states])
 
     # ---- pieces -----------------------------------------------------------------------------------------------------
-    def _normalise(self, images: torch.Tensor) -> torch.Tensor:
-        """In place: 0..255 -> ImageNet-normalised (the reference's order of operations)."""
-        return images.div_(255.0).sub_(self._norm_mean).div_(self._norm_std)
-
-    def _template_mask(self, box_xyxy: np.ndarray, scale: np.ndarray, translation: np.ndarray) -> torch.Tensor:
-        """1 on the template token cells the init box covers (box in template pixels / stride, rasterized)."""
-        grid = self.config.template_grid
-        in_crop = np.empty(4)
-        in_crop[0::2] = box_xyxy[0::2] * scale[0] + translation[0]
-        in_crop[1::2] = box_xyxy[1::2] * scale[1] + translation[1]
-        cells = np.clip(rasterize(in_crop / self._stride), 0, grid).astype(np.int64)
-        mask = torch.zeros(grid, grid, dtype=torch.long)
-        mask[cells[1]:cells[3], cells[0]:cells[2]] = 1
-        return mask.to(self.device)
-
     def _templates(self, states: Sequence[TrackState]) -> tuple[torch.Tensor, torch.Tensor]:
         """The batch's templates and masks, re-stacked only when the set of sequences changes."""
         key = tuple(state.key for state in states)
@@ -288,5 +270,4 @@ def clamp_min_size(box_xyxy: np.ndarray, min_size: float) -> np.ndarray:
     return np.array((cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2))
 
 
-__all__ = ["TrackingEngine", "TrackState", "track_frames", "clamp_min_size", "IMAGENET_MEAN", "IMAGENET_STD",
-           "MIN_OBJECT_SIZE"]
+__all__ = ["TrackingEngine", "TrackState", "track_frames", "clamp_min_size", "MIN_OBJECT_SIZE"]

@@ -1,27 +1,23 @@
 """One training sample from a template frame and a search frame: SiamFC crops (jitter on the search side only),
 augmentations, the template foreground mask and the search labels.
 
-Crops come from :mod:`lorat_plugin.engine.crop` (the pixel-aligned crop the tracker uses) with each frame's mean
+Crops come from :mod:`lorat_plugin.geometry` (the pixel-aligned crop the tracker uses) with each frame's mean
 colour as padding, and the box is mapped through the transform the crop actually realised. Output images are
 uint8 (the reference's 3-augment round-trips through 8-bit PIL images too); ImageNet normalisation happens on the
 training device, which moves a quarter of the bytes through worker queues and host-to-device copies.
 """
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from ..engine.crop import apply_transform, clip_box, context_scale, crop_image, crop_transform
+from ..geometry import apply_transform, clip_box, context_scale, crop_image, crop_transform, template_mask
 from ..model import ModelConfig
 from . import augment
 from .config import DataSection
-from .labels import normalized_box, positive_cells, template_mask
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from .labels import normalized_box, positive_cells
 
 
 @dataclass(frozen=True)
@@ -124,17 +120,3 @@ def make_pair(template_image: torch.Tensor, template_box: np.ndarray, search_ima
 
 def to_uint8(image: torch.Tensor) -> torch.Tensor:
     return image.mul(255.0).round_().clamp_(0, 255).to(torch.uint8)
-
-
-@functools.lru_cache(maxsize=None)
-def _imagenet_scale(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    # Built once per device: a tensor made from Python numbers on a GPU is a host-to-device copy each time.
-    mean = torch.tensor(IMAGENET_MEAN, device=device, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
-    std = torch.tensor(IMAGENET_STD, device=device, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
-    return mean, std
-
-
-def normalize_images(images: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """uint8 B x 3 x H x W to ImageNet-normalised floats, on whatever device the batch is on."""
-    mean, std = _imagenet_scale(images.device)
-    return ((images.float() - mean) / std).to(dtype)

@@ -15,12 +15,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..geometry import normalize_images, template_mask
 from ..model import LoRAT, ModelConfig, build_model, get_config
 from .config import LossSection, OptimSection
-from .labels import normalized_box, positive_cells, template_mask
+from .labels import normalized_box, positive_cells
 from .loss import tracking_loss
 from .optim import build_optimizer
-from .pairs import normalize_images
 
 log = logging.getLogger(__name__)
 

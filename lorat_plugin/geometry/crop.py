@@ -1,4 +1,4 @@
-"""SiamFC-style crop geometry, shared by inference and training.
+"""SiamFC-style crop geometry and ImageNet normalisation, shared by inference and training.
 
 A crop is an axis-aligned similarity ``p_out = scale * p_in + translation`` (per axis) from image pixels to crop
 pixels. Boxes here are ``x1, y1, x2, y2`` in continuous pixel coordinates (end exclusive).
@@ -9,35 +9,14 @@ the rest is filled with a colour, and the transform actually realised is returne
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 import torch.nn.functional as F
+from timm.data import IMAGENET_DEFAULT_MEAN as IMAGENET_MEAN, IMAGENET_DEFAULT_STD as IMAGENET_STD
 
-RASTER_EPS = 1e-4
-
-
-def xywh_to_xyxy(box: np.ndarray) -> np.ndarray:
-    box = np.asarray(box, dtype=np.float64)
-    return np.concatenate((box[..., :2], box[..., :2] + box[..., 2:]), axis=-1)
-
-
-def xyxy_to_xywh(box: np.ndarray) -> np.ndarray:
-    box = np.asarray(box, dtype=np.float64)
-    return np.concatenate((box[..., :2], box[..., 2:] - box[..., :2]), axis=-1)
-
-
-def rasterize(box: np.ndarray) -> np.ndarray:
-    """Float box to whole pixels: start floored, end floor(x + 1 - 1e-4) (still exclusive)."""
-    box = np.array(box, dtype=np.float64)
-    box[..., 2:] += 1 - RASTER_EPS
-    return np.floor(box)
-
-
-def clip_box(box: np.ndarray, width: float, height: float) -> np.ndarray:
-    box = np.array(box, dtype=np.float64)
-    box[..., 0::2] = np.clip(box[..., 0::2], 0, width)
-    box[..., 1::2] = np.clip(box[..., 1::2], 0, height)
-    return box
+from .boxes import clip_box, rasterize
 
 
 def context_scale(box: np.ndarray, area_factor: float, output_size: int | tuple[int, int]) -> float:
@@ -102,3 +81,21 @@ def crop_image(image: torch.Tensor, scale: np.ndarray, translation: np.ndarray, 
         real_translation = covered32[:2] - source32[:2] * real_scale
         return out, real_scale.astype(np.float64), real_translation.astype(np.float64)
     return out, np.asarray(scale, dtype=np.float64), np.asarray(translation, dtype=np.float64)
+
+
+@functools.lru_cache(maxsize=None)
+def _imagenet_stats(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    # Built once per device (no host wait per batch), as normal tensors usable in and out of inference mode.
+    with torch.inference_mode(False):
+        return (torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1),
+                torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1))
+
+
+def normalize_images(images: torch.Tensor) -> torch.Tensor:
+    """B x 3 x H x W with values 0..255 to ImageNet-normalised float32, ``(x / 255 - mean) / std`` in the
+    reference's order of operations, on the batch's device. A float32 batch is normalised in place; a uint8 batch
+    gives a new tensor."""
+    if images.dtype != torch.float32:
+        images = images.float()
+    mean, std = _imagenet_stats(images.device)
+    return images.div_(255.0).sub_(mean).div_(std)
