@@ -25,7 +25,7 @@ from .report import headline
 PAGE = "report.html"
 GROUND_TRUTH_COLOUR = "#00c800"
 TRACKER_COLOURS = ["#ff2020", "#2080ff", "#ff9900", "#c040ff", "#00d0d0"]
-STRIP_HEIGHT = 140  # px of each frame in a strip
+STRIP_HEIGHT = 120  # px of each frame in a strip
 _CSS = """body{font:14px/1.4 sans-serif;margin:24px;color:#222}table{border-collapse:collapse;margin:8px 0 16px}
 td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child,th:first-child{text-align:left}
 .plots img{height:300px;max-width:100%;margin:0 8px 8px 0}.strip{display:flex;flex-wrap:wrap;gap:6px}figure{margin:0}
@@ -70,7 +70,8 @@ def write_html_report(result: dict, output_dir: str | Path, sequences: list[Sequ
     if strips > 0 and worst:
         legend = " ".join(f"<span class=key style='color:{c}'>&#9633; {_e(n)}</span>"
                           for n, c in [("ground truth", GROUND_TRUTH_COLOUR), *zip(names, TRACKER_COLOURS)])
-        parts.append(f"<h2>The {min(strips, len(worst))} worst sequences</h2><p>{legend}</p>")
+        parts.append(f"<h2>The {min(strips, len(worst))} worst sequences</h2><p>{legend} (IoU: of "
+                     f"{_e(names[0])})</p>")
         for name in worst[:strips]:
             parts.append(f"<h3>{_e(name)}</h3>" + _strip(by_name[name], trackers[:len(TRACKER_COLOURS)],
                                                           result["dataset"], frames_per_strip))
@@ -144,8 +145,8 @@ def _strip(sequence: Sequence, trackers: list[TrackerResults], dataset: str, cou
             scale = STRIP_HEIGHT / image.height
             image = image.convert("RGB").resize((max(1, round(image.width * scale)), STRIP_HEIGHT))
         draw = ImageDraw.Draw(image)
-        for box, colour in [(sequence.boxes[i], GROUND_TRUTH_COLOUR), *((p[i], c) for p, c in
-                                                                       zip(predicted, TRACKER_COLOURS))]:
+        for box, colour in [*((p[i], c) for p, c in zip(predicted, TRACKER_COLOURS)), (sequence.boxes[i],
+                                                                                        GROUND_TRUTH_COLOUR)]:
             if np.all(np.isfinite(box)) and box[2] > 0 and box[3] > 0:
                 x, y, w, h = (float(v) * scale for v in box)
                 draw.rectangle([x, y, x + w, y + h], outline=colour, width=2)
