@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from lorat_plugin.data.annotations import read_boxes
-from lorat_plugin.data.sequence import AnnotationError
+from lorat_plugin.data.sequence import AnnotationError, Sequence
 from lorat_plugin.files import atomic_write_bytes, atomic_write_text
 
 from .benchmarks import FORMATS, benchmark
@@ -167,12 +167,12 @@ def pack_got10k(results: Path, path: Path, sequences: list[str] | None = None) -
         time_file = folder / f"{sequence}_time.txt"
         if not time_file.is_file():
             raise FileNotFoundError(f"{time_file} missing: the GOT-10k server needs a time file for every sequence")
-        lengths = set()
-        for box_file in box_files:
-            lengths.add(len(read_result_boxes(box_file)))
-        times = np.loadtxt(time_file, delimiter=",", ndmin=2)
-        if len(lengths) != 1 or times.shape != (lengths.pop(), len(box_files)):
-            raise ValueError(f"{folder}: box files and {time_file.name} disagree in length or number of runs")
+        length = len(read_result_boxes(box_files[0]))
+        for box_file in box_files[1:]:
+            read_result_boxes(box_file, length)
+        times = read_times(time_file, length)
+        if times is None or times.shape[1] != len(box_files):
+            raise ValueError(f"{time_file}: not one column per run ({len(box_files)} runs)")
         members[f"{sequence}/"] = None
         for file in box_files + [time_file]:
             members[f"{sequence}/{file.name}"] = file.read_bytes()
@@ -204,26 +204,31 @@ def _check_complete(found: list[str], expected: list[str] | None, results: Path)
 
 # ---------------------------------------------------------------------------------------------- reading layouts
 
-def read_result_boxes(path: Path) -> np.ndarray:
-    """A result file (comma, tab or space separated ``x,y,w,h`` rows) as an N x 4 float64 array."""
+def read_result_boxes(path: Path, frames: int | None = None) -> np.ndarray:
+    """A result file (comma, tab or space separated ``x,y,w,h`` rows) as an N x 4 float64 array; with ``frames``,
+    N must be that."""
     try:
-        return read_boxes(Path(path), kind="result")
+        boxes = read_boxes(Path(path), kind="result")
     except AnnotationError as e:
         raise ValueError(str(e)) from None
+    if frames is not None and len(boxes) != frames:
+        raise ValueError(f"{path}: {len(boxes)} result boxes for {frames} frames")
+    return boxes
 
 
-def read_times(path: Path) -> np.ndarray | None:
-    """A time file as N x runs seconds (got10k: one column per run); None when absent."""
+def read_times(path: Path, frames: int) -> np.ndarray | None:
+    """A time file as ``frames`` x runs seconds (got10k: one column per run); None when absent."""
     path = Path(path)
-    if not path.is_file():
-        return None
-    text = path.read_text().strip()
+    text = path.read_text().strip() if path.is_file() else ""
     if not text:
         return None
-    rows = [[float(v) for v in line.replace(",", " ").split()] for line in text.splitlines() if line.strip()]
-    if len({len(r) for r in rows}) != 1:
-        raise ValueError(f"{path}: rows with different numbers of columns")
-    return np.array(rows, dtype=np.float64)
+    try:
+        times = np.loadtxt(io.StringIO(text.replace(",", " ")), ndmin=2, dtype=np.float64)
+    except ValueError as e:
+        raise ValueError(f"{path}: not a table of seconds per frame ({e})") from None
+    if len(times) != frames:
+        raise ValueError(f"{path}: {len(times)} times for {frames} frames")
+    return times
 
 
 @dataclass
@@ -234,9 +239,10 @@ class TrackerResults:
     runs: dict[str, list[np.ndarray]]               # sequence -> one N x 4 array per run
     times: dict[str, np.ndarray] = field(default_factory=dict)  # sequence -> N x runs seconds (may be absent)
     source: str = ""
+    model: dict = field(default_factory=dict)  # an evaluation folder's model identity, precision and backend
 
 
-def read_layout(folder: Path, sequences: list[str], dataset: str, *, name: str | None = None) -> TrackerResults:
+def read_layout(folder: Path, sequences: list[Sequence], dataset: str, *, name: str | None = None) -> TrackerResults:
     """Results of one tracker from a folder in any of the layouts above (detected per folder).
 
     got10k layout: ``<seq>/<seq>_NNN.txt`` (all runs) + ``<seq>_time.txt``; flat layouts: ``<seq>.txt`` (or the
@@ -248,21 +254,22 @@ def read_layout(folder: Path, sequences: list[str], dataset: str, *, name: str |
     runs: dict[str, list[np.ndarray]] = {}
     times: dict[str, np.ndarray] = {}
     missing = []
-    for sequence in sequences:
+    for s in sequences:
+        sequence, n = s.name, len(s)
         nested = sorted((folder / sequence).glob(f"{sequence}_[0-9][0-9][0-9].txt"))
         if nested:
-            runs[sequence] = [read_result_boxes(p) for p in nested]
-            t = read_times(folder / sequence / f"{sequence}_time.txt")
+            runs[sequence] = [read_result_boxes(p, n) for p in nested]
+            t = read_times(folder / sequence / f"{sequence}_time.txt", n)
         else:
             candidates = [folder / f"{sequence}.txt", folder / f"{pytracking_name(sequence, dataset)}.txt"]
             found = next((p for p in candidates if p.is_file()), None)
             if found is None:
                 missing.append(sequence)
                 continue
-            runs[sequence] = [read_result_boxes(found)]
-            t = read_times(folder / "times" / f"{sequence}_time.txt")
+            runs[sequence] = [read_result_boxes(found, n)]
+            t = read_times(folder / "times" / f"{sequence}_time.txt", n)
             if t is None:
-                t = read_times(found.with_name(f"{found.stem}_time.txt"))
+                t = read_times(found.with_name(f"{found.stem}_time.txt"), n)
         if t is not None:
             times[sequence] = t
     if missing:

@@ -20,7 +20,7 @@ from lorat_plugin.files import atomic_write_text
 from .formats import TrackerResults, internal_boxes
 from .metrics import rect_iou
 from .records import read_run_info
-from .report import headline
+from .report import headline, per_sequence_scores
 
 PAGE = "report.html"
 GROUND_TRUTH_COLOUR = "#00c800"
@@ -30,16 +30,6 @@ _CSS = """body{font:14px/1.4 sans-serif;margin:24px;color:#222}table{border-coll
 td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child,th:first-child{text-align:left}
 .plots img{height:300px;max-width:100%;margin:0 8px 8px 0}.strip{display:flex;flex-wrap:wrap;gap:6px}figure{margin:0}
 figcaption,.note,footer{font-size:12px;color:#555}.key{font-weight:bold}"""
-
-
-def per_sequence_scores(entry: dict) -> dict[str, dict[str, float]]:
-    """One tracker's scores per sequence in percent, the benchmark's primary score first (AO for GOT-10k, AUC for
-    OPE benchmarks); empty where the metrics hold none per sequence (TrackingNet)."""
-    if "got10k" in entry:
-        return {n: {"AO": 100 * s["ao"], "SR0.5": 100 * s["sr"], "SR0.75": 100 * s["sr75"]}
-                for n, s in entry["got10k"]["seq_wise"].items()}
-    return {n: {"AUC": 100 * s["auc"], "P_norm": 100 * s["norm_precision"], "P": 100 * s["precision"]}
-            for n, s in entry.get("sequences", {}).items()}
 
 
 def write_html_report(result: dict, output_dir: str | Path, sequences: list[Sequence], trackers: list[TrackerResults],

@@ -10,6 +10,7 @@ import io
 import itertools
 import json
 import re
+from collections.abc import Sequence as Seq
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from lorat_plugin.files import atomic_write_text
 from . import metrics as M
 from .benchmarks import Benchmark, benchmark
 from .formats import TrackerResults, format_table, merge_runs, native_boxes, pytracking_name, read_layout
-from .records import load_records, read_run_info
+from .records import load_records, read_run_info, record_path
 
 PROTOCOLS = {
     "got10k": "GOT-10k: got10k toolkit ExperimentGOT10k.report / GOT-10k server (frame 0 excluded, cover > 0, "
@@ -41,18 +42,18 @@ def load_results(path: str | Path, dataset: str, sequences: list[Sequence], *, n
     names = [s.name for s in sequences]
     if info is None:
         if not path.is_dir() or _has_results(path, names[0], dataset):
-            return read_layout(path, names, dataset, name=name)
+            return read_layout(path, sequences, dataset, name=name)
         # a folder holding one tracker's folder, or the run folders of one tracker (<tracker>_001[_tracking_result])
         inner = sorted(p for p in path.iterdir() if p.is_dir() and _has_results(p, names[0], dataset))
         runs = [_RUN_FOLDER.fullmatch(p.name) for p in inner]
         if len(inner) > 1 and all(runs) and len({m.group(1) for m in runs}) == 1:
-            return merge_runs([read_layout(p, names, dataset) for p in inner], name or runs[0].group(1))
+            return merge_runs([read_layout(p, sequences, dataset) for p in inner], name or runs[0].group(1))
         if len(inner) == 1:
-            return read_layout(inner[0], names, dataset, name=name)
+            return read_layout(inner[0], sequences, dataset, name=name)
         if len(inner) > 1:
             raise ValueError(f"{path} holds results of several trackers ({', '.join(p.name for p in inner)}): "
                              "pass their folders one by one")
-        return read_layout(path, names, dataset, name=name)
+        return read_layout(path, sequences, dataset, name=name)
     if info.get("dataset") not in (None, "", dataset):
         raise ValueError(f"{path} holds {info['dataset']} results, not {dataset}")
     records = load_records(path)
@@ -63,13 +64,19 @@ def load_results(path: str | Path, dataset: str, sequences: list[Sequence], *, n
     runs, times = {}, {}
     for sequence in sequences:
         by_run = records[sequence.name]
+        for run, record in by_run.items():
+            if len(record.boxes) != len(sequence):
+                raise ValueError(f"{record_path(path, sequence.name, run)}: {len(record.boxes)} result boxes for "
+                                 f"{len(sequence)} frames of {sequence.name} (re-run `lorat evaluate` on this "
+                                 "benchmark to re-track it)")
         # the values the official tool reads: our result files are written with 3 decimals
         runs[sequence.name] = [np.loadtxt(io.StringIO(format_table(native_boxes(by_run[r].boxes, dataset), "%.3f",
                                                                    ",")), delimiter=",", ndmin=2)
                                for r in sorted(by_run)]
         times[sequence.name] = np.loadtxt(io.StringIO(format_table(
             np.stack([by_run[r].times for r in sorted(by_run)], axis=1), "%.8f", ",")), delimiter=",", ndmin=2)
-    return TrackerResults(name or info.get("tracker") or path.name, runs, times, str(path))
+    model = {**(info.get("model") or {}), **({"backend": info["backend"]} if info.get("backend") else {})}
+    return TrackerResults(name or info.get("tracker") or path.name, runs, times, str(path), model)
 
 
 _RUN_FOLDER = re.compile(r"(.+)_\d{3}(?:_tracking_result)?")
@@ -100,6 +107,8 @@ def evaluate(dataset: str, sequences: list[Sequence], trackers: list[TrackerResu
         entry: dict[str, Any] = {"source": tracker.source,
                                  "runs": max(len(r) for r in tracker.runs.values()),
                                  "fps": _fps(tracker, sequences)}
+        if tracker.model:
+            entry["model"] = tracker.model
         if info.protocol == "got10k":
             entry["got10k"] = _got10k(sequences, tracker)
         elif info.protocol == "trackingnet":
@@ -211,17 +220,28 @@ def _trackingnet(sequences: list[Sequence], tracker: TrackerResults, dataset: st
         gt = native_boxes(s.boxes, dataset)
         per_run = [M.trackingnet_sequence(boxes, gt) for boxes in tracker.runs[s.name]]
         curves[s.name] = tuple(np.mean([c[i] for c in per_run], axis=0) for i in range(3))
-    return M.trackingnet_benchmark(curves)
+    result = M.trackingnet_benchmark(curves)
+    result["sequences"] = {}
+    for name, c in curves.items():
+        one = M.trackingnet_benchmark({name: c})
+        result["sequences"][name] = {"auc": one["success"], "precision": one["precision"],
+                                     "norm_precision": one["norm_precision"]}
+    return result
 
 
 # ------------------------------------------------------------------------------------------------ presentation
 
+SPEED_COLUMNS = {"got10k": "speed_fps", "other": "tracker FPS"}  # see docs/evaluation.md, "Speed"
+
+
 def headline(entry: dict) -> dict[str, float | None]:
-    """The columns papers report, as percentages (FPS as is)."""
+    """The columns papers report, as percentages; then the speed: for GOT-10k the got10k toolkit's ``speed_fps``
+    (mean of 1 / frame time), elsewhere ``tracker FPS``, frames over the tracker's time (no toolkit reports one)."""
     fps = entry.get("fps")
     if "got10k" in entry:
         o = entry["got10k"]["overall"]
         row = {"AO": o["ao"], "SR0.5": o["sr50"], "SR0.75": o["sr75"]}
+        fps = o["speed_fps"] if o["speed_fps"] > 0 else None  # the toolkit's -1: no times
     elif "trackingnet" in entry:
         t = entry["trackingnet"]
         row = {"AUC": t["success"], "P_norm": t["norm_precision"], "P": t["precision"]}
@@ -237,33 +257,78 @@ def headline(entry: dict) -> dict[str, float | None]:
             row["got10k AUC"] = entry["got10k_otb"]["success_score"]
             row["got10k P@20"] = entry["got10k_otb"]["precision_score"]
     row = {k: None if v is None else 100.0 * v for k, v in row.items()}
-    row["FPS"] = fps
+    row[SPEED_COLUMNS["got10k" if "got10k" in entry else "other"]] = fps
     return row
 
 
+def render_table(rows: dict[str, dict[str, Any]], *, header: Seq[str] = (), footer: Seq[str] = (),
+                 first: str = "tracker", decimals: int = 2, column_decimals: dict[str, int] | None = None) -> str:
+    """Rows of numbers under named columns, right-aligned, ``-`` for a missing value; ``header`` and ``footer``
+    lines around them. The one table renderer of reports, the per-sequence view and the demo."""
+    columns = list(dict.fromkeys(c for row in rows.values() for c in row))
+    places = {c: (column_decimals or {}).get(c, decimals) for c in columns}
+    cells = {name: ["-" if row.get(c) is None or not np.isfinite(row[c]) else f"{row[c]:.{places[c]}f}"
+                    for c in columns] for name, row in rows.items()}
+    width = max(len(first), *(len(n) for n in rows))
+    widths = [max(len(c), *(len(v[i]) for v in cells.values())) for i, c in enumerate(columns)]
+    lines = [*header, f"{first:<{width}}  " + "  ".join(f"{c:>{w}}" for c, w in zip(columns, widths))]
+    lines += [f"{name:<{width}}  " + "  ".join(f"{v:>{w}}" for v, w in zip(values, widths))
+              for name, values in cells.items()]
+    return "\n".join([*lines, *footer])
+
+
 def table(result: dict) -> str:
-    """The printed table: one row per tracker, then (LaSOT) the AUC per challenge attribute."""
-    rows = {name: headline(entry) for name, entry in result["trackers"].items()}
-    columns = list(next(iter(rows.values())))
-    width = max(12, *(len(n) for n in rows))
-    lines = [f"{result['title']}{' ' + result['split'] if result.get('split') else ''} "
-             f"({result['sequences']} sequences)",
-             f"{'tracker':<{width}} " + " ".join(f"{c:>11}" for c in columns)]
-    for name, row in rows.items():
-        cells = ["-" if row[c] is None else f"{row[c]:.2f}" for c in columns]
-        lines.append(f"{name:<{width}} " + " ".join(f"{v:>11}" for v in cells))
-    attributes = [n for n in next(iter(result["trackers"].values())).get("attributes", {})]
-    if attributes:
-        lines.append("")
-        lines.append("AUC per attribute (sequences)")
-        lines.append(f"{'tracker':<{width}} " + " ".join(f"{a:>6}" for a in attributes))
-        for name, entry in result["trackers"].items():
-            cells = [f"{100 * entry['attributes'][a]['auc']:.1f}" if a in entry.get("attributes", {}) else "-"
-                     for a in attributes]
-            lines.append(f"{name:<{width}} " + " ".join(f"{v:>6}" for v in cells))
-        counts = next(iter(result["trackers"].values()))["attributes"]
-        lines.append(f"{'(count)':<{width}} " + " ".join(f"{counts[a]['sequences']:>6}" for a in attributes))
-    return "\n".join(lines)
+    """The printed table: one row per tracker, the model and precision of each evaluation folder, then (LaSOT) the
+    AUC per challenge attribute."""
+    trackers = result["trackers"]
+    title = f"{result['title']}{' ' + result['split'] if result.get('split') else ''} ({result['sequences']} sequences)"
+    models = [f"{name}: {describe_model(entry['model'])}" for name, entry in trackers.items() if entry.get("model")]
+    text = render_table({name: headline(entry) for name, entry in trackers.items()}, header=[title], footer=models)
+    counts = next(iter(trackers.values())).get("attributes", {})
+    if counts:
+        rows = {name: {f"{a}({n['sequences']})": 100 * entry["attributes"][a]["auc"]
+                       if a in entry.get("attributes", {}) else None for a, n in counts.items()}
+                for name, entry in trackers.items()}
+        text += "\n\n" + render_table(rows, header=["AUC per attribute (sequences)"], decimals=1)
+    return text
+
+
+def describe_model(model: dict) -> str:
+    """One line from an evaluation folder's model identity (docs/evaluation.md, "run.json")."""
+    parts = [model.get("variant") or ", ".join(model.get("files") or []) or None,
+             model.get("weights") and f"weights {model['weights']}", model.get("precision"),
+             model.get("backend") and f"backend {model['backend']}"]
+    return ", ".join(p for p in parts if p)
+
+
+def per_sequence_scores(entry: dict) -> dict[str, dict[str, float]]:
+    """One tracker's scores per sequence in percent, the benchmark's primary score first: AO, SR0.5, SR0.75 for
+    GOT-10k; AUC, P_norm, P for the OPE benchmarks and TrackingNet."""
+    if "got10k" in entry:
+        return {n: {"AO": 100 * s["ao"], "SR0.5": 100 * s["sr"], "SR0.75": 100 * s["sr75"]}
+                for n, s in entry["got10k"]["seq_wise"].items()}
+    per = entry["trackingnet"]["sequences"] if "trackingnet" in entry else entry["sequences"]
+    return {n: {"AUC": 100 * s["auc"], "P_norm": 100 * s["norm_precision"], "P": 100 * s["precision"]}
+            for n, s in per.items()}
+
+
+def per_sequence_table(result: dict) -> str:
+    """Every sequence's scores, worst first by the first tracker's primary score; several trackers side by side
+    (their columns numbered as the legend in the header says)."""
+    scores = {name: per_sequence_scores(entry) for name, entry in result["trackers"].items()}
+    names = list(scores)
+    first = scores[names[0]]
+    primary = next(iter(next(iter(first.values()))))
+    rows: dict[str, dict[str, float]] = {s: {} for s in sorted(first, key=lambda s: (first[s][primary], s))}
+    for k, name in enumerate(names, start=1):
+        for sequence, values in scores[name].items():
+            rows.setdefault(sequence, {}).update({f"{m}{f' [{k}]' if len(names) > 1 else ''}": v
+                                                  for m, v in values.items()})
+    header = [f"{result['title']}{' ' + result['split'] if result.get('split') else ''}: per sequence, worst first by "
+              f"{primary} of {names[0]}"]
+    if len(names) > 1:
+        header.append("  ".join(f"[{k}] {name}" for k, name in enumerate(names, start=1)))
+    return render_table(rows, header=header, first="sequence", decimals=1)
 
 
 def write_report(result: dict, output_dir: str | Path, *, plots: bool = True) -> list[Path]:

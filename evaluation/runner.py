@@ -6,8 +6,10 @@ A *batch tracker* has ``initialize(frames, boxes) -> states`` and ``track(states
 sequence's slot goes to the next one at once. Frames are decoded ahead in a thread pool. The per-frame time is the
 tracker call's wall time divided by the number of sequences in that call (the reference's convention).
 
-Resuming: a sequence's record is written atomically when it is complete; a new call skips the records that exist,
-so a killed run loses only the sequences that were in flight. Under ``torchrun`` every rank takes a disjoint share
+Resuming: a sequence's record is written atomically when it is complete; a new call skips the records that exist
+and were tracked on the same sequence (same fingerprint), so a killed run loses only the sequences in flight. A
+sequence whose frame cannot be read fails alone: its error is kept beside the records, the others finish, and the
+next call tracks it again. One run at a time holds a folder (``records.exclusive``). Under ``torchrun`` every rank takes a disjoint share
 of the pending sequences (gloo on CPU for the coordination, whatever the model's device), and rank 0 writes the
 result layouts after a barrier; the files are the same as a one-process run's.
 """
@@ -19,6 +21,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence as Seq
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -26,11 +29,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from lorat_plugin.data.sequence import Sequence, read_image
+from lorat_plugin.data.sequence import FrameError, Sequence, read_image
 
 from .benchmarks import benchmark
 from .formats import format_dir, pack_got10k, pack_trackingnet, run_folder, safe_name, write_format
-from .records import Record, load_records, read_run_info, record_path, save_record, write_run_info
+from .records import (SCHEMA_VERSION, Record, exclusive, load_failures, load_record, load_records, read_run_info,
+                      record_path, save_failure, save_record, sequence_fingerprint, write_run_info)
 
 log = logging.getLogger(__name__)
 BARRIER_TIMEOUT = timedelta(days=7)  # ranks that finish early wait for the slowest one at the final barrier
@@ -54,6 +58,8 @@ class RunSummary:
     rank: int = 0
     world_size: int = 1
     outputs: list[Path] = field(default_factory=list)  # layouts and zips written (rank 0)
+    retracked: list[str] = field(default_factory=list)  # records replaced: their sequence changed (rank 0)
+    failures: dict[str, str] = field(default_factory=dict)  # "<sequence>_<run>" -> error, every rank's (rank 0)
 
     @property
     def fps(self) -> float:
@@ -64,6 +70,7 @@ class RunSummary:
 class _Task:
     sequence: Sequence
     run: int
+    fingerprint: str
 
 
 @dataclass
@@ -81,12 +88,14 @@ class _Active:
 def run_benchmark(tracker: BatchTracker, sequences: Seq[Sequence], output_dir: str | Path, *, tracker_name: str,
                   dataset: str | None = None, split: str | None = None, root: str | Path | None = None,
                   repeats: int = 1, batch_size: int = 8, formats: Seq[str] | None = None, prefetch: int = 3,
-                  decode_threads: int = 4, progress: bool = True,
-                  clock: Callable[[], float] = time.perf_counter) -> RunSummary:
+                  decode_threads: int = 4, progress: bool = True, model: dict[str, Any] | None = None,
+                  backend: str | None = None, clock: Callable[[], float] = time.perf_counter) -> RunSummary:
     """Track every sequence ``repeats`` times and write records, then the result layouts of ``formats``.
 
     ``dataset`` (default: the sequences' ``dataset``) picks the box convention and the default layouts
     (``evaluation.benchmarks``); ``split`` and ``root`` are only recorded in ``run.json`` for ``lorat report``.
+    ``model`` is the model's identity (``ModelSpec.identity``) and ``backend`` what ran it, recorded in ``run.json``;
+    a folder holding another model's results (other weights or precision) is refused.
     """
     if batch_size < 1 or repeats < 1 or prefetch < 1 or decode_threads < 1:
         raise ValueError("batch_size, repeats, prefetch and decode_threads must be >= 1")
@@ -100,24 +109,31 @@ def run_benchmark(tracker: BatchTracker, sequences: Seq[Sequence], output_dir: s
     tracker_name = safe_name(tracker_name)
     rank, world, group, created = _distributed()
     summary = RunSummary(output_dir, tracker_name, rank=rank, world_size=world)
+    lock = ExitStack()
+
+    def prepare() -> tuple[list[tuple[str, int]], list[str]]:
+        lock.enter_context(exclusive(output_dir))  # rank 0 holds it for the whole torchrun run
+        return _prepare(output_dir, sequences, tracker_name, dataset, split, root, repeats, model, backend)
+
     try:
-        pending = _agree(rank, group, lambda: _prepare(output_dir, sequences, tracker_name, dataset, split, root,
-                                                       repeats))
+        pending, summary.retracked = _agree(rank, group, prepare)
         summary.skipped = len(sequences) * repeats - len(pending)
         by_name = {s.name: s for s in sequences}
-        mine = [_Task(by_name[name], run) for name, run in pending[rank::world]]
+        mine = [_Task(by_name[name], run, sequence_fingerprint(by_name[name])) for name, run in pending[rank::world]]
         _track_all(tracker, mine, output_dir, summary, batch_size=batch_size, prefetch=prefetch,
                    decode_threads=decode_threads, progress=progress, clock=clock)
         if group is not None:
             import torch.distributed as dist
             dist.barrier(group=group)
         if rank == 0:
+            summary.failures = load_failures(output_dir)
             summary.outputs = export_results(output_dir, formats=formats, dataset=dataset, tracker_name=tracker_name,
                                              sequences=sequences)
         if group is not None:
             import torch.distributed as dist
             dist.barrier(group=group)  # nobody leaves before the merged outputs exist
     finally:
+        lock.close()
         if created:
             import torch.distributed as dist
             dist.destroy_process_group()
@@ -125,28 +141,46 @@ def run_benchmark(tracker: BatchTracker, sequences: Seq[Sequence], output_dir: s
 
 
 def _prepare(output_dir: Path, sequences: Seq[Sequence], tracker_name: str, dataset: str, split: str | None,
-             root: str | Path | None, repeats: int) -> list[tuple[str, int]]:
-    """Check ``run.json`` against this run, update it, and list the (sequence, run) pairs still to do."""
-    info = read_run_info(output_dir)
-    if info is not None and (info.get("tracker") != tracker_name or info.get("dataset") != dataset
-                             or (split is not None and info.get("split") not in (None, split))):
+             root: str | Path | None, repeats: int, model: dict[str, Any] | None, backend: str | None
+             ) -> tuple[list[tuple[str, int]], list[str]]:
+    """Check ``run.json`` against this run and update it; list the (sequence, run) pairs still to do and the records
+    dropped because their sequence changed since they were tracked."""
+    info = read_run_info(output_dir) or {}
+    if info and (info.get("tracker") != tracker_name or info.get("dataset") != dataset
+                 or (split is not None and info.get("split") not in (None, split))):
         raise ValueError(f"{output_dir} holds results of tracker {info.get('tracker')!r} on {info.get('dataset')} "
                          f"{info.get('split') or ''}; use another output folder for {tracker_name!r} on {dataset}")
-    known = list(info.get("sequences", [])) if info else []
+    held = info.get("model")
+    if held and model and any(held.get(k) != model.get(k) for k in ("weights", "precision")):
+        raise ValueError(f"{output_dir} holds the results of another model ({held.get('name')}: weights "
+                         f"{held.get('weights')}, {held.get('precision')}), not of {model.get('name')} (weights "
+                         f"{model.get('weights')}, {model.get('precision')}): pick another --output, or another "
+                         "--tracker-name with its own --output")
+    known = list(info.get("sequences", []))
     known += [s.name for s in sequences if s.name not in set(known)]
     write_run_info(output_dir, {
-        "tracker": tracker_name, "dataset": dataset, "split": split if split is not None else (info or {}).get("split"),
-        "root": str(root) if root is not None else (info or {}).get("root"),
-        "repeats": max(repeats, int((info or {}).get("repeats", 1))), "sequences": known,
+        "schema_version": SCHEMA_VERSION, "tracker": tracker_name, "dataset": dataset,
+        "split": split if split is not None else info.get("split"),
+        "root": str(root) if root is not None else info.get("root"),
+        "repeats": max(repeats, int(info.get("repeats", 1))), "sequences": known,
+        "model": held or model, "backend": backend or info.get("backend"),
     })
-    pending = []
+    pending, changed = [], []
     for sequence in sorted(sequences, key=lambda s: -len(s)):  # longest first: the last batches stay full
+        fingerprint = sequence_fingerprint(sequence)
         for run in range(1, repeats + 1):
             path = record_path(output_dir, sequence.name, run)
             if path.is_file():
-                continue
+                old = load_record(path)
+                if old.fingerprint == fingerprint or (old.fingerprint is None and len(old.boxes) == len(sequence)):
+                    continue
+                changed.append(f"{sequence.name}_{run:03d}")
+                path.unlink()  # never reported against the changed sequence, even if re-tracking it fails
             pending.append((sequence.name, run))
-    return pending
+    if changed:
+        log.warning("%s: re-tracking %d runs whose sequence changed since they were tracked (frames or annotation): "
+                    "%s", output_dir, len(changed), ", ".join(changed))
+    return pending, changed
 
 
 def _track_all(tracker: BatchTracker, tasks: list[_Task], output_dir: Path, summary: RunSummary, *, batch_size: int,
@@ -169,10 +203,25 @@ def _track_all(tracker: BatchTracker, tasks: list[_Task], output_dir: Path, summ
                 item.frames.append(pool.submit(read_image, item.task.sequence.frames[item.next_submit]))
                 item.next_submit += 1
 
-        def next_frame(item: _Active) -> np.ndarray:
-            frame = item.frames.popleft().result()
-            submit(item)
-            return frame
+        def next_frames(items: list[_Active]) -> tuple[list[_Active], list[np.ndarray]]:
+            """The next frame of each item; an item whose frame cannot be read fails alone and is dropped."""
+            kept, frames = [], []
+            for item in items:
+                try:
+                    frames.append(item.frames.popleft().result())
+                except FrameError as e:
+                    name, run = item.task.sequence.name, item.task.run
+                    log.error("%s run %d failed at frame %d: %s", name, run, item.index, e)
+                    save_failure(output_dir, name, run, f"frame {item.index}: {e}")
+                    for future in item.frames:
+                        future.cancel()
+                    if item in active:
+                        active.remove(item)
+                    bar.update(len(item.task.sequence) - item.index)
+                    continue
+                submit(item)
+                kept.append(item)
+            return kept, frames
 
         def refill_lookahead() -> None:  # decode the first frames of the sequences that start next
             while queue and len(lookahead) < batch_size:
@@ -187,18 +236,19 @@ def _track_all(tracker: BatchTracker, tasks: list[_Task], output_dir: Path, summ
                 while len(active) + len(starting) < batch_size and lookahead:
                     starting.append(lookahead.popleft())
                 refill_lookahead()
+                starting, frames = next_frames(starting)
                 if starting:
-                    _initialize(tracker, starting, [next_frame(item) for item in starting], clock, summary)
+                    _initialize(tracker, starting, frames, clock, summary)
                     active += starting
                     bar.update(len(starting))
-                stepping = [item for item in active if item.index < len(item.task.sequence)]
+                stepping, frames = next_frames([item for item in active if item.index < len(item.task.sequence)])
                 if stepping:
-                    _step(tracker, stepping, [next_frame(item) for item in stepping], clock, summary)
+                    _step(tracker, stepping, frames, clock, summary)
                     bar.update(len(stepping))
                 for item in [a for a in active if a.index >= len(a.task.sequence)]:
                     active.remove(item)
                     save_record(output_dir, Record(item.task.sequence.name, item.task.run, item.boxes, item.scores,
-                                                   item.times))
+                                                   item.times, item.task.fingerprint))
                     summary.completed.append((item.task.sequence.name, item.task.run))
                     sequences_done += 1
                     bar.set_postfix(seq=f"{sequences_done}/{len(tasks)}", fps=f"{summary.fps:.1f}", refresh=False)
@@ -294,11 +344,12 @@ def _distributed() -> tuple[int, int, Any, bool]:
         return 0, 1, None, False
     import torch.distributed as dist
 
+    from lorat_plugin.distributed import setup
+
     global _gloo_group
-    created = False
-    if not dist.is_initialized():
-        dist.init_process_group(backend="gloo", timeout=BARRIER_TIMEOUT)
-        created = True
+    created = not dist.is_initialized()
+    if created:  # the one torchrun set-up; the tracker's own device is its business
+        setup("cpu", timeout_minutes=BARRIER_TIMEOUT.total_seconds() / 60)
     if dist.get_backend() == "gloo":
         group = dist.group.WORLD
     else:  # e.g. NCCL during training: coordinate on the CPU with one gloo group, made once per process

@@ -192,3 +192,33 @@ def test_listing_a_large_training_split_is_fast_and_decodes_nothing(tmp_path, mo
     elapsed = time.perf_counter() - start
     assert len(sequences) == 1500 and sequences[-1].attributes["class"] == "dog"
     assert elapsed < 15, f"listing 1500 GOT-10k sequences took {elapsed:.1f} s"
+
+
+# each benchmark's rule for an annotation that covers fewer frames than the folder holds (generated: 12 frames):
+# GOT-10k, TrackingNet and OTB refuse, as their toolkit asserts; LaSOT and TNL2K evaluate the annotated frames
+@pytest.mark.parametrize("dataset, split, name, annotation", [
+    ("got10k", "val", "GOT-10k_Val_000001", "val/GOT-10k_Val_000001/groundtruth.txt"),
+    ("trackingnet", "TRAIN_0", "a_0", "TRAIN_0/anno/a_0.txt"),
+    ("otb", None, "Bolt", "Bolt/groundtruth_rect.txt"),
+    ("lasot", "test", "cat-1", "cat/cat-1/groundtruth.txt"),
+    ("tnl2k", None, "s1", "s1/groundtruth.txt"),
+])
+def test_an_annotation_shorter_than_the_frames_follows_the_benchmark_rule(tmp_path, caplog, dataset, split, name,
+                                                                           annotation):
+    _written(tmp_path, dataset, [name], split=split, length=12, hidden=())
+    gt = tmp_path / annotation
+    gt.write_text("".join(gt.read_text().splitlines(keepends=True)[:10]))
+    for label in gt.parent.glob("*.label"):  # GOT-10k without labels: nothing else counts the frames
+        label.unlink()
+    for flags in gt.parent.glob("*_o*.txt"):  # LaSOT's occlusion and out-of-view flags follow the annotation
+        flags.write_text(",".join(["0"] * 10) + "\n")
+    if dataset in ("lasot", "tnl2k"):
+        (sequence,) = load_dataset(dataset, tmp_path, split)
+        assert len(sequence) == 10 and sequence.frames[-1].stem.endswith("10")
+        assert f"{gt}: 10 annotated frames but 12 images" in caplog.text
+    elif dataset == "otb":  # read through got10k.datasets.OTB, whose assert the wrapper names
+        with pytest.raises(AnnotationError, match=f"{gt.name}: annotation does not match the frames"):
+            load_dataset(dataset, tmp_path, split)
+    else:
+        with pytest.raises(AnnotationError, match=f"{gt}: 10 annotated frames but 12 images"):
+            load_dataset(dataset, tmp_path, split)

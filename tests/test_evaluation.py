@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from lorat_plugin.data.datasets import load_dataset
-from lorat_plugin.evaluation import evaluate, load_results, run_benchmark, table, write_report
+from lorat_plugin.evaluation import evaluate, load_results, per_sequence_table, run_benchmark, table, write_report
 from lorat_plugin.evaluation.records import load_records
 
 from evaluation_support import BrightBoxTracker, make_benchmark
@@ -279,3 +279,147 @@ def test_two_process_torchrun_writes_the_files_of_a_one_process_run(tmp_path):
     assert files_of(sharded, skip_times=True) == files_of(single, skip_times=True)
     time_files = sorted(p.relative_to(sharded) for p in sharded.rglob("*_time.txt"))
     assert time_files == sorted(p.relative_to(single) for p in single.rglob("*_time.txt"))
+
+
+def _got10k(root: Path, length: int, seed: int = 0) -> list:
+    from lorat_plugin.data.datasets.write import generated_sequence, write_dataset
+
+    names = ["GOT-10k_Val_000001", "GOT-10k_Val_000002"]
+    write_dataset(root, "got10k", [generated_sequence(n, length + i, seed=seed + i) for i, n in enumerate(names)],
+                  split="val")
+    return load_dataset("got10k", root, "val")
+
+
+def test_a_folder_reused_for_another_benchmark_retracks_what_changed(tmp_path, caplog):
+    a, b = _got10k(tmp_path / "A", 20, seed=3), _got10k(tmp_path / "B", 10)
+    out = tmp_path / "run"
+    run_benchmark(BrightBoxTracker(), a, out, tracker_name="t", split="val", progress=False)
+    summary = run_benchmark(BrightBoxTracker(), b, out, tracker_name="t", split="val", progress=False)
+    assert summary.retracked == ["GOT-10k_Val_000002_001", "GOT-10k_Val_000001_001"] and summary.skipped == 0
+    assert "re-tracking 2 runs whose sequence changed" in caplog.text
+    assert [len(r[1].boxes) for r in load_records(out).values()] == [10, 11]
+    evaluate("got10k", b, [load_results(out, "got10k", b)])  # scores B, no "20 result boxes for 10 frames"
+    # the same benchmark in another folder is the same benchmark: nothing to track
+    moved = tmp_path / "moved"
+    (tmp_path / "B").rename(moved)
+    assert run_benchmark(BrightBoxTracker(), load_dataset("got10k", moved, "val"), out, tracker_name="t",
+                         split="val", progress=False).skipped == 2
+    # records from before fingerprints: kept when the frame count matches, else re-tracked
+    for path in (out / "records").glob("*.npz"):
+        with np.load(path) as data:
+            np.savez(path, **{k: data[k] for k in data.files if k not in ("fingerprint", "schema_version")})
+    assert all(r[1].fingerprint is None for r in load_records(out).values())
+    changed = _got10k(tmp_path / "C", 10, seed=5)[:1] + _got10k(tmp_path / "D", 12)[1:]  # same length; longer
+    summary = run_benchmark(BrightBoxTracker(), changed, out, tracker_name="t", split="val", progress=False)
+    assert summary.retracked == ["GOT-10k_Val_000002_001"] and summary.skipped == 1
+
+
+def test_an_unreadable_frame_fails_its_sequence_alone_and_is_retried_next_time(tmp_path):
+    make_benchmark(tmp_path / "OTB", "otb", 3)
+    sequences = load_dataset("otb", tmp_path / "OTB")
+    frame = sequences[1].frames[5]
+    good = frame.read_bytes()
+    frame.write_bytes(b"not a jpeg")
+    out = tmp_path / "run"
+    summary = run_benchmark(BrightBoxTracker(), sequences, out, tracker_name="t", batch_size=2, progress=False)
+    assert sorted(load_records(out)) == ["Basketball", "Boy"]
+    assert list(summary.failures) == ["Bolt_001"] and f"frame 5: cannot decode frame {frame}" in summary.failures[
+        "Bolt_001"]
+    assert (out / "records" / "Bolt_001.failed.txt").is_file()
+    frame.write_bytes(good)
+    summary = run_benchmark(BrightBoxTracker(), sequences, out, tracker_name="t", batch_size=2, progress=False)
+    assert summary.completed == [("Bolt", 1)] and summary.skipped == 2 and not summary.failures
+    assert not (out / "records" / "Bolt_001.failed.txt").exists()
+
+
+def test_a_second_run_on_a_folder_is_refused_while_the_first_lives(tmp_path):
+    make_benchmark(tmp_path / "OTB", "otb", 1)
+    sequences = load_dataset("otb", tmp_path / "OTB")
+    out = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom lorat_plugin.evaluation.records import "
+                               "exclusive\nwith exclusive(sys.argv[1]):\n    print('held', flush=True)\n"
+                               "    time.sleep(600)", str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(ValueError, match=f"{out} is in use by another `lorat evaluate` run"):
+            run_benchmark(BrightBoxTracker(), sequences, out, tracker_name="t", progress=False)
+        assert not (out / "records").exists()
+    finally:
+        holder.kill()  # SIGKILL: the kernel releases the lock, nothing stale is left
+        holder.wait()
+    assert len(run_benchmark(BrightBoxTracker(), sequences, out, tracker_name="t", progress=False).completed) == 1
+
+
+def test_run_json_records_the_model_and_refuses_another_one(tmp_path):
+    make_benchmark(tmp_path / "OTB", "otb", 2)
+    sequences = load_dataset("otb", tmp_path / "OTB")
+    out = tmp_path / "run"
+    model = {"name": "LoRAT-B-224-0123abcd-bf16", "variant": "B-224", "weights": "0123abcdef01",
+             "files": ["base.bin", "dinov2_vitb14_pretrain.pth"], "precision": "bf16"}
+    run_benchmark(BrightBoxTracker(), sequences, out, tracker_name="t", model=model, backend="eager",
+                  progress=False)
+    info = json.loads((out / "run.json").read_text())
+    assert info["schema_version"] == 2 and info["model"] == model and info["backend"] == "eager"
+    assert str(tmp_path) not in json.dumps(info["model"])
+    for change in ({"weights": "ffffffffffff"}, {"precision": "fp32"}):
+        with pytest.raises(ValueError, match="holds the results of another model .* pick another --output"):
+            run_benchmark(BrightBoxTracker(), sequences, out, tracker_name="t", model={**model, **change},
+                          progress=False)
+    # the same files under another name (moved, renamed) are the same model
+    run_benchmark(BrightBoxTracker(), sequences, out, tracker_name="t", model={**model, "files": ["x.bin"]},
+                  progress=False)
+    printed = table(evaluate("otb", sequences, [load_results(out, "otb", sequences)]))
+    assert "t: B-224, weights 0123abcdef01, bf16, backend eager" in printed
+    # a folder written before the schema (no model, no fingerprints) still loads and resumes
+    info = {k: v for k, v in info.items() if k not in ("schema_version", "model", "backend")}
+    (out / "run.json").write_text(json.dumps(info))
+    assert load_results(out, "otb", sequences).model == {}
+    assert run_benchmark(BrightBoxTracker(), sequences, out, tracker_name="t", progress=False).skipped == 2
+
+
+@pytest.mark.parametrize("relative, content, match", [
+    ("Bolt.txt", "1,1,5,5\n" * 3, r"Bolt.txt: 3 result boxes for 15 frames"),
+    ("times/Bolt_time.txt", "0.01\n" * 3, r"Bolt_time.txt: 3 times for 15 frames"),
+    ("times/Bolt_time.txt", "0.01\nfast\n", r"Bolt_time.txt: not a table of seconds per frame"),
+    ("records", None, r"records/Bolt_001.npz: 3 result boxes for 15 frames of Bolt"),
+])
+def test_report_errors_name_the_file(tmp_path, relative, content, match):
+    make_benchmark(tmp_path / "OTB", "otb", 2)
+    sequences = load_dataset("otb", tmp_path / "OTB")
+    out = tmp_path / "run"
+    run_benchmark(BrightBoxTracker(), sequences, out, tracker_name="t", progress=False)
+    if content is None:  # a record of another benchmark's sequence, e.g. copied in by hand
+        from lorat_plugin.evaluation import Record, save_record
+
+        save_record(out, Record("Bolt", 1, np.ones((3, 4)), np.ones(3), np.ones(3)))
+        folder = out
+    else:
+        folder = out / "OTB2015" / "t"
+        (folder / relative).write_text(content)
+    with pytest.raises(ValueError, match=match):
+        load_results(folder, "otb", sequences)
+
+
+def test_per_sequence_table_is_worst_first_and_side_by_side(tmp_path):
+    make_benchmark(tmp_path / "GOT", "got10k", 3, split="val")
+    sequences = load_dataset("got10k", tmp_path / "GOT", "val")
+    results = []
+    for name, offset in (("near", 0.5), ("far", 4.0)):
+        run_benchmark(BrightBoxTracker(offset=offset), sequences, tmp_path / name, tracker_name=name, split="val",
+                      progress=False)
+        results.append(load_results(tmp_path / name, "got10k", sequences))
+    result = evaluate("got10k", sequences, results)
+    text = per_sequence_table(result)
+    lines = text.splitlines()
+    assert lines[0].endswith("per sequence, worst first by AO of near") and lines[1] == "[1] near  [2] far"
+    assert lines[2].split() == ["sequence", "AO", "[1]", "SR0.5", "[1]", "SR0.75", "[1]", "AO", "[2]", "SR0.5", "[2]",
+                                "SR0.75", "[2]"]
+    ao = {s: v["ao"] for s, v in result["trackers"]["near"]["got10k"]["seq_wise"].items()}
+    assert [line.split()[0] for line in lines[3:]] == sorted(ao, key=ao.get)
+    first = lines[3].split()
+    worst = min(ao, key=ao.get)
+    assert first[0] == worst and float(first[1]) == pytest.approx(100 * ao[worst], abs=0.05)
+    assert float(first[4]) == pytest.approx(100 * result["trackers"]["far"]["got10k"]["seq_wise"][worst]["ao"],
+                                            abs=0.05)
+    # the speed column is the got10k toolkit's speed_fps under its name
+    assert "speed_fps" in table(result).splitlines()[1]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 from .common import add_backend_arguments, add_model_arguments
@@ -37,6 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..data.datasets import dataset_key, load_dataset
+    from ..distributed import local_device
     from ..engine import TrackingEngine
     from ..evaluation import run_benchmark
     from .common import network_from_args
@@ -50,24 +52,28 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"not in {dataset}: {', '.join(sorted(unknown))}")
         sequences = [s for s in sequences if s.name in wanted]
     device = args.device
-    local_rank = os.environ.get("LOCAL_RANK")
-    if local_rank is not None and int(os.environ.get("WORLD_SIZE", "1")) > 1 and (device in (None, "cuda")):
-        import torch
-
-        if torch.cuda.is_available():
-            device = f"cuda:{int(local_rank) % torch.cuda.device_count()}"  # one GPU per rank
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under torchrun: the GPU of this rank (or the CPU)
+        device = str(local_device(device, key="--device"))
     engine = TrackingEngine(network_from_args(args, device), device=device, dtype=args.dtype)
     summary = run_benchmark(engine, sequences, Path(args.output), tracker_name=args.tracker_name or _default_name(args),
                             dataset=dataset, split=args.split, root=Path(args.root).resolve(), repeats=args.repeats,
                             batch_size=args.batch_size, formats=args.formats, decode_threads=args.decode_threads,
                             progress=not args.no_progress)
-    if summary.rank == 0:
-        done = len(summary.completed)
-        print(f"{summary.tracker_name}: {done} runs tracked here, {summary.skipped} already done"
-              + (f", {summary.fps:.1f} frames/s in the tracker" if summary.frames else ""))
-        for path in summary.outputs:
-            print(f"  wrote {path}")
-        print(f"score it with: lorat report {args.output}")
+    if summary.rank != 0:
+        return 0
+    print(f"{summary.tracker_name}: {len(summary.completed)} runs tracked here, {summary.skipped} already done"
+          + (f", {summary.fps:.1f} frames/s in the tracker" if summary.frames else ""))
+    if summary.retracked:
+        print(f"re-tracked {len(summary.retracked)} runs whose sequence changed: {', '.join(summary.retracked)}")
+    for path in summary.outputs:
+        print(f"  wrote {path}")
+    if summary.failures:
+        print(f"{len(summary.failures)} runs failed (run the same command again to retry only them):",
+              file=sys.stderr)
+        for run, error in summary.failures.items():
+            print(f"  {run}: {error}", file=sys.stderr)
+        return 1
+    print(f"score it with: lorat report {args.output}")
     return 0
 
 

@@ -5,6 +5,7 @@ pytracking or TrackingNet layout (e.g. another tracker's published raw results).
 
 examples:
   lorat report runs/lasot-b224                      # dataset, split and root come from the run
+  lorat report runs/got-val --per-sequence          # also every sequence's scores, worst first
   lorat report runs/lasot-b224 raw/OSTrack384 --dataset lasot --root /data/LaSOT --output reports/lasot
 """
 from __future__ import annotations
@@ -22,11 +23,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", help="report folder (default: <first evaluation folder>/report, else "
                                          "./lorat-report)")
     parser.add_argument("--no-plots", action="store_true", help="metrics.json and table only: no plots, no report.html")
+    parser.add_argument("--per-sequence", action="store_true",
+                        help="also print every sequence's scores, worst first by the first tracker's AO (GOT-10k) or "
+                             "AUC, trackers side by side")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..data.datasets import dataset_key, load_dataset
-    from ..evaluation import evaluate, load_results, table, write_report
+    from ..evaluation import evaluate, load_results, per_sequence_table, table, write_report
     from ..evaluation.records import read_run_info
 
     info = next((i for i in (read_run_info(Path(p)) for p in args.results) if i), {}) or {}
@@ -52,5 +56,7 @@ def run(args: argparse.Namespace) -> int:
         from ..evaluation.html import write_html_report
         written.append(write_html_report(result, output, sequences, trackers, plots=written))
     print(table(result))
+    if args.per_sequence:
+        print("\n" + per_sequence_table(result))
     print(f"wrote {', '.join(str(p) for p in written)}")
     return 0

@@ -6,6 +6,7 @@ vectorised conversion per file; only a file that fails that fast path is re-read
 """
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections import abc
@@ -17,6 +18,7 @@ from .sequence import AnnotationError
 
 _SEPARATORS = re.compile(r"[,\s]+")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+log = logging.getLogger(__name__)
 
 
 def read_text(path: Path, *, kind: str = "annotation") -> str:
@@ -131,20 +133,36 @@ class FrameList(abc.Sequence):
         return f"FrameList({self.folder!r}, {self.pattern!r}, start={self.start}, count={self.count})"
 
 
-def numbered_frames(folder: Path, count: int, pattern: str, *, start: int, annotation: Path) -> abc.Sequence:
-    """Frame paths ``pattern % i`` for ``count`` frames, checked cheaply (first and last exist).
+def numbered_frames(folder: Path, count: int, pattern: str, *, start: int, annotation: Path,
+                    rule: str) -> abc.Sequence:
+    """Frame paths ``pattern % i`` for the ``count`` annotated frames, checked cheaply: the first and the last
+    exist, and ``check_frame_count`` gets the folder's size only when the frame after the last one exists too.
 
     Deriving the names from the annotation length avoids listing every folder of a large training set; when the
-    names do not exist (e.g. PNG instead of JPEG) the folder is listed and its size must match the annotation.
+    names do not exist (e.g. PNG instead of JPEG) the folder is listed.
     """
     frames = FrameList(folder, pattern, start, count)
     if count and os.path.isfile(os.path.join(frames.folder, pattern % start)) and \
             os.path.isfile(os.path.join(frames.folder, pattern % (start + count - 1))):
+        if os.path.isfile(os.path.join(frames.folder, pattern % (start + count))):
+            check_frame_count(annotation, count, len(list_images(folder)), folder, rule)
         return frames
     listed = list_images(folder)
-    if len(listed) < count:
-        raise AnnotationError(f"{annotation}: {count} annotated frames but {len(listed)} images in {folder}")
+    check_frame_count(annotation, count, len(listed), folder, rule)
     return listed[:count]
+
+
+def check_frame_count(annotation: Path, count: int, frames: int, folder: Path, rule: str) -> None:
+    """The benchmark's rule for an annotation that does not cover every frame. ``rule="equal"``: frames and
+    annotation must agree, as the official toolkit asserts (got10k/datasets/got10k.py, trackingnet.py);
+    ``"annotated"``: only the annotated frames are evaluated, as the official toolkit does (LaSOT, TNL2K), with a
+    warning. Fewer frames than annotated lines is an error under both."""
+    if frames == count:
+        return
+    message = f"{annotation}: {count} annotated frames but {frames} images in {folder}"
+    if frames < count or rule == "equal":
+        raise AnnotationError(message)
+    log.warning("%s; tracking and scoring the annotated %d, as the benchmark's toolkit does", message, count)
 
 
 def sequence_folders(root: Path, marker: str) -> list[Path]:

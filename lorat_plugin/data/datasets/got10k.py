@@ -69,7 +69,7 @@ def _load_sequence(folder: Path, test_split: bool) -> Sequence:
         boxes[0] = gt[0]
         return Sequence(folder.name, frames, boxes, dataset="got10k", attributes={"split": "test"})
     n = len(gt)
-    frames = numbered_frames(folder, n, "%08d.jpg", start=1, annotation=gt_file)
+    frames = numbered_frames(folder, n, "%08d.jpg", start=1, annotation=gt_file, rule="equal")
     attributes: dict = {"split": "test" if test_split else folder.parent.name}
     visible = np.all(np.isfinite(gt), axis=1) & np.all(gt[:, 2:] > 0, axis=1)
     for label in ("absence", "cover", "cut_by_image"):

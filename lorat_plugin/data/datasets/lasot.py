@@ -112,8 +112,8 @@ def _load_sequence(folder: Path, dataset: str, attribute_dir: Path | None) -> Se
     boxes = read_boxes(gt_file)
     boxes[:, :2] -= 1.0  # 1-based MATLAB pixels -> 0-based
     n = len(boxes)
-    # frames beyond the annotation (monkey-17) are ignored, as the LaSOT toolkit truncates to the GT length
-    frames = numbered_frames(folder / "img", n, "%08d.jpg", start=1, annotation=gt_file)
+    # frames beyond the annotation (monkey-17) are not evaluated by the LaSOT toolkit
+    frames = numbered_frames(folder / "img", n, "%08d.jpg", start=1, annotation=gt_file, rule="annotated")
     attributes: dict = {"class": folder.name.rsplit("-", 1)[0]}
     visible = np.ones(n, dtype=bool)
     for flag in ("full_occlusion", "out_of_view"):

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..sequence import AnnotationError, Sequence
-from ..annotations import list_images, read_boxes, read_text, require_dir, sequence_folders
+from ..sequence import Sequence
+from ..annotations import check_frame_count, list_images, read_boxes, read_text, require_dir, sequence_folders
 
 
 def load(root: str | Path, split: str | None = None) -> list[Sequence]:
@@ -24,8 +24,7 @@ def load(root: str | Path, split: str | None = None) -> list[Sequence]:
         boxes = read_boxes(gt_file)
         image_dir = folder / "imgs" if (folder / "imgs").is_dir() else folder / "img"
         frames = list_images(image_dir)
-        if len(frames) < len(boxes):
-            raise AnnotationError(f"{gt_file}: {len(boxes)} boxes but {len(frames)} images in {image_dir}")
+        check_frame_count(gt_file, len(boxes), len(frames), image_dir, rule="annotated")
         attributes = {}
         language = folder / "language.txt"
         if language.is_file():

@@ -66,6 +66,6 @@ def _load_sequence(anno: Path, frame_dir: Path, chunk: str) -> Sequence:
         boxes = np.full((len(frames), 4), np.nan)
         boxes[0] = gt[0]
     else:
-        frames = numbered_frames(frame_dir, len(gt), "%d.jpg", start=0, annotation=anno)
+        frames = numbered_frames(frame_dir, len(gt), "%d.jpg", start=0, annotation=anno, rule="equal")
         boxes = gt
     return Sequence(anno.stem, frames, boxes, dataset="trackingnet", attributes={"chunk": chunk})
