@@ -107,3 +107,38 @@ def test_torchrun_two_processes_write_the_files_of_one(tmp_path, tiny_checkpoint
 
     assert box_files(sharded) == box_files(single) and len(box_files(single)) == 6
     assert (sharded / "run.json").read_text() == (single / "run.json").read_text()
+
+
+def test_issue_15_a_folder_reused_for_another_benchmark(tmp_path, tiny_checkpoint, capsys):
+    """The reproduction of the report: two generated benchmarks with the same sequence names, one output folder."""
+    a, b, out = tmp_path / "A", tmp_path / "B", tmp_path / "ev"
+    for root, frames, seed in ((a, "60", "3"), (b, "30", "0")):
+        assert main(["make-benchmark", str(root), "--sequences", "2", "--frames", frames, "--size", "160x120",
+                     "--seed", seed]) == 0
+    _evaluate(a, out, "got10k", tiny_checkpoint, "--split", "val")
+    capsys.readouterr()
+    _evaluate(b, out, "got10k", tiny_checkpoint, "--split", "val")
+    printed = capsys.readouterr().out
+    assert "2 runs tracked here, 0 already done" in printed and "re-tracked 2 runs whose sequence changed" in printed
+    assert main(["report", str(out), "--no-plots", "--per-sequence"]) == 0  # no "60 result boxes for 30 frames"
+    printed = capsys.readouterr().out
+    assert "per sequence, worst first by AO" in printed and "speed_fps" in printed
+    assert json.loads((out / "run.json").read_text())["root"] == str(b.resolve())
+
+
+def test_an_unreadable_frame_ends_evaluate_with_the_list_of_failures(tmp_path, tiny_checkpoint, capsys):
+    root = make_benchmark(tmp_path / "GOT", "got10k", 2, length=5, split="val")
+    frame = root / "val" / "GOT-10k_Val_000002" / "00000003.jpg"
+    good = frame.read_bytes()
+    frame.write_bytes(b"\xff\xd8 truncated")
+    out = tmp_path / "run"
+    args = ["evaluate", "--dataset", "got10k", "--split", "val", "--root", str(root), "--output", str(out),
+            "--checkpoint", str(tiny_checkpoint), "--device", "cpu", "--no-progress"]
+    assert main(args) == 1
+    captured = capsys.readouterr()
+    assert "1 runs tracked here" in captured.out
+    assert "1 runs failed (run the same command again to retry only them)" in captured.err
+    assert f"GOT-10k_Val_000002_001: frame 2: cannot decode frame {frame}" in captured.err
+    frame.write_bytes(good)
+    assert main(args) == 0
+    assert "1 runs tracked here, 1 already done" in capsys.readouterr().out
