@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lorat_plugin.data.annotations import read_boxes
+from lorat_plugin.data.annotations import format_table, read_boxes
 from lorat_plugin.data.sequence import AnnotationError, Sequence
 from lorat_plugin.files import atomic_write_bytes, atomic_write_text
 
@@ -59,13 +59,6 @@ def internal_boxes(boxes: np.ndarray, dataset: str) -> np.ndarray:
     if benchmark(dataset).one_based:
         boxes[:, :2] -= 1.0
     return boxes
-
-
-def format_table(values: np.ndarray, fmt: str, delimiter: str) -> str:
-    """The text ``np.savetxt`` writes (the got10k toolkit writes its files with it)."""
-    buffer = io.StringIO()
-    np.savetxt(buffer, values, fmt=fmt, delimiter=delimiter)
-    return buffer.getvalue()
 
 
 def run_folder(tracker: str, run: int, runs: int, suffix: str = "") -> str:

@@ -21,7 +21,9 @@ from lorat_plugin.files import atomic_write_text
 
 from . import metrics as M
 from .benchmarks import Benchmark, benchmark
-from .formats import TrackerResults, format_table, merge_runs, native_boxes, pytracking_name, read_layout
+from lorat_plugin.data.annotations import format_table
+
+from .formats import TrackerResults, merge_runs, native_boxes, pytracking_name, read_layout
 from .records import load_records, read_run_info, record_path
 
 PROTOCOLS = {

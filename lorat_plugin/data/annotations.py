@@ -6,6 +6,7 @@ vectorised conversion per file; only a file that fails that fast path is re-read
 """
 from __future__ import annotations
 
+import io
 import logging
 import os
 import re
@@ -58,6 +59,14 @@ def read_boxes(path: Path, *, columns: int = 4, kind: str = "annotation") -> np.
         except ValueError:
             raise AnnotationError(f"{path}, line {number}: not a number in {line.strip()!r}") from None
     raise AnnotationError(f"{path}: malformed {kind} file")  # unreachable in practice
+
+
+def format_table(values: np.ndarray, fmt: str = "%.10g", delimiter: str = ",") -> str:
+    """Rows of numbers as text, as ``np.savetxt`` writes them (the got10k toolkit writes its files with it): the
+    inverse of :func:`read_boxes` for annotation and result files."""
+    buffer = io.StringIO()
+    np.savetxt(buffer, values, fmt=fmt, delimiter=delimiter)
+    return buffer.getvalue()
 
 
 def read_flags(path: Path, expected: int | None = None, *, name: str = "flags") -> np.ndarray:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..annotations import format_table
 from ..sequence import to_rgb
 
 
@@ -72,14 +73,6 @@ def _append_lines(path: Path, lines: list[str]) -> None:
     path.write_text("".join(f"{line}\n" for line in existing + [n for n in lines if n not in existing]))
 
 
-def _box_lines(boxes: np.ndarray, delimiter: str = ",", offset: float = 0.0) -> str:
-    out = []
-    for box in boxes:
-        values = [box[0] + offset, box[1] + offset, box[2], box[3]]
-        out.append(delimiter.join("NaN" if not np.isfinite(v) else f"{v:.10g}" for v in values))
-    return "\n".join(out) + "\n"
-
-
 def _write_frames(folder: Path, images: Seq, pattern: str, start: int) -> None:
     for i, image in enumerate(images):
         save_image(image, folder / (pattern % (i + start)))
@@ -90,7 +83,7 @@ def _got10k(root: Path, s: SequenceData, split: str | None) -> None:
     folder = root / split / s.name
     _write_frames(folder, s.images, "%08d.jpg", 1)
     boxes = s.boxes[:1] if split == "test" else s.boxes
-    (folder / "groundtruth.txt").write_text(_box_lines(boxes))
+    (folder / "groundtruth.txt").write_text(format_table(boxes))
     if split == "test":
         return
     cover = s.attributes.get("cover", np.where(s.visible, 8, 0))
@@ -110,7 +103,7 @@ def _lasot(root: Path, s: SequenceData, split: str | None) -> None:
         raise ValueError(f"LaSOT sequence names are <class>-<k>, got {s.name!r}")
     folder = root / s.name.rsplit("-", 1)[0] / s.name
     _write_frames(folder / "img", s.images, "%08d.jpg", 1)
-    (folder / "groundtruth.txt").write_text(_box_lines(s.boxes, offset=1.0))
+    (folder / "groundtruth.txt").write_text(format_table(s.boxes + [1.0, 1.0, 0.0, 0.0]))
     occlusion = s.attributes.get("full_occlusion", ~s.visible)
     out_of_view = s.attributes.get("out_of_view", np.zeros(len(s.boxes), dtype=bool))
     (folder / "full_occlusion.txt").write_text(",".join(str(int(v)) for v in occlusion) + "\n")
@@ -129,12 +122,12 @@ def _trackingnet(root: Path, s: SequenceData, split: str | None) -> None:
     _write_frames(root / chunk / "frames" / s.name, s.images, "%d.jpg", 0)
     boxes = s.boxes[:1] if chunk == "TEST" else s.boxes
     (root / chunk / "anno").mkdir(parents=True, exist_ok=True)
-    (root / chunk / "anno" / f"{s.name}.txt").write_text(_box_lines(boxes))
+    (root / chunk / "anno" / f"{s.name}.txt").write_text(format_table(boxes))
 
 
 def _otb(root: Path, s: SequenceData, split: str | None) -> None:
     _write_frames(root / s.name / "img", s.images, "%04d.jpg", 1)
-    (root / s.name / "groundtruth_rect.txt").write_text(_box_lines(s.boxes, offset=1.0))
+    (root / s.name / "groundtruth_rect.txt").write_text(format_table(s.boxes + [1.0, 1.0, 0.0, 0.0]))
 
 
 def _uav123(root: Path, s: SequenceData, split: str | None) -> None:
@@ -142,7 +135,7 @@ def _uav123(root: Path, s: SequenceData, split: str | None) -> None:
     _write_frames(root / "data_seq" / "UAV123" / s.name, s.images, "%06d.jpg", 1)
     boxes = np.where(s.visible[:, None], s.boxes, np.nan)
     (root / "anno" / version).mkdir(parents=True, exist_ok=True)
-    (root / "anno" / version / f"{s.name}.txt").write_text(_box_lines(boxes))
+    (root / "anno" / version / f"{s.name}.txt").write_text(format_table(boxes))
 
 
 def _nfs(root: Path, s: SequenceData, split: str | None) -> None:
@@ -158,7 +151,7 @@ def _nfs(root: Path, s: SequenceData, split: str | None) -> None:
 
 def _tnl2k(root: Path, s: SequenceData, split: str | None) -> None:
     _write_frames(root / s.name / "imgs", s.images, "%05d.jpg", 1)
-    (root / s.name / "groundtruth.txt").write_text(_box_lines(np.where(s.visible[:, None], s.boxes, 0.0)))
+    (root / s.name / "groundtruth.txt").write_text(format_table(np.where(s.visible[:, None], s.boxes, 0.0)))
     (root / s.name / "language.txt").write_text(s.attributes.get("language", "the object") + "\n")
 
 
