@@ -236,48 +236,38 @@ def fp16(run: Run) -> dict:
 
 # ---- training --------------------------------------------------------------------------------------------------
 
-def train_steps(run: Run, variant: str, batch_size: int, steps: int, **changes: Any) -> dict:
-    """``steps`` optimiser steps of the trainer's own step (fp16 autocast + GradScaler on CUDA; fp32 with an enabled
-    scaler in a CPU dry run) on a fixed random batch; the first three are warm-up and untimed."""
-    from train_speed import random_batch  # benchmarks/train_speed.py, beside this file
-
-    from lorat_plugin.train.config import LossSection, OptimSection
-    from lorat_plugin.train.optim import build_optimizer
-    from lorat_plugin.train.trainer import TrainStep
+def train_steps(run: Run, variant: str, batch_size: int, steps: int, tuning: str = "lora") -> dict:
+    """``steps`` optimiser steps of the trainer's own step (``lorat_plugin.train.step``: fp16 autocast and GradScaler
+    on CUDA, fp32 in a CPU dry run) on a fixed generated batch; the first three are warm-up and untimed."""
+    from lorat_plugin.train.step import build_train_step, synthetic_batch
 
     run.reset_memory()
-    model = run.model(variant, **changes).train()
-    optim = OptimSection()
-    amp = torch.float16 if run.cuda else torch.float32
-    step = TrainStep(model, model, build_optimizer(model, optim), amp=amp, device=run.device,
-                     grad_clip=optim.grad_clip, loss=LossSection(), scaler=torch.amp.GradScaler(run.device.type))
+    with run.device:  # parameters initialised on the device: seconds for ViT-g
+        step = build_train_step(run.config(variant), tuning=tuning, dtype="fp16", device=run.device)
     before = [p.detach().clone() for p in step.params]
-    batch = random_batch(model.config, batch_size, np.random.default_rng(0))
-    losses, scales, times = [], [], []
+    batch = synthetic_batch(step.model.config, batch_size)
+    reports, times = [], []
     for i in range(steps):
         if run.cuda:
             torch.cuda.synchronize(run.device)
         start = time.perf_counter()
-        loss, _ = step.backward(batch)
-        step.update()
-        losses.append(float(loss))
-        scales.append(float(step.scaler.get_scale()))
-        if run.cuda:
-            torch.cuda.synchronize(run.device)
+        reports.append(step.run(batch))  # reads the loss back: the device is synchronised
         if i >= 3 or steps <= 3:
             times.append(time.perf_counter() - start)
-    skipped = sum(b < a for a, b in zip([65536.0, *scales], scales))  # the scaler halves its scale on a skipped step
+    losses = [r.loss for r in reports]
+    skipped = sum(r.skipped for r in reports)
     changed = any(not torch.equal(a, p.detach()) for a, p in zip(before, step.params))
-    result = {"variant": variant, "tuning": model.config.tuning, "batch": batch_size, "steps": steps,
-              "trainable M": round(sum(p.numel() for p in step.params) / 1e6, 2),
-              "first loss": losses[0], "last loss": losses[-1], "loss scale first -> last": f"{scales[0]:g} -> "
-              f"{scales[-1]:g}", "skipped steps": skipped, "step s (median)": statistics.median(times),
+    scales = [r.loss_scale for r in reports]
+    result = {"variant": variant, "tuning": tuning, "batch": batch_size, "steps": steps,
+              "trainable M": round(sum(p.numel() for p in step.params) / 1e6, 2), "first loss": losses[0],
+              "last loss": losses[-1], "loss scale first -> last": f"{scales[0]} -> {scales[-1]}",
+              "skipped steps": skipped, "step s (median)": statistics.median(times),
               "pairs/s": batch_size / statistics.median(times), "peak memory GB": run.memory()}
     if not all(math.isfinite(v) for v in losses):
-        raise CheckFailed(f"{variant} {model.config.tuning}: non-finite loss {losses}")
+        raise CheckFailed(f"{variant} {tuning}: non-finite loss {losses}")
     if skipped > steps // 2 or not changed:
-        raise CheckFailed(f"{variant} {model.config.tuning}: {skipped} of {steps} steps skipped by the GradScaler, "
-                          f"weights changed: {changed}")
+        raise CheckFailed(f"{variant} {tuning}: {skipped} of {steps} steps skipped by the GradScaler, weights "
+                          f"changed: {changed}")
     return result
 
 
@@ -292,7 +282,7 @@ def train(run: Run) -> dict:
                "paper: L-224 trains in 10.8 GPU-hours with LoRA against 35.0 fully fine-tuned, 3.2x)")
 def full(run: Run) -> dict:
     steps = 3 if run.tiny else 12
-    lora, whole = (train_steps(run, "B-224", run.batch(16), steps, tuning=tuning) for tuning in ("lora", "full"))
+    lora, whole = (train_steps(run, "B-224", run.batch(16), steps, tuning) for tuning in ("lora", "full"))
     ratios = {"variant": "B-224", "full / LoRA step time": whole["step s (median)"] / lora["step s (median)"],
               "full / LoRA peak memory": (whole["peak memory GB"] / lora["peak memory GB"]) if run.cuda else None}
     return {"rows": [lora, whole, ratios]}
@@ -306,10 +296,7 @@ def ddp_compile(run: Run) -> dict:
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
 
-    from train_speed import random_batch
-    from lorat_plugin.train.config import LossSection, OptimSection
-    from lorat_plugin.train.optim import build_optimizer
-    from lorat_plugin.train.trainer import TrainStep
+    from lorat_plugin.train.step import build_train_step, synthetic_batch
 
     rows, problems = [], []
     with tempfile.TemporaryDirectory() as folder:
@@ -322,23 +309,18 @@ def ddp_compile(run: Run) -> dict:
                 losses: dict[str, list[float]] = {}
                 try:
                     for name in ("plain", "DDP + compile"):
-                        model = run.model("B-224").train()
-                        network: torch.nn.Module = model
-                        if name != "plain":
-                            network = DistributedDataParallel(
-                                model, device_ids=[run.device.index or 0] if run.cuda else None,
+                        with run.device:
+                            step = build_train_step(run.config("B-224"), dtype="fp16", device=run.device)
+                        if name != "plain":  # the trainer's wrapping (lorat_plugin.train.trainer)
+                            step.network = DistributedDataParallel(
+                                step.model, device_ids=[run.device.index or 0] if run.cuda else None,
                                 static_graph=static_graph, gradient_as_bucket_view=True, bucket_cap_mb=100)
-                            network = network if run.tiny else torch.compile(network)  # a dry run: the wiring
-                        optim = OptimSection()
-                        step = TrainStep(model, network, build_optimizer(model, optim), device=run.device,
-                                         amp=torch.float16 if run.cuda else torch.float32,
-                                         grad_clip=optim.grad_clip, loss=LossSection())
-                        batch = random_batch(model.config, run.batch(8), np.random.default_rng(0))
+                            if not run.tiny:  # a dry run checks the wiring only
+                                step.network = torch.compile(step.network)
+                        batch = synthetic_batch(step.model.config, run.batch(8))
                         started, losses[name] = time.perf_counter(), []
                         for _ in range(4):
-                            loss, _ = step.backward(batch)
-                            step.update()
-                            losses[name].append(float(loss))
+                            losses[name].append(step.run(batch).loss)
                         rows.append({"static_graph": static_graph, "model": name, "losses": losses[name],
                                      "seconds (incl. compile)": round(time.perf_counter() - started, 1)})
                     gap = max(abs(a - b) / max(abs(a), 1e-6) for a, b in zip(*losses.values()))
