@@ -16,9 +16,9 @@ import numpy as np
 
 from lorat_plugin.data.sequence import Sequence
 from lorat_plugin.files import atomic_write_text
+from lorat_plugin.geometry import rect_iou
 
 from .formats import TrackerResults, internal_boxes
-from .metrics import rect_iou
 from .records import read_run_info
 from .report import headline, per_sequence_scores
 
@@ -121,30 +121,31 @@ def _per_sequence_table(scores: dict[str, dict[str, dict[str, float]]], order: l
 
 def _strip(sequence: Sequence, trackers: list[TrackerResults], dataset: str, count: int) -> str:
     """Evenly spaced frames after the first (the given box), downscaled JPEGs with the boxes drawn."""
+    frames = np.unique(np.linspace(1, len(sequence) - 1, count).round().astype(int)) if len(sequence) > 1 else [0]
+    predicted = [internal_boxes(t.runs[sequence.name][0], dataset) for t in trackers if sequence.name in t.runs]
+    try:
+        figures = [_frame(sequence, i, predicted) for i in frames]
+    except OSError as e:  # the metrics stand without the frames; the page says why there is no strip
+        return f"<p class=note>No strip: {_e(e)} (has the benchmark moved? --root says where it is now)</p>"
+    return "<div class=strip>" + "".join(figures) + "</div>"
+
+
+def _frame(sequence: Sequence, i: int, predicted: list[np.ndarray]) -> str:
     from PIL import Image, ImageDraw
 
-    frames = np.unique(np.linspace(1, len(sequence) - 1, count).round().astype(int)) if len(sequence) > 1 else [0]
-    missing = [sequence.frames[i] for i in frames if not Path(sequence.frames[i]).is_file()]
-    if missing:
-        return (f"<p class=note>No strip: frame {_e(missing[0])} is not there (the benchmark has moved or was "
-                "deleted; pass --root to where it is now).</p>")
-    predicted = [internal_boxes(t.runs[sequence.name][0], dataset) for t in trackers if sequence.name in t.runs]
-    figures = []
-    for i in frames:
-        with Image.open(sequence.frames[i]) as image:
-            scale = STRIP_HEIGHT / image.height
-            image = image.convert("RGB").resize((max(1, round(image.width * scale)), STRIP_HEIGHT))
-        draw = ImageDraw.Draw(image)
-        for box, colour in [*((p[i], c) for p, c in zip(predicted, TRACKER_COLOURS)), (sequence.boxes[i],
-                                                                                        GROUND_TRUTH_COLOUR)]:
-            if np.all(np.isfinite(box)) and box[2] > 0 and box[3] > 0:
-                x, y, w, h = (float(v) * scale for v in box)
-                draw.rectangle([x, y, x + w, y + h], outline=colour, width=2)
-        buffer = io.BytesIO()
-        image.save(buffer, "JPEG", quality=85)
-        iou = rect_iou(predicted[0][i:i + 1], sequence.boxes[i:i + 1])[0] if predicted else np.nan
-        caption = _e(f"frame {i}" + (", target absent" if not sequence.visible[i] else
-                                     f", IoU {iou:.2f}" if np.isfinite(iou) else ""))
-        figures.append(f"<figure><img alt='{_e(sequence.name)} {caption}' "
-                       f"src='{_uri(buffer.getvalue(), 'image/jpeg')}'><figcaption>{caption}</figcaption></figure>")
-    return "<div class=strip>" + "".join(figures) + "</div>"
+    with Image.open(sequence.frames[i]) as image:
+        scale = STRIP_HEIGHT / image.height
+        image = image.convert("RGB").resize((max(1, round(image.width * scale)), STRIP_HEIGHT))
+    draw = ImageDraw.Draw(image)
+    for box, colour in [*((p[i], c) for p, c in zip(predicted, TRACKER_COLOURS)), (sequence.boxes[i],
+                                                                                    GROUND_TRUTH_COLOUR)]:
+        if np.all(np.isfinite(box)) and box[2] > 0 and box[3] > 0:
+            x, y, w, h = (float(v) * scale for v in box)
+            draw.rectangle([x, y, x + w, y + h], outline=colour, width=2)
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=85)
+    iou = rect_iou(predicted[0][i:i + 1], sequence.boxes[i:i + 1])[0] if predicted else np.nan
+    caption = _e(f"frame {i}" + (", target absent" if not sequence.visible[i] else
+                                 f", IoU {iou:.2f}" if np.isfinite(iou) else ""))
+    return (f"<figure><img alt='{_e(sequence.name)} {caption}' src='{_uri(buffer.getvalue(), 'image/jpeg')}'>"
+            f"<figcaption>{caption}</figcaption></figure>")

@@ -97,7 +97,8 @@ def test_the_report_page_loads_whole_in_a_browser_and_shows_the_worst_sequences(
     result = evaluate("otb", sequences, trackers)
     root.rename(tmp_path / "elsewhere")
     moved = write_html_report(result, tmp_path / "moved", sequences, trackers)
-    assert moved.read_text().count("No strip: frame") == 4 and "image/jpeg" not in moved.read_text()
+    assert moved.read_text().count("No strip: [Errno 2] No such file or directory: ") == 4
+    assert "image/jpeg" not in moved.read_text()
     seen = load_in_browser(moved, tmp_path)
     assert seen["images"] == 3 and seen["broken"] == [] and seen["errors"] == [] and seen["console"] == []
 
@@ -118,8 +119,9 @@ def test_the_browser_check_catches_broken_images_and_blocked_requests(tmp_path):
 
 def test_got10k_page_footer_strip_count_and_no_plots(tmp_path):
     root, sequences = _tracked(tmp_path, "got10k", "val", count=3)
-    result = evaluate("got10k", sequences, [load_results(tmp_path / "run", "got10k", sequences)], split="val")
-    path = write_html_report(result, tmp_path / "page", sequences, [load_results(tmp_path / "run", "got10k", sequences)],
+    trackers = [load_results(tmp_path / "run", "got10k", sequences)]
+    result = evaluate("got10k", sequences, trackers, split="val")
+    path = write_html_report(result, tmp_path / "page", sequences, trackers,
                              strips=1, frames_per_strip=3, footer=["LoRAT-demo: <tiny> & trained from scratch"])
     page = path.read_text()
     seq_wise = result["trackers"]["bright"]["got10k"]["seq_wise"]
@@ -127,5 +129,8 @@ def test_got10k_page_footer_strip_count_and_no_plots(tmp_path):
     assert re.findall(r"<h3>([^<]+)</h3>", page) == [worst] and page.count("image/jpeg") == 3
     assert "worst first by AO" in page and "<p>LoRAT-demo: &lt;tiny&gt; &amp; trained from scratch</p>" in page
     assert (tmp_path / "page" / "success_plot.png").is_file()  # rendered here: no write_report before
+    next(s for s in sequences if s.name == worst).frames[-1].write_bytes(b"not a JPEG")  # a damaged frame
+    page = write_html_report(result, tmp_path / "page", sequences, trackers, strips=1).read_text()
+    assert "No strip: cannot identify image file" in page and "image/jpeg" not in page
     assert main(["report", str(tmp_path / "run"), "--no-plots", "--output", str(tmp_path / "none")]) == 0
     assert sorted(p.name for p in (tmp_path / "none").iterdir()) == ["metrics.json", "table.txt"]
