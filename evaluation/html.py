@@ -19,8 +19,7 @@ from lorat_plugin.files import atomic_write_text
 from lorat_plugin.geometry import rect_iou
 
 from .formats import TrackerResults, internal_boxes
-from .records import read_run_info
-from .report import headline, per_sequence_scores
+from .report import describe_model, headline, per_sequence_scores
 
 PAGE = "report.html"
 GROUND_TRUTH_COLOUR = "#00c800"
@@ -47,7 +46,8 @@ def write_html_report(result: dict, output_dir: str | Path, sequences: list[Sequ
         plots = plot_report(result, output_dir)
     names = list(result["trackers"])
     scores = {name: per_sequence_scores(entry) for name, entry in result["trackers"].items()}
-    worst = sorted(scores[names[0]], key=lambda s: next(iter(scores[names[0]][s].values())))
+    first = scores[names[0]]
+    worst = sorted(first, key=lambda s: (next(iter(first[s].values())), s))  # as per_sequence_table
     by_name = {s.name: s for s in sequences}
     title = f"{result['title']}{' ' + result['split'] if result.get('split') else ''}"
     parts = [f"<h1>{_e(title)}: {len(names)} tracker{'s' * (len(names) > 1)}, {result['sequences']} sequences</h1>",
@@ -55,7 +55,7 @@ def write_html_report(result: dict, output_dir: str | Path, sequences: list[Sequ
              "<div class=plots>" + "".join(f"<img alt='{_e(p.stem)}' src='{_uri(p.read_bytes(), 'image/png')}'>"
                                            for p in plots if Path(p).suffix == ".png") + "</div>"]
     if worst:
-        parts.append(f"<h2>Per sequence, worst first by {_e(next(iter(scores[names[0]][worst[0]])))} of "
+        parts.append(f"<h2>Per sequence, worst first by {_e(next(iter(first[worst[0]])))} of "
                      f"{_e(names[0])}</h2>" + _per_sequence_table(scores, worst))
     if strips > 0 and worst:
         legend = " ".join(f"<span class=key style='color:{c}'>&#9633; {_e(n)}</span>"
@@ -88,27 +88,14 @@ def _cell(value: float | None) -> str:
 
 def _metrics_table(result: dict) -> str:
     rows = {name: headline(entry) for name, entry in result["trackers"].items()}
-    models = {name: _model(entry) for name, entry in result["trackers"].items()}
+    models = {name: describe_model(entry["model"]) if entry.get("model") else "-"
+              for name, entry in result["trackers"].items()}
     columns = list(next(iter(rows.values())))
-    extra = [k for k in ("model", "precision") if any(m.get(k) for m in models.values())]
-    head = "".join(f"<th>{_e(c)}</th>" for c in ["tracker", *extra, *columns])
-    body = "".join(f"<tr><td>{_e(name)}</td>" + "".join(f"<td>{_e(models[name].get(k) or '-')}</td>" for k in extra)
+    show_models = any(m != "-" for m in models.values())  # variant, weights hash, precision, backend
+    head = "".join(f"<th>{_e(c)}</th>" for c in ["tracker", *["model"] * show_models, *columns])
+    body = "".join(f"<tr><td>{_e(name)}</td>" + f"<td>{_e(models[name])}</td>" * show_models
                    + "".join(_cell(row[c]) for c in columns) + "</tr>" for name, row in rows.items())
     return f"<table><tr>{head}</tr>{body}</table>"
-
-
-def _model(entry: dict) -> dict[str, str]:
-    """The model and precision that produced a tracker's results, where its metrics or its run.json say."""
-    source = Path(entry.get("source") or "")
-    info = (read_run_info(source) if source.is_dir() else None) or {}
-    found = {}
-    for key in ("model", "precision"):
-        value = entry.get(key) or info.get(key)
-        if isinstance(value, dict):  # e.g. {"variant": ..., "hash": ...}
-            value = " ".join(str(v) for v in value.values() if v not in (None, ""))
-        if value:
-            found[key] = str(value)
-    return found
 
 
 def _per_sequence_table(scores: dict[str, dict[str, dict[str, float]]], order: list[str]) -> str:

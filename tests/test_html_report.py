@@ -25,7 +25,8 @@ needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="no chromium instal
 # Injected before the page's Content-Security-Policy: records every failed load, blocked request and error, then
 # (on the load event) the images that did not decode, into an attribute that --dump-dom prints.
 PROBE = """<script>var errors = [];
-addEventListener('error', function (e) { errors.push(e.message || 'failed: ' + (e.target.src || '').slice(0, 50)) }, true);
+addEventListener('error', function (e) { errors.push(e.message || 'failed: ' + (e.target.src || '').slice(0, 50)) },
+                 true);
 addEventListener('securitypolicyviolation', function (e) { errors.push('blocked: ' + e.blockedURI) });
 addEventListener('load', function () {
   var broken = [].filter.call(document.images, function (i) { return !i.complete || !i.naturalWidth });
@@ -57,8 +58,9 @@ def load_in_browser(page: Path, tmp_path: Path) -> dict:
 def _tracked(tmp_path: Path, dataset: str, split: str | None, count: int = 4):
     root = make_benchmark(tmp_path / "data", dataset, count, length=14, split=split, size=(96, 72))
     sequences = load_dataset(dataset, root, split)
+    model = {"name": "bright", "variant": "BrightBox", "weights": "0123abcd", "files": [], "precision": "fp32"}
     run_benchmark(BrightBoxTracker(offset=2.0), sequences, tmp_path / "run", tracker_name="bright", dataset=dataset,
-                  split=split, root=root, progress=False)
+                  split=split, root=root, progress=False, model=model, backend="numpy")
     return root, sequences
 
 
@@ -81,7 +83,8 @@ def test_the_report_page_loads_whole_in_a_browser_and_shows_the_worst_sequences(
     assert "&lt;b&gt;oracle&lt;/b&gt; &amp; co" in page
     # the table, the three plots, every sequence worst first by AUC, and strips of the 4 worst (all of them)
     bright = metrics["trackers"]["bright"]
-    assert f"<td>{100 * bright['ope']['auc']:.2f}</td>" in page
+    assert f"<td>{100 * bright['ope']['auc']:.2f}</td>" in page and "<th>model</th>" in page
+    assert "<td>BrightBox, weights 0123abcd, fp32, backend numpy</td>" in page  # the raw results: "-"
     assert page.count("src='data:image/png") == 3
     order = sorted(bright["sequences"], key=lambda s: bright["sequences"][s]["auc"])
     positions = [page.index(f"<tr><td>{s}</td>") for s in order]
@@ -106,9 +109,10 @@ def test_the_report_page_loads_whole_in_a_browser_and_shows_the_worst_sequences(
 @needs_chromium
 def test_the_browser_check_catches_broken_images_and_blocked_requests(tmp_path):
     page = tmp_path / "bad.html"
-    good = (tmp_path / "good.html")
-    for path, body in ((page, "<img alt=bad src='data:image/png;base64,AAAA'><img alt=net src='http://example.com/x.png'>"
-                                "<script>console.error('boom')</script>"), (good, "<p>nothing</p>")):
+    good = tmp_path / "good.html"
+    bad = ("<img alt=bad src='data:image/png;base64,AAAA'><img alt=net src='http://example.com/x.png'>"
+           "<script>x()</script>")
+    for path, body in ((page, bad), (good, "<p>nothing</p>")):
         path.write_text("<!DOCTYPE html><html><head><meta http-equiv=Content-Security-Policy content=\"default-src "
                         f"'none'; img-src data:\"></head><body>{body}</body></html>")
     seen = load_in_browser(page, tmp_path)
