@@ -265,3 +265,17 @@ def test_an_init_box_with_a_leading_minus_is_accepted(tmp_path: Path, tiny_check
     assert main(["track", str(folder), *init, "--checkpoint", str(tiny_checkpoint), "-o", str(tmp_path / "b.txt"),
                  "-q"]) == 0
     np.testing.assert_allclose(read_boxes(tmp_path / "b.txt")[0, :4], [0, 0, 35, 35])  # clipped to the image
+
+
+def test_16_bit_frames_track_like_their_8_bit_picture(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    frames, _ = target_frames(4)
+    outputs = []
+    for bits in (8, 16):
+        folder = tmp_path / f"img{bits}"
+        folder.mkdir()
+        for i, frame in enumerate(frames):
+            gray = frame[..., 0].astype(np.uint16) * 257 if bits == 16 else frame[..., 0]
+            Image.fromarray(gray).save(folder / f"{i:04d}.png")  # PIL writes 16-bit grayscale PNGs (mode I;16)
+        outputs.append(tmp_path / f"b{bits}.txt")
+        assert track(tmp_path, tiny_checkpoint, folder, "-o", str(outputs[-1])) == 0
+    assert outputs[0].read_text() == outputs[1].read_text()
