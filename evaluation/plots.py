@@ -5,6 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lorat_plugin.files import atomic_path
+
 from . import metrics as M
 
 _STYLES = ["-", "--", "-.", ":"]
@@ -20,6 +22,14 @@ def _figure():
     return plt, fig, ax
 
 
+def _save(plt, fig, path: Path) -> Path:
+    fig.tight_layout()
+    with atomic_path(path) as tmp:  # whole or absent; a full disk names the file
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return path
+
+
 def _curve_plot(path: Path, x: np.ndarray, curves: dict[str, tuple[list[float], float]], *, title: str,
                 xlabel: str, ylabel: str, legend_format: str = "{name} [{score:.1f}]") -> Path:
     plt, fig, ax = _figure()
@@ -30,11 +40,7 @@ def _curve_plot(path: Path, x: np.ndarray, curves: dict[str, tuple[list[float], 
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title, xlim=(float(x[0]), float(x[-1])), ylim=(0, 1.0))
     ax.grid(True, alpha=0.4)
     ax.legend(loc="lower left" if "Success" in title else "lower right", fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_report(result: dict, output_dir: Path) -> list[Path]:
@@ -87,8 +93,4 @@ def _attribute_plot(path: Path, result: dict) -> Path:
     ax.set(ylabel="AUC (%)", title=f"Success AUC per attribute on {result['title']}", ylim=(0, 100))
     ax.grid(True, axis="y", alpha=0.4)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)

@@ -40,6 +40,7 @@ def test_evaluate_then_report_with_the_engine(tmp_path, tiny_checkpoint, capsys,
     metrics = json.loads((out / "report" / "metrics.json").read_text())
     entry = metrics["trackers"]["LoRAT-tiny"]
     assert metrics["dataset"] == dataset and entry["runs"] == 1 and entry["fps"] > 0
+    assert json.loads((out / "run.json").read_text())["backend"] == "eager"
     assert (out / "report" / "success_plot.png").stat().st_size > 1000
     if dataset == "got10k":  # the toolkit reads the engine's files and agrees with metrics.json
         toolkit = experiments.ExperimentGOT10k(str(root), subset="val", result_dir=str(out),

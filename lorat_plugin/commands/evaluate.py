@@ -55,10 +55,12 @@ def run(args: argparse.Namespace) -> int:
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under torchrun: the GPU of this rank (or the CPU)
         device = str(local_device(device, key="--device"))
     engine = TrackingEngine(network_from_args(args, device), device=device, dtype=args.dtype)
+    backend = "onnx" if args.onnx else "+".join(
+        f.replace("_", "-") for f in ("compile", "cuda_graphs", "autocast") if getattr(args, f)) or "eager"
     summary = run_benchmark(engine, sequences, Path(args.output), tracker_name=args.tracker_name or _default_name(args),
                             dataset=dataset, split=args.split, root=Path(args.root).resolve(), repeats=args.repeats,
                             batch_size=args.batch_size, formats=args.formats, decode_threads=args.decode_threads,
-                            progress=not args.no_progress)
+                            progress=not args.no_progress, backend=backend)
     if summary.rank != 0:
         return 0
     print(f"{summary.tracker_name}: {len(summary.completed)} runs tracked here, {summary.skipped} already done"
