@@ -172,7 +172,8 @@ def frame_folder(folder: Path, n: int, seed: int = 0) -> tuple[Path, np.ndarray]
 
 
 def track(tmp_path: Path, checkpoint: Path, source: Path, *extra: str) -> int:
-    return main(["track", str(source), "--init", "12,20,18,16", "--checkpoint", str(checkpoint), "-q", *extra])
+    start = [] if "--gt" in extra else ["--init", "12,20,18,16"]
+    return main(["track", str(source), *start, "--checkpoint", str(checkpoint), "-q", *extra])
 
 
 def test_finished_boxes_survive_a_decode_error_and_ctrl_c(tmp_path: Path, tiny_checkpoint: Path, capsys,
@@ -213,6 +214,8 @@ def test_finished_boxes_survive_a_decode_error_and_ctrl_c(tmp_path: Path, tiny_c
     ("output is a folder", "is a folder"),
     ("render is a folder", "is a folder"),
     ("frame folder with a gap", "00000003.png is missing"),
+    ("ground truth missing", "ground-truth file not found"),
+    ("ground truth with a bad line", "gt.txt, line 2: expected 4 numbers"),
 ])
 def test_bad_outputs_and_gaps_are_refused_before_tracking(tmp_path: Path, tiny_checkpoint: Path, capsys,
                                                           monkeypatch, case: str, message: str) -> None:
@@ -224,6 +227,10 @@ def test_bad_outputs_and_gaps_are_refused_before_tracking(tmp_path: Path, tiny_c
              "render is a folder": ["-o", str(tmp_path / "b.txt"), "--render", str(tmp_path / "taken")]}.get(case, [])
     if case == "frame folder with a gap":
         (folder / "00000003.png").unlink()
+    if case.startswith("ground truth"):
+        if case.endswith("line"):
+            (tmp_path / "gt.txt").write_text("12,20,18,16\n13,20,18\n")
+        extra = ["--gt", str(tmp_path / "gt.txt")]
     monkeypatch.setattr(engine, "TrackingEngine", None)  # tracking would fail loudly: the refusal comes first
     assert track(tmp_path, tiny_checkpoint, folder, *extra) == 2
     err = capsys.readouterr().err

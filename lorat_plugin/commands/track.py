@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.sequence import AnnotationError
+from ..data.annotations import read_boxes
 from .common import add_backend_arguments, add_model_arguments, network_from_args
 
 PREDICTION_COLOR = (0, 255, 0)
@@ -31,8 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     start = parser.add_mutually_exclusive_group(required=True)
     start.add_argument("--init", metavar="X,Y,W,H", help="the target's box in the first frame")
     start.add_argument("--gt", metavar="FILE",
-                       help="ground-truth file (x,y,w,h per line; comma, tab or space separated): its first line "
-                            "starts the tracker, and the rendering also shows its boxes")
+                       help="ground-truth file (x,y,w,h per line; comma, tab or space separated; NaN for unknown): "
+                            "its first line starts the tracker, and the rendering also shows its boxes")
     parser.add_argument("--one-based", action="store_true",
                         help="the init box is 1-based (OTB/LaSOT files); the output is then written 1-based too")
     parser.add_argument("--output", "-o", metavar="FILE",
@@ -56,26 +56,6 @@ def parse_box(text: str, origin: str = "--init") -> np.ndarray:
     return box
 
 
-def read_boxes(path: str | os.PathLike) -> np.ndarray:
-    """Every box of a ground-truth file (NaN rows for unparsable lines after the first, e.g. ``NaN`` markers)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"ground-truth file not found: {path}")
-    rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(parse_box(line, f"{path} line {number}"))
-        except ValueError as e:
-            if not rows:
-                raise AnnotationError(str(e)) from None
-            rows.append(np.full(4, np.nan))
-    if not rows:
-        raise AnnotationError(f"{path} holds no box")
-    return np.stack(rows)
-
-
 def default_output(input_path: str) -> Path:
     name = Path(input_path.rstrip("/\\")).name
     return Path(f"{Path(name).stem if Path(name).suffix else name}_boxes.txt")
@@ -88,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     from ..engine import TrackingEngine, track_frames
 
     offset = np.array((1.0, 1.0, 0.0, 0.0)) if args.one_based else np.zeros(4)
-    ground_truth = read_boxes(args.gt) - offset if args.gt else None
+    ground_truth = read_boxes(Path(args.gt), kind="ground-truth") - offset if args.gt else None
     init_box = ground_truth[0] if ground_truth is not None else parse_box(args.init) - offset
     output = None if args.output == "-" else Path(args.output) if args.output else default_output(args.input)
     for path in (output, args.render):

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 class FrameSource:
     """An iterable of frames. ``len()`` is the number of frames (a video's container estimate, 0 if unknown);
-    ``fps`` the frame rate when the source knows one; ``describe(i)`` names frame ``i`` for messages."""
+    ``fps`` the frame rate when the source knows one."""
 
     path: Path
     fps: float | None = None
@@ -35,18 +35,6 @@ class FrameSource:
 
     def __len__(self) -> int:
         raise NotImplementedError
-
-    def describe(self, index: int) -> str:
-        return f"{self.path} frame {index}"
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self) -> "FrameSource":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 class ImageFiles(FrameSource):
@@ -64,9 +52,6 @@ class ImageFiles(FrameSource):
     def __iter__(self) -> Iterator[np.ndarray]:
         for file in self.files:
             yield read_image(file)  # FrameError names the file
-
-    def describe(self, index: int) -> str:
-        return str(self.files[index])
 
 
 class VideoFrames(FrameSource):
