@@ -7,6 +7,7 @@ import json
 import re
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -35,19 +36,16 @@ addEventListener('load', function () {
 });</script>"""
 
 
-def _browser(page: Path, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                           f"--user-data-dir={tmp_path / 'chromium-profile'}", *extra, page.resolve().as_uri()],
-                          capture_output=True, text=True, timeout=120)
-
-
 def load_in_browser(page: Path, tmp_path: Path) -> dict:
     """What a browser saw loading ``page`` from a file:// URL: image count, images that did not load, errors,
     console messages."""
     probed = tmp_path / f"probed-{page.name}"
     probed.write_text(page.read_text(encoding="utf-8").replace("<head>", "<head>" + PROBE, 1), encoding="utf-8")
-    done = _browser(probed, tmp_path, "--enable-logging=stderr", "--v=0", "--dump-dom")
+    # a fresh profile each time: a browser still closing may hold the previous profile's lock
+    done = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                           f"--user-data-dir={tempfile.mkdtemp(dir=tmp_path)}", "--enable-logging=stderr", "--v=0",
+                           "--dump-dom", probed.as_uri()], capture_output=True, text=True, timeout=120)
     found = re.search(r'data-probe="([^"]*)"', done.stdout)
     assert found, f"the page did not finish loading: {done.stderr[-2000:]}"
     seen = json.loads(html.unescape(found.group(1)))
