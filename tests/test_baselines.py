@@ -153,7 +153,7 @@ def test_baselines_run_through_the_evaluation_harness(tmp_path):
     """The harness runs a baseline exactly as it runs LoRAT: records, GOT-10k result files, metrics."""
     pytest.importorskip("skimage")
     from lorat_plugin.data.datasets import load_dataset
-    from lorat_plugin.data.procedural import make_benchmark
+    from lorat_plugin.demo.procedural import make_benchmark
     from lorat_plugin.evaluation import evaluate, load_results, run_benchmark
 
     make_benchmark(tmp_path / "bench", sequences=2, frames=12, size=(160, 120), seed=0)

@@ -12,8 +12,9 @@ pytest.importorskip("cv2")
 pytest.importorskip("got10k")
 
 from lorat_plugin import demo  # noqa: E402
+from lorat_plugin.demo import model as demo_model  # noqa: E402
 from lorat_plugin.data.datasets import load_dataset  # noqa: E402
-from lorat_plugin.data.procedural import make_benchmark  # noqa: E402
+from lorat_plugin.demo.procedural import make_benchmark  # noqa: E402
 from lorat_plugin.model import build_model, save_checkpoint  # noqa: E402
 from lorat_plugin.model.sources import demo_checkpoint, load_model  # noqa: E402
 from lorat_plugin.model.weights import read_weights  # noqa: E402
@@ -82,7 +83,7 @@ def test_shipped_model_tracks_unseen_sequences(tmp_path):
 
 def test_shipped_benchmark_regenerates_identically(tmp_path):
     """The first sequences of the shipped test split come out with the recorded ground truth."""
-    from lorat_plugin.data.procedural.layouts import groundtruth_digest
+    from lorat_plugin.demo.procedural.layouts import groundtruth_digest
 
     spec = demo.demo_benchmark_spec()
     p = spec["parameters"]
@@ -97,7 +98,8 @@ def small_demo_spec(monkeypatch):
     spec = {"parameters": {"split": "test", "sequences": 2, "frames": 10, "size": [160, 120], "seed": 5,
                            "layout": "got10k"},
             "video_sequence": "Procedural_Test_000002", "sequence_sha256": []}
-    monkeypatch.setattr(demo, "demo_benchmark_spec", lambda: spec)
+    for module in (demo.spec, demo.run):  # both read the shipped spec
+        monkeypatch.setattr(module, "demo_benchmark_spec", lambda: spec)
     return spec
 
 
@@ -158,10 +160,10 @@ def test_initial_backbone_has_sincos_positions_and_loads_as_a_backbone(tmp_path)
                            "  template_size: 28\n  search_size: 56\n  tuning: full\n"
                            "data:\n  datasets:\n    - {name: got10k, root: unused}\n")
     path = demo.write_initial_backbone(config_file, tmp_path / "init.safetensors")
-    table = demo.sincos_position_table(4, 32)
+    table = demo_model.sincos_position_table(4, 32)
     assert table.shape == (1, 16, 32) and torch.allclose(table[0, 0, 8:16], torch.ones(8))  # cos(0) = 1
     model_config = load_config(config_file).model.model_config()
     model = build_model(model_config, backbone_weights=path)
     torch.testing.assert_close(model.pos_embed.detach(), table)
     with pytest.raises(ValueError, match="multiple of 4"):
-        demo.sincos_position_table(4, 30)
+        demo_model.sincos_position_table(4, 30)

@@ -11,10 +11,10 @@ pytest.importorskip("skimage")
 pytest.importorskip("cv2")
 
 from lorat_plugin.data.datasets import load_dataset  # noqa: E402
-from lorat_plugin.data.procedural import (  # noqa: E402
+from lorat_plugin.demo.procedural import (  # noqa: E402
     MIN_VISIBLE, PHOTOGRAPHS, make_benchmark, plan_benchmark, render_sequence, split_photographs)
-from lorat_plugin.data.procedural.plan import CHALLENGES, plan_sequence  # noqa: E402
-from lorat_plugin.data.procedural.render import RenderedFrame  # noqa: E402
+from lorat_plugin.demo.procedural.plan import CHALLENGES, plan_sequence  # noqa: E402
+from lorat_plugin.demo.procedural.render import RenderedFrame  # noqa: E402
 
 SIZE = (160, 120)
 
@@ -28,7 +28,7 @@ def test_photographs_are_bundled_and_splits_disjoint():
     train, test = set(split_photographs("train")), set(split_photographs("test"))
     assert train and test and not train & test
     assert train | test == set(PHOTOGRAPHS)
-    from lorat_plugin.data.procedural.photos import coin_segments, horse_silhouette, load_photograph
+    from lorat_plugin.demo.procedural.photos import coin_segments, horse_silhouette, load_photograph
     for name in PHOTOGRAPHS:  # offline: pooch is not needed for any of them
         image = load_photograph(name)
         assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3 and min(image.shape[:2]) >= 150
@@ -192,7 +192,7 @@ def test_bad_arguments_are_refused(tmp_path):
 
 
 def test_synthetic_textures_are_seeded_varied_and_train_only(tmp_path):
-    from lorat_plugin.data.procedural.photos import load_photograph, photograph_split, synthetic_texture
+    from lorat_plugin.demo.procedural.photos import load_photograph, photograph_split, synthetic_texture
 
     first = [load_photograph(f"texture-{i:03d}") for i in range(6)]
     assert all(t.dtype == np.uint8 and t.shape == (480, 640, 3) and not t.flags.writeable for t in first)

@@ -18,8 +18,8 @@ from lorat_plugin.engine.accelerate import (CastNetwork, CUDAGraphNetwork, build
                                             default_dtype, describe_network, pad_batch)
 from lorat_plugin.engine.onednn import OneDNNBlock, fusable, onednn_available
 from lorat_plugin.model import build_model
-from lorat_plugin.speed import (compare_with_fp32, format_result, matmul_peak, network_flops,
-                                network_inputs, run_benchmark, synthetic_sequences, timm_blocks)
+from lorat_plugin.speed import (compare_with_fp32, format_speed_report, matmul_peak, network_flops,
+                                network_inputs, measure_speed, synthetic_sequences, timm_blocks)
 
 from conftest import PARITY_FIXTURE, TINY, randomize_adapters, reference_tracking_fixture
 
@@ -280,17 +280,17 @@ def test_matmul_peak_reports_a_rate() -> None:
     assert tflops > 0 and what == "64x64x64 float32 torch.matmul"
 
 
-def test_run_benchmark_reports_every_backend_and_batch(tiny_checkpoint: Path) -> None:
+def test_measure_speed_reports_every_backend_and_batch(tiny_checkpoint: Path) -> None:
     model = build_model(checkpoint=tiny_checkpoint, merge=True)
     backends = {"fp32": build_network(model, "cpu", "fp32"), "bf16": build_network(model, "cpu", "bf16")}
-    result = run_benchmark(backends, model.config, device="cpu", variant="tiny", weights="test", batch_sizes=(1, 2),
+    result = measure_speed(backends, model.config, device="cpu", variant="tiny", weights="test", batch_sizes=(1, 2),
                            repeats=2, frame_size=(96, 64))
     assert [(r.backend, r.batch) for r in result.rows] == [("fp32", 1), ("bf16", 1), ("fp32", 2), ("bf16", 2)]
     for row in result.rows:
         assert row.model_ms > 0 and row.tracker_ms > 0 and row.timm_ms > 0
         assert row.model_vs_timm > 0 and row.tracker_vs_timm > 0
         assert (row.batch_speedup is None) == (row.batch == 1)
-    text = format_result(result)
+    text = format_speed_report(result)
     assert "model/timm" in text and "tracker/timm" in text and "CPU:" in text and "torch threads" in text
 
 

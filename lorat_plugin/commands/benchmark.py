@@ -52,7 +52,7 @@ def _ints(text: str, what: str, separator: str = ",") -> list[int]:
     return values
 
 
-def load_benchmark_model(args: argparse.Namespace):
+def load_timed_model(args: argparse.Namespace):
     """(model, description of its weights): the weights the arguments name, else random weights of the variant
     (B-224 when none is named)."""
     from ..model import build_model
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..engine.accelerate import CastNetwork, build_network, describe_network
     from ..engine.network import resolve_device
-    from ..speed import format_result, network_flops, run_benchmark
+    from ..speed import format_speed_report, measure_speed, network_flops
 
     batch_sizes = _ints(args.batch_sizes, "--batch-sizes")
     size = _ints(args.frame_size, "--frame-size", "x")
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    model, weights = load_benchmark_model(args)
+    model, weights = load_timed_model(args)
     main = build_network(model, device, args.dtype, compile=args.compile, cuda_graphs=args.cuda_graphs)
     backends = {describe_network(main): main}
     if args.compare_fp32 and main.dtype != torch.float32:
@@ -103,12 +103,12 @@ def run(args: argparse.Namespace) -> int:
                              f"({ort.config.embed_dim} wide, {ort.config.depth} deep): pass the same --variant")
         backends[f"ONNX Runtime CPU, {ort.precision} ({Path(args.onnx).name})"] = ort
     variant = args.variant or ("B-224" if weights.startswith("random") else "from the weights")
-    result = run_benchmark(backends, model.config, device=device, variant=variant, weights=weights,
+    result = measure_speed(backends, model.config, device=device, variant=variant, weights=weights,
                            batch_sizes=batch_sizes, repeats=args.repeats, warmup=args.warmup,
                            compare_timm=args.compare_timm, tracker=not args.model_only,
                            frame_size=(width, height), flops_per_frame=network_flops(model, model.config),
                            matmul_dtype=main.dtype)
-    print(format_result(result))
+    print(format_speed_report(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result.to_dict(), indent=1), encoding="utf-8")
     return 0

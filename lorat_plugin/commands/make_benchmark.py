@@ -47,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import time
 
-    from ..data.procedural import PHOTOGRAPHS, make_benchmark
+    from ..demo.procedural import PHOTOGRAPHS, make_benchmark
 
     if args.list_photos:
         for name, photo in PHOTOGRAPHS.items():

@@ -1,0 +1,77 @@
+"""The procedural demo benchmark: the shipped test split's parameters and ground-truth digests
+(``assets/demo_benchmark.json``), generating it, and recording it again when the generator changes."""
+from __future__ import annotations
+
+import json
+import logging
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable
+
+from ..data.sequence import Sequence
+from ..files import atomic_write_text
+from .procedural import GENERATOR_VERSION, make_benchmark
+from .procedural.layouts import groundtruth_digest
+
+log = logging.getLogger(__name__)
+
+DEMO_BENCHMARK_ASSET = "demo_benchmark.json"
+
+
+def asset_path(name: str) -> Path:
+    return Path(str(resources.files("lorat_plugin") / "assets" / name))
+
+
+def demo_benchmark_spec() -> dict[str, Any]:
+    """Parameters of the shipped test split, its per-sequence ground-truth digests and the sequence to render."""
+    path = asset_path(DEMO_BENCHMARK_ASSET)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing from this installation (it describes the demo benchmark)")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def prepare_demo_benchmark(root: str | Path, changes: dict[str, Any] | None = None,
+                           progress: Callable[[int, int, str], None] | None = None) -> list[Sequence]:
+    """Generate (or reuse) the shipped test split under ``root`` and read it back with the GOT-10k reader.
+    ``changes`` overrides its parameters (``seed``, ``sequences``, ``frames``, ``size``): another sample of the test
+    photographs' sequences, for measuring generalisation.
+
+    The shipped split's ground truth is compared with the recorded digests: a mismatch (another version of
+    scikit-image's photographs or of the renderer) is reported, since the metrics then are not the documented ones."""
+    from ..data.datasets import load_dataset
+
+    spec = demo_benchmark_spec()
+    p = {**spec["parameters"], **{k: v for k, v in (changes or {}).items() if v is not None}}
+    unknown = sorted(set(p) - set(spec["parameters"]))
+    if unknown:
+        raise ValueError(f"unknown demo benchmark parameters {unknown}")
+    bench = make_benchmark(root, split=p["split"], sequences=p["sequences"], frames=p["frames"],
+                           size=tuple(p["size"]), seed=p["seed"], layout=p["layout"], progress=progress)
+    same = all(p[k] == spec["parameters"][k] for k in ("split", "frames", "size", "seed", "layout"))
+    expected = spec.get("sequence_sha256", []) if same else []
+    differing = [f.name for f, digest in zip(bench.folders, expected) if groundtruth_digest([f]) != digest]
+    if differing:
+        log.warning("the generated benchmark differs from the shipped one in %d sequence(s) (e.g. %s): the numbers "
+                    "will not match docs/demo.md exactly (scikit-image or OpenCV version?)", len(differing),
+                    differing[0])
+    return load_dataset(bench.layout, bench.root, split=bench.subset)
+
+
+DEFAULT_PARAMETERS = {"split": "test", "sequences": 16, "frames": 100, "size": [320, 240], "seed": 0,
+                      "layout": "got10k"}
+
+
+def write_demo_benchmark_spec(root: str | Path, *, video_sequence: str,
+                              parameters: dict[str, Any] | None = None) -> Path:
+    """Maintainers: generate the demo split under ``root`` and record its parameters and ground-truth digests in
+    the package assets (run again only when the generator changes on purpose)."""
+    p = dict(parameters or DEFAULT_PARAMETERS)
+    bench = make_benchmark(root, split=p["split"], sequences=p["sequences"], frames=p["frames"],
+                           size=tuple(p["size"]), seed=p["seed"], layout=p["layout"])
+    if video_sequence not in bench.names:
+        raise ValueError(f"{video_sequence!r} is not a sequence of the demo split")
+    spec = {"generator_version": GENERATOR_VERSION, "parameters": p, "video_sequence": video_sequence,
+            "sequence_sha256": [groundtruth_digest([folder]) for folder in bench.folders]}
+    path = asset_path(DEMO_BENCHMARK_ASSET)
+    atomic_write_text(path, json.dumps(spec, indent=1) + "\n")
+    return path

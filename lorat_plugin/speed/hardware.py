@@ -1,0 +1,69 @@
+"""What machine a speed measurement ran on: CPU model, usable cores and the flags that matter for bf16, the GPU,
+and the software versions."""
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+from typing import Any
+
+import torch
+
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_fp16", "amx_tile")
+
+
+def hardware_info(device: torch.device | str = "cpu") -> dict[str, Any]:
+    """The CPU (model name, logical cores usable here, bf16/AMX flags), torch's thread count, the GPU when
+    ``device`` is one, and the software versions that matter for speed."""
+    device = torch.device(device)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    info: dict[str, Any] = {"cpu": _cpu_name(), "cpu_cores": cores, "cpu_flags": _cpu_flags(),
+                            "torch_threads": torch.get_num_threads(), "machine": platform.machine(),
+                            "os": platform.platform(terse=True), "python": platform.python_version()}
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        info["gpu"] = f"{props.name} ({props.total_memory / 2**30:.0f} GiB, compute {props.major}.{props.minor})"
+        info["cuda"] = torch.version.cuda
+    elif device.type == "mps":
+        info["gpu"] = "Apple MPS"
+    versions = {"torch": torch.__version__}
+    for package in ("timm", "numpy", "onnxruntime", "onnx"):
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    info["versions"] = versions
+    return info
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def _cpu_flags() -> list[str]:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    present = set(line.split(":", 1)[1].split())
+                    return [flag for flag in CPU_FLAGS if flag in present]
+    except OSError:
+        pass
+    return []
+
+
+def describe_hardware(info: dict[str, Any]) -> str:
+    lines = [f"CPU: {info['cpu']}, {info['cpu_cores']} logical cores usable, torch threads {info['torch_threads']}"
+             + (f", flags {' '.join(info['cpu_flags'])}" if info["cpu_flags"] else "")]
+    if "gpu" in info:
+        lines.append(f"GPU: {info['gpu']}" + (f", CUDA {info['cuda']}" if info.get("cuda") else ""))
+    lines.append("software: " + ", ".join(f"{k} {v}" for k, v in info["versions"].items())
+                 + f", Python {info['python']}, {info['os']}")
+    return "\n".join(lines)

@@ -1,0 +1,197 @@
+"""One speed measurement: each backend's network alone and inside a tracker step, at several batch sizes, beside
+the timm yardstick in the same interleaved run, and the table ``lorat benchmark`` prints."""
+from __future__ import annotations
+
+import statistics
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from ..model import ModelConfig
+from .hardware import describe_hardware, hardware_info
+from .timing import median_ratio, time_interleaved
+from .yardstick import matmul_peak, network_inputs, timm_blocks
+
+FRAME_SIZE = (640, 480)  # the synthetic decoded frames the tracker step is timed on (W, H)
+
+
+def synthetic_sequences(count: int, frames: int, size: tuple[int, int] = FRAME_SIZE, seed: int = 0
+                        ) -> tuple[list[list[np.ndarray]], np.ndarray]:
+    """``count`` sequences of ``frames`` decoded frames (H x W x 3 uint8: textured background, a bright target
+    moving along a circle) and their init boxes (x, y, w, h)."""
+    rng = np.random.default_rng(seed)
+    width, height = size
+    sequences, boxes = [], []
+    for s in range(count):
+        background = rng.integers(0, 200, (height, width, 3), dtype=np.uint8)
+        target_w, target_h = width // 8 + 4 * s, height // 6
+        sequence = []
+        for f in range(frames):
+            angle = 2 * np.pi * (f / max(frames, 1) + s / max(count, 1))
+            x = int(width / 2 + width / 5 * np.cos(angle) - target_w / 2)
+            y = int(height / 2 + height / 5 * np.sin(angle) - target_h / 2)
+            frame = background.copy()
+            frame[y:y + target_h, x:x + target_w] = (230, 40 + 20 * s % 200, 40)
+            sequence.append(frame)
+            if f == 0:
+                boxes.append((x, y, target_w, target_h))
+        sequences.append(sequence)
+    return sequences, np.array(boxes, dtype=np.float64)
+
+
+
+@dataclass
+class Row:
+    """One (backend, batch size) measurement; times are per frame (call time / batch), medians over repeats."""
+
+    backend: str
+    batch: int
+    model_ms: float
+    tracker_ms: float | None = None
+    timm_ms: float | None = None
+    model_vs_timm: float | None = None    # median per-repeat ratio, same batch
+    tracker_vs_timm: float | None = None
+    batch_speedup: float | None = None    # tracker frames/s at this batch / at batch 1 (same backend)
+    model_batch_speedup: float | None = None
+    model_tflops: float | None = None     # the network's FLOPs per frame / model time per frame
+
+
+@dataclass
+class SpeedReport:
+    variant: str
+    weights: str
+    device: str
+    tokens: int
+    frame_size: tuple[int, int]
+    repeats: int
+    hardware: dict[str, Any]
+    rows: list[Row] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    flops_per_frame: int | None = None    # see network_flops
+    matmul_tflops: float | None = None    # see matmul_peak: what this device's matrix products reach
+    matmul: str | None = None             # which product that was
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def measure_speed(backends: dict[str, Any], config: ModelConfig, *, device: torch.device | str, variant: str,
+                  weights: str, batch_sizes: Sequence[int] = (1, 8), repeats: int = 7, warmup: int = 1,
+                  compare_timm: bool = True, tracker: bool = True, frame_size: tuple[int, int] = FRAME_SIZE,
+                  steps_per_call: int = 1, flops_per_frame: int | None = None,
+                  matmul_dtype: torch.dtype | None = None) -> SpeedReport:
+    """Time each backend (name -> :class:`~lorat_plugin.engine.network.NetworkBackend`) alone and inside a
+    :class:`~lorat_plugin.engine.TrackingEngine` step, for every batch size, interleaved with the timm yardstick.
+
+    A tracker "frame" is one sequence advanced by one frame: crop on the device, normalise, the network, the
+    window/argmax post-processing and the box mapped back, from frames that are already decoded (as the
+    evaluation harness hands them over). ``steps_per_call`` tracker steps make one timed sample.
+    ``flops_per_frame`` (:func:`network_flops`) adds each network's achieved TFLOPS; ``matmul_dtype`` times
+    :func:`matmul_peak` at that precision first, the rate to compare them with."""
+    from ..engine import TrackingEngine
+
+    device = torch.device(device)
+    result = SpeedReport(variant=variant, weights=weights, device=str(device), tokens=config.tokens,
+                             frame_size=tuple(frame_size), repeats=repeats, hardware=hardware_info(device),
+                             flops_per_frame=flops_per_frame)
+    if matmul_dtype is not None:
+        result.matmul_tflops, result.matmul = matmul_peak(device, matmul_dtype)
+    yardstick = timm_blocks(config).to(device) if compare_timm else None
+    engines = {name: TrackingEngine(backend) for name, backend in backends.items()} if tracker else {}
+    samples_b1: dict[str, list[float]] = {}
+    model_b1: dict[str, list[float]] = {}
+    for batch in batch_sizes:
+        candidates: dict[str, Callable[[], Any]] = {}
+        inputs = network_inputs(config, batch, device)
+        if yardstick is not None:
+            tokens = torch.randn(batch, config.tokens, config.embed_dim, device=device)
+
+            def timm_call(tokens: torch.Tensor = tokens) -> None:
+                with torch.inference_mode():
+                    yardstick(tokens)
+            candidates["timm"] = timm_call
+        for name, backend in backends.items():
+            candidates[f"model:{name}"] = lambda backend=backend: backend(*inputs)
+        if tracker:
+            sequences, boxes = synthetic_sequences(batch, 8, frame_size)
+            for name, engine in engines.items():
+                candidates[f"tracker:{name}"] = _tracker_call(engine, sequences, boxes, steps_per_call)
+        samples = time_interleaved(candidates, repeats=repeats, warmup=warmup, device=device)
+        per_frame = {k: [s / batch for s in v] for k, v in samples.items()}
+        for k in list(per_frame):
+            if k.startswith("tracker:"):
+                per_frame[k] = [s / steps_per_call for s in per_frame[k]]
+        timm = per_frame.get("timm")
+        for name in backends:
+            model = per_frame[f"model:{name}"]
+            track = per_frame.get(f"tracker:{name}")
+            row = Row(backend=name, batch=batch, model_ms=1e3 * statistics.median(model),
+                      tracker_ms=1e3 * statistics.median(track) if track else None,
+                      timm_ms=1e3 * statistics.median(timm) if timm else None)
+            if flops_per_frame:
+                row.model_tflops = flops_per_frame / row.model_ms / 1e9
+            if timm:
+                row.model_vs_timm = median_ratio(model, timm)
+                row.tracker_vs_timm = median_ratio(track, timm) if track else None
+            if batch == batch_sizes[0]:
+                model_b1[name] = model
+                if track:
+                    samples_b1[name] = track
+            else:
+                row.model_batch_speedup = statistics.median(model_b1[name]) / statistics.median(model)
+                if track and name in samples_b1:
+                    row.batch_speedup = statistics.median(samples_b1[name]) / statistics.median(track)
+            result.rows.append(row)
+    return result
+
+
+def _tracker_call(engine: Any, sequences: list[list[np.ndarray]], boxes: np.ndarray, steps: int
+                  ) -> Callable[[], None]:
+    """A closure advancing ``len(sequences)`` sequences by ``steps`` frames (restarting them when they run out)."""
+    state: dict[str, Any] = {"states": engine.initialize([s[0] for s in sequences], boxes), "frame": 1}
+    length = len(sequences[0])
+
+    def call() -> None:
+        for _ in range(steps):
+            if state["frame"] >= length:
+                state["states"] = engine.initialize([s[0] for s in sequences], boxes)
+                state["frame"] = 1
+            index = state["frame"]
+            engine.track(state["states"], [s[index] for s in sequences])
+            state["frame"] += 1
+    return call
+
+
+def format_speed_report(result: SpeedReport) -> str:
+    """The table ``lorat benchmark`` prints."""
+    lines = [f"LoRAT {result.variant} ({result.weights}) on {result.device}: {result.tokens} tokens per frame, "
+             f"median of {result.repeats} interleaved repeats, tracker frames {result.frame_size[0]}x"
+             f"{result.frame_size[1]} already decoded", describe_hardware(result.hardware)]
+    if result.flops_per_frame:
+        line = f"network: {result.flops_per_frame / 1e9:.2f} GFLOP per frame"
+        if result.matmul_tflops:
+            line += f"; a {result.matmul} on this device: {result.matmul_tflops:.2f} TFLOPS"
+        lines.append(line)
+    lines.append("")
+    header = (f"{'backend':52} {'batch':>5} {'model ms':>9} {'model fps':>9} {'tracker ms':>10} {'tracker fps':>11}"
+              f" {'TFLOPS':>6} {'timm fp32 ms':>12} {'model/timm':>10} {'tracker/timm':>12} {'vs batch 1':>10}")
+    lines += [header, "-" * len(header)]
+    for row in result.rows:
+        def num(value: float | None, width: int, digits: int = 1) -> str:
+            return f"{value:{width}.{digits}f}" if value is not None else f"{'-':>{width}}"
+        speedup = f"{row.batch_speedup:9.2f}x" if row.batch_speedup is not None else (
+            f"{row.model_batch_speedup:9.2f}x" if row.model_batch_speedup is not None else f"{'-':>10}")
+        lines.append(f"{row.backend[:52]:52} {row.batch:5d} {num(row.model_ms, 9)} {num(1e3 / row.model_ms, 9)} "
+                     f"{num(row.tracker_ms, 10)} {num(1e3 / row.tracker_ms if row.tracker_ms else None, 11)} "
+                     f"{num(row.model_tflops, 6, 2)} {num(row.timm_ms, 12)} {num(row.model_vs_timm, 10, 3)} "
+                     f"{num(row.tracker_vs_timm, 12, 3)} {speedup}")
+    lines.append("")
+    lines.append("ms and fps are per frame (one sequence advanced by one frame; batched calls divided by the batch). "
+                 "x/timm: median per-repeat ratio to the bare timm blocks in fp32 at the same batch size (< 1 is "
+                 "faster). vs batch 1: tracker frames/s over those at the first batch size (same backend). "
+                 "TFLOPS: the network's FLOPs per frame over its model time; near the matmul rate above, a larger "
+                 "batch has little left to gain.")
+    lines += result.notes
+    return "\n".join(lines)

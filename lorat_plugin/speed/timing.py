@@ -1,0 +1,40 @@
+"""Interleaved timing: every repeat runs each candidate once, in turn, so a change in the machine's load during the
+run hits every candidate alike; figures are medians over repeats and ratios medians of per-repeat ratios."""
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any, Callable, Sequence
+
+import torch
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def time_interleaved(candidates: dict[str, Callable[[], Any]], *, repeats: int, warmup: int = 1,
+                     device: torch.device | str = "cpu") -> dict[str, list[float]]:
+    """Seconds per call of each candidate, ``repeats`` samples each, taken round-robin after ``warmup`` untimed
+    rounds (the device is synchronised around every call)."""
+    device = torch.device(device)
+    for _ in range(warmup):
+        for call in candidates.values():
+            call()
+    synchronize(device)
+    samples: dict[str, list[float]] = {name: [] for name in candidates}
+    for _ in range(repeats):
+        for name, call in candidates.items():
+            start = time.perf_counter()
+            call()
+            synchronize(device)
+            samples[name].append(time.perf_counter() - start)
+    return samples
+
+
+def median_ratio(numerator: Sequence[float], denominator: Sequence[float]) -> float:
+    """Median of the per-repeat ratios (samples taken in the same round are paired)."""
+    return float(statistics.median(n / d for n, d in zip(numerator, denominator)))

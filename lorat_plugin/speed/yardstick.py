@@ -1,0 +1,67 @@
+"""What a network's time is compared with: the bare timm ViT blocks of the same size, the rate of this device's
+matrix products, and the network's own FLOPs."""
+from __future__ import annotations
+
+import statistics
+
+import torch
+from torch import nn
+
+from ..model import ModelConfig
+from .timing import time_interleaved
+
+
+def timm_blocks(config: ModelConfig) -> nn.Module:
+    """The bare timm ViT blocks of ``config``'s size (same width, depth, heads, FFN) and the final norm, fp32:
+    what every number is compared against. Randomly initialised (timing only)."""
+    from functools import partial
+
+    from timm.layers import SwiGLUPacked
+    from timm.models.vision_transformer import Block
+
+    mlp = partial(SwiGLUPacked, gate_last=False) if config.ffn == "swiglu" else None
+    kwargs = {"mlp_layer": mlp} if mlp is not None else {}
+    mlp_ratio = 2 * config.ffn_hidden / config.embed_dim if config.ffn == "swiglu" else config.mlp_ratio
+    norm = partial(nn.LayerNorm, eps=1e-6)
+    return nn.Sequential(*[Block(config.embed_dim, config.num_heads, mlp_ratio=mlp_ratio, qkv_bias=True,
+                                 init_values=config.layer_scale_init, norm_layer=norm, **kwargs)
+                           for _ in range(config.depth)], norm(config.embed_dim)).eval()
+
+
+def network_flops(model: nn.Module, config: ModelConfig) -> int:
+    """Floating-point operations of one frame through ``model`` (2 per multiply-add of its matrix products,
+    convolution and attention, as ``torch.utils.flop_counter`` counts them), from a batch-1 forward pass on the
+    model's device. Attention runs on the math kernel while counting: the counter does not see fused CPU kernels."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    device = next(model.parameters()).device
+    with torch.inference_mode(), sdpa_kernel([SDPBackend.MATH]), FlopCounterMode(display=False) as counter:
+        model(*network_inputs(config, 1, device))
+    return int(counter.get_total_flops())
+
+
+def matmul_peak(device: torch.device | str, dtype: torch.dtype, size: int | None = None, repeats: int = 5
+                ) -> tuple[float, str]:
+    """(TFLOPS, description) of a square ``size``-cubed ``torch.matmul`` at ``dtype`` on ``device``: the rate this
+    device's matrix products reach when they have all the rows they want. A network already near it at batch 1
+    cannot gain much from batching (docs/speed.md)."""
+    device = torch.device(device)
+    size = size or (8192 if device.type == "cuda" else 2048)
+    generator = torch.Generator().manual_seed(0)
+    a, b = (torch.randn(size, size, generator=generator).to(device, dtype) for _ in range(2))
+    with torch.inference_mode():
+        seconds = statistics.median(time_interleaved({"mm": lambda: a @ b}, repeats=repeats, device=device)["mm"])
+    return 2 * size ** 3 / seconds / 1e12, f"{size}x{size}x{size} {str(dtype).replace('torch.', '')} torch.matmul"
+
+
+def network_inputs(config: ModelConfig, batch: int, device: torch.device, seed: int = 0
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Normalised-image-like template and search tensors and a template mask with the target in the middle."""
+    generator = torch.Generator().manual_seed(seed)
+    z = torch.randn(batch, 3, config.template_size, config.template_size, generator=generator)
+    x = torch.randn(batch, 3, config.search_size, config.search_size, generator=generator)
+    t = config.template_grid
+    mask = torch.zeros(batch, t, t, dtype=torch.long)
+    mask[:, t // 4:t - t // 4, t // 4:t - t // 4] = 1
+    return z.to(device), x.to(device), mask.to(device)
