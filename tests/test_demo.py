@@ -123,8 +123,7 @@ def test_demo_command_writes_results_reports_plots_and_video(tmp_path, tiny_chec
     videos = list((out / "video").iterdir())
     assert [v.stem for v in videos] == ["Procedural_Test_000002"] and videos[0].stat().st_size > 1000
     from lorat_plugin.data.video import open_frames
-    with open_frames(videos[0]) as frames:
-        first = next(iter(frames))
+    first = next(iter(open_frames(videos[0])))
     assert first.shape == (240, 320, 3)  # drawn at twice the benchmark's size
     # a second run reuses the benchmark and the baselines, and re-runs the model
     kcf_record = next((out / "results" / "KCF" / "records").iterdir())
