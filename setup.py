@@ -41,6 +41,7 @@ setup(
         "tqdm",
         "pillow",
         "matplotlib",
+        "omegaconf",
     ],
     extras_require={
         "got10k": ["got10k>=0.1.3"],

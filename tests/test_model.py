@@ -257,3 +257,39 @@ def test_register_backbones_and_nan_tensors_are_refused(tmp_path: Path, tiny_bac
 def test_checkpoint_config_must_match_the_variant_asked_for(tiny_checkpoint: Path) -> None:
     with pytest.raises(WeightsError, match="different model.*embed_dim"):
         build_model("B-224", checkpoint=tiny_checkpoint)
+
+
+def test_a_raw_state_dict_gets_advice_that_works(tmp_path: Path, tiny_backbone: Path) -> None:
+    model = build_model(TINY, backbone_weights=tiny_backbone)
+    torch.save(model.state_dict(), tmp_path / "raw.pth")
+    for role in ({"backbone_weights": tmp_path / "raw.pth"}, {"checkpoint": tmp_path / "raw.pth"}):
+        with pytest.raises(WeightsError, match=r"raw state_dict\(\).*save_checkpoint\(model, path, include_backbone"):
+            build_model(TINY, **role)
+    fixed = save_checkpoint(model, tmp_path / "fixed.safetensors", include_backbone=True)  # the advice, followed
+    torch.testing.assert_close(build_model(checkpoint=fixed).state_dict(), model.state_dict())
+
+
+def test_garbage_config_metadata_names_the_file(tmp_path: Path) -> None:
+    path = save_checkpoint(build_model(TINY), tmp_path / "ok.safetensors")
+    tensors, meta = load_file(str(path)), read_weights(path).metadata
+    for garbage in ("{not json", '["a list"]', '{"embed_dim": "wide"}'):
+        save_file(tensors, str(tmp_path / "bad.safetensors"), metadata={**meta, "config": garbage})
+        with pytest.raises(WeightsError, match=r"bad\.safetensors: its 'config' metadata"):
+            build_model(checkpoint=tmp_path / "bad.safetensors")
+
+
+def test_reading_leaves_no_file_open_and_writing_keeps_the_umask(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    import os
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ResourceWarning)
+        read_weights(tiny_checkpoint)
+        import gc
+        gc.collect()
+    old = os.umask(0o022)
+    try:
+        path = save_checkpoint(build_model(TINY), tmp_path / "shared.safetensors")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +11,7 @@ from safetensors.torch import load_file
 
 from lorat_plugin.model import build_model
 from lorat_plugin.model.weights import trainable_to_reference
-from lorat_plugin.train.config import LossSection, OptimSection
+from lorat_plugin.train.config import LossSection, OptimSection, load_config
 from lorat_plugin.train.labels import normalized_box, positive_cells
 from lorat_plugin.train.loss import tracking_loss
 from lorat_plugin.train.optim import build_optimizer
@@ -113,3 +112,63 @@ def test_torchrun_processes_take_their_local_rank_s_gpu(monkeypatch) -> None:
         distributed.local_device("cuda:0", "train.device")
     monkeypatch.setenv("WORLD_SIZE", "1")
     assert distributed.local_device("cuda:0") == torch.device("cuda", 0)  # one process: any GPU it names
+
+
+def test_head_from_warm_starts_the_head_and_not_the_adapters(tmp_path, tiny_config) -> None:
+    """The demo's stage 2: a frozen stage-1 backbone with fresh LoRA, the head and token types taken from stage 1."""
+    from lorat_plugin.model import save_checkpoint
+    from lorat_plugin.model.lora import lora_layers
+    from lorat_plugin.train.trainer import build_training_model
+
+    stage1 = build_model(tiny_config.replace(tuning="full"))
+    torch.nn.init.normal_(stage1.token_type_embed)
+    path = save_checkpoint(stage1, tmp_path / "stage1.safetensors")
+    arch = [f"model.{k}={getattr(tiny_config, k)}"
+            for k in ("embed_dim", "depth", "num_heads", "template_size", "search_size", "pretrain_grid")]
+    config = load_config(None, ["model.variant=null", *arch, f"model.backbone_weights={path}",
+                                f"model.head_from={path}", "model.tuning=lora"])
+    model = build_training_model(config)
+    torch.testing.assert_close(model.token_type_embed, stage1.token_type_embed)
+    torch.testing.assert_close(model.head.state_dict(), stage1.head.state_dict())
+    torch.manual_seed(config.train.seed)
+    fresh = build_model(config.model.model_config(), backbone_weights=path)
+    for (_, ours), (_, new) in zip(lora_layers(model), lora_layers(fresh), strict=True):
+        torch.testing.assert_close(ours.lora_B, new.lora_B)
+    other = build_model(tiny_config.replace(tuning="full", embed_dim=2 * tiny_config.embed_dim,
+                                            num_heads=2 * tiny_config.num_heads))
+    from lorat_plugin.model.weights import WeightsError, load_head, read_weights
+    with pytest.raises(WeightsError, match="another shape"):
+        load_head(model, read_weights(save_checkpoint(other, tmp_path / "other.safetensors")))
+
+
+def test_math_attention_kernel_gives_the_same_step_without_the_fused_kernel(tiny_config) -> None:
+    from torch.profiler import profile
+
+    from lorat_plugin.train.step import attention_kernel
+
+    g, t = tiny_config.search_grid, tiny_config.template_grid
+    generator = torch.Generator().manual_seed(0)
+    batch = {"z": torch.randint(0, 256, (2, 3, tiny_config.template_size, tiny_config.template_size), generator=generator,
+                                dtype=torch.uint8),
+             "x": torch.randint(0, 256, (2, 3, tiny_config.search_size, tiny_config.search_size), generator=generator,
+                                dtype=torch.uint8),
+             "z_feat_mask": torch.ones(2, t, t, dtype=torch.long), "positive": torch.zeros(2, g, g, dtype=torch.bool),
+             "box": torch.tensor([[0.4, 0.4, 0.6, 0.6]] * 2)}
+    batch["positive"][:, g // 2, g // 2] = True
+    results = {}
+    for kernel in ("default", "math"):
+        torch.manual_seed(0)
+        model = build_model(tiny_config).train()
+        step = TrainStep(model, model, build_optimizer(model, OptimSection()), amp=torch.float32,
+                         device=torch.device("cpu"), grad_clip=1.0, loss=LossSection(), attention=kernel)
+        with profile() as prof:
+            loss, _ = step.backward(batch)
+        ops = {event.key for event in prof.key_averages()}
+        results[kernel] = loss, [p.grad.clone() for p in step.params], ops
+    assert any("flash_attention" in op for op in results["default"][2])
+    assert not any("flash_attention" in op for op in results["math"][2])
+    torch.testing.assert_close(results["math"][0], results["default"][0], rtol=1e-5, atol=1e-6)
+    for math_grad, default_grad in zip(results["math"][1], results["default"][1]):
+        torch.testing.assert_close(math_grad, default_grad, rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="train.attention"):
+        attention_kernel("flash")

@@ -37,9 +37,9 @@ def build_model(config: str | ModelConfig | None = None, *, backbone_weights: Pa
     Without weights, the backbone is randomly initialised (tests, training from scratch).
     """
     ckpt = read_weights(checkpoint, what="LoRAT checkpoint") if checkpoint is not None else None
-    if ckpt is not None and not ckpt.is_lorat_checkpoint:
+    if ckpt is not None and (not ckpt.is_lorat_checkpoint or ckpt.raw_state_dict_hint):
         hint = (": it looks like a DINOv2 backbone, pass it as backbone_weights, not as checkpoint"
-                if ckpt.is_backbone else "")
+                if ckpt.is_backbone else ckpt.raw_state_dict_hint)
         raise WeightsError(f"{ckpt.path} is not a LoRAT checkpoint (no token_type_embed / head tensors){hint}")
     config = _resolve_config(config, ckpt)
     if str(device) == "meta":

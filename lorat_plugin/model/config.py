@@ -36,6 +36,12 @@ class ModelConfig:
     layer_scale_init: float = 1e-5
 
     def __post_init__(self) -> None:
+        for name in ("embed_dim", "depth", "num_heads", "patch_size", "pretrain_grid", "mlp_ratio",
+                     "template_area_factor", "search_area_factor"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if not 0 <= self.drop_path < 1:
+            raise ValueError(f"drop_path must be in [0, 1), got {self.drop_path}")
         if self.ffn not in ("mlp", "swiglu"):
             raise ValueError(f"ffn must be 'mlp' or 'swiglu', got {self.ffn!r}")
         if self.tuning not in ("lora", "full"):

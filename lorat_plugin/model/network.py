@@ -81,6 +81,10 @@ class LoRAT(nn.Module):
         self.head = AnchorFreeHead(dim, grid, **factory)
         self.reset_parameters()
 
+    def group_matcher(self, coarse: bool = False) -> dict:
+        """Layers for timm's layer-wise rate decay: the patch embedding, each block, then everything else."""
+        return {"stem": r"^patch_embed", "blocks": r"^blocks\.(\d+)"}
+
     def reset_parameters(self) -> None:
         if self.pos_embed.is_meta:
             return

@@ -18,14 +18,14 @@ import json
 import math
 import os
 import re
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
+from timm.layers import resample_abs_pos_embed
 
+from ..files import atomic_path
 from .config import ModelConfig
 from .lora import LoRALinear, lora_layers
 
@@ -46,7 +46,18 @@ class WeightsFile:
     @property
     def config(self) -> ModelConfig | None:
         text = self.metadata.get("config")
-        return ModelConfig.from_json(text) if text else None
+        try:
+            return ModelConfig.from_json(text) if text else None
+        except (ValueError, TypeError) as e:  # JSONDecodeError is a ValueError
+            raise WeightsError(f"{self.path}: its 'config' metadata is not a model config ({e})") from None
+
+    @property
+    def raw_state_dict_hint(self) -> str:
+        """Advice for a ``torch.save(model.state_dict())`` of a model with adapters, which fits no role as is."""
+        if not any(".lora_A" in k or k.endswith(".base.weight") for k in self.tensors):
+            return ""
+        return ("; it is a raw state_dict() of a LoRAT model with adapters: write it with "
+                "lorat_plugin.save_checkpoint(model, path, include_backbone=True) and pass that file as the checkpoint")
 
     @property
     def is_lorat_checkpoint(self) -> bool:
@@ -82,16 +93,15 @@ def read_weights(path: str | os.PathLike, *, what: str = "weights file", hint: s
     if len(head) < 9:
         raise WeightsError(f"{what} {path} is empty or truncated ({path.stat().st_size} bytes)")
     if head[8:9] == b"{":  # safetensors: 8-byte header length, then a JSON header
-        return _read_safetensors(path, what)
+        return _read_safetensors(path, what, int.from_bytes(head[:8], "little"))
     if head[:2] == b"PK" or head[:1] == b"\x80":  # a torch.save zip archive or a legacy pickle
         return WeightsFile(path, _read_torch(path, what))
     raise WeightsError(f"{what} {path} is neither a safetensors nor a torch.save file")
 
 
-def _read_safetensors(path: Path, what: str) -> WeightsFile:
+def _read_safetensors(path: Path, what: str, header_len: int) -> WeightsFile:
     from safetensors import SafetensorError, safe_open
 
-    header_len = int.from_bytes(path.open("rb").read(8), "little")
     if header_len <= 0 or header_len + 8 > path.stat().st_size:
         raise WeightsError(f"{what} {path} is neither a safetensors nor a torch file, or it is truncated "
                            f"(header says {header_len} bytes, file has {path.stat().st_size})")
@@ -135,19 +145,14 @@ def _is_backbone_key(key: str) -> bool:
 
 def resize_pos_embed(pos_embed: torch.Tensor, grid: int) -> torch.Tensor:
     """Drop the cls entry and resize a square position grid bicubically to ``grid x grid`` (explicit output size,
-    no DINOv2 0.1 offset), as LoRAT builds its shared grid."""
+    no DINOv2 0.1 offset, no antialiasing), as LoRAT builds its shared grid."""
     n, dim = pos_embed.shape[-2:]
-    side = math.isqrt(n)
-    if side * side != n:
-        side = math.isqrt(n - 1)
-        if side * side != n - 1:
-            raise WeightsError(f"pos_embed with {n} entries is neither a square grid nor a square grid + cls")
-        pos_embed = pos_embed[..., 1:, :]
-    if side == grid:
-        return pos_embed.reshape(1, grid * grid, dim)
-    square = pos_embed.reshape(1, side, side, dim).permute(0, 3, 1, 2).float()
-    resized = F.interpolate(square, size=(grid, grid), mode="bicubic", align_corners=False)
-    return resized.permute(0, 2, 3, 1).reshape(1, grid * grid, dim).to(pos_embed.dtype)
+    prefix = 0 if math.isqrt(n) ** 2 == n else 1
+    if math.isqrt(n - prefix) ** 2 != n - prefix:
+        raise WeightsError(f"pos_embed with {n} entries is neither a square grid nor a square grid + cls")
+    resized = resample_abs_pos_embed(pos_embed.reshape(1, n, dim), [grid, grid], num_prefix_tokens=prefix,
+                                     interpolation="bicubic", antialias=False)
+    return resized[:, prefix:]
 
 
 def backbone_state_dict(weights: WeightsFile, config: ModelConfig) -> dict[str, torch.Tensor]:
@@ -156,8 +161,10 @@ def backbone_state_dict(weights: WeightsFile, config: ModelConfig) -> dict[str, 
         raise WeightsError(f"{weights.path} is a DINOv2 checkpoint *with registers*; LoRAT is built on the plain "
                            "ones (dinov2_vit*14_pretrain.pth, not *_reg4_pretrain.pth)")
     if not weights.is_backbone:
-        kind = "a LoRAT checkpoint (pass it as checkpoint=)" if weights.is_lorat_checkpoint else "not a ViT backbone"
-        raise WeightsError(f"{weights.path} holds no backbone weights (no blocks.N.attn.qkv.weight): it is {kind}")
+        kind = ("a LoRAT checkpoint (pass it as checkpoint=)" if weights.is_lorat_checkpoint and
+                not weights.raw_state_dict_hint else "not a ViT backbone")
+        raise WeightsError(f"{weights.path} holds no backbone weights (no blocks.N.attn.qkv.weight): it is {kind}"
+                           f"{weights.raw_state_dict_hint}")
     out = {}
     for key, tensor in weights.tensors.items():
         if not _is_backbone_key(key):
@@ -301,6 +308,7 @@ def save_checkpoint(model: torch.nn.Module, path: str | os.PathLike, *, include_
     """Write the model's tensors (reference layout) plus its config and LoRA alpha to one safetensors file,
     atomically. By default only the trainable tensors are written; the backbone is included for full fine-tuning
     or when ``include_backbone`` is set (for models whose backbone is not a published DINOv2 file)."""
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     config: ModelConfig = model.config
@@ -318,18 +326,14 @@ def save_checkpoint(model: torch.nn.Module, path: str | os.PathLike, *, include_
                 "lora_alpha": repr(config.lora_alpha), "contents": "full" if include_backbone else "trainable"}
     metadata.update(extra_metadata or {})
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
     try:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; a checkpoint is shared like any other file
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        with atomic_path(path) as tmp:
+            tmp.touch()  # the mode any new file gets (umask); safetensors writes its files 0600
+            mode = tmp.stat().st_mode
+            save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+            tmp.chmod(mode)
+    except SafetensorError as e:  # a failed write (a full disk ...) is not an OSError there
+        raise OSError(f"cannot write {path}: {e}") from e
     return path
 
 

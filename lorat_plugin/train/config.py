@@ -1,17 +1,17 @@
-"""The training configuration: plain YAML, strict keys, the paper's recipe as every default.
+"""The training configuration: typed sections with the paper's recipe as every default, read with OmegaConf.
 
-A config file has up to six sections (``model``, ``data``, ``optim``, ``loss``, ``train``, ``validation``); every key
-it omits takes the default below, which is the reference recipe (lorat-spec §2-3). Unknown keys are errors that
-name the key and list the valid ones. ``key.path=value`` overrides (values parsed as YAML, list items by index:
-``data.datasets.0.root=/data/GOT-10k``) apply before validation. Path values may use ``$VAR``/``${VAR}`` and ``~``,
-expanded when the path is used (:func:`resolve_path`); an unset variable is then an error naming the key.
+A config file has up to six sections (``model``, ``data``, ``optim``, ``loss``, ``train``, ``validation``) and may
+start from another recipe with ``base: <name or file>``; every key it omits takes the base's value or the default
+below, which is the reference recipe (github.com/LitingLin/LoRAT, its ``config/LoRAT`` YAMLs). Unknown keys, values
+of the wrong type and counts out of range are errors naming the key. ``key.path=value`` overrides (values parsed as
+YAML, list items by index: ``data.datasets.0.root=/data/GOT-10k``) apply last. Path values may use ``$VAR``/``${VAR}``
+and ``~``, expanded when the path is used (:func:`resolve_path`); an unset variable is then an error naming the key.
 """
 from __future__ import annotations
 
 import dataclasses
 import os
 import re
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,8 +32,8 @@ class ConfigError(ValueError):
 class DatasetEntry:
     """One training (or validation) source read by ``lorat_plugin.data.datasets.load_dataset``."""
 
-    name: str  # reader: got10k, lasot, trackingnet, coco, ... (a folder in GOT-10k layout: got10k)
-    root: str
+    name: str = "???"  # reader: got10k, lasot, trackingnet, coco, ... (a folder in GOT-10k layout: got10k)
+    root: str = "???"
     split: str | None = None  # the reader's split ("train", "val", ...)
     weight: float = 1.0  # share of each epoch's samples, relative to the other entries
     # Keep only these sequences: one per line, a sequence name or a 0-based index into the split's list.txt order
@@ -42,33 +42,34 @@ class DatasetEntry:
 
 
 def _reference_datasets() -> list[DatasetEntry]:
-    # The paper's four sources at equal weight (spec §3.1); roots come from $LORAT_DATA unless overridden.
+    # The paper's four sources at equal weight; roots come from $LORAT_DATA unless overridden.
     return [
-        DatasetEntry("got10k", "${LORAT_DATA}/GOT-10k", "train",
-                     sequences_file="${LORAT_DATA}/GOT-10k/got10k_vot_train_split.txt"),
-        DatasetEntry("lasot", "${LORAT_DATA}/LaSOT", "train"),
-        DatasetEntry("trackingnet", "${LORAT_DATA}/TrackingNet", "train"),
-        DatasetEntry("coco", "${LORAT_DATA}/COCO", "train"),
+        DatasetEntry("got10k", "$LORAT_DATA/GOT-10k", "train",
+                     sequences_file="$LORAT_DATA/GOT-10k/got10k_vot_train_split.txt"),
+        DatasetEntry("lasot", "$LORAT_DATA/LaSOT", "train"),
+        DatasetEntry("trackingnet", "$LORAT_DATA/TrackingNet", "train"),
+        DatasetEntry("coco", "$LORAT_DATA/COCO", "train"),
     ]
 
 
-@dataclass
-class ModelSection:
-    """``variant`` names the architecture; any :class:`ModelConfig` field given here overrides it (``tuning``,
-    ``lora_rank``, ``drop_path``, or a whole custom architecture with ``variant: null``)."""
+def _model_config(section: Any) -> ModelConfig:
+    try:
+        base = get_config(section.variant) if section.variant else ModelConfig()
+        return base.replace(**{k: v for k, v in dataclasses.asdict(section).items() if k in _ARCH and v is not None})
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"model: {e}") from e
 
-    variant: str | None = "B-224"
-    backbone_weights: str | None = None  # DINOv2 .pth, or a contents=full checkpoint of this package
-    checkpoint: str | None = None  # start the trainable tensors from this LoRAT checkpoint (else fresh)
-    head_from: str | None = None  # start only the head and token-type table from this checkpoint; LoRA starts fresh
-    fields: dict[str, Any] = field(default_factory=dict)
 
-    def model_config(self) -> ModelConfig:
-        base = get_config(self.variant) if self.variant else ModelConfig()
-        try:
-            return base.replace(**self.fields)
-        except (TypeError, ValueError) as e:
-            raise ConfigError(f"model: {e}") from e
+_ARCH = typing.get_type_hints(ModelConfig)
+# ``variant`` names the architecture; any ModelConfig field given here overrides it (``tuning``, ``lora_rank``,
+# ``drop_path``, or a whole custom architecture with ``variant: null``). Null fields take the variant's value.
+ModelSection = dataclasses.make_dataclass("ModelSection", [
+    ("variant", str | None, "B-224"),
+    ("backbone_weights", str | None, None),  # DINOv2 .pth, or a contents=full checkpoint of this package
+    ("checkpoint", str | None, None),  # start the trainable tensors from this LoRAT checkpoint (else fresh)
+    ("head_from", str | None, None),  # start only the head and token-type table from it; LoRA starts fresh
+    *[(f.name, _ARCH[f.name] | None, None) for f in dataclasses.fields(ModelConfig)],
+], namespace={"model_config": _model_config})
 
 
 @dataclass
@@ -121,6 +122,9 @@ class TrainSection:
     # Attention kernel: "default" lets PyTorch pick (fused flash / memory-efficient kernels); "math" is the plain
     # matmul-softmax-matmul: on CPUs 24 % faster per step at the demo's 80 tokens, 22 % slower at S-224's 320.
     attention: Literal["default", "math"] = "default"
+    # Deterministic kernels (torch.use_deterministic_algorithms, cuDNN, cuBLAS workspace): bit-exact CUDA runs and
+    # resumes; an op without a deterministic kernel then stops the run naming it. CPU runs are exact without it.
+    deterministic: bool = False
     output: str | None = None  # run folder; --output overrides; default runs/<config name>
     checkpoint_every: int = 10  # epochs; the last epoch always writes one
     keep_checkpoints: int = 5  # periodic checkpoints kept (oldest deleted); model.safetensors is never deleted
@@ -139,6 +143,23 @@ class ValidationSection:
     batch_size: int = 32  # sequences tracked at once
 
 
+# Counts, sizes and rates: out of range they would train nothing, divide by zero or run backwards.
+_RULES = {">= 1": lambda v: v >= 1, ">= 0": lambda v: v >= 0, "> 0": lambda v: v > 0,
+          "in [0, 1]": lambda v: 0 <= v <= 1, "in [0, 1)": lambda v: 0 <= v < 1}
+_RANGES = {
+    "data": {"samples_per_epoch": ">= 1", "batch_size": ">= 1", "num_workers": ">= 0", "prefetch_factor": ">= 1",
+             "max_gap": ">= 1", "crop_attempts": ">= 1", "scale_jitter": ">= 0", "translation_jitter": ">= 0",
+             "min_object_size": ">= 0", "flip_probability": "in [0, 1]", "brightness": "in [0, 1)",
+             "contrast": "in [0, 1)", "saturation": "in [0, 1)"},
+    "optim": {"lr": "> 0", "weight_decay": ">= 0", "eps": "> 0", "warmup_epochs": ">= 0", "warmup_lr": ">= 0",
+              "min_lr": ">= 0", "accumulation_steps": ">= 1"},
+    "loss": {"cls_weight": ">= 0", "box_weight": ">= 0"},
+    "train": {"epochs": ">= 1", "checkpoint_every": ">= 1", "keep_checkpoints": ">= 1", "state_every_steps": ">= 0",
+              "log_every": ">= 1"},
+    "validation": {"every": ">= 1", "batch_size": ">= 1", "max_sequences": ">= 1"},
+}
+
+
 @dataclass
 class TrainConfig:
     name: str = "lorat"  # run name (TensorBoard, default output folder); defaults to the config file's stem
@@ -151,8 +172,7 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
-        fields_ = data["model"].pop("fields")
-        data["model"].update(fields_)
+        data["model"] = {k: v for k, v in data["model"].items() if k not in _ARCH or v is not None}
         return data
 
     def to_yaml(self) -> str:
@@ -163,39 +183,26 @@ class TrainConfig:
         return self.data.samples_per_epoch // self.data.batch_size
 
     def validate(self, world_size: int = 1) -> None:
-        d, o, t = self.data, self.optim, self.train
+        """Every count, size and rate in range; the global batch splits over processes and accumulation."""
+        d, o = self.data, self.optim
         if not d.datasets:
             raise ConfigError("data.datasets is empty: name at least one training source")
-        for i, entry in enumerate(d.datasets):
-            if entry.weight <= 0:
-                raise ConfigError(f"data.datasets.{i}.weight must be positive, got {entry.weight}")
-        if d.samples_per_epoch < d.batch_size:
-            raise ConfigError(f"data.samples_per_epoch ({d.samples_per_epoch}) is smaller than one batch "
-                              f"({d.batch_size})")
-        if d.samples_per_epoch % d.batch_size:
+        checks = [(f"data.datasets.{i}.weight", e.weight, "> 0") for i, e in enumerate(d.datasets)] + [
+            (f"{section}.{key}", getattr(getattr(self, section), key), rule)
+            for section, rules in _RANGES.items() for key, rule in rules.items()]
+        for key, value, rule in checks:
+            if value is not None and not _RULES[rule](value):
+                raise ConfigError(f"{key} must be {rule}, got {value}")
+        if d.samples_per_epoch < d.batch_size or d.samples_per_epoch % d.batch_size:
             raise ConfigError(f"data.samples_per_epoch ({d.samples_per_epoch}) must be a multiple of data.batch_size "
                               f"({d.batch_size})")
-        per_step = world_size * o.accumulation_steps
-        if d.batch_size % per_step:
+        if d.batch_size % (world_size * o.accumulation_steps):
             raise ConfigError(f"data.batch_size {d.batch_size} is not divisible by processes x accumulation steps = "
                               f"{world_size} x {o.accumulation_steps}: the global batch must split evenly")
-        for key in ("max_gap", "crop_attempts", "num_workers", "prefetch_factor"):
-            if getattr(d, key) < (0 if key == "num_workers" else 1):
-                raise ConfigError(f"data.{key} must be positive, got {getattr(d, key)}")
-        if not 0 <= d.flip_probability <= 1:
-            raise ConfigError(f"data.flip_probability must be in [0, 1], got {d.flip_probability}")
-        for key in ("brightness", "contrast", "saturation"):
-            if not 0 <= getattr(d, key) < 1:
-                raise ConfigError(f"data.{key} must be in [0, 1), got {getattr(d, key)}")
-        if len(o.betas) != 2:
-            raise ConfigError(f"optim.betas must hold two numbers, got {o.betas}")
-        if o.accumulation_steps < 1 or t.epochs < 1 or t.checkpoint_every < 1 or t.keep_checkpoints < 1:
-            raise ConfigError("optim.accumulation_steps, train.epochs, train.checkpoint_every and "
-                              "train.keep_checkpoints must be >= 1")
+        if len(o.betas) != 2 or not all(0 <= b < 1 for b in o.betas):
+            raise ConfigError(f"optim.betas must be two numbers in [0, 1), got {o.betas}")
         if o.layer_decay is not None and not 0 < o.layer_decay <= 1:
             raise ConfigError(f"optim.layer_decay must be in (0, 1], got {o.layer_decay}")
-        if t.dtype not in ("fp16", "bf16", "fp32"):
-            raise ConfigError(f"train.dtype must be fp16, bf16 or fp32, got {t.dtype!r}")
         self.model.model_config()
 
     def check_paths(self) -> None:
@@ -215,23 +222,44 @@ class TrainConfig:
 # ---- reading ----------------------------------------------------------------------------------------------------
 
 def load_config(path: str | os.PathLike | None = None, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
-    """Read a YAML file (or start from the defaults with ``path=None``), apply ``key=value`` overrides, check
-    every key, expand variables in paths."""
-    raw: dict[str, Any] = {}
+    """Read a recipe (or start from the defaults with ``path=None``), apply ``key.path=value`` overrides, check
+    every key, type and count. Errors are :class:`ConfigError` naming the key (or file)."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    layers: list[dict[str, Any]] = []
     if path is not None:
         path = resolve_config_path(path)
-        try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path} is not valid YAML: {e}") from e
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(raw).__name__}")
-        raw.setdefault("name", path.stem)
-    for item in overrides:
-        apply_override(raw, item)
-    config = from_dict(raw)
-    config.validate()
-    return config
+        layers = _recipe_layers(path)
+        layers[-1].setdefault("name", path.stem)
+    try:
+        config = OmegaConf.structured(TrainConfig)
+        for layer in layers:
+            config = OmegaConf.merge(config, _escape(layer))
+        for item in overrides:
+            _apply_override(config, item)
+        result = OmegaConf.to_object(config)
+    except OmegaConfBaseException as e:
+        raise ConfigError(_describe(e, layers)) from None
+    result.validate()
+    return result
+
+
+def _recipe_layers(path: Path, depth: int = 0) -> list[dict[str, Any]]:
+    """The recipe and the ones it names with ``base:`` (a file beside it or a shipped recipe), base first."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path} is not valid YAML: {e}") from e
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(raw).__name__}")
+    base = raw.pop("base", None)
+    if base is None:
+        return [raw]
+    if depth > 8:
+        raise ConfigError(f"{path}: 'base:' recipes nest more than 8 deep (a cycle?)")
+    beside = path.parent / f"{str(base).removesuffix('.yaml')}.yaml"
+    return [*_recipe_layers(beside if beside.is_file() else resolve_config_path(str(base)), depth + 1), raw]
 
 
 def packaged_configs() -> list[str]:
@@ -251,136 +279,78 @@ def resolve_config_path(path: str | os.PathLike) -> Path:
                             f"{', '.join(packaged_configs())})")
 
 
-def apply_override(raw: dict[str, Any], item: str) -> None:
-    """``a.b.c=value`` into the nested dict (value parsed as YAML, so numbers/bools/lists/null work)."""
+def _escape(value: Any) -> Any:
+    # "${VAR}" in paths is an environment variable for resolve_path, not an OmegaConf interpolation.
+    if isinstance(value, str):
+        return value.replace("${", "\\${")
+    if isinstance(value, dict):
+        return {k: _escape(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_escape(v) for v in value]
+    return value
+
+
+def _apply_override(config: Any, item: str) -> None:
+    """``a.b.c=value`` (value parsed as YAML; list items by index) onto the OmegaConf config."""
+    from omegaconf import DictConfig, ListConfig, OmegaConf
+
     key, sep, text = item.partition("=")
-    if not sep or not key.strip():
+    key = key.strip()
+    if not sep or not key:
         raise ConfigError(f"override {item!r} is not of the form key.path=value (e.g. optim.lr=2e-4)")
     try:
         value = yaml.safe_load(text) if text.strip() else None
     except yaml.YAMLError as e:
         raise ConfigError(f"override {item!r}: the value is not valid YAML: {e}") from e
-    parts = key.strip().split(".")
-    node: Any = raw
-    for depth, part in enumerate(parts[:-1]):
-        node = _child(node, part, ".".join(parts[:depth + 1]))
-    last = parts[-1]
-    if isinstance(node, list):
-        node[_index(node, last, key)] = value
-    elif isinstance(node, dict):
-        node[last] = value
-    else:
-        raise ConfigError(f"override {item!r}: {'.'.join(parts[:-1])} is a value, not a section")
+    parts = key.split(".")
+    for depth in range(1, len(parts)):
+        prefix, child = ".".join(parts[:depth]), parts[depth]
+        node = OmegaConf.select(config, prefix)
+        if isinstance(node, ListConfig) and not (child.lstrip("-").isdigit() and -len(node) <= int(child) < len(node)):
+            raise ConfigError(f"{prefix}.{child}: {child!r} is not an index of a list of {len(node)} items")
+        if node is None and isinstance(OmegaConf.select(config, ".".join(parts[:depth - 1])) if depth > 1 else config,
+                                       DictConfig):
+            OmegaConf.update(config, prefix, {}, merge=True)  # a null section (validation.dataset) starts empty
+    OmegaConf.update(config, key, _escape(value), merge=True)
 
 
-def _child(node: Any, part: str, where: str) -> Any:
-    if isinstance(node, list):
-        return node[_index(node, part, where)]
-    if not isinstance(node, dict):
-        raise ConfigError(f"{where}: cannot descend into a value")
-    if part not in node or node[part] is None:
-        # Overriding one item of the (default) dataset list starts from the reference list.
-        node[part] = [dataclasses.asdict(e) for e in _reference_datasets()] if part == "datasets" else {}
-    return node[part]
+_TYPE_NAMES = {"Integer": "an integer", "Float": "a number", "Boolean": "true or false", "String": "a string"}
 
 
-def _index(node: list, part: str, where: str) -> int:
-    if not re.fullmatch(r"-?\d+", part) or not -len(node) <= int(part) < len(node):
-        raise ConfigError(f"{where}: {part!r} is not an index of a list of {len(node)} items")
-    return int(part)
+def _describe(error: Exception, layers: list[dict[str, Any]]) -> str:
+    """One line naming the key, from an OmegaConf error."""
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, MissingMandatoryValue, ValidationError
+
+    key = str(getattr(error, "full_key", "") or "")
+    message = str(getattr(error, "msg", error)).splitlines()[0]
+    if isinstance(error, (ConfigKeyError, ConfigAttributeError)):
+        name = message.split("'")[1] if message.count("'") >= 2 else key
+        found = (_find_key(layer, name) for layer in reversed(layers))
+        key = key if "." in key else next((k for k in found if k), key)
+        owner = getattr(error, "object_type", None)
+        known = [f.name for f in dataclasses.fields(owner)] if dataclasses.is_dataclass(owner) else []
+        return f"unknown key {key}" + (f" (known: {', '.join(known)})" if known else "")
+    if isinstance(error, MissingMandatoryValue):
+        return f"{key} must be set"
+    if isinstance(error, ValidationError):
+        match = re.match(r"Value '(.*)' of type '\w+' could not be converted to (\w+)", message)
+        if match:
+            return f"{key} must be {_TYPE_NAMES.get(match[2], match[2])}, got {match[1]!r}"
+        return f"{key}: {message[0].lower()}{message[1:]}"
+    return f"{key}: {message}" if key else message
 
 
-def from_dict(raw: dict[str, Any]) -> TrainConfig:
-    raw = dict(raw)
-    model_raw = raw.pop("model", None) or {}
-    if not isinstance(model_raw, dict):
-        raise ConfigError(f"model must be a mapping, got {model_raw!r}")
-    model_keys = {"variant", "backbone_weights", "checkpoint", "head_from"}
-    arch_fields = {f.name for f in dataclasses.fields(ModelConfig)}
-    unknown = sorted(set(model_raw) - model_keys - arch_fields)
-    if unknown:
-        raise ConfigError(f"unknown key(s) model.{', model.'.join(unknown)}; valid: {', '.join(sorted(model_keys))} "
-                          f"and the ModelConfig fields {', '.join(sorted(arch_fields))}")
-    arch_hints = typing.get_type_hints(ModelConfig)
-    model = ModelSection(**{k: _coerce(str | None, v, f"model.{k}") for k, v in model_raw.items() if k in model_keys},
-                         fields={k: _coerce(arch_hints[k], v, f"model.{k}") for k, v in model_raw.items()
-                                 if k in arch_fields})
-    config = _build(TrainConfig, raw, "")
-    config.model = model
-    return config
-
-
-def _build(cls: type, raw: Any, where: str) -> Any:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where or 'config'} must be a mapping, got {raw!r}")
-    hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        prefix = f"{where}." if where else ""
-        raise ConfigError(f"unknown key(s) {', '.join(prefix + k for k in unknown)}; valid keys"
-                          f"{' of ' + where if where else ''}: {', '.join(sorted(known))}")
-    values = {}
-    for name, value in raw.items():
-        key = f"{where}.{name}" if where else name
-        values[name] = _coerce(hints[name], value, key)
-    return cls(**values)
-
-
-def _coerce(hint: Any, value: Any, key: str) -> Any:
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(hint)
-        if value is None:
-            if type(None) in args:
-                return None
-            raise ConfigError(f"{key} must not be null")
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(arg, value, key)
-            except ConfigError as e:
-                errors.append(str(e))
-        raise ConfigError(errors[0] if len(errors) == 1 else f"{key}: {value!r} has the wrong type")
-    if origin is Literal:
-        if value not in typing.get_args(hint):
-            raise ConfigError(f"{key} must be one of {', '.join(map(str, typing.get_args(hint)))}, got {value!r}")
-        return value
-    if origin is list:
-        (item,) = typing.get_args(hint)
-        if not isinstance(value, list):
-            raise ConfigError(f"{key} must be a list, got {value!r}")
-        return [_coerce(item, v, f"{key}.{i}") for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key} must be a mapping, got {value!r}")
-        return dict(value)
-    if dataclasses.is_dataclass(hint):
-        return _build(hint, value, key)
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key} must be true or false, got {value!r}")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key} must be an integer, got {value!r}")
-        return value
-    if hint is float:
-        if isinstance(value, str):  # YAML 1.1 reads "1e-4" (no dot) as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key} must be a number, got {value!r}")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            raise ConfigError(f"{key} must be a string, got {value!r}")
-        return str(value)
-    return value
+def _find_key(node: Any, name: str, path: str = "") -> str | None:
+    # OmegaConf names an unknown key inside a list item without its path; find it in what was read.
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, value in items:
+        here = f"{path}.{key}" if path else str(key)
+        if key == name and isinstance(node, dict):
+            return here
+        found = _find_key(value, name, here)
+        if found:
+            return found
+    return None
 
 
 def resolve_path(value: str | None, key: str) -> Path | None:

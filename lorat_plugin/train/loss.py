@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from torchvision.ops import generalized_box_iou_loss
 
 EPS = 1e-6
 
@@ -19,16 +20,6 @@ def box_iou(a: torch.Tensor, b: torch.Tensor, eps: float = EPS) -> torch.Tensor:
     overlap = wh[..., 0] * wh[..., 1]
     union = (_area(a) + _area(b) - overlap).clamp(min=eps)
     return overlap / union
-
-
-def generalized_iou(a: torch.Tensor, b: torch.Tensor, eps: float = EPS) -> torch.Tensor:
-    """GIoU of aligned boxes: IoU - (enclosing area - union) / enclosing area."""
-    wh = (torch.minimum(a[..., 2:], b[..., 2:]) - torch.maximum(a[..., :2], b[..., :2])).clamp(min=0)
-    overlap = wh[..., 0] * wh[..., 1]
-    union = (_area(a) + _area(b) - overlap).clamp(min=eps)
-    enclose_wh = (torch.maximum(a[..., 2:], b[..., 2:]) - torch.minimum(a[..., :2], b[..., :2])).clamp(min=0)
-    enclose = (enclose_wh[..., 0] * enclose_wh[..., 1]).clamp(min=eps)
-    return overlap / union - (enclose - union) / enclose
 
 
 def global_positive_count(positive: torch.Tensor) -> torch.Tensor:
@@ -60,7 +51,7 @@ def tracking_loss(score_map: torch.Tensor, boxes: torch.Tensor, positive: torch.
         target[batch_index, row, col] = box_iou(predicted.detach(), target_boxes) if iou_aware else 1.0
     cls_loss = F.binary_cross_entropy_with_logits(score_map, target, reduction="sum") / num_positive
     if len(batch_index):
-        box_loss = (1.0 - generalized_iou(predicted, target_boxes)).sum() / num_positive
+        box_loss = generalized_box_iou_loss(predicted, target_boxes, reduction="sum") / num_positive
     else:  # keeps the graph connected (DDP) when a rank has nothing to regress
         box_loss = boxes.sum() * 0.0
     total = cls_weight * cls_loss + box_weight * box_loss

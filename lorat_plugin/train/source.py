@@ -13,7 +13,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -21,6 +20,7 @@ from typing import Iterable
 import numpy as np
 
 from ..data import Sequence
+from ..files import atomic_path
 from .config import ConfigError, DatasetEntry, resolve_path
 
 log = logging.getLogger(__name__)
@@ -195,15 +195,8 @@ _ARRAYS = ("dirs", "track_dir", "track_start", "frame_names", "boxes", "valid", 
 
 
 def _save_compact(path: Path, dataset: CompactDataset) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".npz")
-    os.close(fd)
-    try:
-        np.savez(tmp, **{name: getattr(dataset, name) for name in _ARRAYS})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: np.savez would append ".npz" to a name
+        np.savez(f, **{name: getattr(dataset, name) for name in _ARRAYS})
 
 
 def _load_compact(path: Path, name: str, weight: float) -> CompactDataset:

@@ -11,15 +11,14 @@ sample's randomness is a function of (seed, epoch, index), the learning rate a f
 """
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from ..files import atomic_path
 from ..model import save_checkpoint
 
 STATE_FILE = "state.pt"
@@ -33,15 +32,11 @@ class StateError(ValueError):
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
     try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        with atomic_path(path) as tmp:
+            torch.save(obj, tmp)
+    except RuntimeError as e:  # torch.save reports a failed write (a full disk ...) as a RuntimeError
+        raise OSError(f"cannot write {path}: {e}") from e
 
 
 def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:

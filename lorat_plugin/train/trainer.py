@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ from ..model.weights import load_head, read_weights
 from . import state as run_state
 from .config import TrainConfig, config_differences, resolve_path
 from .data import PairDataset, StepBatchSampler, build_loader
-from .optim import WarmupCosine, build_optimizer
+from .optim import build_optimizer, build_schedule
 from .pairs import PairRecipe
 from .source import build_source
 from .step import TrainStep, amp_dtype
@@ -55,6 +56,14 @@ def build_training_model(config: TrainConfig) -> LoRAT:
     return model
 
 
+def make_deterministic() -> None:
+    """Deterministic kernels for this process (``train.deterministic``): CUDA's atomic-add backward passes and
+    cuDNN's algorithm search otherwise make two runs, or a run and its resumption, differ in the last bits."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read when cuBLAS starts: before the first matmul
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+
+
 def _step_seed(seed: int, step: int, rank: int) -> int:
     # Drop path and any other torch randomness in the forward pass: a function of (seed, step, rank).
     return (seed * 1_000_003 + step * 7919 + rank) % (2 ** 63)
@@ -74,6 +83,8 @@ def train(config: TrainConfig, output: str | Path | None = None, *, resume: bool
     there), e.g. to split a run into time-limited jobs. ``validation`` runs at the epochs ``config.validation``
     names; the application builds it (``lorat train`` tracks ``validation.dataset`` with the evaluation harness),
     so that training itself needs no tracking engine."""
+    if config.train.deterministic:
+        make_deterministic()
     ctx = setup(config.train.device)
     try:
         return _Trainer(config, Path(output) if output else default_output(config), ctx, resume=resume,
@@ -115,7 +126,7 @@ class _Trainer:
                  counts["trainable"] / 1e6, counts["total"] / 1e6, self.model.config.tuning)
         self.optimizer = build_optimizer(self.model, config.optim)
         self.steps_per_epoch = config.steps_per_epoch
-        self.schedule = WarmupCosine(config.optim, self.steps_per_epoch, t.epochs)
+        self.schedule = build_schedule(self.optimizer, config.optim, self.steps_per_epoch, t.epochs)
         self.amp = amp_dtype(t.dtype, ctx.device)
         self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=self.amp == torch.float16)
 
@@ -227,7 +238,9 @@ class _Trainer:
             while self.step_in_epoch < self.steps_per_epoch:
                 if stop_after_steps is not None and self.global_step >= stop_after_steps:
                     return True
-                lr = self.schedule.apply(self.optimizer, self.global_step)
+                self.schedule.step_update(self.global_step)
+                group = self.optimizer.param_groups[-1]
+                lr = group["lr"] / group.get("lr_scale", 1.0)
                 torch.manual_seed(_step_seed(cfg.train.seed, self.global_step, ctx.rank))
                 for micro in range(accumulation):
                     tick = time.perf_counter()
