@@ -8,6 +8,8 @@ import logging
 import re
 import sys
 
+from . import __version__
+
 # verb -> (module in lorat_plugin.commands, one-line help). Modules import heavy libraries inside run().
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("demo", "run the shipped demo model over the shipped benchmark: results, metrics, plots, a video"),
@@ -27,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lorat", description="LoRAT visual object tracker (ECCV 2024)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for verb, (module_name, help_text) in COMMANDS.items():
         if importlib.util.find_spec(f"lorat_plugin.commands.{module_name}") is None:

@@ -34,3 +34,11 @@ def test_unknown_variant_is_one_clear_line(capsys) -> None:
     assert main(["benchmark", "--variant", "B-999", "--model-only", "--repeats", "1"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("lorat benchmark: error: unknown LoRAT variant 'B-999'; known variants: S-224")
+
+
+def test_version(capsys) -> None:
+    from lorat_plugin import __version__
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out.strip() == f"lorat {__version__}"

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from lorat_plugin.model import build_model
@@ -139,9 +140,43 @@ def test_default_track_loop_and_misuse(tmp_path: Path, tiny_tracker: LoRATTracke
     result, times = tiny_tracker.track([str(f) for f in files], boxes[0])
     assert result.shape == (4, 4) and (times >= 0).all()
     fresh = LoRATTracker(tiny_tracker.engine.network.model, device="cpu")
-    with pytest.raises(RuntimeError, match="before init"):
+    with pytest.raises(RuntimeError, match="without a successful init"):
         fresh.update(frames[0])
     with pytest.raises(ValueError, match="zero or negative size"):
         fresh.init(frames[0], (10, 10, 0, 5))
     with pytest.raises(ValueError, match="either a built model"):
         LoRATTracker(tiny_tracker.engine.network.model, variant="B-224")
+
+
+@pytest.mark.parametrize("bad_init", [(10, 10, 0, 5), (1, 2, 3), (500, 500, 10, 10)])
+def test_update_after_a_failed_init_is_an_error(tiny_tracker: LoRATTracker, bad_init) -> None:
+    """Never the previous sequence's box (issue 15): a failed init leaves no state to track from."""
+    frames, boxes = _frames(3, (96, 72), 0)
+    tiny_tracker.init(frames[0], boxes[0])
+    tiny_tracker.update(frames[1])
+    with pytest.raises(ValueError):
+        tiny_tracker.init(frames[0], bad_init)
+    with pytest.raises(RuntimeError, match="without a successful init"):
+        tiny_tracker.update(frames[2])
+    assert np.isnan(tiny_tracker.score)
+
+
+def test_default_name_is_the_model_identity(tiny_checkpoint: Path, tmp_path: Path, caplog) -> None:
+    from lorat_plugin.model.sources import ModelSpec
+
+    caplog.set_level("INFO")
+    tracker = LoRATTracker(checkpoint=tiny_checkpoint, device="cpu", dtype="fp32")
+    identity = ModelSpec.resolve(checkpoint=tiny_checkpoint, env={}).identity("fp32")
+    assert tracker.name == identity["name"] and tracker.name.startswith("LoRAT-tiny-") and tracker.identity == identity
+    assert identity["name"] in caplog.text and "cpu" in caplog.text  # identity and backend in the log
+    assert LoRATTracker(checkpoint=tiny_checkpoint, device="cpu", dtype="bf16").name.endswith("-bf16")
+    assert LoRATTracker(checkpoint=tiny_checkpoint, device="cpu", name="mine").name == "mine"
+    # a built model: named from its tensors, so two different models never share a results folder
+    model = build_model(checkpoint=tiny_checkpoint, merge=True)
+    built = LoRATTracker(model, device="cpu", dtype="fp32")
+    assert built.name.startswith("LoRAT-model-") and built.name.endswith("-fp32")
+    again = LoRATTracker(build_model(checkpoint=tiny_checkpoint, merge=True), device="cpu", dtype="fp32")
+    assert again.name == built.name
+    with torch.no_grad():
+        next(model.parameters()).add_(1.0)
+    assert LoRATTracker(model, device="cpu", dtype="fp32").name != built.name

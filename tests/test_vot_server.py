@@ -121,13 +121,14 @@ def test_box_outside_the_frame_is_a_session_error(engine: TrackingEngine) -> Non
 
 
 # ---- settings --------------------------------------------------------------------------------------------------------
-def test_settings_from_environment() -> None:
-    settings = ServerSettings.from_env({"LORAT_CHECKPOINT": "/w/tiny.safetensors", "LORAT_VARIANT": "",
+def test_settings_from_environment(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    settings = ServerSettings.from_env({"LORAT_CHECKPOINT": str(tiny_checkpoint), "LORAT_VARIANT": "",
                                         "LORAT_VOT_OUTPUT": "mask", "LORAT_DEVICE": "cpu"})
-    assert settings.checkpoint == "/w/tiny.safetensors" and settings.variant is None
-    assert settings.output == "mask" and settings.device == "cpu"
-    assert ServerSettings.from_env({}) == ServerSettings()  # nothing set: the demo model
-    assert ServerSettings.from_env({"LORAT_WEIGHTS_DIR": "/w"}).variant == "B-224"
+    assert settings.model.checkpoint == tiny_checkpoint and settings.model.variant is None
+    assert settings.output == "mask" and settings.model.device == "cpu"
+    assert ServerSettings.from_env({}).model.is_demo  # nothing set: the demo model
+    with pytest.raises(FileNotFoundError, match="no LoRAT checkpoint in"):  # a folder alone: no B-224 fallback
+        ServerSettings.from_env({"LORAT_WEIGHTS_DIR": str(tmp_path)})
 
 
 @pytest.mark.parametrize("env, message", [

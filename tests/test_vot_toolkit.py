@@ -30,13 +30,15 @@ def vot_command() -> list[str]:
     return [str(script)] if script.is_file() else [sys.executable, "-m", "vot"]
 
 
-def run_vot(args: list[str], tmp_path: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+def run_vot(args: list[str], tmp_path: Path, timeout: float = 300, cwd: Path | None = None,
+            **lorat_env: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LORAT_", "VOT_"))}
+    env.update(lorat_env)
     # The toolkit runs each tracker in a fresh directory under TMPDIR; keep those inside the test's folder.
     (tmp_path / "tmp").mkdir(exist_ok=True)
     env.update(TMPDIR=str(tmp_path / "tmp"), MPLBACKEND="Agg")
     result = subprocess.run(vot_command() + args, capture_output=True, text=True, timeout=timeout, env=env,
-                            cwd=tmp_path)
+                            cwd=cwd or tmp_path)
     return result
 
 
@@ -45,7 +47,7 @@ def analysis(workspace: Path, name: str) -> dict:
 
 
 def results_of(data: dict, experiment: str) -> dict[str, list]:
-    """analysis name -> the tracker's tuple (positional, see toolkits.md 3.8)."""
+    """analysis name -> the tracker's tuple (positional, in the order of the stack's analyses)."""
     block = data["results"][experiment]
     names = [a["name"] for a in block["parameters"]["analyses"]]
     return {name: values[0] for name, values in zip(names, block["results"])}
@@ -109,12 +111,17 @@ def test_multiobject_stack_with_masks(tmp_path: Path, tiny_checkpoint: Path) -> 
     assert 0 <= quality <= 1
 
 
-def test_broken_weights_path_fails_fast_with_the_message(tmp_path: Path) -> None:
+def test_broken_weights_path_fails_fast_with_the_message(tmp_path: Path, tiny_checkpoint: Path) -> None:
     source = write_dataset(tmp_path / "data", {"car": dict(objects=[object_boxes(6, (20, 20), (3, 2), (24, 18))])})
     ws = tmp_path / "ws"
     missing = tmp_path / "weights" / "base.bin"
     assert lorat(["vot-workspace", str(ws), "--stack", "tests/basic", "--sequences", str(source),
-                  "--checkpoint", str(missing)]) == 0  # (a warning says the run will fail)
+                  "--checkpoint", str(missing)]) == 2  # refused here, with the same "not found" as everywhere
+    missing.parent.mkdir()
+    shutil.copy(tiny_checkpoint, missing)
+    assert lorat(["vot-workspace", str(ws), "--stack", "tests/basic", "--sequences-dir", str(source),
+                  "--checkpoint", str(missing)]) == 0
+    missing.unlink()  # the weights go away after the workspace was prepared
 
     started = time.monotonic()
     run = run_vot(["evaluate", "--workspace", str(ws), "lorat"], tmp_path, timeout=120)
@@ -126,3 +133,19 @@ def test_broken_weights_path_fails_fast_with_the_message(tmp_path: Path) -> None
     assert logs and str(missing) in logs[0].read_text()
     assert not (ws / "results" / "lorat" / "baseline" / "car" / "car_001.bin").exists()
     shutil.rmtree(tmp_path / "tmp", ignore_errors=True)
+
+
+def test_hand_written_workspace_with_the_packaged_registry(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    """docs/vot.md's offline recipe without `lorat vot-workspace`: config.yaml needs `registry: []` (0.7.4)."""
+    from lorat_plugin.trackers.vot_registry import registry_template
+
+    ws = tmp_path / "ws"
+    write_dataset(ws / "sequences", {"car": dict(objects=[object_boxes(5, (20, 20), (3, 2), (24, 18))])})
+    (ws / "config.yaml").write_text("stack: tests/basic\nsequences: sequences\n")
+    args = ["--registry", str(registry_template()), "evaluate", "--workspace", ".", "lorat"]
+    refused = run_vot(args, tmp_path, cwd=ws, LORAT_CHECKPOINT=str(tiny_checkpoint))
+    assert "registry" in refused.stdout + refused.stderr and not (ws / "results" / "lorat").exists()
+    (ws / "config.yaml").write_text("registry: []\nstack: tests/basic\nsequences: sequences\n")
+    run = run_vot(args, tmp_path, cwd=ws, LORAT_CHECKPOINT=str(tiny_checkpoint))
+    assert "Evaluation concluded successfuly" in run.stdout + run.stderr, run.stdout + run.stderr
+    assert (ws / "results" / "lorat" / "baseline" / "car" / "car_001.bin").is_file()

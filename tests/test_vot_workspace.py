@@ -15,8 +15,10 @@ from vot_data import object_boxes, write_dataset  # noqa: E402
 
 from lorat_plugin.cli import main  # noqa: E402
 from lorat_plugin.model import VARIANTS  # noqa: E402
-from lorat_plugin.trackers.vot_workspace import (  # noqa: E402
-    ModelChoice, WorkspaceError, prepare_workspace, registry_template, render_trackers_ini)
+from lorat_plugin.data.datasets.vot import find_sequences  # noqa: E402
+from lorat_plugin.model.sources import ModelSpec  # noqa: E402
+from lorat_plugin.trackers.vot_registry import registry_template, render_trackers_ini  # noqa: E402
+from lorat_plugin.trackers.vot_workspace import WorkspaceError, prepare_workspace  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -49,41 +51,48 @@ def test_registry_has_the_default_and_every_variant_and_no_machine_paths() -> No
     assert registry_template().read_text() == (REPO / "tracker_registry.ini").read_text()
 
 
-def test_trackers_ini_as_the_toolkit_reads_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    model = ModelChoice.resolve(checkpoint=tmp_path / "my%ckpt.safetensors", env={"LORAT_WEIGHTS_DIR": "/weights"})
-    text, names = render_trackers_ini(registry_template(), model, python="/opt/my env/bin/python",
-                                      extra_env={"LORAT_DEVICE": "cuda:1"})
+def test_trackers_ini_as_the_toolkit_reads_it(tmp_path: Path, tiny_checkpoint: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    checkpoint = tmp_path / "my%ckpt.safetensors"
+    checkpoint.write_bytes(tiny_checkpoint.read_bytes())
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    model = ModelSpec.resolve(checkpoint=checkpoint, device="cuda:1", env={"LORAT_WEIGHTS_DIR": str(weights)})
+    text, names = render_trackers_ini(registry_template(), model, python="/opt/my env/bin/python")
     (tmp_path / "trackers.ini").write_text(text)
     monkeypatch.setenv("LORAT_CHECKPOINT", "/from/the/shell.bin")  # must not change what `lorat` means
     registry = toolkit_registry(tmp_path / "trackers.ini")
     lorat = registry["lorat"]
-    assert lorat._envvars["LORAT_CHECKPOINT"] == str(tmp_path / "my%ckpt.safetensors")
-    assert lorat._envvars["LORAT_WEIGHTS_DIR"] == "" and lorat._envvars["LORAT_DEVICE"] == "cuda:1"
+    assert lorat._envvars["LORAT_CHECKPOINT"] == str(checkpoint)
+    assert lorat._envvars["LORAT_WEIGHTS_DIR"] == "" and lorat._envvars["LORAT_VARIANT"] == ""
     assert lorat._args["python"] == "'/opt/my env/bin/python'"  # quoted: the toolkit shlex-splits the command
     b224 = registry["lorat_B224"]
-    assert b224._envvars["LORAT_WEIGHTS_DIR"] == "/weights" and b224._envvars["LORAT_VARIANT"] == "B-224"
+    assert b224._envvars["LORAT_WEIGHTS_DIR"] == str(weights) and b224._envvars["LORAT_VARIANT"] == "B-224"
     assert set(names) <= set(registry.identifiers())
+    demo, _ = render_trackers_ini(registry_template(), ModelSpec.resolve(env={}))
+    assert "env_LORAT_VARIANT = demo\n" in demo and "demo_model" not in demo
 
 
-def test_model_choice(tmp_path: Path) -> None:
-    assert ModelChoice.resolve(env={}).is_demo
-    from_env = ModelChoice.resolve(env={"LORAT_WEIGHTS_DIR": "/w", "LORAT_VARIANT": "L-378"})
-    assert (from_env.variant, from_env.weights_dir) == ("L-378", "/w")
-    folder_only = ModelChoice.resolve(weights_dir="/w", env={})
-    assert folder_only.variant == "B-224" and folder_only.variants_weights_dir == "/w"
-    explicit = ModelChoice.resolve(checkpoint="/c.safetensors", env={"LORAT_WEIGHTS_DIR": "/w"})
-    assert explicit.weights_dir is None and explicit.variants_weights_dir == "/w"  # variants still find weights
-    assert "base.bin" in " ".join(ModelChoice.resolve(weights_dir=tmp_path, env={}).problems())
-    assert "folder not found" in " ".join(ModelChoice.resolve(weights_dir=tmp_path / "no", env={}).problems())
+def test_the_lorat_entry_loads_what_the_workspace_was_given(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    """The TraX program resolves the written entry to the same model (ModelSpec on both sides)."""
+    from lorat_plugin.trackers.trax_server import ServerSettings
+
+    ws = tmp_path / "ws"
+    source = write_dataset(tmp_path / "data", {"a": dict(objects=boxes())})
+    assert main(["vot-workspace", str(ws), "--stack", "tests/basic", "--sequences-dir", str(source),
+                 "--checkpoint", str(tiny_checkpoint), "--device", "cpu", "--dtype", "fp32"]) == 0
+    entry = toolkit_registry(ws / "trackers.ini")["lorat"]
+    settings = ServerSettings.from_env(entry._envvars)
+    assert settings.model == ModelSpec.resolve(checkpoint=tiny_checkpoint, device="cpu", dtype="fp32", env={})
 
 
-def test_workspace_files(tmp_path: Path, tiny_checkpoint: Path) -> None:
+def test_workspace_files(tmp_path: Path, tiny_checkpoint: Path, capsys: pytest.CaptureFixture) -> None:
     source = write_dataset(tmp_path / "data", {"a": dict(objects=boxes(), anchors=[0]),
                                                "b": dict(objects=boxes(), anchors=[0, 3])})
     ws = tmp_path / "ws"
     (ws).mkdir()
     (ws / "trackers.ini").write_text("[mine]\nprotocol = trax\ncommand = ./mine --x 100%%\n")
-    assert main(["vot-workspace", str(ws), "--stack", "vot2022/shorttermbox", "--sequences", str(source),
+    assert main(["vot-workspace", str(ws), "--stack", "vot2022/shorttermbox", "--sequences-dir", str(source),
                  "--checkpoint", str(tiny_checkpoint)]) == 0
     config = yaml.safe_load((ws / "config.yaml").read_text())
     assert config == {"registry": ["./trackers.ini"], "stack": "vot2022/shorttermbox", "sequences": "sequences"}
@@ -101,24 +110,44 @@ def test_workspace_files(tmp_path: Path, tiny_checkpoint: Path) -> None:
     assert set(workspace.stack.experiments) == {"baseline", "realtime", "unsupervised"}
 
     # preparing again updates in place; another stack is refused without --force
-    assert main(["vot-workspace", str(ws), "--stack", "vot2022/shorttermbox", "--sequences", str(source)]) == 0
+    assert main(["vot-workspace", str(ws), "--stack", "vot2022/shorttermbox", "--sequences", str(source)]) == 0  # old
+    assert main(["vot-workspace", str(ws), "--stack", "vot2022/shorttermbox", "--output", "mask"]) == 2
+    assert "--region mask" in capsys.readouterr().err
     with pytest.raises(WorkspaceError, match="workspace for stack 'vot2022/shorttermbox'"):
         prepare_workspace(ws, "tests/basic", sequences=source)
 
 
 def test_masks_are_reported_on_mask_stacks_and_mask_ground_truth(tmp_path: Path) -> None:
     source = write_dataset(tmp_path / "data", {"m": dict(objects=boxes(), masks=True)})
-    report = prepare_workspace(tmp_path / "ws", "tests/basic", sequences=source, model=ModelChoice())
-    assert report.output == "mask" and report.sequences[0].masks
-    report = prepare_workspace(tmp_path / "ws2", "tests/multiobject", model=ModelChoice())
-    assert report.output == "mask" and any("download" in w for w in report.warnings)
+    report = prepare_workspace(tmp_path / "ws", "tests/basic", sequences=source, model=ModelSpec.resolve(env={}))
+    assert report.region == "mask" and report.sequences[0].masks
+    report = prepare_workspace(tmp_path / "ws2", "tests/multiobject", model=ModelSpec.resolve(env={}))
+    assert report.region == "mask" and any("download" in w for w in report.warnings)
 
 
 def test_multistart_needs_anchors(tmp_path: Path) -> None:
     source = write_dataset(tmp_path / "data", {"a": dict(objects=boxes(), anchors=[0]), "b": dict(objects=boxes())})
     with pytest.raises(WorkspaceError, match=r"anchor.value.*: b\."):
-        prepare_workspace(tmp_path / "ws", "vot2022/shorttermbox", sequences=source, model=ModelChoice())
-    prepare_workspace(tmp_path / "ws", "tests/basic", sequences=source, model=ModelChoice())  # no multistart: fine
+        prepare_workspace(tmp_path / "ws", "vot2022/shorttermbox", sequences=source, model=ModelSpec.resolve(env={}))
+    # no multistart: fine
+    prepare_workspace(tmp_path / "ws", "tests/basic", sequences=source, model=ModelSpec.resolve(env={}))
+
+
+@pytest.mark.parametrize("masks", [False, True])
+def test_an_anchor_on_an_unannotated_frame_is_refused(tmp_path: Path, masks: bool) -> None:
+    """`vot evaluate` stops seconds into the run on such an anchor while `vot` exits 0: refuse it up front."""
+    source = write_dataset(tmp_path / "data", {"a": dict(objects=boxes(), anchors=[0]),
+                                               "b": dict(objects=boxes(), anchors=[0, 3], masks=masks)})
+    truth = source / "b" / "groundtruth.txt"
+    lines = truth.read_text().splitlines()
+    lines[3] = "m0,0,0,0" if masks else "0,0,0,0"
+    truth.write_text("\n".join(lines) + "\n")
+    assert find_sequences(source)[1].unannotated_anchors == [f"frame 4 (groundtruth.txt: {lines[3]!r})"]
+    with pytest.raises(WorkspaceError, match=r"sequence b .*anchor on an unannotated frame: frame 4 "):
+        prepare_workspace(tmp_path / "ws", "vot2022/shorttermbox", sequences=source, model=ModelSpec.resolve(env={}))
+    lines[3] = lines[2]
+    truth.write_text("\n".join(lines) + "\n")
+    prepare_workspace(tmp_path / "ws", "vot2022/shorttermbox", sequences=source, model=ModelSpec.resolve(env={}))
 
 
 def test_clear_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -127,13 +156,9 @@ def test_clear_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert "unknown stack 'vot2022/stb'" in err and "vot2022/shorttermbox" in err
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(WorkspaceError, match="no VOT sequences"):
-        prepare_workspace(tmp_path / "ws", "tests/basic", sequences=empty, model=ModelChoice())
+    with pytest.raises(FileNotFoundError, match="no VOT sequences"):
+        prepare_workspace(tmp_path / "ws", "tests/basic", sequences=empty, model=ModelSpec.resolve(env={}))
     broken = write_dataset(tmp_path / "data", {"a": dict(objects=boxes())})
     (broken / "a" / "color" / "00000001.jpg").unlink()
-    with pytest.raises(WorkspaceError, match="first frame .*00000001.jpg not found"):
-        prepare_workspace(tmp_path / "ws", "tests/basic", sequences=broken, model=ModelChoice())
-    report = prepare_workspace(tmp_path / "ws3", "tests/basic", sequences=write_dataset(
-        tmp_path / "data2", {"a": dict(objects=boxes())}), model=ModelChoice.resolve(
-        checkpoint=tmp_path / "missing.safetensors", env={}))
-    assert any("will fail" in w and "missing.safetensors" in w for w in report.warnings)
+    with pytest.raises(FileNotFoundError, match="first frame not found: .*00000001.jpg"):
+        prepare_workspace(tmp_path / "ws", "tests/basic", sequences=broken, model=ModelSpec.resolve(env={}))

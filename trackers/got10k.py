@@ -5,12 +5,14 @@ would otherwise try to download their dataset.
     from lorat_plugin.trackers import LoRATTracker
 
     tracker = LoRATTracker(variant="B-224", weights_dir="~/weights")       # or LoRATTracker(model)
+    # tracker.name: LoRAT-B-224-<weights hash>-<precision>, the results folder of exactly this model
     experiment = ExperimentGOT10k("~/data/GOT-10k", subset="val")
     experiment.run(tracker)
     experiment.report([tracker.name])
 """
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -23,39 +25,54 @@ from got10k.trackers import Tracker
 from ..data.sequence import read_image, to_rgb
 from ..engine import TrackingEngine, TrackState
 
+log = logging.getLogger(__name__)
+
 
 class LoRATTracker(Tracker):
     """got10k's ``init(image, box)`` / ``update(image) -> box`` contract on top of the batched engine (a batch of
     one).
 
     Args:
-        model: a built LoRAT network; if omitted it is loaded from ``variant`` and the weight arguments with
-            :func:`lorat_plugin.model.sources.load_model` (which also reads ``LORAT_*`` environment variables and
-            falls back to the shipped demo model).
-        device: ``cpu``, ``cuda``, ``cuda:1``, ``mps`` or ``None`` (best available).
-        dtype: ``fp32``, ``bf16`` or ``fp16`` autocast (``None``: fp16 on CUDA, fp32 elsewhere).
-        name: the results sub-folder name got10k uses.
+        model: a built LoRAT network; if omitted, the model the weight arguments name, resolved by
+            :class:`lorat_plugin.model.sources.ModelSpec` (which also reads the ``LORAT_*`` variables, and loads
+            the shipped demo model when nothing is named).
+        device, dtype: where and in which precision the network runs (``None``: ``LORAT_DEVICE`` / ``LORAT_DTYPE``,
+            else the engine's precision policy, :mod:`lorat_plugin.engine.precision`).
+        name: the results sub-folder name got10k uses. Default: the model's identity,
+            ``LoRAT-<variant>-<weights hash>-<precision>`` (:meth:`ModelSpec.identity`), so that results of
+            another model or precision never land in (and get skipped because of) this one's folder.
         one_based: the init boxes are 1-based (OTB/LaSOT annotation files as got10k passes them): 1 is taken off
             x and y before cropping, so the tracker sees the pixels the box means, and added back to the output
             so results stay in the file's convention.
 
     Images may be PIL images (what got10k passes), numpy arrays (RGB, grayscale, RGBA) or image file paths
     (``ExperimentVOT(read_image=False)``). Boxes are x, y, w, h. The tracker is deterministic, so got10k runs one
-    repetition. ``tracker.score`` is the last frame's confidence.
+    repetition. ``tracker.score`` is the last frame's confidence; ``tracker.identity`` the model's identity.
     """
 
     def __init__(self, model: torch.nn.Module | None = None, *, variant: str | None = None,
                  backbone_weights: str | os.PathLike | None = None, checkpoint: str | os.PathLike | None = None,
                  weights_dir: str | os.PathLike | None = None, device: torch.device | str | None = None,
-                 dtype: torch.dtype | str | None = None, name: str = "LoRAT", one_based: bool = False) -> None:
-        super().__init__(name=name, is_deterministic=True)
+                 dtype: torch.dtype | str | None = None, name: str | None = None, one_based: bool = False) -> None:
+        from ..model.config import canonical_variant
+        from ..model.sources import ModelSpec, make_identity, state_digest
+        from .trax_server import precision_name
+
+        spec = None
         if model is None:
-            from ..model.sources import load_model
-            model = load_model(variant, backbone_weights=backbone_weights, checkpoint=checkpoint,
-                               weights_dir=weights_dir, merge=True)
+            spec = ModelSpec.resolve(variant, backbone_weights=backbone_weights, checkpoint=checkpoint,
+                                     weights_dir=weights_dir, device=device, dtype=dtype)
+            model, device, dtype = spec.load(), spec.device, spec.dtype
         elif variant is not None or backbone_weights or checkpoint or weights_dir:
             raise ValueError("pass either a built model or variant/weight paths, not both")
         self.engine = TrackingEngine(model, device=device, dtype=dtype)
+        precision = precision_name(self.engine.dtype)
+        self.identity = spec.identity(precision) if spec is not None else make_identity(
+            canonical_variant(model.config) or "model", canonical_variant(model.config), state_digest(model), [],
+            precision)
+        super().__init__(name=name or self.identity["name"], is_deterministic=True)
+        log.info("LoRATTracker %s: %s on %s, %s", self.name, self.identity, self.engine.device,
+                 type(self.engine.network).__name__)
         self.offset = 1.0 if one_based else 0.0
         self.state: TrackState | None = None
 
@@ -66,6 +83,7 @@ class LoRATTracker(Tracker):
         return to_rgb(image)
 
     def init(self, image: Any, box: Any) -> None:
+        self.state = None  # a failed init must not leave the previous sequence's state to update()
         box = np.asarray(box, dtype=np.float64).reshape(-1)
         if box.shape != (4,):
             raise ValueError(f"init box must be 4 numbers x, y, w, h, got {box.tolist()}")
@@ -74,7 +92,7 @@ class LoRATTracker(Tracker):
 
     def update(self, image: Any) -> np.ndarray:
         if self.state is None:
-            raise RuntimeError("LoRATTracker.update() called before init()")
+            raise RuntimeError("LoRATTracker.update() without a successful init() on this sequence")
         boxes, _ = self.engine.track([self.state], [self._frame(image)])
         return boxes[0] + (self.offset, self.offset, 0.0, 0.0)
 

@@ -15,11 +15,10 @@ The toolkit starts this program (``protocol = traxpython`` in ``trackers.ini``; 
   timeout; the process then exits with status 1. The model is loaded before the handshake, so a broken weights
   path fails in seconds.
 
-The model comes from environment variables (``trackers.ini`` sets them with ``env_<NAME> = ...`` lines):
-``LORAT_VARIANT``, ``LORAT_BACKBONE_WEIGHTS``, ``LORAT_CHECKPOINT``, ``LORAT_WEIGHTS_DIR`` (as everywhere in
-lorat-plugin; nothing set: the shipped demo model; a weights folder alone: B-224), ``LORAT_DEVICE`` (cpu, cuda,
-cuda:1, mps; default: the best available), ``LORAT_DTYPE`` (fp32, bf16, fp16). Logging goes to stderr (the
-toolkit keeps it in its log); stdout carries the protocol.
+The model comes from the ``LORAT_*`` environment variables (``trackers.ini`` sets them with ``env_<NAME> = ...``
+lines), resolved as everywhere in lorat-plugin (:mod:`lorat_plugin.model.sources`); paths must be absolute. The log
+names the model's identity, precision and backend. Logging goes to stderr (the toolkit keeps it in its log); stdout
+carries the protocol.
 """
 from __future__ import annotations
 
@@ -31,16 +30,15 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
+
+from ..model.sources import PATH_VARIABLES, ModelSpec
 
 log = logging.getLogger("lorat.trax")
 
 OUTPUTS = ("rectangle", "mask")
-DEFAULT_VARIANT = "B-224"  # a weights folder alone (no variant, no checkpoint) means the paper's main model
-MODEL_ENV = ("LORAT_VARIANT", "LORAT_BACKBONE_WEIGHTS", "LORAT_CHECKPOINT", "LORAT_WEIGHTS_DIR")
-PATH_ENV = ("LORAT_BACKBONE_WEIGHTS", "LORAT_CHECKPOINT", "LORAT_WEIGHTS_DIR", "LORAT_SAM_CHECKPOINT")
 _UNEXPANDED = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?")
 
 
@@ -48,29 +46,28 @@ class SessionError(Exception):
     """Something the toolkit sent that cannot be tracked (bad region, unreadable frame): ends the session."""
 
 
+def precision_name(dtype: Any) -> str:
+    import torch
+
+    return {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, str(dtype))
+
+
 # ---- configuration ---------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ServerSettings:
-    """What the environment asks for. Empty variables count as unset."""
+    """What the environment asks for: the model (:class:`~lorat_plugin.model.sources.ModelSpec`) and the output."""
 
-    variant: str | None = None
-    backbone_weights: str | None = None
-    checkpoint: str | None = None
-    weights_dir: str | None = None
-    device: str | None = None
-    dtype: str | None = None
+    model: ModelSpec
     output: str = "rectangle"
     sam_checkpoint: str | None = None
     sam_model: str | None = None
 
     @classmethod
-    def from_env(cls, env: os._Environ | dict[str, str] | None = None) -> "ServerSettings":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "ServerSettings":
         env = os.environ if env is None else env
-
-        def get(name: str) -> str | None:
-            value = (env.get(name) or "").strip()
-            if not value:
-                return None
+        for name, value in env.items():
+            if not name.startswith("LORAT_") or not value.strip():
+                continue
             unexpanded = _UNEXPANDED.search(value)
             if unexpanded:
                 # The toolkit expands $VAR in env_ lines and leaves unset ones verbatim.
@@ -79,39 +76,31 @@ class ServerSettings:
                     f"{unexpanded.group(1)}, which is not set where `vot` runs. Export it (e.g. "
                     f"`export {unexpanded.group(1)}=/path/to/weights`) or prepare the workspace with "
                     "`lorat vot-workspace ... --weights-dir DIR`, which writes the path into trackers.ini")
-            if name in PATH_ENV and not Path(value).expanduser().is_absolute():
+            if name in (*PATH_VARIABLES, "LORAT_SAM_CHECKPOINT") and not Path(value.strip()).expanduser().is_absolute():
                 # The toolkit starts trackers in a fresh temporary directory: relative paths cannot work.
                 raise ValueError(f"{name}={value!r} is a relative path, but the VOT toolkit runs the tracker in a "
                                  f"temporary directory ({os.getcwd()}); use an absolute path")
-            return value
-
-        output = (get("LORAT_VOT_OUTPUT") or "rectangle").lower()
+        output = (env.get("LORAT_VOT_OUTPUT") or "rectangle").strip().lower()
         if output not in OUTPUTS:
             raise ValueError(f"LORAT_VOT_OUTPUT={output!r}: use rectangle or mask")
-        variant, checkpoint, weights_dir = get("LORAT_VARIANT"), get("LORAT_CHECKPOINT"), get("LORAT_WEIGHTS_DIR")
-        if weights_dir and not variant and not checkpoint:
-            variant = DEFAULT_VARIANT
-        return cls(variant=variant, backbone_weights=get("LORAT_BACKBONE_WEIGHTS"),
-                   checkpoint=checkpoint, weights_dir=weights_dir,
-                   device=get("LORAT_DEVICE"), dtype=get("LORAT_DTYPE"), output=output,
-                   sam_checkpoint=get("LORAT_SAM_CHECKPOINT"), sam_model=get("LORAT_SAM_MODEL"))
+        return cls(model=ModelSpec.resolve(env=env), output=output,
+                   sam_checkpoint=(env.get("LORAT_SAM_CHECKPOINT") or "").strip() or None,
+                   sam_model=(env.get("LORAT_SAM_MODEL") or "").strip() or None)
 
 
 def build_tracker(settings: ServerSettings) -> tuple[Any, Callable | None, str]:
     """(engine, masker or None, one-line description) for the settings. Raises with a clear message."""
     from ..engine import TrackingEngine
     from ..engine.network import resolve_device
-    from ..model.sources import load_model
     from .segmentify import BoxMasker, SamMasker
 
-    device = resolve_device(settings.device)
-    model = load_model(settings.variant, backbone_weights=settings.backbone_weights, checkpoint=settings.checkpoint,
-                       weights_dir=settings.weights_dir, merge=True)
-    engine = TrackingEngine(model, device=device, dtype=settings.dtype)
+    spec = settings.model
+    engine = TrackingEngine(spec.load(), device=resolve_device(spec.device), dtype=spec.dtype)
+    identity = spec.identity(precision_name(engine.dtype))
     config = engine.config
-    what = settings.variant or settings.checkpoint or "the shipped demo model"
-    description = (f"LoRAT {what}: width {config.embed_dim}, depth {config.depth}, search {config.search_size} px, "
-                   f"{engine.device} {str(engine.dtype).replace('torch.', '')}")
+    description = (f"{identity['name']} ({spec.describe()}): width {config.embed_dim}, depth {config.depth}, "
+                   f"search {config.search_size} px, {engine.device} {identity['precision']}, "
+                   f"{type(engine.network).__name__}")
     masker = None
     if settings.output == "mask":
         if settings.sam_checkpoint:

@@ -1,8 +1,9 @@
 """Measure LoRAT frames per second on this machine: the network alone and the whole tracker step (crop, network,
 post-processing, from already-decoded frames), at batch 1 and batched across sequences, on the current device and
 precision, with the hardware named. --compare-timm times the bare timm ViT blocks of the same size over the same
-tokens in fp32 in the same run, as the yardstick. Without weight arguments the network is randomly initialised
-(speed does not depend on the weights; the output says so).
+tokens in fp32 in the same run, as the yardstick. The model is the one the model arguments (or LORAT_* variables)
+name, the shipped demo model when none is; a --variant without weights is randomly initialised (speed does not
+depend on the weights; the output says so).
 
 examples:
   lorat benchmark --variant B-224 --compare-timm
@@ -39,7 +40,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     add_model_arguments(parser)
-    parser.set_defaults(variant=None)
 
 
 def _ints(text: str, what: str, separator: str = ",") -> list[int]:
@@ -52,24 +52,12 @@ def _ints(text: str, what: str, separator: str = ",") -> list[int]:
     return values
 
 
-def load_timed_model(args: argparse.Namespace):
-    """(model, description of its weights): the weights the arguments name, else random weights of the variant
-    (B-224 when none is named)."""
-    from ..model import build_model
-    from .common import model_from_args
-
-    if args.backbone_weights or args.checkpoint or args.weights_dir or args.variant == "demo":
-        return model_from_args(args), "weights: " + (args.checkpoint or args.weights_dir or args.backbone_weights
-                                                      or "shipped demo model")
-    variant = args.variant or "B-224"
-    return build_model(variant, merge=True), "random weights: timing only, not meaningful boxes"
-
-
 def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..engine.accelerate import CastNetwork, build_network, describe_network
     from ..engine.network import resolve_device
+    from ..model.sources import ModelSpec
     from ..speed import format_speed_report, measure_speed, network_flops
 
     batch_sizes = _ints(args.batch_sizes, "--batch-sizes")
@@ -81,9 +69,11 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--repeats must be >= 1 and --warmup >= 0")
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
-    model, weights = load_timed_model(args)
-    main = build_network(model, device, args.dtype, compile=args.compile, cuda_graphs=args.cuda_graphs)
+    spec = ModelSpec.from_args(args, random_weights=True)  # a bare --variant: random weights (speed only)
+    model = spec.load()
+    weights = ("weights: " + spec.describe()) if spec.files else "random weights: timing only, not meaningful boxes"
+    device = resolve_device(spec.device)
+    main = build_network(model, device, spec.dtype, compile=args.compile, cuda_graphs=args.cuda_graphs)
     backends = {describe_network(main): main}
     if args.compare_fp32 and main.dtype != torch.float32:
         fp32 = build_network(model, device, "fp32")
@@ -102,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"{args.onnx} was exported for another model than the one benchmarked "
                              f"({ort.config.embed_dim} wide, {ort.config.depth} deep): pass the same --variant")
         backends[f"ONNX Runtime CPU, {ort.precision} ({Path(args.onnx).name})"] = ort
-    variant = args.variant or ("B-224" if weights.startswith("random") else "from the weights")
+    variant = spec.variant or "from the weights"
     result = measure_speed(backends, model.config, device=device, variant=variant, weights=weights,
                            batch_sizes=batch_sizes, repeats=args.repeats, warmup=args.warmup,
                            compare_timm=args.compare_timm, tracker=not args.model_only,

@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..demo import DEMO_TRACKER, package_demo_model, run_demo, write_initial_backbone
     from ..train.config import resolve_config_path
-    from .common import model_from_args
+    from ..model.sources import ModelSpec
 
     if args.init_backbone:
         path = write_initial_backbone(resolve_config_path("demo-pretrain"), args.init_backbone)
@@ -61,12 +61,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"demo model written: {path} ({path.stat().st_size / 1e6:.1f} MB)")
         return 0
     baselines = tuple(b.strip().lower() for b in args.baselines.split(",") if b.strip() and b.strip() != "none")
-    custom = any(getattr(args, k) for k in ("variant", "backbone_weights", "checkpoint", "weights_dir"))
     started = time.perf_counter()
-    model = model_from_args(args)
-    result = run_demo(args.output, model, tracker_name="LoRAT" if custom else DEMO_TRACKER, baselines=baselines,
-                      video=not args.no_video, video_sequence=args.video_sequence, batch_size=args.batch_size,
-                      device=args.device, dtype=args.dtype, progress=not args.quiet,
+    spec = ModelSpec.from_args(args)
+    result = run_demo(args.output, spec.load(), tracker_name=DEMO_TRACKER if spec.is_demo else "LoRAT",
+                      baselines=baselines, video=not args.no_video, video_sequence=args.video_sequence,
+                      batch_size=args.batch_size, device=spec.device, dtype=spec.dtype, progress=not args.quiet,
                       benchmark={"seed": args.seed, "sequences": args.sequences, "frames": args.frames})
     print()
     print(result.table)

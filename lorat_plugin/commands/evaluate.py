@@ -39,9 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..data.datasets import dataset_key, load_dataset
     from ..distributed import local_device
-    from ..engine import TrackingEngine
     from ..evaluation import run_benchmark
-    from .common import network_from_args
+    from .common import engine_from_args
 
     dataset = dataset_key(args.dataset)
     sequences = load_dataset(dataset, args.root, args.split)
@@ -54,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     device = args.device
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under torchrun: the GPU of this rank (or the CPU)
         device = str(local_device(device, key="--device"))
-    engine = TrackingEngine(network_from_args(args, device), device=device, dtype=args.dtype)
+    engine, _spec = engine_from_args(args, device)
     backend = "onnx" if args.onnx else "+".join(
         f.replace("_", "-") for f in ("compile", "cuda_graphs", "autocast") if getattr(args, f)) or "eager"
     summary = run_benchmark(engine, sequences, Path(args.output), tracker_name=args.tracker_name or _default_name(args),

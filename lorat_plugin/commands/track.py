@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.annotations import read_boxes
-from .common import add_backend_arguments, add_model_arguments, network_from_args
+from .common import add_backend_arguments, add_model_arguments, engine_from_args
 
 PREDICTION_COLOR = (0, 255, 0)
 GROUND_TRUTH_COLOR = (255, 255, 255)
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..data.video import VideoWriter, draw_boxes, open_frames
-    from ..engine import TrackingEngine, track_frames
+    from ..engine import track_frames
 
     offset = np.array((1.0, 1.0, 0.0, 0.0)) if args.one_based else np.zeros(4)
     ground_truth = read_boxes(Path(args.gt), kind="ground-truth") - offset if args.gt else None
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         if path is not None and Path(path).is_dir():
             raise ValueError(f"{path} is a folder: give a file name")
     source = open_frames(args.input)  # FrameError now if the input is missing, before the model loads
-    engine = TrackingEngine(network_from_args(args), device=args.device, dtype=args.dtype)
+    engine, _spec = engine_from_args(args)
 
     # Boxes go to <output>.partial as they come (overwriting what an interrupted run left): it becomes the output
     # only when the whole input is tracked, and keeps the finished boxes when it is not.

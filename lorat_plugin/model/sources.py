@@ -1,80 +1,233 @@
-"""Where model weights come from: explicit paths, a weights folder, environment variables, or the shipped demo model.
+"""Which model the user means: the one policy behind every entry point (the CLI verbs, the got10k
+``LoRATTracker``, the TraX program and ``lorat vot-workspace``), and the model's identity in results.
 
-Nothing is ever downloaded. Environment variables let toolkits that start the tracker as a separate process (VOT's
-``trackers.ini``) name weights without machine-specific paths:
+:meth:`ModelSpec.resolve` settles the model once, from arguments, then environment variables, then the shipped demo
+model. Nothing is ever downloaded. The variables (:data:`ENV`) are read here and nowhere else; they let toolkits
+that start the tracker as a separate process (VOT's ``trackers.ini``) name weights without machine-specific paths.
+``LORAT_WEIGHTS_DIR`` is a folder of Meta's DINOv2 files and released checkpoints under their usual names
+(``dinov2_vitb14_pretrain.pth``, ``base.bin``, ...) or ``<variant>.safetensors``; ``LORAT_DTYPE`` unset means the
+precision policy of :mod:`lorat_plugin.engine.precision`. The rules:
 
-* ``LORAT_VARIANT``: variant name (``B-224``, ...) or ``demo``;
-* ``LORAT_BACKBONE_WEIGHTS``: the DINOv2 file;
-* ``LORAT_CHECKPOINT``: the LoRAT checkpoint;
-* ``LORAT_WEIGHTS_DIR``: a folder holding Meta's DINOv2 files and the released checkpoints under their usual names
-  (``dinov2_vitb14_pretrain.pth``, ``base.bin``, ``large-378.bin``, ...).
+* Arguments that name a model (variant, checkpoint, backbone) replace all three model variables, so one model is
+  never pieced together from two places; the weights folder, device and precision each fall back to their variable.
+* Nothing named and no weights folder: the shipped demo model.
+* A weights folder without a variant: the variant is what the folder holds. Exactly one released checkpoint or one
+  ``<variant>.safetensors`` picks it; several are an error that lists them; none is an error saying what was
+  expected.
+* A missing file or folder is a ``FileNotFoundError`` "<what> not found: <path>", whoever asks.
 """
 from __future__ import annotations
 
+import argparse
+import functools
+import hashlib
 import os
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any, Mapping
 
 import torch
 
-from .build import build_model
-from .config import DINOV2_FILES, RELEASED_CHECKPOINTS, backbone_size, canonical_variant, dinov2_hint, get_config
-from .network import LoRAT
+from .config import (DINOV2_FILES, RELEASED_CHECKPOINTS, VARIANTS, backbone_size, canonical_variant, dinov2_hint,
+                     get_config)
 
 DEMO = "demo"
 DEMO_ASSET = "demo_model.safetensors"
+# ModelSpec field -> the environment variable it falls back to.
+ENV = {"variant": "LORAT_VARIANT", "backbone_weights": "LORAT_BACKBONE_WEIGHTS", "checkpoint": "LORAT_CHECKPOINT",
+       "weights_dir": "LORAT_WEIGHTS_DIR", "device": "LORAT_DEVICE", "dtype": "LORAT_DTYPE"}
+PATH_VARIABLES = (ENV["backbone_weights"], ENV["checkpoint"], ENV["weights_dir"])
+RELEASES_URL = "https://github.com/LitingLin/LoRAT"
+PathArg = str | os.PathLike | None
 
 
 def demo_checkpoint() -> Path:
     """The small demo model shipped inside the package (trained on the procedural benchmark; see docs/demo.md)."""
     path = Path(str(resources.files("lorat_plugin") / "assets" / DEMO_ASSET))
     if not path.is_file():
-        raise FileNotFoundError(f"the demo model {path} is missing from this installation; reinstall the "
+        raise FileNotFoundError(f"demo model not found: {path} (missing from this installation); reinstall the "
                                 "package, or rebuild the model as docs/demo.md says (`lorat train --config demo`)")
     return path
 
 
-def resolve_weights(variant: str | None = None, *, backbone_weights: str | os.PathLike | None = None,
-                    checkpoint: str | os.PathLike | None = None, weights_dir: str | os.PathLike | None = None,
-                    ) -> tuple[str | None, Path | None, Path | None]:
-    """Settle (variant, backbone file, checkpoint file) from arguments, then environment variables, then defaults.
-    With nothing given at all, the shipped demo model is used."""
-    env = os.environ
-    variant = variant or env.get("LORAT_VARIANT") or None
-    backbone_weights = backbone_weights or env.get("LORAT_BACKBONE_WEIGHTS") or None
-    checkpoint = checkpoint or env.get("LORAT_CHECKPOINT") or None
-    weights_dir = weights_dir or env.get("LORAT_WEIGHTS_DIR") or None
-    if variant == DEMO or (variant is None and not (backbone_weights or checkpoint or weights_dir)):
-        return None, None, demo_checkpoint()
-    if weights_dir is not None:
-        if variant is None:
-            raise ValueError("a weights folder needs a variant (e.g. --variant B-224) to know which files to use")
-        folder = Path(weights_dir).expanduser()
-        if not folder.is_dir():
-            raise FileNotFoundError(f"weights folder not found: {folder}")
-        size = backbone_size(get_config(variant))
-        if backbone_weights is None and size is not None:
-            backbone_weights = folder / DINOV2_FILES[size]
-        if checkpoint is None:
-            canonical = canonical_variant(variant) or str(variant)
-            candidates = [folder / f"{canonical}.safetensors", folder / RELEASED_CHECKPOINTS.get(canonical, "")]
-            checkpoint = next((c for c in candidates if c.is_file()), None)
+def _existing(path: PathArg, what: str, *, folder: bool = False, hint: str = "") -> Path | None:
+    """``path`` made absolute, or the one "not found" error every entry point gives."""
+    if path is None:
+        return None
+    path = Path(path).expanduser().absolute()
+    if not (path.is_dir() if folder else path.is_file()):
+        raise FileNotFoundError(f"{what} not found: {path}" + (f". Get it from {hint}." if hint else ""))
+    return path
+
+
+def _checkpoints_in(folder: Path) -> dict[str, Path]:
+    """variant -> its checkpoint in ``folder`` (a ``<variant>.safetensors`` before the released file)."""
+    found = {}
+    for variant in VARIANTS:
+        names = (f"{variant}.safetensors", RELEASED_CHECKPOINTS.get(variant))
+        path = next((folder / n for n in names if n and (folder / n).is_file()), None)
+        if path is not None:
+            found[variant] = path
+    return found
+
+
+def _variant_held_by(folder: Path) -> str:
+    found = _checkpoints_in(folder)
+    if len(found) == 1:
+        return next(iter(found))
+    if found:
+        listed = ", ".join(f"{v} ({p.name})" for v, p in found.items())
+        raise ValueError(f"{folder} holds checkpoints of several variants: {listed}; choose one with --variant "
+                         f"or {ENV['variant']}")
+    released = ", ".join(RELEASED_CHECKPOINTS.values())
+    raise FileNotFoundError(f"no LoRAT checkpoint in {folder}: expected one released checkpoint ({released}; linked "
+                            f"from {RELEASES_URL}) or one <variant>.safetensors written by `lorat train`")
+
+
+def _holds_backbone(checkpoint: Path) -> bool:
+    """Whether a checkpoint written by ``save_checkpoint`` carries its own backbone (read from the header only)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(checkpoint), framework="pt") as f:
+            return (f.metadata() or {}).get("contents") == "full"
+    except Exception:  # noqa: BLE001 -- not safetensors: a released or torch.save file, read (and checked) later
+        return False
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A resolved model choice: absolute paths of files that exist, the variant, and the runtime wishes.
+
+    ``variant`` is a canonical variant name, ``"demo"``, or ``None`` (the config stored in the checkpoint).
+    ``weights_dir`` is the folder the files were taken from, if any. ``device`` and ``dtype`` are what was asked
+    for (``None``: the engine's defaults).
+    """
+
+    variant: str | None = None
+    checkpoint: Path | None = None
+    backbone_weights: Path | None = None
+    weights_dir: Path | None = None
+    device: str | None = None
+    dtype: str | None = None
+
+    @classmethod
+    def resolve(cls, variant: str | None = None, *, checkpoint: PathArg = None, backbone_weights: PathArg = None,
+                weights_dir: PathArg = None, device: str | None = None, dtype: str | None = None,
+                env: Mapping[str, str] | None = None, random_weights: bool = False) -> "ModelSpec":
+        """Apply the module's rules; ``env`` defaults to ``os.environ`` (empty variables count as unset).
+        ``random_weights``: a variant named without weights is that variant randomly initialised (timing only)."""
+        env = os.environ if env is None else env
+
+        def from_env(field: str) -> str | None:
+            return (env.get(ENV[field]) or "").strip() or None
+
+        if not (variant or checkpoint or backbone_weights):
+            variant, checkpoint, backbone_weights = (from_env(f) for f in ("variant", "checkpoint", "backbone_weights"))
+        folder = _existing(weights_dir or from_env("weights_dir"), "weights folder", folder=True)
+        runtime = dict(weights_dir=folder, device=device or from_env("device"), dtype=dtype or from_env("dtype"))
+        checkpoint = _existing(checkpoint, "LoRAT checkpoint", hint=RELEASES_URL)
+        backbone = _existing(backbone_weights, "DINOv2 backbone file")
+        if str(variant).lower() == DEMO or not (variant or checkpoint or backbone or folder):
+            return cls(variant=DEMO, checkpoint=demo_checkpoint(), **runtime)
+        if variant is None and checkpoint is None and backbone is None:
+            variant = _variant_held_by(folder)
+        elif variant is not None:
+            variant = canonical_variant(variant) or variant  # unknown names raise here, listing the known ones
+        elif checkpoint is not None:  # a released file says its variant by its name; others carry their config
+            variant = next((v for v, name in RELEASED_CHECKPOINTS.items() if name == checkpoint.name), None)
+        if folder is not None and variant is not None:
             if checkpoint is None:
-                raise FileNotFoundError(
-                    f"no checkpoint for {canonical} in {folder}: expected {RELEASED_CHECKPOINTS.get(canonical)} "
-                    "(released LoRAT weights, linked from https://github.com/LitingLin/LoRAT) or "
-                    f"{canonical}.safetensors (written by `lorat train`)")
-    if backbone_weights is None and checkpoint is None:
-        raise ValueError(f"variant {variant} needs weights: a DINOv2 backbone file ({dinov2_hint(get_config(variant))})"
-                         " and a LoRAT checkpoint, or a folder holding both (--weights-dir / LORAT_WEIGHTS_DIR)")
-    return variant, Path(backbone_weights) if backbone_weights else None, Path(checkpoint) if checkpoint else None
+                checkpoint = _checkpoints_in(folder).get(variant)
+                if checkpoint is None:
+                    released = RELEASED_CHECKPOINTS.get(variant)
+                    raise FileNotFoundError(
+                        f"no checkpoint for {variant} in {folder}: expected " + (f"{released} (released LoRAT weights"
+                        f", linked from {RELEASES_URL}) or " if released else "") + f"{variant}.safetensors (written "
+                        "by `lorat train`)" + ("" if released else f"; {variant} has no released checkpoint"))
+            size = backbone_size(get_config(variant))
+            if backbone is None and size is not None and not _holds_backbone(checkpoint):
+                # released checkpoints (and `lorat train`'s LoRA ones) hold only the trainable tensors
+                backbone = _existing(folder / DINOV2_FILES[size], "DINOv2 backbone file",
+                                     hint=dinov2_hint(get_config(variant)))
+        if checkpoint is None and backbone is None and not random_weights:
+            raise ValueError(f"variant {variant} needs weights: a DINOv2 backbone file ("
+                             f"{dinov2_hint(get_config(variant))}) and a LoRAT checkpoint, or a folder holding both "
+                             f"(--weights-dir / {ENV['weights_dir']})")
+        return cls(variant=variant, checkpoint=checkpoint, backbone_weights=backbone, **runtime)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, **options: Any) -> "ModelSpec":
+        """The spec of a CLI verb's model arguments (``commands/common.add_model_arguments``); ``options`` go to
+        :meth:`resolve`."""
+        return cls.resolve(getattr(args, "variant", None), **options, **{
+            f: getattr(args, f, None) for f in ("checkpoint", "backbone_weights", "weights_dir", "device", "dtype")})
+
+    @property
+    def is_demo(self) -> bool:
+        return self.variant == DEMO
+
+    @property
+    def files(self) -> list[Path]:
+        return [p for p in (self.backbone_weights, self.checkpoint) if p is not None]
+
+    def load(self, *, merge: bool = True) -> torch.nn.Module:
+        """The network on the CPU as stored, merged for inference by default (the engine places and casts it)."""
+        from .build import build_model
+
+        return build_model(None if self.is_demo else self.variant, backbone_weights=self.backbone_weights,
+                           checkpoint=self.checkpoint, merge=merge)
+
+    def describe(self) -> str:
+        if self.is_demo:
+            return "the shipped demo model (not LoRAT's published accuracy)"
+        return f"{self.variant or 'the checkpoint config'}: " + ", ".join(str(p) for p in self.files)
+
+    def identity(self, precision: str) -> dict[str, Any]:
+        """What a results folder records about the model: never an absolute path, the same for the same files
+        wherever they lie, different for other weights or another precision.
+
+        Returns ``{"name", "variant", "weights", "files", "precision"}``: ``weights`` is a short SHA-256 over the
+        weight files' bytes (cached per file in this process), ``files`` their base names, ``precision`` the name
+        the caller passes (``fp32``, ``bf16``, ``fp16``, ...: what actually runs, e.g.
+        ``engine.precision.precision_name(engine.dtype)``), and ``name`` the default tracker name
+        ``LoRAT-<variant or checkpoint stem>-<8 hex of weights>-<precision>``.
+        """
+        digest = hashlib.sha256("".join(file_digest(p) for p in self.files).encode()).hexdigest()[:12]
+        label = self.variant or self.checkpoint.stem  # type: ignore[union-attr]  # resolve() leaves one of them
+        return make_identity(label, self.variant, digest, [p.name for p in self.files], precision)
 
 
-def load_model(variant: str | None = None, *, backbone_weights: str | os.PathLike | None = None,
-               checkpoint: str | os.PathLike | None = None, weights_dir: str | os.PathLike | None = None,
-               merge: bool = True, device: torch.device | str | None = None,
-               dtype: torch.dtype | None = None) -> LoRAT:
-    """The model a user means: see :func:`resolve_weights`. Merged for inference by default."""
-    variant, backbone, ckpt = resolve_weights(variant, backbone_weights=backbone_weights, checkpoint=checkpoint,
-                                              weights_dir=weights_dir)
-    return build_model(variant, backbone_weights=backbone, checkpoint=ckpt, merge=merge, device=device, dtype=dtype)
+def make_identity(label: str, variant: str | None, digest: str, files: list[str], precision: str) -> dict[str, Any]:
+    """The identity dict of :meth:`ModelSpec.identity` (also for models built in memory: see :func:`state_digest`)."""
+    return {"name": f"LoRAT-{label}-{digest[:8]}-{precision}", "variant": variant, "weights": digest,
+            "files": files, "precision": precision}
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file's bytes, cached per (path, size, mtime) for this process."""
+    stat = path.stat()
+    return _digest(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.cache
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def state_digest(model: torch.nn.Module) -> str:
+    """Short SHA-256 over a built model's tensors (names and bytes): the weights part of its identity."""
+    sha = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        sha.update(name.encode())
+        sha.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return sha.hexdigest()[:12]
+
+
+def load_model(variant: str | None = None, *, backbone_weights: PathArg = None, checkpoint: PathArg = None,
+               weights_dir: PathArg = None, merge: bool = True) -> torch.nn.Module:
+    """The model a user means (:meth:`ModelSpec.resolve`), built on the CPU; merged for inference by default."""
+    return ModelSpec.resolve(variant, backbone_weights=backbone_weights, checkpoint=checkpoint,
+                             weights_dir=weights_dir).load(merge=merge)
