@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..annotations import read_text
 from ..sequence import AnnotationError
-from ._io import read_text
 
 
 @dataclass
