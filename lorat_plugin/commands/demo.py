@@ -49,8 +49,8 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     from ..demo import DEMO_TRACKER, package_demo_model, run_demo, write_initial_backbone
-    from ..train.config import resolve_config_path
     from ..model.sources import ModelSpec
+    from ..train.config import resolve_config_path
 
     if args.init_backbone:
         path = write_initial_backbone(resolve_config_path("demo-pretrain"), args.init_backbone)
