@@ -120,6 +120,7 @@ def test_demo_command_writes_results_reports_plots_and_video(tmp_path, tiny_chec
     assert set(metrics["trackers"]) == {"LoRAT", "KCF", "StaticBox"}
     for plot in ("success_plot.png", "ope/success_plot.png", "ope/precision_plot.png"):
         assert (out / "report" / plot).stat().st_size > 1000
+    assert (out / "report" / "report.html").is_file() and "LoRAT-demo:" not in printed  # not the demo model
     videos = list((out / "video").iterdir())
     assert [v.stem for v in videos] == ["Procedural_Test_000002"] and videos[0].stat().st_size > 1000
     from lorat_plugin.data.video import open_frames
@@ -166,3 +167,20 @@ def test_initial_backbone_has_sincos_positions_and_loads_as_a_backbone(tmp_path)
     torch.testing.assert_close(model.pos_embed.detach(), table)
     with pytest.raises(ValueError, match="multiple of 4"):
         demo_model.sincos_position_table(4, 30)
+
+
+def test_demo_table_and_page_say_what_the_demo_model_is(tmp_path, tiny_checkpoint, small_demo_spec):
+    model = load_model(checkpoint=tiny_checkpoint)
+    result = demo.run_demo(tmp_path, model, baselines=("static",), video=False, progress=False)
+    lines = result.table.splitlines()
+    assert lines[2].split() == ["tracker", "AO", "SR0.5", "SR0.75", "AUC", "P@20", "FPS"]
+    assert [line.split()[0] for line in lines[3:5]] == ["LoRAT-demo", "StaticBox"]
+    size = sum(p.numel() for p in model.parameters()) / 1e6
+    footer = "\n".join(lines[5:])
+    for fact in (f"{size:.1f}M-parameter", "width 32, depth 2", "from scratch", "DINOv2", "LaSOT 71.7 AUC",
+                 "GOT-10k 72.1 AO", "lorat evaluate --dataset lasot"):
+        assert fact in footer
+    assert (tmp_path / "report" / "demo_table.txt").read_text() == result.table + "\n"
+    page = (tmp_path / "report" / "report.html").read_text()
+    assert "from scratch" in page and "LaSOT 71.7 AUC" in page and page.count("<h3>") == 2  # strips: 2 sequences
+
