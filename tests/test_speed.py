@@ -275,6 +275,21 @@ def test_network_flops_counts_every_block_with_its_attention() -> None:
     assert one > block + patches
 
 
+@pytest.mark.parametrize("merge", [True, False])
+def test_network_flops_on_a_meta_copy_equal_a_cpu_forward(merge: bool) -> None:
+    """Counted on a meta copy (no arithmetic): the same count as a real fp32 forward on the CPU, LoRA included."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.manual_seed(0)
+    model = randomize_adapters(build_model(TINY, merge=merge).eval())
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.inference_mode(), sdpa_kernel([SDPBackend.MATH]), FlopCounterMode(display=False) as counter:
+        model(*network_inputs(TINY, 1, torch.device("cpu")))
+    assert network_flops(model, TINY) == counter.get_total_flops() > 0
+    assert all(v.device.type == "cpu" and torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
 def test_matmul_peak_reports_a_rate() -> None:
     tflops, what = matmul_peak("cpu", torch.float32, size=64, repeats=2)
     assert tflops > 0 and what == "64x64x64 float32 torch.matmul"

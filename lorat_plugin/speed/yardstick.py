@@ -2,6 +2,7 @@
 matrix products, and the network's own FLOPs."""
 from __future__ import annotations
 
+import copy
 import statistics
 
 import torch
@@ -30,14 +31,18 @@ def timm_blocks(config: ModelConfig) -> nn.Module:
 
 def network_flops(model: nn.Module, config: ModelConfig) -> int:
     """Floating-point operations of one frame through ``model`` (2 per multiply-add of its matrix products,
-    convolution and attention, as ``torch.utils.flop_counter`` counts them), from a batch-1 forward pass on the
-    model's device. Attention runs on the math kernel while counting: the counter does not see fused CPU kernels."""
+    convolution and attention, as ``torch.utils.flop_counter`` counts them), from a batch-1 forward pass of a copy
+    on the ``meta`` device: shapes only, no arithmetic, so L and g cost no fp32 forward on the CPU. Attention runs
+    on the math kernel while counting: the counter does not see fused kernels."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
 
-    device = next(model.parameters()).device
+    with torch.no_grad():  # the copy shares no storage: every parameter and buffer is a meta tensor
+        memo = {id(p): nn.Parameter(p.to("meta"), p.requires_grad) for p in model.parameters()}
+        memo.update({id(b): b.to("meta") for b in model.buffers()})
+        meta = copy.deepcopy(model, memo)
     with torch.inference_mode(), sdpa_kernel([SDPBackend.MATH]), FlopCounterMode(display=False) as counter:
-        model(*network_inputs(config, 1, device))
+        meta(*network_inputs(config, 1, torch.device("meta")))
     return int(counter.get_total_flops())
 
 
