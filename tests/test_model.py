@@ -12,7 +12,6 @@ from lorat_plugin.model import VARIANTS, count_parameters, get_config
 from lorat_plugin.model.lora import LoRALinear
 from lorat_plugin.model.weights import read_weights, trainable_to_reference
 
-from conftest import PARITY_FIXTURE, TINY, fixture_config, require_fixture, write_dinov2
 
 
 def _inputs(config: ModelConfig, batch: int = 2, seed: int = 0):
@@ -26,9 +25,9 @@ def _inputs(config: ModelConfig, batch: int = 2, seed: int = 0):
 # ---- parity with the reference implementation ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("merge", [False, True], ids=["unmerged", "merged"])
-def test_reference_parity(merge: bool) -> None:
-    fixture = require_fixture(PARITY_FIXTURE)
-    model = build_model(fixture_config(), backbone_weights=fixture / "dinov2_backbone.pth",
+def test_reference_parity(merge: bool, reference_fixture, parity_config) -> None:
+    fixture = reference_fixture("reference-parity-s224")
+    model = build_model(parity_config, backbone_weights=fixture / "dinov2_backbone.pth",
                         checkpoint=fixture / "lorat_checkpoint.safetensors", merge=merge).eval()
     io = load_file(str(fixture / "io.safetensors"))
     with torch.no_grad():
@@ -87,11 +86,11 @@ def test_lora_linear_matches_separate_adapters() -> None:
     torch.testing.assert_close(layer(x), torch.cat(parts, dim=-1))
 
 
-def test_merge_unmerge_round_trip(tiny_backbone: Path) -> None:
+def test_merge_unmerge_round_trip(tiny_backbone: Path, tiny_config) -> None:
     torch.manual_seed(0)
-    model = build_model(TINY, backbone_weights=tiny_backbone).eval()
+    model = build_model(tiny_config, backbone_weights=tiny_backbone).eval()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    z, x, mask = _inputs(TINY)
+    z, x, mask = _inputs(tiny_config)
     with torch.no_grad():
         ref = model(z, x, mask)
         model.merge_lora()
@@ -111,20 +110,20 @@ def test_merged_model_is_the_plain_vit(tiny_checkpoint: Path) -> None:
     assert all(type(m) is torch.nn.Linear for name, m in model.blocks.named_modules() if "qkv" in name)
 
 
-def test_trainable_set_is_lora_token_types_and_head() -> None:
-    model = build_model(TINY)
+def test_trainable_set_is_lora_token_types_and_head(tiny_config) -> None:
+    model = build_model(tiny_config)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable == {n for n, _ in model.named_parameters()
                          if "lora_" in n or n == "token_type_embed" or n.startswith("head.")}
     # six adapted linears per block, as the reference counts them: q, k, v, proj, fc1, fc2
-    assert sum(k.endswith(".lora.A") for k in trainable_to_reference(model)) == 6 * TINY.depth
-    full = build_model(TINY.replace(tuning="full"))
+    assert sum(k.endswith(".lora.A") for k in trainable_to_reference(model)) == 6 * tiny_config.depth
+    full = build_model(tiny_config.replace(tuning="full"))
     assert not full.has_lora and all(p.requires_grad for p in full.parameters())
 
 
-def test_gradients_reach_only_trainable_parameters() -> None:
-    model = build_model(TINY)
-    out = model(*_inputs(TINY))
+def test_gradients_reach_only_trainable_parameters(tiny_config) -> None:
+    model = build_model(tiny_config)
+    out = model(*_inputs(tiny_config))
     (out["score_map"].sum() + out["boxes"].sum()).backward()
     for name, p in model.named_parameters():
         assert (p.grad is not None) == p.requires_grad, name
@@ -134,10 +133,10 @@ def test_gradients_reach_only_trainable_parameters() -> None:
 
 @pytest.mark.parametrize("ffn", ["mlp", "swiglu"])
 @pytest.mark.parametrize("layout", ["meta", "timm"])
-def test_backbone_layouts_load_identically(tmp_path: Path, ffn: str, layout: str) -> None:
-    config = TINY.replace(ffn=ffn)
-    meta = write_dinov2(tmp_path / "meta.pth", config, layout="meta", seed=3)
-    other = write_dinov2(tmp_path / f"{layout}.bin", config, layout=layout, seed=3)
+def test_backbone_layouts_load_identically(tmp_path: Path, ffn: str, layout: str, tiny_config, dinov2_writer) -> None:
+    config = tiny_config.replace(ffn=ffn)
+    meta = dinov2_writer(tmp_path / "meta.pth", config, layout="meta", seed=3)
+    other = dinov2_writer(tmp_path / f"{layout}.bin", config, layout=layout, seed=3)
     a = build_model(config.replace(tuning="full"), backbone_weights=meta)  # no adapters: compare the backbone alone
     b = build_model(config.replace(tuning="full"), backbone_weights=other)
     for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
@@ -146,8 +145,8 @@ def test_backbone_layouts_load_identically(tmp_path: Path, ffn: str, layout: str
             torch.testing.assert_close(va, vb)
 
 
-def test_pos_embed_is_the_bicubic_search_grid_and_template_slices_it(tiny_backbone: Path) -> None:
-    model = build_model(TINY, backbone_weights=tiny_backbone)
+def test_pos_embed_is_the_bicubic_search_grid_and_template_slices_it(tiny_backbone: Path, tiny_config) -> None:
+    model = build_model(tiny_config, backbone_weights=tiny_backbone)
     source = torch.load(tiny_backbone)["pos_embed"][:, 1:].reshape(1, 37, 37, -1).permute(0, 3, 1, 2)
     expected = torch.nn.functional.interpolate(source, size=(4, 4), mode="bicubic", align_corners=False)
     torch.testing.assert_close(model.pos_embed, expected.permute(0, 2, 3, 1).reshape(1, 16, -1))
@@ -155,9 +154,9 @@ def test_pos_embed_is_the_bicubic_search_grid_and_template_slices_it(tiny_backbo
 
 
 @pytest.mark.parametrize("ffn", ["mlp", "swiglu"])
-def test_own_checkpoint_round_trip(tmp_path: Path, ffn: str) -> None:
-    config = TINY.replace(ffn=ffn)
-    backbone = write_dinov2(tmp_path / "b.pth", config)
+def test_own_checkpoint_round_trip(tmp_path: Path, ffn: str, tiny_config, dinov2_writer) -> None:
+    config = tiny_config.replace(ffn=ffn)
+    backbone = dinov2_writer(tmp_path / "b.pth", config)
     torch.manual_seed(5)
     model = build_model(config, backbone_weights=backbone).eval()
     trainable = save_checkpoint(model, tmp_path / "trainable.safetensors")
@@ -176,15 +175,15 @@ def test_own_checkpoint_round_trip(tmp_path: Path, ffn: str) -> None:
     assert {f"blocks.1.mlp.{n}.lora.B" for n in mlp} <= keys and "blocks.0.attn.qkv.weight" not in keys
 
 
-def test_released_checkpoint_assumes_alpha_equals_rank(tmp_path: Path, tiny_backbone: Path) -> None:
+def test_released_checkpoint_assumes_alpha_equals_rank(tmp_path: Path, tiny_backbone: Path, tiny_config) -> None:
     """Released checkpoints store no alpha: the reference merges them with scale 1, and so do we."""
     torch.manual_seed(2)
-    model = build_model(TINY.replace(lora_alpha=4.0), backbone_weights=tiny_backbone)  # scale 1
+    model = build_model(tiny_config.replace(lora_alpha=4.0), backbone_weights=tiny_backbone)  # scale 1
     released = tmp_path / "base.bin"
     save_file({k: v.contiguous() for k, v in trainable_to_reference(model).items()}, str(released))
-    loaded = build_model(TINY, backbone_weights=tiny_backbone, checkpoint=released)  # TINY asks alpha 8
+    loaded = build_model(tiny_config, backbone_weights=tiny_backbone, checkpoint=released)  # tiny_config asks alpha 8
     assert loaded.config.lora_alpha == loaded.config.lora_rank == 4
-    inputs = _inputs(TINY)
+    inputs = _inputs(tiny_config)
     with torch.no_grad():
         torch.testing.assert_close(loaded.eval()(*inputs)["boxes"], model.eval()(*inputs)["boxes"])
 
@@ -198,7 +197,7 @@ def test_missing_files_name_the_file_and_where_to_get_it(tmp_path: Path) -> None
         build_model("B-224", checkpoint=tmp_path / "base.bin")
 
 
-def test_truncated_and_corrupt_files(tmp_path: Path, tiny_checkpoint: Path, tiny_backbone: Path) -> None:
+def test_truncated_and_corrupt_files(tmp_path: Path, tiny_checkpoint: Path, tiny_backbone: Path, tiny_config) -> None:
     data = tiny_checkpoint.read_bytes()
     (tmp_path / "cut.safetensors").write_bytes(data[: len(data) // 2])
     with pytest.raises(WeightsError, match="truncated"):
@@ -206,52 +205,52 @@ def test_truncated_and_corrupt_files(tmp_path: Path, tiny_checkpoint: Path, tiny
     raw = tiny_backbone.read_bytes()
     (tmp_path / "cut.pth").write_bytes(raw[: len(raw) // 2])
     with pytest.raises(WeightsError, match="cut.pth"):
-        build_model(TINY, backbone_weights=tmp_path / "cut.pth")
+        build_model(tiny_config, backbone_weights=tmp_path / "cut.pth")
     (tmp_path / "empty.bin").write_bytes(b"")
     with pytest.raises(WeightsError, match="empty"):
         read_weights(tmp_path / "empty.bin")
 
 
-def test_wrong_variant_names_the_tensor_and_the_file_s_model(tmp_path: Path, tiny_backbone: Path) -> None:
-    model = build_model(TINY.replace(embed_dim=48, num_heads=2))
+def test_wrong_variant_names_the_tensor_and_the_file_s_model(tmp_path: Path, tiny_backbone: Path, tiny_config) -> None:
+    model = build_model(tiny_config.replace(embed_dim=48, num_heads=2))
     wide = tmp_path / "wide.bin"
     save_file({k: v.contiguous() for k, v in trainable_to_reference(model).items()}, str(wide))
     with pytest.raises(WeightsError, match=r"has shape .*expects .*width 48"):
-        build_model(TINY, backbone_weights=tiny_backbone, checkpoint=wide)
+        build_model(tiny_config, backbone_weights=tiny_backbone, checkpoint=wide)
 
 
-def test_missing_and_unexpected_keys(tmp_path: Path, tiny_backbone: Path) -> None:
-    tensors = trainable_to_reference(build_model(TINY))
+def test_missing_and_unexpected_keys(tmp_path: Path, tiny_backbone: Path, tiny_config) -> None:
+    tensors = trainable_to_reference(build_model(tiny_config))
     partial = {k: v.contiguous() for k, v in tensors.items() if not k.startswith("blocks.1.")}
     save_file(partial, str(tmp_path / "partial.bin"))
     with pytest.raises(WeightsError, match=r"missing tensors: blocks\.1\."):
-        build_model(TINY, backbone_weights=tiny_backbone, checkpoint=tmp_path / "partial.bin")
+        build_model(tiny_config, backbone_weights=tiny_backbone, checkpoint=tmp_path / "partial.bin")
     extra = dict(tensors, **{"blocks.9.attn.proj.lora.A": torch.zeros(4, 32)})
     save_file({k: v.contiguous() for k, v in extra.items()}, str(tmp_path / "extra.bin"))
     with pytest.raises(WeightsError, match=r"unexpected tensors: blocks\.9"):
-        build_model(TINY, backbone_weights=tiny_backbone, checkpoint=tmp_path / "extra.bin")
+        build_model(tiny_config, backbone_weights=tiny_backbone, checkpoint=tmp_path / "extra.bin")
 
 
-def test_files_passed_in_the_wrong_role(tmp_path: Path, tiny_backbone: Path, tiny_checkpoint: Path) -> None:
+def test_files_passed_in_the_wrong_role(tmp_path, tiny_backbone, tiny_checkpoint, tiny_config) -> None:
     with pytest.raises(WeightsError, match="looks like a DINOv2 backbone"):
-        build_model(TINY, backbone_weights=tiny_backbone, checkpoint=tiny_backbone)
+        build_model(tiny_config, backbone_weights=tiny_backbone, checkpoint=tiny_backbone)
     trainable = tmp_path / "t.safetensors"
-    save_checkpoint(build_model(TINY), trainable)
+    save_checkpoint(build_model(tiny_config), trainable)
     with pytest.raises(WeightsError, match="LoRAT checkpoint"):
-        build_model(TINY, backbone_weights=trainable)
+        build_model(tiny_config, backbone_weights=trainable)
     with pytest.raises(WeightsError, match="only the trainable.*backbone_weights"):
         build_model(checkpoint=trainable)
 
 
-def test_register_backbones_and_nan_tensors_are_refused(tmp_path: Path, tiny_backbone: Path) -> None:
+def test_register_backbones_and_nan_tensors_are_refused(tmp_path: Path, tiny_backbone: Path, tiny_config) -> None:
     state = torch.load(tiny_backbone)
     torch.save(dict(state, register_tokens=torch.zeros(1, 4, 32)), tmp_path / "reg.pth")
     with pytest.raises(WeightsError, match="with registers"):
-        build_model(TINY, backbone_weights=tmp_path / "reg.pth")
+        build_model(tiny_config, backbone_weights=tmp_path / "reg.pth")
     state["blocks.0.attn.proj.weight"][0, 0] = float("nan")
     torch.save(state, tmp_path / "nan.pth")
     with pytest.raises(WeightsError, match=r"blocks\.0\.attn\.proj\.weight contains NaN"):
-        build_model(TINY, backbone_weights=tmp_path / "nan.pth")
+        build_model(tiny_config, backbone_weights=tmp_path / "nan.pth")
 
 
 def test_checkpoint_config_must_match_the_variant_asked_for(tiny_checkpoint: Path) -> None:
@@ -259,18 +258,18 @@ def test_checkpoint_config_must_match_the_variant_asked_for(tiny_checkpoint: Pat
         build_model("B-224", checkpoint=tiny_checkpoint)
 
 
-def test_a_raw_state_dict_gets_advice_that_works(tmp_path: Path, tiny_backbone: Path) -> None:
-    model = build_model(TINY, backbone_weights=tiny_backbone)
+def test_a_raw_state_dict_gets_advice_that_works(tmp_path: Path, tiny_backbone: Path, tiny_config) -> None:
+    model = build_model(tiny_config, backbone_weights=tiny_backbone)
     torch.save(model.state_dict(), tmp_path / "raw.pth")
     for role in ({"backbone_weights": tmp_path / "raw.pth"}, {"checkpoint": tmp_path / "raw.pth"}):
         with pytest.raises(WeightsError, match=r"raw state_dict\(\).*save_checkpoint\(model, path, include_backbone"):
-            build_model(TINY, **role)
+            build_model(tiny_config, **role)
     fixed = save_checkpoint(model, tmp_path / "fixed.safetensors", include_backbone=True)  # the advice, followed
     torch.testing.assert_close(build_model(checkpoint=fixed).state_dict(), model.state_dict())
 
 
-def test_garbage_config_metadata_names_the_file(tmp_path: Path) -> None:
-    path = save_checkpoint(build_model(TINY), tmp_path / "ok.safetensors")
+def test_garbage_config_metadata_names_the_file(tmp_path: Path, tiny_config) -> None:
+    path = save_checkpoint(build_model(tiny_config), tmp_path / "ok.safetensors")
     tensors, meta = load_file(str(path)), read_weights(path).metadata
     for garbage in ("{not json", '["a list"]', '{"embed_dim": "wide"}'):
         save_file(tensors, str(tmp_path / "bad.safetensors"), metadata={**meta, "config": garbage})
@@ -278,7 +277,7 @@ def test_garbage_config_metadata_names_the_file(tmp_path: Path) -> None:
             build_model(checkpoint=tmp_path / "bad.safetensors")
 
 
-def test_reading_leaves_no_file_open_and_writing_keeps_the_umask(tmp_path: Path, tiny_checkpoint: Path) -> None:
+def test_reading_leaves_no_file_open_and_writing_keeps_the_umask(tmp_path, tiny_checkpoint, tiny_config) -> None:
     import os
     import warnings
 
@@ -289,7 +288,7 @@ def test_reading_leaves_no_file_open_and_writing_keeps_the_umask(tmp_path: Path,
         gc.collect()
     old = os.umask(0o022)
     try:
-        path = save_checkpoint(build_model(TINY), tmp_path / "shared.safetensors")
+        path = save_checkpoint(build_model(tiny_config), tmp_path / "shared.safetensors")
     finally:
         os.umask(old)
     assert path.stat().st_mode & 0o777 == 0o644

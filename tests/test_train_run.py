@@ -13,17 +13,16 @@ import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
+from torch.utils.data import default_collate
 
 from lorat_plugin.cli import main
-from lorat_plugin.model import build_model, read_weights
-from lorat_plugin.train import build_training_model, load_config, train, tracking_loss
-from lorat_plugin.train.data import PairDataset, collate
+from lorat_plugin.commands.train import tracking_validation
 from lorat_plugin.geometry import normalize_images
+from lorat_plugin.model import ModelConfig, build_model, read_weights
+from lorat_plugin.train import build_training_model, load_config, train, tracking_loss
+from lorat_plugin.train.data import PairDataset
 from lorat_plugin.train.pairs import PairRecipe
 from lorat_plugin.train.source import build_source
-
-from lorat_plugin.commands.train import tracking_validation
-from lorat_plugin.model import ModelConfig
 
 from train_data import write_moving_objects
 
@@ -140,7 +139,7 @@ def test_training_lowers_the_loss(workspace: Path, tiny_config: ModelConfig) -> 
     before = build_training_model(config).eval()
     recipe = PairRecipe.create(before.config, config.data)
     pairs = PairDataset(build_source(config.data.datasets), recipe, samples_per_epoch=64, seed=123, max_gap=100)
-    batch = collate([pairs[(0, i)] for i in range(64)])  # held-out pairs (another seed than training)
+    batch = default_collate([pairs[(0, i)] for i in range(64)])  # held-out pairs (another seed than training)
 
     def loss(model) -> float:
         with torch.no_grad():
@@ -182,3 +181,18 @@ def _flat(config: dict, prefix: str = "") -> dict:
         else:
             out[f"{prefix}{key}"] = json.dumps(value)  # JSON is YAML
     return out
+
+
+def test_non_finite_gradients_stop_a_bf16_run_before_anything_is_written(workspace: Path, tiny_config: ModelConfig,
+                                                                         monkeypatch) -> None:
+    from lorat_plugin.train.step import TrainStep
+
+    def overflowing_update(self) -> torch.Tensor:
+        self.optimizer.zero_grad(set_to_none=True)
+        return torch.tensor(float("inf"))
+
+    monkeypatch.setattr(TrainStep, "update", overflowing_update)
+    config = load_config(write_config(workspace / "inf.yaml", run_config(workspace, tiny_config, train__dtype="bf16")))
+    with pytest.raises(FloatingPointError, match=r"non-finite gradients in 1 step\(s\) up to global step 1"):
+        train(config, workspace / "inf", progress=False)
+    assert not (workspace / "inf" / "state.pt").exists()

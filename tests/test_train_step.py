@@ -137,7 +137,7 @@ def test_head_from_warm_starts_the_head_and_not_the_adapters(tmp_path, tiny_conf
     other = build_model(tiny_config.replace(tuning="full", embed_dim=2 * tiny_config.embed_dim,
                                             num_heads=2 * tiny_config.num_heads))
     from lorat_plugin.model.weights import WeightsError, load_head, read_weights
-    with pytest.raises(WeightsError, match="another shape"):
+    with pytest.raises(WeightsError, match="head tensor token_type_embed has shape"):
         load_head(model, read_weights(save_checkpoint(other, tmp_path / "other.safetensors")))
 
 
@@ -146,15 +146,7 @@ def test_math_attention_kernel_gives_the_same_step_without_the_fused_kernel(tiny
 
     from lorat_plugin.train.step import attention_kernel
 
-    g, t = tiny_config.search_grid, tiny_config.template_grid
-    generator = torch.Generator().manual_seed(0)
-    batch = {"z": torch.randint(0, 256, (2, 3, tiny_config.template_size, tiny_config.template_size), generator=generator,
-                                dtype=torch.uint8),
-             "x": torch.randint(0, 256, (2, 3, tiny_config.search_size, tiny_config.search_size), generator=generator,
-                                dtype=torch.uint8),
-             "z_feat_mask": torch.ones(2, t, t, dtype=torch.long), "positive": torch.zeros(2, g, g, dtype=torch.bool),
-             "box": torch.tensor([[0.4, 0.4, 0.6, 0.6]] * 2)}
-    batch["positive"][:, g // 2, g // 2] = True
+    batch = synthetic_batch(tiny_config, 2)
     results = {}
     for kernel in ("default", "math"):
         torch.manual_seed(0)
@@ -172,3 +164,41 @@ def test_math_attention_kernel_gives_the_same_step_without_the_fused_kernel(tiny
         torch.testing.assert_close(math_grad, default_grad, rtol=1e-4, atol=1e-6)
     with pytest.raises(ValueError, match="train.attention"):
         attention_kernel("flash")
+
+
+def test_deterministic_option_sets_the_flags(monkeypatch) -> None:
+    import os
+
+    from lorat_plugin.train.trainer import make_deterministic
+
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    cudnn = torch.backends.cudnn
+    before = torch.are_deterministic_algorithms_enabled(), cudnn.deterministic, cudnn.benchmark
+    try:
+        make_deterministic()
+        assert torch.are_deterministic_algorithms_enabled() and torch.backends.cudnn.deterministic
+        assert not torch.backends.cudnn.benchmark and os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+    finally:
+        torch.use_deterministic_algorithms(before[0])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before[1:]
+
+
+def test_state_files_keep_the_umask_and_a_full_disk_names_the_file(tmp_path, monkeypatch) -> None:
+    import os
+
+    from lorat_plugin.train.state import atomic_torch_save
+
+    old = os.umask(0o022)
+    try:
+        atomic_torch_save({"step": 1}, tmp_path / "state.pt")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "state.pt").stat().st_mode & 0o777 == 0o644
+
+    def full_disk(obj, f) -> None:  # what torch.save raises when the disk fills up mid-write
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(OSError, match=r"cannot write .*state\.pt"):
+        atomic_torch_save({"step": 2}, tmp_path / "state.pt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.pt"]  # the old state, no temporary file

@@ -5,8 +5,8 @@
   lorat train --config B-224 --output runs/b224 --resume
   lorat train --config my-recipe.yaml --output runs/mine
 
---config takes a YAML file or the name of a shipped recipe (lorat_plugin/configs/: S-224 B-224 B-378 L-224 L-378
-g-224 g-378 demo-pretrain demo); copy one to start your own.
+--config takes a YAML file or the name of a shipped recipe (lorat_plugin/configs/: recipe, S-224 B-224 B-378 L-224
+L-378 g-224 g-378, demo-pretrain, demo); a recipe of your own can start from one with `base: B-224`.
 
 Overrides are key.path=value pairs (values in YAML syntax; list items by index: data.datasets.0.root=/data/GOT-10k).
 Under torchrun every process runs this command; rank 0 writes the run folder: config.yaml, state.pt (resumable),

@@ -207,62 +207,40 @@ def trainable_to_reference(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 def load_trainable(model: torch.nn.Module, weights: WeightsFile) -> None:
     """Load LoRA/token-type/head tensors given in the reference layout; every expected tensor must be there with
     the expected shape, and nothing unexpected may be left over."""
-    config: ModelConfig = model.config
     tensors = {k: v for k, v in weights.tensors.items() if not _is_backbone_key(k)}
-    expected = {k: v.shape for k, v in trainable_to_reference(model).items()}
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    if missing or unexpected:
-        raise WeightsError(_describe_mismatch(weights, config, missing, unexpected))
-    for key, shape in expected.items():
-        if tensors[key].shape != shape:
-            raise WeightsError(f"{weights.path}: tensor {key} has shape {tuple(tensors[key].shape)}, the model "
-                               f"expects {tuple(shape)}{_guess_variant(weights)}")
-    _check_finite(weights, tensors)
-    with torch.no_grad():
-        for path, layer in lora_layers(model):
-            ref = _reference_name(path, config)
-            names = ("q", "k", "v") if layer.chunks == 3 else (None,)
-            for c, name in enumerate(names):
-                prefix = f"{ref}.{name}" if name else ref
-                layer.lora_A[c * layer.rank:(c + 1) * layer.rank].copy_(tensors[f"{prefix}.lora.A"])
-                layer.lora_B[c].copy_(tensors[f"{prefix}.lora.B"])
-        rest = {k: v for k, v in tensors.items() if _is_head_key(k)}
-        model.load_state_dict(rest, strict=False)
+    _copy_into(model, trainable_to_reference(model), tensors, weights, "checkpoint")
 
 
 def load_head(model: torch.nn.Module, weights: WeightsFile) -> None:
     """Load only the head and the token-type table (e.g. a LoRA stage warm-started from a full fine-tuning stage);
     every such tensor of the model must be in the file with the same shape."""
     own = {k: v for k, v in model.state_dict().items() if _is_head_key(k)}
-    tensors = {k: weights.tensors.get(k) for k in own}
-    missing = sorted(k for k, v in tensors.items() if v is None)
-    if missing:
-        raise WeightsError(f"{weights.path} lacks the head tensors {', '.join(missing[:4])}"
-                           f"{' ...' if len(missing) > 4 else ''}")
-    wrong = [f"{k} {tuple(tensors[k].shape)} vs {tuple(v.shape)}" for k, v in own.items() if tensors[k].shape != v.shape]
-    if wrong:
-        raise WeightsError(f"{weights.path}: head tensors of another shape (file vs model): {'; '.join(wrong)}")
-    _check_finite(weights, tensors)
-    model.load_state_dict(tensors, strict=False)
+    _copy_into(model, own, weights.tensors, weights, "head", extra_ok=True)
 
 
 def load_backbone(model: torch.nn.Module, weights: WeightsFile) -> None:
     """Load backbone tensors into a model that has no adapters attached yet (strict on names and shapes)."""
     if any(True for _ in lora_layers(model)):
         raise RuntimeError("load the backbone before attaching LoRA")
-    state = backbone_state_dict(weights, model.config)
-    expected = {k: v.shape for k, v in model.state_dict().items() if _is_backbone_key(k)}
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
+    own = {k: v for k, v in model.state_dict().items() if _is_backbone_key(k)}
+    _copy_into(model, own, backbone_state_dict(weights, model.config), weights, "backbone")
+
+
+def _copy_into(model: torch.nn.Module, own: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor],
+               weights: WeightsFile, what: str, extra_ok: bool = False) -> None:
+    """Copy the file's tensors into ``own`` (the model's tensors, or views of them), strict on names and shapes."""
+    missing = sorted(set(own) - set(tensors))
+    unexpected = [] if extra_ok else sorted(set(tensors) - set(own))
     if missing or unexpected:
-        raise WeightsError(_describe_mismatch(weights, model.config, missing, unexpected, backbone=True))
-    for key, shape in expected.items():
-        if state[key].shape != shape:
-            raise WeightsError(f"{weights.path}: backbone tensor {key} has shape {tuple(state[key].shape)}, the "
-                               f"model expects {tuple(shape)}{_guess_variant(weights)}")
-    _check_finite(weights, state)
-    model.load_state_dict(state, strict=False)
+        raise WeightsError(_describe_mismatch(weights, model.config, missing, unexpected, what))
+    for key, view in own.items():
+        if tensors[key].shape != view.shape:
+            raise WeightsError(f"{weights.path}: {what} tensor {key} has shape {tuple(tensors[key].shape)}, the "
+                               f"model expects {tuple(view.shape)}{_guess_variant(weights)}")
+    _check_finite(weights, {k: tensors[k] for k in own})
+    with torch.no_grad():
+        for key, view in own.items():
+            view.copy_(tensors[key])
 
 
 def _check_finite(weights: WeightsFile, tensors: dict[str, torch.Tensor]) -> None:
@@ -272,18 +250,17 @@ def _check_finite(weights: WeightsFile, tensors: dict[str, torch.Tensor]) -> Non
 
 
 def _describe_mismatch(weights: WeightsFile, config: ModelConfig, missing: list[str], unexpected: list[str],
-                       backbone: bool = False) -> str:
+                       what: str) -> str:
     def show(keys: list[str]) -> str:
         return ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
 
-    what = "backbone" if backbone else "checkpoint"
     lines = [f"{weights.path} does not fit the model (depth {config.depth}, width {config.embed_dim}, "
              f"ffn {config.ffn}, tuning {config.tuning}) as a {what}:"]
     if missing:
         lines.append(f"  missing tensors: {show(missing)}")
     if unexpected:
         lines.append(f"  unexpected tensors: {show(unexpected)}")
-    if not backbone and not weights.is_lorat_checkpoint and weights.is_backbone:
+    if what == "checkpoint" and not weights.is_lorat_checkpoint and weights.is_backbone:
         lines.append("  this file looks like a DINOv2 backbone: pass it as backbone_weights, not as checkpoint")
     return "\n".join(lines) + _guess_variant(weights)
 

@@ -1,8 +1,8 @@
 """The reference's augmentations, on float C x H x W crops in [0, 1], driven by one numpy Generator per sample.
 
-Order (lorat-spec §3.4): horizontal flip (template and search independently, boxes follow), colour jitter (per
-image, brightness / contrast / saturation in random order), then DeiT-III's 3-augment (one of grayscale, solarize,
-Gaussian blur, the same choice and parameters for both images).
+Order (the reference's data pipeline, github.com/LitingLin/LoRAT): horizontal flip (template and search
+independently, boxes follow), colour jitter (per image, brightness / contrast / saturation in random order), then
+DeiT-III's 3-augment (one of grayscale, solarize, Gaussian blur, the same choice and parameters for both images).
 """
 from __future__ import annotations
 

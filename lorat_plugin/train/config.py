@@ -120,7 +120,7 @@ class TrainSection:
     device: str | None = None  # null: CUDA (the local rank's GPU) when available, else CPU
     compile: bool = False  # torch.compile the model (the reference does on Linux GPUs)
     # Attention kernel: "default" lets PyTorch pick (fused flash / memory-efficient kernels); "math" is the plain
-    # matmul-softmax-matmul: on CPUs 24 % faster per step at the demo's 80 tokens, 22 % slower at S-224's 320.
+    # matmul-softmax-matmul, faster on CPUs for few tokens (docs/training.md has the measurements).
     attention: Literal["default", "math"] = "default"
     # Deterministic kernels (torch.use_deterministic_algorithms, cuDNN, cuBLAS workspace): bit-exact CUDA runs and
     # resumes; an op without a deterministic kernel then stops the run naming it. CPU runs are exact without it.
@@ -145,14 +145,14 @@ class ValidationSection:
 
 # Counts, sizes and rates: out of range they would train nothing, divide by zero or run backwards.
 _RULES = {">= 1": lambda v: v >= 1, ">= 0": lambda v: v >= 0, "> 0": lambda v: v > 0,
-          "in [0, 1]": lambda v: 0 <= v <= 1, "in [0, 1)": lambda v: 0 <= v < 1}
+          "in [0, 1]": lambda v: 0 <= v <= 1, "in [0, 1)": lambda v: 0 <= v < 1, "in (0, 1]": lambda v: 0 < v <= 1}
 _RANGES = {
     "data": {"samples_per_epoch": ">= 1", "batch_size": ">= 1", "num_workers": ">= 0", "prefetch_factor": ">= 1",
              "max_gap": ">= 1", "crop_attempts": ">= 1", "scale_jitter": ">= 0", "translation_jitter": ">= 0",
              "min_object_size": ">= 0", "flip_probability": "in [0, 1]", "brightness": "in [0, 1)",
              "contrast": "in [0, 1)", "saturation": "in [0, 1)"},
     "optim": {"lr": "> 0", "weight_decay": ">= 0", "eps": "> 0", "warmup_epochs": ">= 0", "warmup_lr": ">= 0",
-              "min_lr": ">= 0", "accumulation_steps": ">= 1"},
+              "min_lr": ">= 0", "accumulation_steps": ">= 1", "layer_decay": "in (0, 1]"},
     "loss": {"cls_weight": ">= 0", "box_weight": ">= 0"},
     "train": {"epochs": ">= 1", "checkpoint_every": ">= 1", "keep_checkpoints": ">= 1", "state_every_steps": ">= 0",
               "log_every": ">= 1"},
@@ -201,8 +201,6 @@ class TrainConfig:
                               f"{world_size} x {o.accumulation_steps}: the global batch must split evenly")
         if len(o.betas) != 2 or not all(0 <= b < 1 for b in o.betas):
             raise ConfigError(f"optim.betas must be two numbers in [0, 1), got {o.betas}")
-        if o.layer_decay is not None and not 0 < o.layer_decay <= 1:
-            raise ConfigError(f"optim.layer_decay must be in (0, 1], got {o.layer_decay}")
         self.model.model_config()
 
     def check_paths(self) -> None:
@@ -292,7 +290,7 @@ def _escape(value: Any) -> Any:
 
 def _apply_override(config: Any, item: str) -> None:
     """``a.b.c=value`` (value parsed as YAML; list items by index) onto the OmegaConf config."""
-    from omegaconf import DictConfig, ListConfig, OmegaConf
+    from omegaconf import ListConfig, OmegaConf
 
     key, sep, text = item.partition("=")
     key = key.strip()
@@ -308,9 +306,8 @@ def _apply_override(config: Any, item: str) -> None:
         node = OmegaConf.select(config, prefix)
         if isinstance(node, ListConfig) and not (child.lstrip("-").isdigit() and -len(node) <= int(child) < len(node)):
             raise ConfigError(f"{prefix}.{child}: {child!r} is not an index of a list of {len(node)} items")
-        if node is None and isinstance(OmegaConf.select(config, ".".join(parts[:depth - 1])) if depth > 1 else config,
-                                       DictConfig):
-            OmegaConf.update(config, prefix, {}, merge=True)  # a null section (validation.dataset) starts empty
+        if node is None:  # a null section (validation.dataset) starts empty
+            OmegaConf.update(config, prefix, {}, merge=True)
     OmegaConf.update(config, key, _escape(value), merge=True)
 
 
@@ -343,14 +340,8 @@ def _describe(error: Exception, layers: list[dict[str, Any]]) -> str:
 def _find_key(node: Any, name: str, path: str = "") -> str | None:
     # OmegaConf names an unknown key inside a list item without its path; find it in what was read.
     items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
-    for key, value in items:
-        here = f"{path}.{key}" if path else str(key)
-        if key == name and isinstance(node, dict):
-            return here
-        found = _find_key(value, name, here)
-        if found:
-            return found
-    return None
+    found = (f"{path}{key}" if key == name else _find_key(value, name, f"{path}{key}.") for key, value in items)
+    return next((k for k in found if k), None)
 
 
 def resolve_path(value: str | None, key: str) -> Path | None:

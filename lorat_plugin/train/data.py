@@ -158,12 +158,8 @@ class StepBatchSampler(Sampler[list[tuple[int, int]]]):
                 yield [(self.epoch, first + k) for k in range(b)]
 
 
-def collate(samples: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    return {key: torch.stack([s[key] for s in samples]) for key in samples[0]}
-
-
 def build_loader(dataset: PairDataset, sampler: StepBatchSampler, *, num_workers: int, pin_memory: bool,
                  prefetch_factor: int = 2) -> DataLoader:
     extra = {"prefetch_factor": prefetch_factor, "persistent_workers": True} if num_workers > 0 else {}
-    return DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, collate_fn=collate,
+    return DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers,
                       pin_memory=pin_memory, **extra)

@@ -1,5 +1,6 @@
-"""LoRAT's training loss (lorat-spec §2): BCE with an IoU-aware soft target over every cell, plus GIoU on the
-positive cells, both summed and divided by the number of positive cells averaged over all processes (>= 1)."""
+"""LoRAT's training loss, as the paper and the reference define it: BCE with an IoU-aware soft target over every
+cell, plus GIoU (torchvision's) on the positive cells, both summed and divided by the number of positive cells
+averaged over all processes (>= 1)."""
 from __future__ import annotations
 
 import torch

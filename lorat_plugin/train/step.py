@@ -48,14 +48,15 @@ def attention_kernel(name: str) -> contextlib.AbstractContextManager:
 
 @dataclass(frozen=True)
 class StepReport:
-    """What one :meth:`TrainStep.run` did (host floats: reading them waits for the device)."""
+    """What one :meth:`TrainStep.run` did. ``grad_norm`` is before clipping; ``skipped``: non-finite gradients, the
+    fp16 GradScaler skipped the update and lowered ``loss_scale`` (its scale after the step; None unless fp16)."""
 
     loss: float
     cls_loss: float
     box_loss: float
-    grad_norm: float  # before clipping; inf or nan when the step was skipped
-    skipped: bool  # non-finite gradients: fp16's GradScaler skipped the update (and lowered its scale)
-    loss_scale: float | None  # the GradScaler's scale after the step (fp16 only)
+    grad_norm: float
+    skipped: bool
+    loss_scale: float | None
 
 
 class TrainStep:
@@ -86,9 +87,8 @@ class TrainStep:
 
     def update(self) -> torch.Tensor:
         """Unscale, clip (``grad_clip`` <= 0: no clipping), step, zero the gradients; returns the gradient norm
-        before clipping, on the device. A non-finite norm means the step did not update the weights (fp16: the
-        GradScaler skipped it). bf16/fp32 steps are not checked here, to keep the step free of host waits: the
-        trainer checks the norms it sums at each log point."""
+        before clipping, on the device. fp16's GradScaler skips steps with a non-finite norm; bf16/fp32 steps are
+        not checked here (that would wait for the device every step): the trainer checks at its log points."""
         self.scaler.unscale_(self.optimizer)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip if self.grad_clip > 0 else math.inf)
         self.scaler.step(self.optimizer)
