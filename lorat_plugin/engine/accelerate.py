@@ -35,6 +35,7 @@ from torch import nn
 
 from ..model import LoRAT, ModelConfig
 from .network import NetworkBackend, TorchNetwork, resolve_device, resolve_dtype
+from .int8 import Int8Block, int8_available
 from .onednn import OneDNNBlock, fuse_blocks, onednn_available
 
 log = logging.getLogger(__name__)
@@ -82,13 +83,14 @@ def _output_to_float(module: nn.Module, args: tuple, output: torch.Tensor) -> to
 
 
 def cast_model(model: LoRAT, dtype: torch.dtype, device: torch.device | str | None = None, *,
-               onednn: bool = False) -> LoRAT:
+               onednn: bool = False, int8: bool = False) -> LoRAT:
     """A copy of a merged ``model`` for low-precision inference (see the module docstring for what stays fp32).
 
     The copy shares the float32 tensors that stay float32 with ``model`` (they are never written) and holds its own
     low-precision versions of the rest, so it costs half the model's memory in bf16/fp16, not a second copy.
     ``onednn=True`` (bf16 on CPU) rebuilds the transformer blocks on oneDNN's fused kernels
-    (:mod:`lorat_plugin.engine.onednn`); such a copy cannot be deep-copied."""
+    (:mod:`lorat_plugin.engine.onednn`), ``int8=True`` on oneDNN's int8 kernels (:mod:`lorat_plugin.engine.int8`,
+    everything else at ``dtype``: bf16 or fp32); such a copy cannot be deep-copied."""
     if getattr(model, "has_lora", False):
         raise ValueError("cast_model needs a merged model (model.strip_lora() or load_model(merge=True))")
     device = torch.device(device) if device is not None else next(model.parameters()).device
@@ -104,10 +106,12 @@ def cast_model(model: LoRAT, dtype: torch.dtype, device: torch.device | str | No
         memo[id(b)] = b.to(device)
     fast = copy.deepcopy(model, memo)
     fast.eval()
-    if onednn:
-        if device.type != "cpu" or dtype != torch.bfloat16:
-            raise ValueError(f"oneDNN fused blocks are for bf16 on CPU, not {dtype} on {device}")
-        fuse_blocks(fast.blocks, model.config.tokens, dtype)  # weights packed for the rows of one frame
+    if onednn or int8:
+        if device.type != "cpu" or dtype not in ((torch.bfloat16, torch.float32) if int8 else (torch.bfloat16,)):
+            raise ValueError(f"oneDNN {'int8' if int8 else 'fused'} blocks are for CPUs, not {dtype} on {device}")
+        kind = Int8Block if int8 else OneDNNBlock  # weights packed for the rows of one frame
+        if fuse_blocks(fast.blocks, model.config.tokens, dtype, kind) < len(fast.blocks) and int8:
+            raise ValueError("int8 needs plain merged timm blocks and a torch build with oneDNN (x86)")
     # fp32 at the boundaries: images in, token sums, final norm, the head's output layers.
     fast.patch_embed.register_forward_pre_hook(_cast_inputs(dtype))
     fast.patch_embed.register_forward_hook(_output_to_float)
@@ -146,12 +150,17 @@ class CastNetwork:
         if onednn is None:  # oneDNN's bf16 kernels need AMX / AVX512-BF16 (elsewhere bf16 is slow anyway)
             onednn = (self.device.type == "cpu" and self.dtype == torch.bfloat16 and not compile
                       and onednn_available() and cpu_has_native_bf16())
-        if self.dtype == torch.float32:
-            self.module: nn.Module = copy.deepcopy(model).to(self.device).eval()
+        if self.dtype == torch.int8:
+            if compile or not int8_available():
+                raise ValueError("int8 needs oneDNN's quantised kernels (an x86 torch build) and cannot be compiled")
+            compute = torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+            self.module: nn.Module = cast_model(model, compute, self.device, int8=True)
+        elif self.dtype == torch.float32:
+            self.module = copy.deepcopy(model).to(self.device).eval()
         else:
             self.module = cast_model(model, self.dtype, self.device, onednn=onednn)
         # what was built, not what was asked: blocks of another shape, or a torch without oneDNN, stay eager
-        self.onednn = any(isinstance(block, OneDNNBlock) for block in self.module.blocks)
+        self.onednn = any(type(block) is OneDNNBlock for block in self.module.blocks)
         self.compiled = bool(compile)
         self._forward: Callable = self.module
         if compile:
@@ -295,8 +304,8 @@ def build_network(model: LoRAT, device: torch.device | str | None = None, dtype:
     dtype = resolve_dtype(dtype if dtype is not None else default_dtype(device), device)
     if device.type == "cpu":
         tune_cpu_allocator()
-    if autocast and compile:
-        raise ValueError("compile runs stored-precision weights; it cannot be combined with autocast")
+    if autocast and (compile or dtype == torch.int8):
+        raise ValueError("autocast runs fp32 weights; it cannot be combined with compile or int8")
     if cuda_graphs and device.type != "cuda":
         raise ValueError(f"CUDA graphs need a CUDA device, not {device}")
     if autocast or (dtype == torch.float32 and not compile):
@@ -315,7 +324,10 @@ def describe_network(network: Any) -> str:
     if isinstance(network, CUDAGraphNetwork):
         parts.append("CUDA graphs")
         inner = network.inner
-    if isinstance(inner, CastNetwork):
+    if isinstance(inner, CastNetwork) and inner.dtype == torch.int8:
+        parts.insert(0, f"int8 blocks (oneDNN, dynamic activations) + {next(inner.module.head.parameters()).dtype}"
+                     .replace("torch.", ""))
+    elif isinstance(inner, CastNetwork):
         name = "stored " + str(inner.dtype).replace("torch.", "") + " weights"
         name += " + oneDNN fused blocks" if inner.onednn else ""
         parts.insert(0, name + (" + torch.compile" if inner.compiled else ""))

@@ -21,6 +21,7 @@ _DTYPES = {
     "fp32": torch.float32, "float32": torch.float32, "float": torch.float32,
     "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
     "fp16": torch.float16, "float16": torch.float16, "half": torch.float16,
+    "int8": torch.int8,  # int8 linear layers in the transformer blocks, CPU only (lorat_plugin.engine.int8)
 }
 
 
@@ -52,9 +53,12 @@ def resolve_dtype(dtype: torch.dtype | str | None, device: torch.device) -> torc
     else:
         resolved = _DTYPES.get(str(dtype).lower().replace("torch.", ""))
         if resolved is None:
-            raise ValueError(f"unknown inference dtype {dtype!r}: use fp32, bf16 or fp16")
-    if resolved not in (torch.float32, torch.bfloat16, torch.float16):
-        raise ValueError(f"unsupported inference dtype {resolved}: use fp32, bf16 or fp16")
+            raise ValueError(f"unknown inference dtype {dtype!r}: use fp32, bf16, fp16 or int8")
+    if resolved not in (torch.float32, torch.bfloat16, torch.float16, torch.int8):
+        raise ValueError(f"unsupported inference dtype {resolved}: use fp32, bf16, fp16 or int8")
+    if resolved == torch.int8 and device.type != "cpu":
+        raise ValueError(f"int8 runs on CPUs only (oneDNN's quantised kernels), not on {device}: "
+                         "use fp16 or bf16 there")
     return resolved
 
 

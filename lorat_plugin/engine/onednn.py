@@ -60,8 +60,14 @@ def fusable(block: nn.Module) -> bool:
     return type(mlp) is GluMlp and isinstance(mlp.act, nn.SiLU) and not mlp.gate_last
 
 
-def _layer_scale(ls: nn.Module) -> torch.Tensor | None:
-    return ls.gamma.detach().float() if isinstance(ls, LayerScale) else None
+def _folded(linear: nn.Linear, ls: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """fp32 weight and bias of ``linear`` with a following LayerScale folded in: ls * (W x + b) == (ls W) x + ls b
+    (products in fp32, rounded once by the packing)."""
+    weight, bias = linear.weight.detach().float(), linear.bias.detach().float()
+    if isinstance(ls, LayerScale):
+        gamma = ls.gamma.detach().float()
+        weight, bias = weight * gamma[:, None], bias * gamma
+    return weight, bias
 
 
 class OneDNNBlock(nn.Module):
@@ -77,47 +83,51 @@ class OneDNNBlock(nn.Module):
         self.gated = type(block.mlp) is GluMlp
         self._tokens, self._dtype = max(int(tokens), 1), dtype
         attn, mlp = block.attn, block.mlp
-        self.qkv = self._pack(attn.qkv)
-        self.proj = self._pack(attn.proj, _layer_scale(block.ls1))
-        self.fc1 = self._pack(mlp.fc1)
-        self.fc2 = self._pack(mlp.fc2, _layer_scale(block.ls2))
+        self.qkv = self._pack(*_folded(attn.qkv))
+        self.proj = self._pack(*_folded(attn.proj, block.ls1))
+        self.fc1 = self._pack(*_folded(mlp.fc1))
+        self.fc2 = self._pack(*_folded(mlp.fc2, block.ls2))
 
-    def _pack(self, linear: nn.Linear, scale: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        weight, bias = linear.weight.detach().float(), linear.bias.detach().float()
-        if scale is not None:  # ls * (W x + b) == (ls W) x + ls b, folded in fp32 and rounded once
-            weight, bias = weight * scale[:, None], bias * scale
+    def _pack(self, weight: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, ...]:
         weight = torch.ops.mkldnn._reorder_linear_weight(weight.to(self._dtype), self._tokens)
         return weight, bias.to(self._dtype)
 
+    def _linear(self, x: torch.Tensor, packed: tuple[torch.Tensor, ...], gelu: bool = False,
+                residual: torch.Tensor | None = None) -> torch.Tensor:
+        """``linear(x)``, then GELU or ``+ residual``, in one kernel."""
+        if residual is not None:
+            return torch.ops.mkldnn._linear_pointwise.binary(x, residual, *packed, "add")
+        return torch.ops.mkldnn._linear_pointwise(x, *packed, "gelu" if gelu else "none", [], "none" if gelu else "")
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        linear, linear_add = torch.ops.mkldnn._linear_pointwise, torch.ops.mkldnn._linear_pointwise.binary
         batch, tokens, dim = x.shape
         x = x.reshape(batch * tokens, dim)
-        qkv = linear(self.norm1(x), *self.qkv, "none", [], "")
+        qkv = self._linear(self.norm1(x), self.qkv)
         q, k, v = qkv.view(batch, tokens, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
         attended = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(batch * tokens, dim)
-        x = linear_add(attended, x, *self.proj, "add")
+        x = self._linear(attended, self.proj, residual=x)
         if self.gated:
-            gate, up = linear(self.norm2(x), *self.fc1, "none", [], "").chunk(2, dim=-1)
+            gate, up = self._linear(self.norm2(x), self.fc1).chunk(2, dim=-1)
             hidden = F.silu(gate) * up
         else:
-            hidden = linear(self.norm2(x), *self.fc1, "gelu", [], "none")
-        x = linear_add(hidden, x, *self.fc2, "add")
+            hidden = self._linear(self.norm2(x), self.fc1, gelu=True)
+        x = self._linear(hidden, self.fc2, residual=x)
         return x.view(batch, tokens, dim)
 
     def __deepcopy__(self, memo: dict) -> "OneDNNBlock":
         raise TypeError("OneDNNBlock holds packed oneDNN weights that cannot be copied; build a new one")
 
 
-def fuse_blocks(blocks: nn.ModuleList, tokens: int, dtype: torch.dtype = torch.bfloat16) -> int:
-    """Replace, in place, every block of ``blocks`` that :func:`fusable` accepts by a :class:`OneDNNBlock`
-    (weights packed for ``tokens`` rows). Returns how many were replaced (0 without oneDNN)."""
+def fuse_blocks(blocks: nn.ModuleList, tokens: int, dtype: torch.dtype = torch.bfloat16,
+                kind: type[OneDNNBlock] = OneDNNBlock) -> int:
+    """Replace, in place, every block of ``blocks`` that :func:`fusable` accepts by a ``kind`` block (default
+    :class:`OneDNNBlock`; weights packed for ``tokens`` rows). Returns how many were replaced (0 without oneDNN)."""
     if not onednn_available():
         return 0
     fused = 0
     for i, block in enumerate(blocks):
         if fusable(block):
-            blocks[i] = OneDNNBlock(block, tokens, dtype)
+            blocks[i] = kind(block, tokens, dtype)
             fused += 1
     if fused < len(blocks):
         log.info("oneDNN fused %d of %d blocks (the others are not plain timm blocks)", fused, len(blocks))

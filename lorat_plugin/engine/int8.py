@@ -1,0 +1,50 @@
+"""Int8 transformer blocks for CPU inference on oneDNN's quantised linear kernels (``--dtype int8``).
+
+:class:`Int8Block` is :class:`~lorat_plugin.engine.onednn.OneDNNBlock` with int8 matrix products: each linear
+layer's weight is quantised once, symmetrically per output channel (LayerScale folded in first), and its input is
+quantised on every call to uint8 over that call's own range (dynamic, per tensor: no calibration state to keep).
+``torch.ops.onednn.qlinear_pointwise`` multiplies with VNNI (AVX512-VNNI / AVX-VNNI / AMX-INT8 where the CPU has
+them), rescales, and applies GELU or adds the residual as it writes its bf16 (fp32 on CPUs without native bf16)
+output; attention and the norms run at that precision. The rest of the network is what
+:func:`~lorat_plugin.engine.accelerate.cast_model` makes of it. Why this backend, its cost and the tolerances:
+docs/speed.md.
+"""
+from __future__ import annotations
+
+import torch
+
+from .onednn import OneDNNBlock, onednn_available
+
+
+def int8_available() -> bool:
+    """True when this torch build has oneDNN's quantised linear kernels (x86 CPU builds do)."""
+    return onednn_available() and hasattr(getattr(torch.ops, "onednn", None), "qlinear_pointwise")
+
+
+def quantize_dynamic(x: torch.Tensor) -> tuple[torch.Tensor, float, int]:
+    """(uint8 values, scale, zero point) of ``x`` over its own range, zero included (so zero stays exact)."""
+    quantized = torch.quantize_per_tensor_dynamic(x.float(), torch.quint8, False)
+    return quantized.view(torch.uint8), quantized.q_scale(), quantized.q_zero_point()
+
+
+class Int8Block(OneDNNBlock):
+    """A timm ``Block`` with int8 linear layers (see the module docstring); ``dtype`` is the precision of
+    everything else (bf16 or fp32)."""
+
+    def _pack(self, weight: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        scales = weight.abs().amax(dim=1).clamp(min=1e-12) / 127
+        quantized = torch.round(weight / scales[:, None]).to(torch.int8)
+        packed = torch.ops.onednn.qlinear_prepack(quantized, [self._tokens, weight.shape[1]])
+        return packed, scales, torch.zeros_like(scales, dtype=torch.int64), bias
+
+    def _linear(self, x: torch.Tensor, packed: tuple[torch.Tensor, ...], gelu: bool = False,
+                residual: torch.Tensor | None = None) -> torch.Tensor:
+        q, scale, zero = quantize_dynamic(x)
+        if residual is not None:
+            return torch.ops.onednn.qlinear_pointwise.binary(q, scale, zero, *packed[:3], residual, packed[3], 1.0, 0,
+                                                             self._dtype, 1.0, 0, "add", 1.0, "none", [], "")
+        return torch.ops.onednn.qlinear_pointwise(q, scale, zero, *packed, 1.0, 0, self._dtype,
+                                                  "gelu" if gelu else "none", [], "none" if gelu else "")
+
+
+__all__ = ["Int8Block", "int8_available", "quantize_dynamic"]
