@@ -9,6 +9,7 @@ examples:
   lorat benchmark --variant B-224 --compare-timm
   lorat benchmark --variant B-224 --compare-timm --compare-fp32 --onnx b224.onnx --batch-sizes 1,8 --repeats 9
   lorat benchmark --variant B-224 --compare-timm --compare-unfused --batch-sizes 1,8
+  lorat benchmark --variant B-224 --dtype int8 --compare-bf16 --compare-fp32 --model-only --batch-sizes 1
   lorat benchmark --variant L-224 --device cuda --batch-sizes 1,32 --cuda-graphs
 """
 from __future__ import annotations
@@ -26,7 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first (default 1)")
     parser.add_argument("--compare-timm", action="store_true",
                         help="also time the bare timm ViT blocks (fp32) over the same tokens and print ratios")
-    parser.add_argument("--compare-fp32", action="store_true", help="also time the fp32 network")
+    parser.add_argument("--compare-fp32", action="store_true",
+                        help="also time the fp32 network, and print each other backend's agreement with it")
+    parser.add_argument("--compare-bf16", action="store_true", help="also time the bf16 network (e.g. with --dtype int8)")
     parser.add_argument("--compare-autocast", action="store_true",
                         help="also time the reference's AMP (autocast around fp32 weights) at the same precision")
     parser.add_argument("--compare-unfused", action="store_true",
@@ -78,6 +81,9 @@ def run(args: argparse.Namespace) -> int:
     if args.compare_fp32 and main.dtype != torch.float32:
         fp32 = build_network(model, device, "fp32")
         backends[describe_network(fp32)] = fp32
+    if args.compare_bf16 and main.dtype != torch.bfloat16:
+        bf16 = build_network(model, device, "bf16")
+        backends[describe_network(bf16)] = bf16
     if args.compare_autocast and main.dtype != torch.float32:
         amp = build_network(model, device, main.dtype, autocast=True)
         backends[describe_network(amp)] = amp
@@ -97,8 +103,18 @@ def run(args: argparse.Namespace) -> int:
                            batch_sizes=batch_sizes, repeats=args.repeats, warmup=args.warmup,
                            compare_timm=args.compare_timm, tracker=not args.model_only,
                            frame_size=(width, height), flops_per_frame=network_flops(model, model.config),
-                           matmul_dtype=main.dtype)
+                           matmul_dtype=main.dtype if main.dtype.is_floating_point else torch.bfloat16)
     print(format_speed_report(result))
+    if args.compare_fp32 and main.dtype != torch.float32:
+        from ..engine import TrackingEngine
+        from ..speed import compare_with_fp32, synthetic_sequences
+
+        sequences, boxes = synthetic_sequences(1, 20, (width, height))
+        print("agreement with fp32 on a synthetic sequence (20 frames; one step: from the fp32 tracker's box):")
+        for name, network in backends.items():
+            if network is not fp32:
+                agreement = compare_with_fp32(TrackingEngine(fp32), TrackingEngine(network), sequences[0], boxes[0])
+                print(f"  {name}: {agreement.summary()}")
     if args.json:
         Path(args.json).write_text(json.dumps(result.to_dict(), indent=1), encoding="utf-8")
     return 0

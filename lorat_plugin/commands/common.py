@@ -22,8 +22,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                             f"[env {ENV['weights_dir']}]")
     group.add_argument("--device", default=None,
                        help=f"cpu, cuda, cuda:1, mps (default: the best available) [env {ENV['device']}]")
-    group.add_argument("--dtype", default=None, choices=["fp32", "bf16", "fp16"],
-                       help="inference precision (default: the precision policy for the device, see docs/speed.md) "
+    group.add_argument("--dtype", default=None, choices=["fp32", "bf16", "fp16", "int8"],
+                       help="inference precision (default: the precision policy for the device; int8: CPU, opt-in; "
+                            "see docs/speed.md) "
                             f"[env {ENV['dtype']}]")
 
 

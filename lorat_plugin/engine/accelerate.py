@@ -108,7 +108,8 @@ def cast_model(model: LoRAT, dtype: torch.dtype, device: torch.device | str | No
     fast.eval()
     if onednn or int8:
         if device.type != "cpu" or dtype not in ((torch.bfloat16, torch.float32) if int8 else (torch.bfloat16,)):
-            raise ValueError(f"oneDNN {'int8' if int8 else 'fused'} blocks are for CPUs, not {dtype} on {device}")
+            raise ValueError(f"oneDNN {'int8' if int8 else 'fused'} blocks are for {'bf16/fp32' if int8 else 'bf16'} "
+                             f"on CPU, not {dtype} on {device}")
         kind = Int8Block if int8 else OneDNNBlock  # weights packed for the rows of one frame
         if fuse_blocks(fast.blocks, model.config.tokens, dtype, kind) < len(fast.blocks) and int8:
             raise ValueError("int8 needs plain merged timm blocks and a torch build with oneDNN (x86)")

@@ -11,9 +11,16 @@ docs/speed.md.
 """
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 from .onednn import OneDNNBlock, onednn_available
+
+
+# torch 2.14 deprecates creating quantised tensors; this one lives for one call and never leaves this module, and
+# quantize_per_tensor_dynamic is the one fused min/max-and-round op (tests/test_int8.py fails if it goes away).
+warnings.filterwarnings("ignore", message=r"torch\.quantize_per_tensor", category=UserWarning, module=__name__)
 
 
 def int8_available() -> bool:
@@ -24,7 +31,7 @@ def int8_available() -> bool:
 def quantize_dynamic(x: torch.Tensor) -> tuple[torch.Tensor, float, int]:
     """(uint8 values, scale, zero point) of ``x`` over its own range, zero included (so zero stays exact)."""
     quantized = torch.quantize_per_tensor_dynamic(x.float(), torch.quint8, False)
-    return quantized.view(torch.uint8), quantized.q_scale(), quantized.q_zero_point()
+    return quantized.int_repr(), quantized.q_scale(), quantized.q_zero_point()
 
 
 class Int8Block(OneDNNBlock):

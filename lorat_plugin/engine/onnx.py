@@ -9,7 +9,9 @@ knows the crop geometry from the file alone.
 
 ``fp16`` files store the transformer in half precision (inputs and outputs stay float32, and the parts
 :mod:`~lorat_plugin.engine.accelerate` keeps in fp32 stay fp32): meant for GPU runtimes (ONNX Runtime CUDA,
-TensorRT). ONNX Runtime's CPU provider has no fast bf16/fp16 kernels, so on CPU export fp32.
+TensorRT). ONNX Runtime's CPU provider has no fast bf16/fp16 kernels, so on CPU export fp32 or ``int8``: the fp32
+file with the transformer blocks' weight products quantised by ONNX Runtime's ``quantize_dynamic`` (int8 weights per
+output channel, activations quantised per call), the deployment form of ``--dtype int8``.
 """
 from __future__ import annotations
 
@@ -33,8 +35,9 @@ METADATA_CONFIG = "lorat_model_config"
 METADATA_DTYPE = "lorat_dtype"
 # Largest |ONNX Runtime CPU - PyTorch| allowed on the same inputs, per file precision: (score logits, boxes in
 # normalised search-crop units; 1e-4 of a 224 px crop is 0.02 px). fp16 is compared with PyTorch's fp16 path.
-TOLERANCE = {"fp32": (1e-3, 1e-4), "fp16": (2e-2, 2e-3)}
-_DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
+# int8 is compared with PyTorch fp32, its score tolerance relative to the largest |logit| (the int8 network's own).
+TOLERANCE = {"fp32": (1e-3, 1e-4), "fp16": (2e-2, 2e-3), "int8": (2e-2, 2e-3)}
+_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "int8": torch.int8}
 
 
 class OnnxExportError(RuntimeError):
@@ -55,7 +58,7 @@ class _NetworkCall(nn.Module):
 
 def _export_module(model: LoRAT, dtype: str) -> nn.Module:
     if dtype not in _DTYPES:
-        raise ValueError(f"ONNX export precision must be fp32 or fp16, got {dtype!r}")
+        raise ValueError(f"ONNX export precision must be fp32, fp16 or int8, got {dtype!r}")
     model = copy.deepcopy(model).cpu().eval()
     if model.has_lora:
         model.strip_lora()
@@ -94,10 +97,29 @@ def export_onnx(model: LoRAT, path: str | os.PathLike, *, dtype: str = "fp32", o
         proto.producer_name = "lorat-plugin"
         onnx.checker.check_model(proto)
         onnx.save(proto, str(temp))
+        if dtype == "int8":
+            _quantize_blocks(temp)
         os.replace(temp, path)
     finally:
         temp.unlink(missing_ok=True)
     return path
+
+
+def _quantize_blocks(path: Path) -> None:
+    """Quantise, in place, the transformer blocks' products with a weight (not attention's, not the head's)."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    graph = onnx.load(str(path)).graph
+    weights = {tensor.name for tensor in graph.initializer}
+    nodes = [node.name for node in graph.node
+             if node.op_type == "MatMul" and "/blocks." in node.name and node.input[1] in weights]
+    quantized = path.with_name(path.name + ".int8")
+    try:
+        quantize_dynamic(path, quantized, per_channel=True, weight_type=QuantType.QInt8, nodes_to_quantize=nodes)
+        os.replace(quantized, path)
+    finally:
+        quantized.unlink(missing_ok=True)
 
 
 def check_onnx(path: str | os.PathLike, model: LoRAT, *, batch_size: int = 2, seed: int = 0,
@@ -109,7 +131,7 @@ def check_onnx(path: str | os.PathLike, model: LoRAT, *, batch_size: int = 2, se
     network = OnnxNetwork(path, threads=threads)
     if network.fixed_batch is not None:
         batch_size = network.fixed_batch
-    module = _export_module(model, network.precision)
+    module = _export_module(model, "fp32" if network.precision == "int8" else network.precision)
     inputs = network_inputs(network.config, batch_size, torch.device("cpu"), seed=seed)
     with torch.inference_mode():
         expected = module(*inputs)
@@ -117,6 +139,8 @@ def check_onnx(path: str | os.PathLike, model: LoRAT, *, batch_size: int = 2, se
     diffs = {"score_map": float((got[0] - expected[0].float()).abs().max()),
              "boxes": float((got[1] - expected[1].float()).abs().max())}
     score_tol, box_tol = TOLERANCE[network.precision]
+    if network.precision == "int8":
+        score_tol *= float(expected[0].abs().max())
     if not (diffs["score_map"] <= score_tol and diffs["boxes"] <= box_tol):
         raise OnnxExportError(f"{path}: ONNX Runtime differs from PyTorch by {diffs['score_map']:.2e} (score logits, "
                               f"allowed {score_tol:g}) and {diffs['boxes']:.2e} (boxes, allowed {box_tol:g})")
