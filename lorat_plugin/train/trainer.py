@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ..distributed import Distributed, all_reduce_mean, setup, teardown
+from ..files import atomic_write_text
 from ..model import LoRAT, build_model, count_parameters
 from ..model.weights import load_head, read_weights
 from . import state as run_state
@@ -178,7 +179,7 @@ class _Trainer:
                 if changes:
                     log.warning("resuming with a changed config (the result will differ from an uninterrupted run "
                                 "if these matter): %s", "; ".join(changes))
-            config_file.write_text(self.config.to_yaml(), encoding="utf-8")
+            atomic_write_text(config_file, self.config.to_yaml())
         self.ctx.barrier()
 
     def _load_state(self) -> None:
