@@ -423,3 +423,21 @@ def test_per_sequence_table_is_worst_first_and_side_by_side(tmp_path):
                                             abs=0.05)
     # the speed column is the got10k toolkit's speed_fps under its name
     assert "speed_fps" in table(result).splitlines()[1]
+
+
+def test_result_files_get_the_umask_mode(tmp_path):
+    make_benchmark(tmp_path / "GOT", "got10k", 2, split="test")
+    sequences = load_dataset("got10k", tmp_path / "GOT", "test")
+    old = os.umask(0o022)
+    try:
+        out = tmp_path / "run"
+        run_benchmark(BrightBoxTracker(), sequences, out, tracker_name="t", split="test", progress=False)
+        val = load_dataset("otb", make_benchmark(tmp_path / "OTB", "otb", 1))
+        run_benchmark(BrightBoxTracker(), val, tmp_path / "otb", tracker_name="t", progress=False)
+        write_report(evaluate("otb", val, [load_results(tmp_path / "otb", "otb", val)]), tmp_path / "otb" / "report")
+    finally:
+        os.umask(old)
+    files = [p for folder in (out, tmp_path / "otb") for p in folder.rglob("*") if p.is_file()]
+    kinds = {p.suffix for p in files}
+    assert {".npz", ".json", ".txt", ".zip", ".png"} <= kinds
+    assert {oct(p.stat().st_mode & 0o777) for p in files} == {"0o644"}
