@@ -36,18 +36,23 @@ def test_evaluate_then_report_with_the_engine(tmp_path, tiny_checkpoint, capsys,
     assert "0 runs tracked here, 2 already done" in capsys.readouterr().out
     assert main(["report", str(out)]) == 0  # dataset, root and split come from run.json
     printed = capsys.readouterr().out
-    assert "LoRAT-tiny" in printed
+    info = json.loads((out / "run.json").read_text())
+    model, name = info["model"], info["tracker"]  # the default name is the model's identity
+    precision = model["precision"]  # the precision policy's default for this CPU
+    assert name == model["name"] == f"LoRAT-tiny-{model['weights'][:8]}-{precision}"
+    assert model["files"] == ["tiny.safetensors"] and precision in ("fp32", "bf16")
+    assert f"{name}: tiny.safetensors, weights {model['weights']}, {precision}, backend eager" in printed
     metrics = json.loads((out / "report" / "metrics.json").read_text())
-    entry = metrics["trackers"]["LoRAT-tiny"]
+    entry = metrics["trackers"][name]
     assert metrics["dataset"] == dataset and entry["runs"] == 1 and entry["fps"] > 0
-    assert json.loads((out / "run.json").read_text())["backend"] == "eager"
     assert (out / "report" / "success_plot.png").stat().st_size > 1000
     if dataset == "got10k":  # the toolkit reads the engine's files and agrees with metrics.json
         toolkit = experiments.ExperimentGOT10k(str(root), subset="val", result_dir=str(out),
-                                               report_dir=str(tmp_path / "reports")).report(["LoRAT-tiny"])
-        overall = toolkit["LoRAT-tiny"]["overall"]
+                                               report_dir=str(tmp_path / "reports")).report([name])
+        overall = toolkit[name]["overall"]
         assert entry["got10k"]["overall"]["ao"] == pytest.approx(overall["ao"], abs=1e-6)
         assert entry["got10k"]["overall"]["speed_fps"] == pytest.approx(overall["speed_fps"], rel=1e-6)
+        assert f"{overall['speed_fps']:.2f}" in printed.splitlines()[2]  # the table's speed_fps column
     else:
         headline = entry["trackingnet"]["success"] if dataset == "trackingnet" else entry["ope"]["auc"]
         assert 0.0 < headline <= 1.0
@@ -143,3 +148,17 @@ def test_an_unreadable_frame_ends_evaluate_with_the_list_of_failures(tmp_path, t
     frame.write_bytes(good)
     assert main(args) == 0
     assert "1 runs tracked here, 1 already done" in capsys.readouterr().out
+
+
+def test_evaluate_refuses_another_models_results_in_a_folder(tmp_path, tiny_checkpoint, capsys):
+    root = make_benchmark(tmp_path / "OTB", "otb", 1, length=5)
+    out = tmp_path / "run"
+    _evaluate(root, out, "otb", tiny_checkpoint, "--tracker-name", "mine", "--dtype", "fp32")
+    args = ["evaluate", "--dataset", "otb", "--root", str(root), "--output", str(out), "--checkpoint",
+            str(tiny_checkpoint), "--device", "cpu", "--no-progress", "--tracker-name", "mine", "--dtype", "bf16"]
+    assert main(args) == 2  # same weights, another precision: another tracker
+    err = capsys.readouterr().err
+    assert "holds the results of another model" in err and "fp32), not of LoRAT-tiny-" in err
+    assert "pick another --output" in err
+    assert main(args[:-4] + ["--dtype", "bf16"]) == 2  # the default name says bf16: not the folder's tracker
+    assert "holds results of tracker 'mine'" in capsys.readouterr().err

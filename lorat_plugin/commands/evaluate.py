@@ -24,7 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", help="got10k: train|val|test; trackingnet: test|TRAIN_<k>; lasot: test|train|all; "
                                         "otb: otb100|otb2013|tb50; uav123: UAV123|UAV20L; nfs: 30|240")
     parser.add_argument("--output", required=True, help="evaluation folder (created; reused to resume)")
-    parser.add_argument("--tracker-name", help="name in result files and reports (default: from the model)")
+    parser.add_argument("--tracker-name", help="name in result files and reports (default: the model's identity, "
+                                               "LoRAT-<variant or checkpoint stem>-<weights hash>-<precision>)")
     parser.add_argument("--repeats", type=int, default=1, help="runs per sequence (_001, _002, ...; default 1)")
     parser.add_argument("--batch-size", type=int, default=8, help="sequences tracked together (default 8)")
     parser.add_argument("--sequences", nargs="+", metavar="NAME", help="only these sequences")
@@ -40,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
     from ..data.datasets import dataset_key, load_dataset
     from ..distributed import local_device
     from ..evaluation import run_benchmark
+    from ..model.sources import file_digest, make_identity
+    from ..trackers.trax_server import precision_name
     from .common import engine_from_args
 
     dataset = dataset_key(args.dataset)
@@ -53,13 +56,19 @@ def run(args: argparse.Namespace) -> int:
     device = args.device
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under torchrun: the GPU of this rank (or the CPU)
         device = str(local_device(device, key="--device"))
-    engine, _spec = engine_from_args(args, device)
+    engine, spec = engine_from_args(args, device)
+    precision = precision_name(engine.dtype)
+    if spec is not None:
+        model = spec.identity(precision)
+    else:  # --onnx: the exported file is the weights
+        onnx = Path(args.onnx)
+        model = make_identity(onnx.stem, None, file_digest(onnx)[:12], [onnx.name], precision)
     backend = "onnx" if args.onnx else "+".join(
         f.replace("_", "-") for f in ("compile", "cuda_graphs", "autocast") if getattr(args, f)) or "eager"
-    summary = run_benchmark(engine, sequences, Path(args.output), tracker_name=args.tracker_name or _default_name(args),
+    summary = run_benchmark(engine, sequences, Path(args.output), tracker_name=args.tracker_name or model["name"],
                             dataset=dataset, split=args.split, root=Path(args.root).resolve(), repeats=args.repeats,
                             batch_size=args.batch_size, formats=args.formats, decode_threads=args.decode_threads,
-                            progress=not args.no_progress, backend=backend)
+                            progress=not args.no_progress, model=model, backend=backend)
     if summary.rank != 0:
         return 0
     print(f"{summary.tracker_name}: {len(summary.completed)} runs tracked here, {summary.skipped} already done"
@@ -77,12 +86,3 @@ def run(args: argparse.Namespace) -> int:
     print(f"score it with: lorat report {args.output}")
     return 0
 
-
-def _default_name(args: argparse.Namespace) -> str:
-    variant = args.variant or os.environ.get("LORAT_VARIANT")
-    checkpoint = args.checkpoint or os.environ.get("LORAT_CHECKPOINT")
-    if args.onnx:
-        return f"LoRAT-{Path(args.onnx).stem}"
-    if checkpoint:
-        return f"LoRAT-{Path(checkpoint).stem}"
-    return f"LoRAT-{variant or 'demo'}"
