@@ -10,7 +10,9 @@ import pytest
 
 from lorat_plugin.data import AnnotationError
 from lorat_plugin.data.datasets import DATASETS, dataset_key, load_dataset
-from lorat_plugin.data.datasets.write import generated_sequence, write_dataset
+from lorat_plugin.data.datasets.write import write_dataset
+
+from evaluation_support import generated_sequence
 
 got10k_datasets = pytest.importorskip("got10k.datasets")
 

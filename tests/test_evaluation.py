@@ -21,7 +21,7 @@ from lorat_plugin.data.datasets import load_dataset
 from lorat_plugin.evaluation import evaluate, load_results, per_sequence_table, run_benchmark, table, write_report
 from lorat_plugin.evaluation.records import load_records
 
-from evaluation_support import BrightBoxTracker, make_benchmark
+from evaluation_support import BrightBoxTracker, generated_sequence, make_benchmark
 
 experiments = pytest.importorskip("got10k.experiments")
 TOL = 1e-6
@@ -282,7 +282,7 @@ def test_two_process_torchrun_writes_the_files_of_a_one_process_run(tmp_path):
 
 
 def _got10k(root: Path, length: int, seed: int = 0) -> list:
-    from lorat_plugin.data.datasets.write import generated_sequence, write_dataset
+    from lorat_plugin.data.datasets.write import write_dataset
 
     names = ["GOT-10k_Val_000001", "GOT-10k_Val_000002"]
     write_dataset(root, "got10k", [generated_sequence(n, length + i, seed=seed + i) for i, n in enumerate(names)],

@@ -153,29 +153,3 @@ def _tnl2k(root: Path, s: SequenceData, split: str | None) -> None:
     _write_frames(root / s.name / "imgs", s.images, "%05d.jpg", 1)
     (root / s.name / "groundtruth.txt").write_text(format_table(np.where(s.visible[:, None], s.boxes, 0.0)))
     (root / s.name / "language.txt").write_text(s.attributes.get("language", "the object") + "\n")
-
-
-def generated_sequence(name: str, length: int, *, size: tuple[int, int] = (64, 48), seed: int = 0,
-                       hidden: Iterable[int] = (), attributes: dict | None = None) -> SequenceData:
-    """A small synthetic sequence: a bright box drifting over a noisy grey background (frames ``hidden`` have no
-    target). Deterministic in ``seed``; for smoke tests of readers, writers and the evaluation harness."""
-    rng = np.random.default_rng(seed)
-    width, height = size
-    background = rng.integers(60, 140, size=(height, width, 3), dtype=np.uint8)
-    w0, h0 = rng.uniform(0.2, 0.35) * width, rng.uniform(0.25, 0.4) * height
-    x0, y0 = rng.uniform(0, width - w0 * 1.2), rng.uniform(0, height - h0 * 1.2)
-    velocity = rng.uniform(-1.5, 1.5, size=2)
-    hidden = set(hidden)
-    images, boxes = [], []
-    for t in range(length):
-        scale = 1.0 + 0.1 * np.sin(t / 5.0)
-        w, h = w0 * scale, h0 * scale
-        x = float(np.clip(x0 + velocity[0] * t, 0, width - w))
-        y = float(np.clip(y0 + velocity[1] * t, 0, height - h))
-        image = background.copy()
-        if t not in hidden:
-            image[int(round(y)):int(round(y + h)), int(round(x)):int(round(x + w))] = (235, 235, 60)
-        images.append(image)
-        boxes.append((x, y, w, h))
-    visible = np.array([t not in hidden for t in range(length)])
-    return SequenceData(name, images, np.array(boxes), visible, dict(attributes or {}))
