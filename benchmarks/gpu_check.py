@@ -118,7 +118,7 @@ def network_difference(reference: Callable, candidate: Callable, inputs: tuple) 
 
 def _speed(run: Run, compiled: bool) -> dict:
     from lorat_plugin.engine.accelerate import CUDAGraphNetwork, build_network
-    from lorat_plugin.speed import network_inputs, run_benchmark
+    from lorat_plugin.speed import measure_speed, network_inputs
 
     rows, problems = [], []
     for variant in ("B-224", "L-224"):
@@ -138,7 +138,7 @@ def _speed(run: Run, compiled: bool) -> dict:
                 backends["CUDA graphs"] = build_network(model, run.device, "fp16", cuda_graphs=True)
         started = time.perf_counter()
         batches = (1, run.batch(32))
-        result = run_benchmark(backends, model.config, device=run.device, variant=variant, weights="random",
+        result = measure_speed(backends, model.config, device=run.device, variant=variant, weights="random",
                                batch_sizes=batches, repeats=3 if run.tiny else 20, warmup=2, compare_timm=False,
                                frame_size=(160, 120) if run.tiny else (640, 480))
         seconds = time.perf_counter() - started
