@@ -24,7 +24,7 @@ from .benchmarks import Benchmark, benchmark
 from lorat_plugin.data.annotations import format_table
 
 from .formats import TrackerResults, merge_runs, native_boxes, pytracking_name, read_layout
-from .records import load_records, read_run_info, record_path
+from .records import load_records, read_run_info, record_path, sequence_fingerprint
 
 PROTOCOLS = {
     "got10k": "GOT-10k: got10k toolkit ExperimentGOT10k.report / GOT-10k server (frame 0 excluded, cover > 0, "
@@ -68,9 +68,13 @@ def load_results(path: str | Path, dataset: str, sequences: list[Sequence], *, n
         by_run = records[sequence.name]
         for run, record in by_run.items():
             if len(record.boxes) != len(sequence):
-                raise ValueError(f"{record_path(path, sequence.name, run)}: {len(record.boxes)} result boxes for "
-                                 f"{len(sequence)} frames of {sequence.name} (re-run `lorat evaluate` on this "
-                                 "benchmark to re-track it)")
+                problem = f"{len(record.boxes)} result boxes for {len(sequence)} frames of {sequence.name}"
+            elif record.fingerprint not in (None, sequence_fingerprint(sequence)):
+                problem = f"tracked on another version of {sequence.name} (its frames or annotation changed since)"
+            else:
+                continue
+            raise ValueError(f"{record_path(path, sequence.name, run)}: {problem}; run `lorat evaluate` on this "
+                             "benchmark again to re-track it")
         # the values the official tool reads: our result files are written with 3 decimals
         runs[sequence.name] = [np.loadtxt(io.StringIO(format_table(native_boxes(by_run[r].boxes, dataset), "%.3f",
                                                                    ",")), delimiter=",", ndmin=2)

@@ -299,6 +299,8 @@ def test_a_folder_reused_for_another_benchmark_retracks_what_changed(tmp_path, c
     assert "re-tracking 2 runs whose sequence changed" in caplog.text
     assert [len(r[1].boxes) for r in load_records(out).values()] == [10, 11]
     evaluate("got10k", b, [load_results(out, "got10k", b)])  # scores B, no "20 result boxes for 10 frames"
+    with pytest.raises(ValueError, match="GOT-10k_Val_000001_001.npz: tracked on another version of GOT-10k_Val_0000"):
+        load_results(out, "got10k", _got10k(tmp_path / "B2", 10, seed=7))  # same lengths, other ground truth
     # the same benchmark in another folder is the same benchmark: nothing to track
     moved = tmp_path / "moved"
     (tmp_path / "B").rename(moved)
