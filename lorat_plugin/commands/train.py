@@ -67,7 +67,7 @@ def tracking_validation(config: "TrainConfig") -> Callable[["LoRAT", Path, "Dist
     from ..data.datasets import dataset_key
     from ..engine import TrackingEngine
     from ..evaluation import evaluate, load_results, run_benchmark
-    from ..evaluation.report import headline
+    from ..evaluation.report import SPEED_COLUMNS, headline
     from ..train.source import load_entry
 
     section = config.validation
@@ -85,6 +85,7 @@ def tracking_validation(config: "TrainConfig") -> Callable[["LoRAT", Path, "Dist
         results = load_results(output_dir, dataset, sequences)
         metrics = evaluate(dataset, sequences, [results], split=entry.split)
         row = headline(next(iter(metrics["trackers"].values())))
-        return {key: float(value) for key, value in row.items() if value is not None and key != "FPS"}
+        return {key: float(value) for key, value in row.items()
+                if value is not None and key not in SPEED_COLUMNS.values()}
 
     return validate
