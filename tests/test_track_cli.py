@@ -264,6 +264,10 @@ def test_a_truncated_video_is_tracked_with_a_warning(tmp_path: Path, tiny_checkp
     assert f"{cut}: the container declares 30 frames but only {decoded} could be decoded" in caplog.text
     caplog.clear()
     assert len(list(open_frames(whole))) == 30 and "declares" not in caplog.text
+    mp4 = write_video(tmp_path / "whole.mp4", frames[:8], fps=10)  # its index is written last: cut, it is lost
+    (tmp_path / "cut.mp4").write_bytes(mp4.read_bytes()[:mp4.stat().st_size // 2])
+    with pytest.raises(FrameError, match="cannot open video .*cut.mp4"):
+        open_frames(tmp_path / "cut.mp4")
 
 
 @pytest.mark.parametrize("init", [["--init", "-5,-5,40,40"], ["--init", "-5 -5 40 40"], ["--init=-5,-5,40,40"]])
