@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -102,9 +101,8 @@ def save_failure(output_dir: Path, sequence: str, run: int, message: str) -> Non
 
 def load_failures(output_dir: Path) -> dict[str, str]:
     """The runs that failed and have no record yet: ``<sequence>_<run>`` -> the error."""
-    folder = Path(output_dir) / RECORDS_DIR
     return {p.name.removesuffix(".failed.txt"): p.read_text().strip()
-            for p in sorted(folder.glob("*.failed.txt"))} if folder.is_dir() else {}
+            for p in sorted((Path(output_dir) / RECORDS_DIR).glob("*.failed.txt"))}
 
 
 @contextmanager
@@ -115,16 +113,13 @@ def exclusive(output_dir: Path) -> Iterator[None]:
 
     path = Path(output_dir) / ".lock"
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-    try:
+    with open(path, "a") as handle:  # closing it releases the lock
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise ValueError(f"{output_dir} is in use by another `lorat evaluate` run (lock {path}); wait for it to "
                              "end or use another --output") from None
         yield
-    finally:
-        os.close(fd)  # releases the lock
 
 
 def read_run_info(output_dir: Path) -> dict[str, Any] | None:
