@@ -175,14 +175,15 @@ def fps(run: Run) -> dict:
 def graphs(run: Run) -> dict:
     from lorat_plugin.engine import TrackingEngine
     from lorat_plugin.engine.accelerate import build_network
-    from lorat_plugin.speed import network_inputs, synthetic_sequences
+    from lorat_plugin.data.synthetic import moving_box_videos
+    from lorat_plugin.speed import network_inputs
 
     model = run.model("B-224").eval()
     plain = build_network(model, run.device, "fp16")
     graph = build_network(model, run.device, "fp16", cuda_graphs=run.cuda)  # a dry run compares plain with plain
     rows = []
     for count in (3, 1):
-        sequences, boxes = synthetic_sequences(count, 6 if run.tiny else 40, (160, 120) if run.tiny else (640, 480))
+        sequences, boxes = moving_box_videos(count, 6 if run.tiny else 40, (160, 120) if run.tiny else (640, 480))
         engines = TrackingEngine(plain), TrackingEngine(graph)
         states = [engine.initialize([s[0] for s in sequences], boxes) for engine in engines]
         worst = 0.0
@@ -207,10 +208,11 @@ def graphs(run: Run) -> dict:
 def fp16(run: Run) -> dict:
     from lorat_plugin.engine import TrackingEngine
     from lorat_plugin.engine.accelerate import build_network
-    from lorat_plugin.speed import compare_with_fp32, network_inputs, synthetic_sequences
+    from lorat_plugin.data.synthetic import moving_box_videos
+    from lorat_plugin.speed import compare_with_fp32, network_inputs
 
     rows, problems = [], []
-    sequences, boxes = synthetic_sequences(1, 6 if run.tiny else 20, (160, 120) if run.tiny else (640, 480))
+    sequences, boxes = moving_box_videos(1, 6 if run.tiny else 20, (160, 120) if run.tiny else (640, 480))
     for variant in ("B-224", "L-224", "g-378"):
         model = run.model(variant).eval()
         reference = build_network(model, run.device, "fp32")

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from lorat_plugin.data.synthetic import moving_box_video
 from lorat_plugin.model import ModelConfig, build_model, save_checkpoint
 
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -124,3 +125,9 @@ def parity_config() -> ModelConfig:
 def dinov2_writer() -> Callable[..., Path]:
     """:func:`write_dinov2`: ``dinov2_writer(path, config, layout="meta", seed=0)``."""
     return write_dinov2
+
+
+@pytest.fixture(scope="session")
+def moving_video() -> Callable[..., tuple[list[np.ndarray], np.ndarray]]:
+    """:func:`lorat_plugin.data.synthetic.moving_box_video`: frames of a moving red target and its exact boxes."""
+    return moving_box_video

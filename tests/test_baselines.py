@@ -13,25 +13,15 @@ from lorat_plugin.trackers.baselines import (  # noqa: E402
     OpenCVTracker, StaticBoxTracker, baseline)
 
 
-def _moving_patch(frames: int = 20, step: float = 2.0):
-    """A textured 24 x 16 patch sliding right over a noise background; returns frames and exact boxes."""
-    rng = np.random.default_rng(0)
-    background = rng.integers(60, 120, size=(120, 160, 3), dtype=np.uint8)
-    patch = rng.integers(0, 255, size=(16, 24, 3), dtype=np.uint8)
-    patch[4:12, 6:18] = (250, 30, 30)
-    images, boxes = [], []
-    for t in range(frames):
-        x, y = 30 + round(step * t), 50
-        image = background.copy()
-        image[y:y + 16, x:x + 24] = patch
-        images.append(image)
-        boxes.append([x, y, 24, 16])
-    return images, np.asarray(boxes, dtype=np.float64)
+@pytest.fixture
+def moving_patch(moving_video):
+    """``n`` frames of a textured 24 x 16 patch with a red centre sliding right over noise, and its exact boxes."""
+    return lambda n=20: moving_video(n, box=(30, 50, 24, 16), step=(2, 0), textured=True)
 
 
 @pytest.mark.parametrize("algorithm", ["csrt", "kcf"])
-def test_opencv_trackers_follow_a_moving_patch(algorithm):
-    images, truth = _moving_patch()
+def test_opencv_trackers_follow_a_moving_patch(algorithm, moving_patch):
+    images, truth = moving_patch()
     tracker = OpenCVTracker(algorithm)
     assert tracker.name == algorithm.upper() and tracker.is_deterministic
     tracker.init(images[0], truth[0])
@@ -40,10 +30,10 @@ def test_opencv_trackers_follow_a_moving_patch(algorithm):
     assert tracker.score == 1.0 and tracker.failures == 0
 
 
-def test_got10k_track_contract_with_pil_images_and_paths(tmp_path):
+def test_got10k_track_contract_with_pil_images_and_paths(tmp_path, moving_patch):
     from PIL import Image
 
-    images, truth = _moving_patch(frames=6)
+    images, truth = moving_patch(6)
     files = []
     for i, image in enumerate(images):
         files.append(tmp_path / f"{i:08d}.jpg")
@@ -75,8 +65,8 @@ class _LosingTracker:
         raise cv2.error("simulated OpenCV failure")
 
 
-def test_lost_target_keeps_the_last_box_with_score_zero(monkeypatch):
-    images, truth = _moving_patch(frames=5)
+def test_lost_target_keeps_the_last_box_with_score_zero(monkeypatch, moving_patch):
+    images, truth = moving_patch(5)
     tracker = OpenCVTracker("kcf")
     monkeypatch.setattr(tracker, "_create", _LosingTracker)
     tracker.init(images[0], truth[0])
@@ -88,12 +78,12 @@ def test_lost_target_keeps_the_last_box_with_score_zero(monkeypatch):
     assert tracker.score == 0.0 and tracker.failures == 2
 
 
-def test_failed_init_reports_the_init_box(monkeypatch, caplog):
+def test_failed_init_reports_the_init_box(monkeypatch, caplog, moving_patch):
     class Refusing:
         def init(self, image, box):
             raise cv2.error("simulated init failure")
 
-    images, truth = _moving_patch(frames=3)
+    images, truth = moving_patch(3)
     tracker = OpenCVTracker("csrt")
     monkeypatch.setattr(tracker, "_create", Refusing)
     tracker.init(images[0], truth[0])
@@ -102,8 +92,8 @@ def test_failed_init_reports_the_init_box(monkeypatch, caplog):
     assert tracker.score == 0.0
 
 
-def test_bad_input_is_refused():
-    images, truth = _moving_patch(frames=2)
+def test_bad_input_is_refused(moving_patch):
+    images, truth = moving_patch(2)
     with pytest.raises(ValueError, match="init box"):
         OpenCVTracker("kcf").init(images[0], [1, 2, 0, 5])
     with pytest.raises(ValueError, match="init box"):
@@ -125,8 +115,61 @@ def test_opencv_factory_finds_the_trackers_in_this_build():
         assert callable(baselines.opencv_factory(algorithm))
 
 
-def test_batch_adapter_runs_independent_trackers():
-    images, truth = _moving_patch()
+def _fake_opencv(monkeypatch, distributions: dict[str, str], cv2_module) -> None:
+    """Pretend ``distributions`` (name -> version) are installed and ``import cv2`` gives ``cv2_module``."""
+    import importlib.metadata
+    import sys
+
+    def version(name):
+        if name in distributions:
+            return distributions[name]
+        raise importlib.metadata.PackageNotFoundError(name)
+    monkeypatch.setattr(importlib.metadata, "version", version)
+    monkeypatch.setitem(sys.modules, "cv2", cv2_module)  # None: the import fails
+
+
+def _cv2(*trackers: str, legacy: bool = False):
+    import types
+
+    module = types.ModuleType("cv2")
+    module.__version__ = "4.10.0"
+    namespace = module
+    if legacy:
+        namespace = module.legacy = types.ModuleType("cv2.legacy")
+    for name in trackers:
+        setattr(namespace, name, lambda name=name: name)
+    return module
+
+
+FIX = "Fix: pip install --force-reinstall --no-deps opencv-contrib-python-headless"
+
+
+@pytest.mark.parametrize("distributions, importable, why", [
+    ({"opencv-contrib-python-headless": "4.10.0", "opencv-python": "4.10.0"}, True,
+     "opencv-python 4.10.0 and opencv-contrib-python-headless 4.10.0 are installed and write the same cv2 package"),
+    ({"opencv-python": "4.10.0"}, True, "opencv-python 4.10.0 has no contrib trackers"),
+    ({"opencv-python": "4.10.0", "opencv-python-headless": "4.9.0"}, True, "have no contrib trackers"),
+    ({"opencv-contrib-python": "4.10.0"}, False, "opencv-contrib-python 4.10.0 is installed but its cv2 package"),
+    ({}, False, "no OpenCV distribution is installed"),
+])
+def test_missing_contrib_trackers_name_the_installed_opencv_and_the_fixing_command(monkeypatch, distributions,
+                                                                                   importable, why):
+    _fake_opencv(monkeypatch, distributions, _cv2() if importable else None)
+    with pytest.raises(ImportError) as error:
+        OpenCVTracker("csrt")
+    message = str(error.value)
+    assert why in message and message.endswith(FIX) and "\n" not in message
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_contrib_trackers_work_whatever_else_is_installed(monkeypatch, legacy):
+    both = {"opencv-python": "4.10.0", "opencv-contrib-python-headless": "4.10.0"}
+    _fake_opencv(monkeypatch, both, _cv2("TrackerCSRT_create", "TrackerKCF_create", legacy=legacy))
+    assert baselines.opencv_factory("kcf")() == "TrackerKCF_create"
+
+
+def test_batch_adapter_runs_independent_trackers(moving_patch):
+    images, truth = moving_patch()
     shifted = [np.roll(image, 20, axis=0) for image in images]
     truth_shifted = truth + [0, 20, 0, 0]
     adapter = baseline("csrt")

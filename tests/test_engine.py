@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from lorat_plugin.data.synthetic import moving_box_video
 from lorat_plugin.engine import TrackingEngine, hann_window, select_boxes
 from lorat_plugin.engine.tracking import clamp_min_size, track_frames
 from lorat_plugin.geometry import (IMAGENET_MEAN, IMAGENET_STD, apply_transform, crop_image, crop_transform,
@@ -49,17 +50,7 @@ class TargetFinder:
 
 def moving_target(n: int = 20, size: tuple[int, int] = (160, 120), seed: int = 0):
     """Frames with a red rectangle moving (and growing) over noise that is never red; its true x, y, w, h boxes."""
-    rng = np.random.default_rng(seed)
-    width, height = size
-    frames, boxes = [], []
-    for i in range(n):
-        frame = rng.integers(0, 100, (height, width, 3), dtype=np.uint8)
-        frame[..., 1] = rng.integers(0, 256, (height, width), dtype=np.uint8)
-        x, y, w, h = 30 + 3 * i, 25 + 2 * i, 24 + i // 4, 18 + i // 5
-        frame[y:y + h, x:x + w] = (255, 0, 0)
-        frames.append(frame)
-        boxes.append((x, y, w, h))
-    return frames, np.array(boxes, dtype=np.float64)
+    return moving_box_video(n, size, box=(30, 25, 24, 18), step=(3, 2), growth=(0.25, 0.2), seed=seed)
 
 
 GEOMETRIES = {

@@ -19,7 +19,7 @@ from lorat_plugin.engine.accelerate import (CastNetwork, CUDAGraphNetwork, build
 from lorat_plugin.engine.onednn import OneDNNBlock, fusable, onednn_available
 from lorat_plugin.model import build_model
 from lorat_plugin.speed import (compare_with_fp32, format_speed_report, matmul_peak, network_flops,
-                                network_inputs, measure_speed, synthetic_sequences, timm_blocks)
+                                network_inputs, measure_speed, timm_blocks)
 
 from conftest import PARITY_FIXTURE, TINY, randomize_adapters, reference_tracking_fixture
 
@@ -90,11 +90,11 @@ def test_tracker_steps_match_fp32_on_the_reference_sequence(fixture_model, dtype
     assert np.all(np.isfinite(agreement.closed_iou))
 
 
-def test_tracker_steps_match_fp32_on_the_tiny_model(tiny_checkpoint: Path) -> None:
+def test_tracker_steps_match_fp32_on_the_tiny_model(tiny_checkpoint: Path, moving_video) -> None:
     model = build_model(checkpoint=tiny_checkpoint, merge=True)
-    sequences, boxes = synthetic_sequences(1, 12, (160, 120))
+    frames, truth = moving_video(12)
     agreement = compare_with_fp32(TrackingEngine(model, device="cpu", dtype="fp32"),
-                                  TrackingEngine(model, device="cpu", dtype="bf16"), sequences[0], boxes[0])
+                                  TrackingEngine(model, device="cpu", dtype="bf16"), frames, truth[0])
     assert agreement.step_px.max() <= STEP_TOLERANCE_PX, agreement.summary()
 
 
@@ -335,3 +335,29 @@ def test_cpu_allocator_tuning_is_idempotent_and_can_be_declined(monkeypatch) -> 
     assert accelerate.tune_cpu_allocator() is False
     monkeypatch.delenv("LORAT_NO_MALLOC_TUNING")
     assert accelerate.tune_cpu_allocator() is True and accelerate.tune_cpu_allocator() is True
+
+
+# ---- the synthetic video ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("textured", [False, True])
+def test_synthetic_video_boxes_are_exact_and_the_background_is_neither_red_nor_green(moving_video, textured) -> None:
+    frames, truth = moving_video(6, (80, 60), box=(5, 7, 12, 9), step=(3, 1.5), growth=(0.5, 0), seed=4,
+                                 textured=textured)
+    assert len(frames) == len(truth) == 6 and frames[0].shape == (60, 80, 3) and frames[0].dtype == np.uint8
+    np.testing.assert_array_equal(truth[:, :2], [[5 + 3 * i, int(7 + 1.5 * i)] for i in range(6)])
+    np.testing.assert_array_equal(truth[:, 2], [12 + i // 2 for i in range(6)])
+    for frame, (x, y, w, h) in zip(frames, truth.astype(int)):
+        red = np.all(frame == (230, 30, 30), axis=-1)
+        ys, xs = np.nonzero(red)
+        inset = (w // 4, h // 4) if textured else (0, 0)
+        assert (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1) == (x + inset[0], y + inset[1], x + w - inset[0],
+                                                                    y + h - inset[1])
+        outside = np.ones(red.shape, bool)
+        outside[y:y + h, x:x + w] = False
+        assert frame[outside][:, :2].max() == 0  # neither red nor green: a drawn box or the target stands out
+    again, _ = moving_video(6, (80, 60), box=(5, 7, 12, 9), step=(3, 1.5), growth=(0.5, 0), seed=4,
+                            textured=textured)
+    assert all(np.array_equal(a, b) for a, b in zip(frames, again))
+    np.testing.assert_array_equal(moving_video(1, (80, 60), box=(70, -4, 20, 10))[1], [[70, 0, 10, 6]])  # clipped
+    with pytest.raises(ValueError, match="is outside the 80x60 frame"):
+        moving_video(30, (80, 60), box=(5, 7, 12, 9), step=(3, 0))

@@ -9,6 +9,7 @@ from PIL import Image
 
 from lorat_plugin.cli import main
 from lorat_plugin.data import FrameError
+from lorat_plugin.data.synthetic import moving_box_video
 from lorat_plugin.data.video import VideoWriter, draw_boxes, open_frames, write_video
 
 pytest.importorskip("av")
@@ -17,18 +18,8 @@ SIZE = (96, 64)  # even sides: H.264 keeps them exactly
 
 
 def target_frames(n: int = 8, seed: int = 0) -> tuple[list[np.ndarray], np.ndarray]:
-    """Blue-ish noise (never green) with a red target moving right."""
-    rng = np.random.default_rng(seed)
-    width, height = SIZE
-    frames, boxes = [], []
-    for i in range(n):
-        frame = np.zeros((height, width, 3), np.uint8)
-        frame[..., 2] = rng.integers(60, 200, (height, width), dtype=np.uint8)
-        x, y, w, h = 12 + 3 * i, 20, 18, 16
-        frame[y:y + h, x:x + w] = (220, 30, 30)
-        frames.append(frame)
-        boxes.append((x, y, w, h))
-    return frames, np.array(boxes, dtype=np.float64)
+    """Noise that is never green with a red target moving right."""
+    return moving_box_video(n, SIZE, box=(12, 20, 18, 16), step=(3, 0), seed=seed)
 
 
 def read_boxes(path: Path) -> np.ndarray:

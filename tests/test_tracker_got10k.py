@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+from lorat_plugin.data.synthetic import moving_box_video
 from lorat_plugin.model import build_model
 
 got10k = pytest.importorskip("got10k")
@@ -18,16 +19,7 @@ from lorat_plugin.trackers import LoRATTracker, OfflineExperimentOTB  # noqa: E4
 
 
 def _frames(n: int, size: tuple[int, int], seed: int) -> tuple[list[np.ndarray], np.ndarray]:
-    rng = np.random.default_rng(seed)
-    width, height = size
-    frames, boxes = [], []
-    for i in range(n):
-        frame = rng.integers(0, 120, (height, width, 3), dtype=np.uint8)
-        x, y, w, h = 10 + 2 * i, 8 + i, 20, 14
-        frame[y:y + h, x:x + w] = (230, 40, 40)
-        frames.append(frame)
-        boxes.append((x, y, w, h))
-    return frames, np.array(boxes, dtype=np.float64)
+    return moving_box_video(n, size, box=(10, 8, 20, 14), step=(2, 1), seed=seed)
 
 
 def write_got10k_val(root: Path, names=("GOT-10k_Val_000001", "GOT-10k_Val_000002"), n: int = 6) -> Path:

@@ -48,22 +48,49 @@ def _check_box(box: Any) -> np.ndarray:
     return box
 
 
+# Every OpenCV wheel writes the same cv2/ package; only the contrib builds have CSRT and KCF. vot-toolkit pulls
+# opencv-python, and pip cannot order two wheels that write one folder: whichever was installed last is cv2.
+OPENCV_DISTRIBUTIONS = ("opencv-python", "opencv-python-headless", "opencv-contrib-python",
+                        "opencv-contrib-python-headless")
+OPENCV_FIX = "pip install --force-reinstall --no-deps opencv-contrib-python-headless"
+
+
+def _opencv_problem(problem: str) -> ImportError:
+    """``problem``, why (from the installed OpenCV distributions) and the command that fixes it."""
+    import importlib.metadata
+
+    installed = []
+    for name in OPENCV_DISTRIBUTIONS:
+        try:
+            installed.append(f"{name} {importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    if not installed:
+        why = "no OpenCV distribution is installed"
+    elif not any("contrib" in name for name in installed):
+        why = f"{' and '.join(installed)} {'has' if len(installed) == 1 else 'have'} no contrib trackers"
+    elif len(installed) > 1:
+        why = (f"{' and '.join(installed)} are installed and write the same cv2 package: the one installed last "
+               "(not the contrib build) is what `import cv2` loads")
+    else:
+        why = f"{installed[0]} is installed but its cv2 package was overwritten or damaged"
+    return ImportError(f"{problem}: {why}. Fix: {OPENCV_FIX}")
+
+
 def opencv_factory(algorithm: str) -> Callable[[], Any]:
     """The OpenCV constructor of a tracker, from the main namespace or ``cv2.legacy``."""
-    try:
-        import cv2
-    except ImportError as e:
-        raise ImportError("the CSRT and KCF baselines need OpenCV's contrib trackers: "
-                          "pip install opencv-contrib-python-headless (or lorat-plugin[baselines])") from e
     key = algorithm.lower()
     if key not in OPENCV_ALGORITHMS:
         raise ValueError(f"unknown OpenCV tracker {algorithm!r}: expected one of {', '.join(OPENCV_ALGORITHMS)}")
+    try:
+        import cv2
+    except ImportError as e:
+        raise _opencv_problem(f"the CSRT and KCF baselines need OpenCV's contrib trackers ({e})") from e
     name = OPENCV_ALGORITHMS[key]
     for namespace in (cv2, getattr(cv2, "legacy", None)):
         if namespace is not None and hasattr(namespace, name):
             return getattr(namespace, name)
-    raise ImportError(f"this OpenCV build ({cv2.__version__}) has no {name}: install opencv-contrib-python-headless "
-                      "(the plain opencv-python wheels lack the contrib trackers)")
+    raise _opencv_problem(f"this OpenCV build ({getattr(cv2, '__version__', '?')}) has no {name}")
 
 
 class OpenCVTracker(Tracker):

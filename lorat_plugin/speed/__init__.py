@@ -3,10 +3,10 @@ several batch sizes, beside a yardstick (the bare timm ViT blocks of the same si
 and how far a low-precision tracker's boxes are from the fp32 tracker's. See docs/speed.md."""
 from .agreement import Agreement, compare_with_fp32
 from .hardware import describe_hardware, hardware_info
-from .measure import Row, SpeedReport, format_speed_report, measure_speed, synthetic_sequences
+from .measure import Row, SpeedReport, format_speed_report, measure_speed
 from .timing import median_ratio, time_interleaved
 from .yardstick import matmul_peak, network_flops, network_inputs, timm_blocks
 
 __all__ = ["Agreement", "Row", "SpeedReport", "compare_with_fp32", "describe_hardware",
            "format_speed_report", "hardware_info", "matmul_peak", "measure_speed", "median_ratio", "network_flops",
-           "network_inputs", "synthetic_sequences", "time_interleaved", "timm_blocks"]
+           "network_inputs", "time_interleaved", "timm_blocks"]

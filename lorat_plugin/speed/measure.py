@@ -9,37 +9,13 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from ..data.synthetic import moving_box_videos
 from ..model import ModelConfig
 from .hardware import describe_hardware, hardware_info
 from .timing import median_ratio, time_interleaved
 from .yardstick import matmul_peak, network_inputs, timm_blocks
 
 FRAME_SIZE = (640, 480)  # the synthetic decoded frames the tracker step is timed on (W, H)
-
-
-def synthetic_sequences(count: int, frames: int, size: tuple[int, int] = FRAME_SIZE, seed: int = 0
-                        ) -> tuple[list[list[np.ndarray]], np.ndarray]:
-    """``count`` sequences of ``frames`` decoded frames (H x W x 3 uint8: textured background, a bright target
-    moving along a circle) and their init boxes (x, y, w, h)."""
-    rng = np.random.default_rng(seed)
-    width, height = size
-    sequences, boxes = [], []
-    for s in range(count):
-        background = rng.integers(0, 200, (height, width, 3), dtype=np.uint8)
-        target_w, target_h = width // 8 + 4 * s, height // 6
-        sequence = []
-        for f in range(frames):
-            angle = 2 * np.pi * (f / max(frames, 1) + s / max(count, 1))
-            x = int(width / 2 + width / 5 * np.cos(angle) - target_w / 2)
-            y = int(height / 2 + height / 5 * np.sin(angle) - target_h / 2)
-            frame = background.copy()
-            frame[y:y + target_h, x:x + target_w] = (230, 40 + 20 * s % 200, 40)
-            sequence.append(frame)
-            if f == 0:
-                boxes.append((x, y, target_w, target_h))
-        sequences.append(sequence)
-    return sequences, np.array(boxes, dtype=np.float64)
-
 
 
 @dataclass
@@ -115,7 +91,7 @@ def measure_speed(backends: dict[str, Any], config: ModelConfig, *, device: torc
         for name, backend in backends.items():
             candidates[f"model:{name}"] = lambda backend=backend: backend(*inputs)
         if tracker:
-            sequences, boxes = synthetic_sequences(batch, 8, frame_size)
+            sequences, boxes = moving_box_videos(batch, 8, frame_size)
             for name, engine in engines.items():
                 candidates[f"tracker:{name}"] = _tracker_call(engine, sequences, boxes, steps_per_call)
         samples = time_interleaved(candidates, repeats=repeats, warmup=warmup, device=device)
