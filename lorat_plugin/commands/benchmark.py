@@ -107,13 +107,14 @@ def run(args: argparse.Namespace) -> int:
     print(format_speed_report(result))
     if args.compare_fp32 and main.dtype != torch.float32:
         from ..engine import TrackingEngine
-        from ..speed import compare_with_fp32, synthetic_sequences
+        from ..data.synthetic import moving_box_video
+        from ..speed import compare_with_fp32
 
-        sequences, boxes = synthetic_sequences(1, 20, (width, height))
+        frames, truth = moving_box_video(20, (width, height))
         print("agreement with fp32 on a synthetic sequence (20 frames; one step: from the fp32 tracker's box):")
         for name, network in backends.items():
             if network is not fp32:
-                agreement = compare_with_fp32(TrackingEngine(fp32), TrackingEngine(network), sequences[0], boxes[0])
+                agreement = compare_with_fp32(TrackingEngine(fp32), TrackingEngine(network), frames, truth[0])
                 print(f"  {name}: {agreement.summary()}")
     if args.json:
         Path(args.json).write_text(json.dumps(result.to_dict(), indent=1), encoding="utf-8")
