@@ -9,6 +9,7 @@ import re
 import sys
 
 from . import __version__
+from .allocator import tune_cpu_allocator
 
 # verb -> (module in lorat_plugin.commands, one-line help). Modules import heavy libraries inside run().
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -49,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
             argv[i - 1:i + 1] = [f"{argv[i - 1]}={argv[i]}"]
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
+    tune_cpu_allocator()  # process-wide, so only here at the program's entry
     try:
         return int(args.run(args) or 0)
     except KeyboardInterrupt:

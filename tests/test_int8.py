@@ -11,10 +11,11 @@ import torch
 
 from lorat_plugin.cli import main
 from lorat_plugin.engine import TrackingEngine, TorchNetwork
-from lorat_plugin.engine import accelerate
-from lorat_plugin.engine.accelerate import CastNetwork, build_network, describe_network
+from lorat_plugin.engine import cast, precision
+from lorat_plugin.engine.accelerate import build_network, describe_network
+from lorat_plugin.engine.cast import CastNetwork
 from lorat_plugin.engine.int8 import Int8Block, int8_available, quantize_dynamic
-from lorat_plugin.engine.network import resolve_dtype
+from lorat_plugin.engine.precision import precision_name, resolve_precision
 from lorat_plugin.model import build_model
 from lorat_plugin.speed import compare_with_fp32, network_inputs
 
@@ -54,7 +55,7 @@ def test_dynamic_quantisation_keeps_zero_exact_and_the_range() -> None:
 @pytest.mark.parametrize("ffn", ["mlp", "swiglu"])
 def test_int8_blocks_match_fp32_within_the_stated_tolerance(monkeypatch, native_bf16: bool, ffn: str) -> None:
     model = _tiny_model(ffn)
-    monkeypatch.setattr(accelerate, "cpu_has_native_bf16", lambda: native_bf16)
+    monkeypatch.setattr(cast, "cpu_has_native_bf16", lambda: native_bf16)
     inputs = network_inputs(model.config, 3, torch.device("cpu"))
     reference = TorchNetwork(model, "cpu", "fp32")(*inputs)
     int8 = build_network(model, "cpu", "int8")
@@ -73,16 +74,16 @@ def test_int8_blocks_match_fp32_within_the_stated_tolerance(monkeypatch, native_
 
 
 def test_int8_is_cpu_only_and_opt_in() -> None:
-    assert resolve_dtype("int8", torch.device("cpu")) == torch.int8
+    assert resolve_precision("int8", "cpu") == torch.int8 and precision_name(torch.int8) == "int8"
     for device in ("cuda", "cuda:1", "mps"):
         with pytest.raises(ValueError, match="int8 runs on CPUs only"):
-            resolve_dtype("int8", torch.device(device))
+            resolve_precision("int8", device)
     model = _tiny_model()
     with pytest.raises(ValueError, match="int8"):
         build_network(model, "cpu", "int8", autocast=True)
     with pytest.raises(ValueError, match="compiled"):
         build_network(model, "cpu", "int8", compile=True)
-    assert accelerate.default_dtype("cpu") != torch.int8  # never a default
+    assert precision.default_precision("cpu") != torch.int8  # never a default
 
 
 def test_int8_on_the_reference_fixtures() -> None:

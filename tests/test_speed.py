@@ -1,4 +1,4 @@
-"""Fast backends (stored bf16/fp16 weights, torch.compile, CUDA-graph bookkeeping), their agreement with fp32, and
+"""Fast backends (stored bf16/fp16 weights, torch.compile), their agreement with fp32, and
 the `lorat benchmark` measurement. No timed assertions: machines are noisy; ratios are printed, not tested."""
 from __future__ import annotations
 
@@ -13,9 +13,11 @@ import torch
 
 from lorat_plugin.cli import main
 from lorat_plugin.engine import TrackingEngine, TorchNetwork
-from lorat_plugin.engine import accelerate
-from lorat_plugin.engine.accelerate import (CastNetwork, CUDAGraphNetwork, build_network, bucket_size, cast_model,
-                                            default_dtype, describe_network, pad_batch)
+from lorat_plugin.engine import cast
+from lorat_plugin.engine.accelerate import build_network, describe_network
+from lorat_plugin.engine.buckets import bucket_size, pad_batch
+from lorat_plugin.engine.cast import CastNetwork, cast_model
+from lorat_plugin.engine.precision import default_precision
 from lorat_plugin.engine.onednn import OneDNNBlock, fusable, onednn_available
 from lorat_plugin.model import build_model
 from lorat_plugin.speed import (compare_with_fp32, format_speed_report, matmul_peak, network_flops,
@@ -125,9 +127,9 @@ def test_onednn_blocks_match_the_eager_blocks(ffn: str) -> None:
 
 def test_onednn_is_the_bf16_default_only_where_bf16_is_native(monkeypatch) -> None:
     model = build_model(TINY, merge=True)
-    monkeypatch.setattr(accelerate, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(cast, "cpu_has_native_bf16", lambda: False)
     assert not CastNetwork(model, "cpu", "bf16").onednn  # forced bf16 on an older CPU: eager kernels
-    monkeypatch.setattr(accelerate, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(cast, "cpu_has_native_bf16", lambda: True)
     assert CastNetwork(model, "cpu", "bf16").onednn == onednn_available()
     assert not CastNetwork(model, "cpu", "fp16").onednn and not CastNetwork(model, "cpu", "fp32").onednn
 
@@ -147,19 +149,6 @@ def test_onednn_fuses_only_plain_blocks() -> None:
 
 # ---- choosing the backend ---------------------------------------------------------------------------------------
 
-def test_default_precision_per_device(monkeypatch) -> None:
-    assert default_dtype("cuda") == torch.float16
-    assert default_dtype("mps") == torch.float32
-    monkeypatch.setattr(accelerate.platform, "machine", lambda: "x86_64")
-    monkeypatch.setattr(accelerate, "cpu_has_native_bf16", lambda: True)
-    assert default_dtype("cpu") == torch.bfloat16
-    monkeypatch.setattr(accelerate, "cpu_has_native_bf16", lambda: False)
-    assert default_dtype("cpu") == torch.float32
-    monkeypatch.setattr(accelerate, "cpu_has_native_bf16", lambda: True)
-    monkeypatch.setattr(accelerate.platform, "machine", lambda: "arm64")
-    assert default_dtype("cpu") == torch.float32
-
-
 def test_build_network_picks_the_backend() -> None:
     model = build_model(TINY, merge=True)
     assert isinstance(build_network(model, "cpu", "fp32"), TorchNetwork)
@@ -169,7 +158,7 @@ def test_build_network_picks_the_backend() -> None:
     assert isinstance(amp, TorchNetwork) and amp.dtype == torch.bfloat16
     assert "autocast" in describe_network(amp) and "stored bfloat16" in describe_network(fast)
     engine = TrackingEngine(model, device="cpu")
-    assert engine.dtype == default_dtype("cpu")
+    assert engine.dtype == default_precision("cpu")
     with pytest.raises(ValueError, match="CUDA"):
         build_network(model, "cpu", "fp32", cuda_graphs=True)
     with pytest.raises(ValueError, match="autocast"):
@@ -188,7 +177,7 @@ def test_unmerged_model_is_merged_into_a_copy() -> None:
     assert torch.allclose(network(*inputs)[1], expected["boxes"], atol=1e-5)
 
 
-# ---- static batch sizes: buckets, torch.compile, CUDA-graph bookkeeping -----------------------------------------
+# ---- static batch sizes: buckets, torch.compile -------------------------------------------------------------------
 
 def test_buckets_and_padding() -> None:
     assert [bucket_size(b) for b in (1, 2, 3, 5, 8, 9, 200, 300)] == [1, 2, 4, 8, 8, 16, 256, 512]
@@ -208,45 +197,6 @@ def test_compiled_network_matches_eager_at_a_padded_batch() -> None:
     assert compiled[0].shape == (3, 4, 4) and compiled[1].shape == (3, 4, 4, 4)
     assert (compiled[0] - eager[0]).abs().max() <= NETWORK_TOLERANCE[torch.bfloat16][0] * eager[0].abs().max() + 1e-3
     assert (compiled[1] - eager[1]).abs().max() <= NETWORK_TOLERANCE[torch.bfloat16][1]
-
-
-class _CPUGraphs(CUDAGraphNetwork):
-    """The CUDA-graph wrapper's bookkeeping on the CPU: "capture" records the static buffers and "replay" reruns
-    the network on them into fixed output tensors, as a graph replay would."""
-
-    captures = 0
-
-    def _capture(self, inputs):
-        static = tuple(t.clone() for t in inputs)
-        outputs = tuple(o.clone() for o in self.inner(*static))
-
-        def replay() -> None:
-            for out, value in zip(outputs, self.inner(*static)):
-                out.copy_(value)
-        type(self).captures += 1
-        return accelerate._CapturedForward(static, outputs, replay)
-
-
-def test_cuda_graph_wrapper_bookkeeping_on_cpu() -> None:
-    torch.manual_seed(0)
-    model = build_model(TINY, merge=True)
-    inner = TorchNetwork(model, "cpu", "fp32")
-    with pytest.raises(ValueError, match="CUDA"):
-        CUDAGraphNetwork(inner)
-    inner.device = torch.device("cuda")  # pretend, to reach the bookkeeping (the tensors stay on the CPU)
-    graphs = _CPUGraphs(inner, max_graphs=2)
-    inner.device = torch.device("cpu")
-    first = network_inputs(TINY, 3, torch.device("cpu"), seed=1)
-    second = network_inputs(TINY, 3, torch.device("cpu"), seed=2)
-    out1 = graphs(*first)
-    out2 = graphs(*second)  # same bucket: replayed on the new inputs, not recaptured
-    assert _CPUGraphs.captures == 1
-    assert torch.allclose(out1[1], inner(*first)[1]) and torch.allclose(out2[1], inner(*second)[1])
-    assert not torch.allclose(out1[1], out2[1])  # the first result was copied out, not overwritten
-    graphs(*network_inputs(TINY, 1, torch.device("cpu")))
-    assert _CPUGraphs.captures == 2
-    eager = graphs(*network_inputs(TINY, 16, torch.device("cpu")))  # a third bucket beyond max_graphs: eager
-    assert _CPUGraphs.captures == 2 and eager[0].shape[0] == 16
 
 
 # ---- measuring ----------------------------------------------------------------------------------------------------
@@ -323,18 +273,6 @@ def test_lorat_benchmark_command(tiny_checkpoint: Path, tmp_path: Path, capsys) 
     assert all(row["model_tflops"] > 0 for row in data["rows"])
     assert main(["benchmark", "--checkpoint", str(tiny_checkpoint), "--batch-sizes", "0"]) == 2
     assert "--batch-sizes" in capsys.readouterr().err
-
-
-def test_cpu_allocator_tuning_is_idempotent_and_can_be_declined(monkeypatch) -> None:
-    import platform
-
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        pytest.skip("glibc only")
-    monkeypatch.setattr(accelerate, "_ALLOCATOR_TUNED", False)
-    monkeypatch.setenv("LORAT_NO_MALLOC_TUNING", "1")
-    assert accelerate.tune_cpu_allocator() is False
-    monkeypatch.delenv("LORAT_NO_MALLOC_TUNING")
-    assert accelerate.tune_cpu_allocator() is True and accelerate.tune_cpu_allocator() is True
 
 
 # ---- the synthetic video ----------------------------------------------------------------------------------------

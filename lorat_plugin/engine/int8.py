@@ -6,7 +6,7 @@ quantised on every call to uint8 over that call's own range (dynamic, per tensor
 ``torch.ops.onednn.qlinear_pointwise`` multiplies with VNNI (AVX512-VNNI / AVX-VNNI / AMX-INT8 where the CPU has
 them), rescales, and applies GELU or adds the residual as it writes its bf16 (fp32 on CPUs without native bf16)
 output; attention and the norms run at that precision. The rest of the network is what
-:func:`~lorat_plugin.engine.accelerate.cast_model` makes of it. Why this backend, its cost and the tolerances:
+:func:`~lorat_plugin.engine.cast.cast_model` makes of it. Why this backend, its cost and the tolerances:
 docs/speed.md.
 """
 from __future__ import annotations

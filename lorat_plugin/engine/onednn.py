@@ -1,18 +1,15 @@
 """Transformer blocks rebuilt on oneDNN's fused linear kernels, for bf16 inference on x86 CPUs.
 
 Eager PyTorch runs a ViT block as separate kernels: each linear layer, then GELU, LayerScale and the residual add
-each read and write the whole activation again. On a CPU with AMX those element-wise passes cost about a fifth of the
-block. :class:`OneDNNBlock` runs the same arithmetic through ``torch.ops.mkldnn._linear_pointwise`` (the kernels
-``torch.compile``'s CPU backend emits, without the compile):
+each read and write the whole activation again. :class:`OneDNNBlock` runs the same arithmetic through
+``torch.ops.mkldnn._linear_pointwise`` (the kernels ``torch.compile``'s CPU backend emits, without the compile):
 
-* weights pre-packed once into oneDNN's blocked layout (packing for one frame's tokens: larger batches run at the
-  same speed with it, a single frame 15 % faster);
+* weights pre-packed once into oneDNN's blocked layout (for one frame's tokens; larger batches run with it too);
 * GELU applied by the ``fc1`` kernel as it writes its output (exact erf GELU, as the model);
 * LayerScale folded into ``proj`` / ``fc2`` (the products are taken in fp32, then rounded once to bf16);
 * the residual added by the ``proj`` / ``fc2`` kernels.
 
-Measured on a 2-core Xeon with AMX (``lorat benchmark --variant B-224 --compare-unfused``): a frame at batch 1 about 25 %
-faster than the stored-bf16 eager blocks, boxes within the bf16 tolerance of the fp32 model (tests/test_speed.py).
+What it gains, and its agreement with fp32: docs/speed.md (``lorat benchmark --compare-unfused``).
 Only blocks of the exact shape LoRAT uses are rebuilt (timm ``Block``, plain attention, ``Mlp`` with GELU or
 ``GluMlp`` with SiLU); anything else is left as it is. The packed weights are opaque oneDNN tensors: the module
 cannot be deep-copied or moved to another device (make a new one from the model instead).

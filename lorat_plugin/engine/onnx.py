@@ -8,7 +8,7 @@ asked for. The model's :class:`~lorat_plugin.model.ModelConfig` is stored in the
 knows the crop geometry from the file alone.
 
 ``fp16`` files store the transformer in half precision (inputs and outputs stay float32, and the parts
-:mod:`~lorat_plugin.engine.accelerate` keeps in fp32 stay fp32): meant for GPU runtimes (ONNX Runtime CUDA,
+:mod:`~lorat_plugin.engine.cast` keeps in fp32 stay fp32): meant for GPU runtimes (ONNX Runtime CUDA,
 TensorRT). ONNX Runtime's CPU provider has no fast bf16/fp16 kernels, so on CPU export fp32 or ``int8``: the fp32
 file with the transformer blocks' weight products quantised by ONNX Runtime's ``quantize_dynamic`` (int8 weights per
 output channel, activations quantised per call), the deployment form of ``--dtype int8``.
@@ -26,7 +26,9 @@ import torch
 from torch import nn
 
 from ..model import LoRAT, ModelConfig
-from .accelerate import cast_model
+from .cast import cast_model
+from .network import merged_model
+from .precision import PRECISIONS
 
 INPUT_NAMES = ("z", "x", "z_feat_mask")
 OUTPUT_NAMES = ("score_map", "boxes")
@@ -37,7 +39,6 @@ METADATA_DTYPE = "lorat_dtype"
 # normalised search-crop units; 1e-4 of a 224 px crop is 0.02 px). fp16 is compared with PyTorch's fp16 path.
 # int8 is compared with PyTorch fp32, its score tolerance relative to the largest |logit| (the int8 network's own).
 TOLERANCE = {"fp32": (1e-3, 1e-4), "fp16": (2e-2, 2e-3), "int8": (2e-2, 2e-3)}
-_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "int8": torch.int8}
 
 
 class OnnxExportError(RuntimeError):
@@ -57,14 +58,11 @@ class _NetworkCall(nn.Module):
 
 
 def _export_module(model: LoRAT, dtype: str) -> nn.Module:
-    if dtype not in _DTYPES:
+    if dtype not in TOLERANCE:
         raise ValueError(f"ONNX export precision must be fp32, fp16 or int8, got {dtype!r}")
-    model = copy.deepcopy(model).cpu().eval()
-    if model.has_lora:
-        model.strip_lora()
-    if dtype == "fp16":
-        model = cast_model(model, torch.float16, "cpu")
-    return _NetworkCall(model)
+    model = merged_model(model)
+    return _NetworkCall(cast_model(model, torch.float16, "cpu") if dtype == "fp16" else
+                        copy.deepcopy(model).cpu().eval())
 
 
 def export_onnx(model: LoRAT, path: str | os.PathLike, *, dtype: str = "fp32", opset: int = DEFAULT_OPSET,
@@ -75,9 +73,7 @@ def export_onnx(model: LoRAT, path: str | os.PathLike, *, dtype: str = "fp32", o
     path = Path(path)
     config: ModelConfig = model.config
     module = _export_module(model, dtype)
-    from ..speed import network_inputs
-
-    example = network_inputs(config, batch_size or 2, torch.device("cpu"))
+    example = model.get_sample_data(batch_size or 2, "cpu")
     dynamic = None if batch_size else {name: {0: "batch"} for name in (*INPUT_NAMES, *OUTPUT_NAMES)}
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(f".{path.name}.partial")
@@ -126,13 +122,11 @@ def check_onnx(path: str | os.PathLike, model: LoRAT, *, batch_size: int = 2, se
                threads: int | None = None) -> dict[str, float]:
     """Run the file with ONNX Runtime (CPU) and the PyTorch model on the same inputs; the largest absolute
     differences of the score logits and the boxes. Raises :class:`OnnxExportError` beyond :data:`TOLERANCE`."""
-    from ..speed import network_inputs
-
     network = OnnxNetwork(path, threads=threads)
     if network.fixed_batch is not None:
         batch_size = network.fixed_batch
     module = _export_module(model, "fp32" if network.precision == "int8" else network.precision)
-    inputs = network_inputs(network.config, batch_size, torch.device("cpu"), seed=seed)
+    inputs = model.get_sample_data(batch_size, "cpu", seed=seed)
     with torch.inference_mode():
         expected = module(*inputs)
     got = network(*inputs)
@@ -174,7 +168,7 @@ class OnnxNetwork:
             raise ValueError(f"{self.path} has no LoRAT model config in its metadata: export it with `lorat export`")
         self.config = ModelConfig.from_json(metadata[METADATA_CONFIG])
         self.precision = metadata.get(METADATA_DTYPE, "fp32")
-        self.dtype = _DTYPES.get(self.precision, torch.float32)
+        self.dtype = PRECISIONS.get(self.precision, torch.float32)
         self.device = torch.device("cpu")
         names = [i.name for i in self.session.get_inputs()]
         if tuple(names) != INPUT_NAMES:

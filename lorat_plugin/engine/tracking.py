@@ -1,7 +1,7 @@
 """The batched LoRAT tracking engine: the reference's inference pipeline for many sequences at once.
 
 Each batch element is the current frame of a *different* sequence; a single-sequence tracker is the batch of one.
-Per sequence (lorat-spec §4):
+Per sequence, as the reference's evaluation pipeline (``trackit/runner/evaluation`` in github.com/LitingLin/LoRAT):
 
 * ``initialize``: the template is cropped around the init box with area factor 2 (``ModelConfig.
   template_area_factor``), padded with the mean colour of the whole first frame; that colour is kept and pads every
@@ -39,7 +39,8 @@ import torch
 
 from ..data.sequence import to_rgb
 from ..model import ModelConfig
-from ..geometry import apply_transform, crop_image, crop_transform, normalize_images, template_mask, xywh_to_xyxy
+from ..geometry import (apply_transform, clip_box, crop_image, crop_transform, invert_transform, normalize_images,
+                        template_mask, xywh_to_xyxy)
 from .accelerate import build_network
 from .network import NetworkBackend
 from .postprocess import WINDOW_PENALTY, hann_window, select_boxes
@@ -73,8 +74,8 @@ class TrackingEngine:
         model: a LoRAT network (``build_model`` / ``load_model``); one with unmerged adapters is merged into a copy.
             Alternatively a ready :class:`~lorat_plugin.engine.network.NetworkBackend`.
         device: ``cpu``, ``cuda``, ``cuda:1``, ``mps`` or ``None`` (best available).
-        dtype: ``fp32``, ``bf16`` or ``fp16`` (``None``: fp16 on CUDA, bf16 on CPUs with native bf16, fp32
-            elsewhere; reduced precision runs stored low-precision weights: see ``engine/accelerate.py``).
+        dtype: ``fp32``, ``bf16`` or ``fp16`` (``None``: :func:`~lorat_plugin.engine.precision.default_precision`;
+            the backend: :func:`~lorat_plugin.engine.accelerate.build_network`).
         window_penalty: weight of the Hann window in the score blend (the reference's 0.45).
         min_object_size: smallest box side (px) the search crop is computed from (the reference's 10).
 
@@ -120,7 +121,8 @@ class TrackingEngine:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", UserWarning)
                     tensor = torch.from_numpy(array)
-        return tensor.to(self.device, non_blocking=True).permute(2, 0, 1)
+        # non_blocking only on CUDA: elsewhere (MPS) a converted temporary may be freed before the copy runs
+        return tensor.to(self.device, non_blocking=self.device.type == "cuda").permute(2, 0, 1)
 
     # ---- the pipeline -----------------------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -181,14 +183,10 @@ class TrackingEngine:
         picked = select_boxes(score_map, cell_boxes, self._window, config.search_size, self.window_penalty)
         picked = picked.cpu().numpy().astype(np.float64)  # the one device -> host copy per step
         # Back to frame pixels through the realised crop transform (x / s - t / s, as the reference computes it).
-        inverse_scale, inverse_translation = 1.0 / scales, -translations / scales
-        out = picked[:, :4].copy()
-        out[:, 0::2] = out[:, 0::2] * inverse_scale[:, :1] + inverse_translation[:, :1]
-        out[:, 1::2] = out[:, 1::2] * inverse_scale[:, 1:] + inverse_translation[:, 1:]
+        out = apply_transform(picked[:, :4], *invert_transform(scales, translations))
         scores = picked[:, 4]
         finite = np.isfinite(out).all(axis=1) & np.isfinite(scores)  # before clipping, which would tame inf
-        out[:, 0::2] = np.clip(out[:, 0::2], 0, sizes[:, :1])
-        out[:, 1::2] = np.clip(out[:, 1::2], 0, sizes[:, 1:])
+        out = clip_box(out, sizes[:, :1], sizes[:, 1:])
         valid = finite & (out[:, 0] < out[:, 2]) & (out[:, 1] < out[:, 3])
 
         boxes = np.empty((batch, 4))
@@ -254,9 +252,7 @@ def _valid_init_box(box: np.ndarray, width: int, height: int) -> np.ndarray:
         raise ValueError(f"init box {box.tolist()} has non-finite values")
     if box[2] <= 0 or box[3] <= 0:
         raise ValueError(f"init box {box.tolist()} (x, y, w, h) has zero or negative size")
-    xyxy = xywh_to_xyxy(box)
-    clipped = np.array((min(max(xyxy[0], 0), width), min(max(xyxy[1], 0), height),
-                        min(max(xyxy[2], 0), width), min(max(xyxy[3], 0), height)))
+    clipped = clip_box(xywh_to_xyxy(box), width, height)
     if not (clipped[0] < clipped[2] and clipped[1] < clipped[3]):
         raise ValueError(f"init box {box.tolist()} (x, y, w, h) lies outside the {width}x{height} image")
     return clipped

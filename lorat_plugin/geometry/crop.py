@@ -40,9 +40,10 @@ def crop_transform(box: np.ndarray, area_factor: float, output_size: int | tuple
 
 
 def apply_transform(box: np.ndarray, scale: np.ndarray, translation: np.ndarray) -> np.ndarray:
-    box = np.array(box, dtype=np.float64)
-    box[..., 0::2] = box[..., 0::2] * scale[0] + translation[0]
-    box[..., 1::2] = box[..., 1::2] * scale[1] + translation[1]
+    """xyxy ``box`` (any leading dims) through ``scale * p + translation``; (2,) transforms or one row per box."""
+    box, scale, translation = np.array(box, dtype=np.float64), np.asarray(scale), np.asarray(translation)
+    box[..., 0::2] = box[..., 0::2] * scale[..., :1] + translation[..., :1]
+    box[..., 1::2] = box[..., 1::2] * scale[..., 1:] + translation[..., 1:]
     return box
 
 

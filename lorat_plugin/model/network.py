@@ -105,6 +105,21 @@ class LoRAT(nn.Module):
             tokens = block(tokens)
         return self.head(self.norm(tokens)[:, z.shape[1]:])
 
+    def get_sample_data(self, batch_size: int = 1, device: torch.device | str | None = None,
+                        dtype: torch.dtype | None = None, *, seed: int = 0
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Example ``(z, x, z_feat_mask)`` of this model's shapes for export and timing (the reference's
+        ``get_sample_data``): normal noise as ImageNet-normalised images look, and a template mask with the target
+        in the middle; on the model's device unless ``device`` is given, float32 unless ``dtype`` is given."""
+        config, t = self.config, self.config.template_grid
+        generator = torch.Generator().manual_seed(seed)
+        z = torch.randn(batch_size, 3, config.template_size, config.template_size, generator=generator)
+        x = torch.randn(batch_size, 3, config.search_size, config.search_size, generator=generator)
+        mask = torch.zeros(batch_size, t, t, dtype=torch.long)
+        mask[:, t // 4:t - t // 4, t // 4:t - t // 4] = 1
+        device = self.pos_embed.device if device is None else device
+        return z.to(device, dtype or z.dtype), x.to(device, dtype or x.dtype), mask.to(device)
+
     # ---- LoRA ---------------------------------------------------------------------------------------------------
     @property
     def has_lora(self) -> bool:

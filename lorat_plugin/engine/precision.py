@@ -1,0 +1,100 @@
+"""The precision policy: the device and the precision the network runs at, decided here and nowhere else.
+
+The rule when no precision is asked for (:func:`default_precision`): fp16 on CUDA (the reference's inference
+precision), bf16 on x86 CPUs that multiply bf16 natively (AVX512-BF16 or AMX), fp32 everywhere else (Apple MPS,
+other CPUs). bf16 and fp16 run stored low-precision weights (:mod:`lorat_plugin.engine.cast`); fp32 on CUDA runs
+with TF32 off (:func:`full_fp32`).
+"""
+from __future__ import annotations
+
+import contextlib
+import platform
+from typing import Iterator
+
+import torch
+
+# int8: int8 linear layers in the transformer blocks, CPU only (lorat_plugin.engine.int8); opt-in, never a default.
+PRECISIONS: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16,
+                                      "int8": torch.int8}
+_ALIASES = {"float32": "fp32", "float": "fp32", "bfloat16": "bf16", "float16": "fp16", "half": "fp16"}
+
+
+def resolve_device(device: torch.device | str | None = None) -> torch.device:
+    """``None``/``"auto"``: CUDA if present, else Apple MPS, else CPU. An unavailable device is a ``ValueError``."""
+    mps = getattr(torch.backends, "mps", None)
+    has_mps = mps is not None and mps.is_available()
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device} requested but CUDA is not available (torch {torch.__version__}); "
+                         "use --device cpu")
+    if device.type == "mps" and not has_mps:
+        raise ValueError(f"device {device} requested but Apple MPS is not available; use --device cpu")
+    return device
+
+
+def cpu_has_native_bf16() -> bool:
+    """True on x86 CPUs with AVX512-BF16 or AMX (Intel Cooper Lake / Sapphire Rapids and later, AMD Zen 4 and later),
+    where bf16 matrix products run faster than fp32; elsewhere bf16 is emulated and slower."""
+    cpu = getattr(torch, "cpu", None)
+    for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):
+        check = getattr(cpu, probe, None)
+        try:
+            if check is not None and check():
+                return True
+        except RuntimeError:
+            continue
+    return False
+
+
+def default_precision(device: torch.device | str) -> torch.dtype:
+    """The precision that runs when none is asked for (the rule in the module docstring)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.float16
+    if device.type == "cpu" and platform.machine().lower() in ("x86_64", "amd64") and cpu_has_native_bf16():
+        return torch.bfloat16
+    return torch.float32
+
+
+def resolve_precision(dtype: torch.dtype | str | None, device: torch.device | str) -> torch.dtype:
+    """``dtype`` (``fp32``, ``bf16``, ``fp16``, ``int8``, an alias such as ``half``, or a torch dtype) as a torch
+    dtype; ``None``: :func:`default_precision` of ``device``."""
+    if dtype is None:
+        return default_precision(device)
+    name = precision_name(dtype) if isinstance(dtype, torch.dtype) else str(dtype).lower().replace("torch.", "")
+    resolved = PRECISIONS.get(_ALIASES.get(name, name))
+    if resolved is None:
+        raise ValueError(f"unknown inference precision {dtype!r}: use {', '.join(PRECISIONS)}")
+    if resolved == torch.int8 and torch.device(device).type != "cpu":
+        raise ValueError(f"int8 runs on CPUs only (oneDNN's quantised kernels), not on {device}: use fp16 or bf16 there")
+    return resolved
+
+
+def precision_name(dtype: torch.dtype) -> str:
+    """The short name (``fp32``, ``bf16``, ...) of a precision, as results and logs record it."""
+    names = {value: name for name, value in PRECISIONS.items()}
+    if dtype not in names:
+        raise ValueError(f"{dtype} is not an inference precision: use {', '.join(PRECISIONS)}")
+    return names[dtype]
+
+
+@contextlib.contextmanager
+def full_fp32(device: torch.device, dtype: torch.dtype) -> Iterator[None]:
+    """For fp32 on CUDA, TF32 off for matrix products and cuDNN convolutions inside the block (both flags are restored
+    after): Ampere and later GPUs run cuDNN convolutions, the patch embedding among them, in TF32 by default, so fp32
+    would not be the exact path. Nothing happens for other precisions or devices."""
+    if device.type != "cuda" or dtype != torch.float32:
+        yield
+        return
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+__all__ = ["PRECISIONS", "cpu_has_native_bf16", "default_precision", "full_fp32", "precision_name",
+           "resolve_device", "resolve_precision"]

@@ -1,0 +1,235 @@
+"""The precision policy, the CUDA-graph wrapper with ``torch.cuda`` emulated on the CPU, the compile recompile limit,
+the fp32-without-TF32 guard, and allocator tuning at the CLI's entry only."""
+from __future__ import annotations
+
+import contextlib
+import platform
+
+import pytest
+import torch
+
+from lorat_plugin import allocator
+from lorat_plugin.engine import precision
+from lorat_plugin.engine.buckets import BATCH_BUCKETS
+from lorat_plugin.engine.cast import CastNetwork
+from lorat_plugin.engine.cuda_graphs import CUDAGraphNetwork
+from lorat_plugin.engine.precision import (default_precision, full_fp32, precision_name, resolve_device,
+                                           resolve_precision)
+from lorat_plugin.model import build_model
+
+from conftest import TINY
+
+# ---- the precision policy ---------------------------------------------------------------------------------------
+
+
+def test_default_precision_per_device(monkeypatch) -> None:
+    assert default_precision("cuda") == default_precision("cuda:1") == torch.float16
+    assert default_precision("mps") == torch.float32
+    monkeypatch.setattr(precision.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    assert default_precision("cpu") == torch.bfloat16 == resolve_precision(None, "cpu")
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+    assert default_precision("cpu") == torch.float32 == resolve_precision(None, torch.device("cpu"))
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(precision.platform, "machine", lambda: "arm64")
+    assert default_precision("cpu") == torch.float32
+
+
+def test_precision_names_round_trip() -> None:
+    for name in ("fp32", "bf16", "fp16"):
+        assert precision_name(resolve_precision(name, "cpu")) == name
+    assert resolve_precision("half", "cpu") == resolve_precision("torch.float16", "cpu") == torch.float16
+    assert resolve_precision(torch.bfloat16, "cpu") == torch.bfloat16
+    with pytest.raises(ValueError, match="fp32, bf16, fp16"):
+        resolve_precision("fp8", "cpu")
+    with pytest.raises(ValueError, match="inference precision"):
+        resolve_precision(torch.float64, "cpu")
+    with pytest.raises(ValueError):
+        precision_name(torch.int32)
+
+
+def test_resolve_device() -> None:
+    assert resolve_device("cpu") == torch.device("cpu")
+    if not torch.cuda.is_available():
+        assert resolve_device(None) in (torch.device("cpu"), torch.device("mps"))
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            resolve_device("cuda:1")
+
+
+def test_fp32_on_cuda_runs_without_tf32_and_restores_the_flags() -> None:
+    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    saved = matmul.allow_tf32, cudnn.allow_tf32
+    try:
+        matmul.allow_tf32 = cudnn.allow_tf32 = True
+        with full_fp32(torch.device("cuda:1"), torch.float32):
+            assert not matmul.allow_tf32 and not cudnn.allow_tf32
+        assert matmul.allow_tf32 and cudnn.allow_tf32
+        for device, dtype in (("cuda", torch.float16), ("cpu", torch.float32)):
+            with full_fp32(torch.device(device), dtype):
+                assert matmul.allow_tf32 and cudnn.allow_tf32
+    finally:
+        matmul.allow_tf32, cudnn.allow_tf32 = saved
+
+
+def test_compile_keeps_a_graph_per_bucket() -> None:
+    config = torch._dynamo.config
+    name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+    saved = getattr(config, name)
+    try:
+        setattr(config, name, 8)
+        CastNetwork(build_model(TINY, merge=True), "cpu", "fp32", compile=True)  # compiles lazily, on the first call
+        assert getattr(config, name) >= len(BATCH_BUCKETS)
+    finally:
+        setattr(config, name, saved)
+
+
+# ---- CUDA graphs with torch.cuda emulated -----------------------------------------------------------------------
+
+class _FakeCuda:
+    """Just enough of ``torch.cuda`` to follow which device and stream each step of capture and replay runs on.
+    A "kernel" launched during a capture is recorded in the graph and run on replay, as a real graph would."""
+
+    def __init__(self) -> None:
+        self.device = torch.device("cuda:0")
+        self.capturing: _FakeCuda.Graph | None = None
+        self.streams: list[_FakeCuda.Stream] = []
+        fake = self
+
+        class Stream:
+            def __init__(self, device: torch.device) -> None:
+                self.device = torch.device(device)
+                fake.streams.append(self)
+
+            def wait_stream(self, other: object) -> None:
+                pass
+
+        class Graph:
+            def __init__(self) -> None:
+                self.kernels: list = []
+                self.captured_on: tuple | None = None
+                self.replayed_on: list[torch.device] = []
+
+            def replay(self) -> None:
+                self.replayed_on.append(fake.device)
+                for kernel in self.kernels:
+                    kernel()
+
+        self.Stream, self.Graph = Stream, Graph
+        self.default = self.stream = Stream("cuda:0")
+        self.streams.clear()
+
+    def patch(self, monkeypatch) -> None:
+        fake = self
+
+        @contextlib.contextmanager
+        def device(dev):
+            saved, fake.device = fake.device, torch.device(dev)
+            try:
+                yield
+            finally:
+                fake.device = saved
+
+        @contextlib.contextmanager
+        def stream(s):
+            saved, fake.stream = fake.stream, s
+            try:
+                yield
+            finally:
+                fake.stream = saved
+
+        @contextlib.contextmanager
+        def graph(g, pool=None, stream=None):
+            g.captured_on = (fake.device, stream)
+            saved, fake.stream, fake.capturing = fake.stream, stream or fake.stream, g
+            try:
+                yield
+            finally:
+                fake.stream, fake.capturing = saved, None
+
+        for name, value in {"device": device, "stream": stream, "graph": graph, "Stream": self.Stream,
+                            "CUDAGraph": self.Graph, "graph_pool_handle": lambda: "pool",
+                            "current_stream": lambda device=None: self.default}.items():
+            monkeypatch.setattr(torch.cuda, name, value)
+
+
+class _Inner:
+    """A backend on ``cuda:1`` (tensors stay on the CPU) that logs where each call runs and launches its one
+    "kernel" through the fake CUDA (recorded when capturing, run at once otherwise)."""
+
+    def __init__(self, cuda: _FakeCuda) -> None:
+        self.config, self.device, self.dtype, self.cuda, self.calls = TINY, torch.device("cuda:1"), torch.float16, cuda, []
+
+    def __call__(self, z, x, mask):
+        self.calls.append((self.cuda.device, self.cuda.stream, self.cuda.capturing is not None))
+        with torch.inference_mode():  # as every real backend runs
+            score = torch.empty(x.shape[0], 2, 2)
+            boxes = torch.empty(x.shape[0], 2, 2, 4)
+
+        def kernel() -> None:
+            with torch.inference_mode():
+                score.copy_(x.mean(dim=(1, 2, 3)).view(-1, 1, 1).expand_as(score) + mask.sum(dim=(1, 2)).view(-1, 1, 1))
+                boxes.copy_(z.mean(dim=(1, 2, 3)).view(-1, 1, 1, 1).expand_as(boxes))
+        if self.cuda.capturing is not None:
+            self.cuda.capturing.kernels.append(kernel)
+        else:
+            kernel()
+        return score, boxes
+
+
+def _inputs(batch: int, seed: int) -> tuple[torch.Tensor, ...]:
+    return build_model(TINY, device="meta").get_sample_data(batch, "cpu", seed=seed)
+
+
+def test_cuda_graph_captures_and_replays_on_the_networks_device_and_stream(monkeypatch) -> None:
+    cuda = _FakeCuda()
+    cuda.patch(monkeypatch)
+    inner = _Inner(cuda)
+    graphs = CUDAGraphNetwork(inner, max_graphs=2)
+    first, second = _inputs(3, 1), _inputs(3, 2)
+    with torch.inference_mode():  # the engine's track() calls it in inference mode ...
+        out1 = graphs(*first)
+    out2 = graphs(*second)  # ... a later call outside it must still be able to fill the buffers
+    assert cuda.device == torch.device("cuda:0")  # the caller's current device is left as it was
+    warmup, capture = inner.calls[:-1], inner.calls[-1]
+    side = cuda.streams[0]
+    assert len(warmup) == CUDAGraphNetwork.WARMUP_CALLS and len(inner.calls) == CUDAGraphNetwork.WARMUP_CALLS + 1
+    # warm-up (where torch.compile compiles) before the capture, on the network's GPU and the side stream
+    assert all(call == (torch.device("cuda:1"), side, False) for call in warmup)
+    assert capture == (torch.device("cuda:1"), side, True) and side.device == torch.device("cuda:1")
+    graph = graphs._graphs[4]
+    assert graph.replay.__self__.captured_on == (torch.device("cuda:1"), side)
+    assert graph.replay.__self__.replayed_on == [torch.device("cuda:1")] * 2
+    for out, inputs in ((out1, first), (out2, second)):  # replayed on each call's inputs, copied out
+        expected = inputs[1].mean(dim=(1, 2, 3)) + inputs[2].sum(dim=(1, 2))
+        assert out[0].shape == (3, 2, 2) and torch.allclose(out[0][:, 0, 0], expected)
+    assert not torch.allclose(out1[0], out2[0])
+    graphs(*_inputs(1, 3))  # a second bucket: a second capture
+    assert len(graphs._graphs) == 2 and len(inner.calls) == 2 * (CUDAGraphNetwork.WARMUP_CALLS + 1)
+    eager = graphs(*_inputs(16, 4))  # a third bucket past max_graphs: eager, no capture
+    assert eager[0].shape[0] == 16 and inner.calls[-1][2] is False and len(graphs._graphs) == 2
+
+
+def test_cuda_graphs_need_a_cuda_network() -> None:
+    inner = _Inner(_FakeCuda())
+    inner.device = torch.device("cpu")
+    with pytest.raises(ValueError, match="CUDA"):
+        CUDAGraphNetwork(inner)
+
+
+# ---- allocator tuning: the CLI's entry, never a library call ----------------------------------------------------
+
+def test_cpu_allocator_tuning_is_idempotent_and_can_be_declined(monkeypatch) -> None:
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        pytest.skip("glibc only")
+    monkeypatch.setattr(allocator, "_TUNED", False)
+    monkeypatch.setenv("LORAT_NO_MALLOC_TUNING", "1")
+    assert allocator.tune_cpu_allocator() is False
+    monkeypatch.delenv("LORAT_NO_MALLOC_TUNING")
+    assert allocator.tune_cpu_allocator() is True and allocator.tune_cpu_allocator() is True
+
+
+def test_building_a_network_leaves_the_allocator_alone(monkeypatch) -> None:
+    from lorat_plugin.engine import TrackingEngine
+
+    monkeypatch.setattr(allocator, "tune_cpu_allocator", lambda: pytest.fail("tuned by a library call"))
+    TrackingEngine(build_model(TINY, merge=True), device="cpu", dtype="bf16")
