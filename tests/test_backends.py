@@ -233,3 +233,12 @@ def test_building_a_network_leaves_the_allocator_alone(monkeypatch) -> None:
 
     monkeypatch.setattr(allocator, "tune_cpu_allocator", lambda: pytest.fail("tuned by a library call"))
     TrackingEngine(build_model(TINY, merge=True), device="cpu", dtype="bf16")
+
+
+def test_model_describes_its_own_example_inputs() -> None:
+    model = build_model(TINY, device="meta")
+    z, x, mask = model.get_sample_data(3, "cpu", torch.bfloat16)
+    assert z.shape == (3, 3, TINY.template_size, TINY.template_size) and z.dtype == torch.bfloat16
+    assert x.shape == (3, 3, TINY.search_size, TINY.search_size) and x.device.type == "cpu"
+    assert mask.shape == (3, TINY.template_grid, TINY.template_grid) and mask.dtype == torch.long and mask.any()
+    assert model.get_sample_data()[0].device.type == "meta"  # the model's own device by default

@@ -37,3 +37,4 @@ def test_geometry_loads_no_other_layer() -> None:
             "print([m for m in sys.modules if m.startswith(('lorat_plugin.engine', 'lorat_plugin.evaluation', "
             "'lorat_plugin.trackers'))])")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+

@@ -12,7 +12,7 @@ import torch
 from lorat_plugin.cli import main
 from lorat_plugin.engine import TrackingEngine
 from lorat_plugin.model import build_model
-from lorat_plugin.speed import compare_with_fp32, network_inputs
+from lorat_plugin.speed import compare_with_fp32
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -31,7 +31,7 @@ def test_export_round_trips_with_a_dynamic_batch(tmp_path: Path) -> None:
     network = OnnxNetwork(path)
     assert network.config == TINY and network.fixed_batch is None and network.dtype == torch.float32
     for batch in (1, 3):
-        inputs = network_inputs(TINY, batch, torch.device("cpu"), seed=batch)
+        inputs = model.get_sample_data(batch, seed=batch)
         with torch.no_grad():
             expected = model(*inputs)
         score_map, boxes = network(*inputs)
@@ -50,7 +50,7 @@ def test_unmerged_model_exports_merged_and_fp16_files_check(tmp_path: Path) -> N
     network = OnnxNetwork(path)
     assert network.fixed_batch == 2 and network.precision == "fp16"
     with pytest.raises(ValueError, match="batch size 2"):
-        network(*network_inputs(TINY, 1, torch.device("cpu")))
+        network(*model.get_sample_data(1))
     with pytest.raises(ValueError, match="fp32 or fp16"):
         export_onnx(model, tmp_path / "x.onnx", dtype="bf16")
 
@@ -61,7 +61,7 @@ def test_files_without_lorat_metadata_are_refused(tmp_path: Path) -> None:
             return x.sum(dim=1), x
 
     path = tmp_path / "plain.onnx"
-    example = network_inputs(TINY, 1, torch.device("cpu"))
+    example = build_model(TINY, device="meta").get_sample_data(1, "cpu")
     with warnings.catch_warnings():  # the TorchScript exporter (export_onnx uses it on purpose) warns it is legacy
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(Plain(), example, str(path), input_names=["z", "x", "z_feat_mask"],
