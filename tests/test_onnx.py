@@ -51,7 +51,7 @@ def test_unmerged_model_exports_merged_and_fp16_files_check(tmp_path: Path) -> N
     assert network.fixed_batch == 2 and network.precision == "fp16"
     with pytest.raises(ValueError, match="batch size 2"):
         network(*model.get_sample_data(1))
-    with pytest.raises(ValueError, match="fp32 or fp16"):
+    with pytest.raises(ValueError, match="fp32, fp16 or int8"):
         export_onnx(model, tmp_path / "x.onnx", dtype="bf16")
 
 
