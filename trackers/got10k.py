@@ -23,7 +23,7 @@ from got10k.experiments import ExperimentOTB, ExperimentTColor128
 from got10k.trackers import Tracker
 
 from ..data.sequence import read_image, to_rgb
-from ..engine import TrackingEngine, TrackState
+from ..engine import TrackingEngine, TrackState, precision_name
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,6 @@ class LoRATTracker(Tracker):
                  dtype: torch.dtype | str | None = None, name: str | None = None, one_based: bool = False) -> None:
         from ..model.config import canonical_variant
         from ..model.sources import ModelSpec, make_identity, state_digest
-        from .trax_server import precision_name
 
         spec = None
         if model is None:

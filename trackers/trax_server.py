@@ -46,12 +46,6 @@ class SessionError(Exception):
     """Something the toolkit sent that cannot be tracked (bad region, unreadable frame): ends the session."""
 
 
-def precision_name(dtype: Any) -> str:
-    import torch
-
-    return {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, str(dtype))
-
-
 # ---- configuration ---------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ServerSettings:
@@ -90,8 +84,7 @@ class ServerSettings:
 
 def build_tracker(settings: ServerSettings) -> tuple[Any, Callable | None, str]:
     """(engine, masker or None, one-line description) for the settings. Raises with a clear message."""
-    from ..engine import TrackingEngine
-    from ..engine.network import resolve_device
+    from ..engine import TrackingEngine, precision_name, resolve_device
     from .segmentify import BoxMasker, SamMasker
 
     spec = settings.model

@@ -40,9 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..data.datasets import dataset_key, load_dataset
     from ..distributed import local_device
+    from ..engine import precision_name
     from ..evaluation import run_benchmark
     from ..model.sources import file_digest, make_identity
-    from ..trackers.trax_server import precision_name
     from .common import engine_from_args
 
     dataset = dataset_key(args.dataset)
