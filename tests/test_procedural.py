@@ -174,6 +174,45 @@ def test_make_benchmark_resumes_and_refuses_to_mix(tmp_path):
         make_benchmark(root, sequences=2, frames=8, size=SIZE, seed=2)
 
 
+@pytest.mark.parametrize("layout", ["got10k", "lasot"])
+def test_a_killed_run_leaves_partial_folders_the_next_run_removes(tmp_path, layout):
+    """SIGKILL mid-sequence leaves a hidden .partial folder; the next run removes it (its process is gone), keeps one
+    of a process still running, and writes folders and files with the umask's mode."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = tmp_path / "b"
+    args = ["make-benchmark", str(root), "--sequences", "2", "--frames", "300", "--size", "160x120", "--layout", layout]
+    previous = os.umask(0o022)
+    try:
+        run = subprocess.Popen([sys.executable, "-c", "from lorat_plugin.cli import main; raise SystemExit(main())",
+                                *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while not any(p.suffix == ".jpg" for p in root.glob("**/.*.partial/**/*")) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        run.send_signal(signal.SIGKILL)
+        run.wait()
+        stale = list(root.glob("**/.*.partial"))
+        assert len(stale) == 1
+        running = stale[0].with_name(f".{stale[0].name.split('.')[1]}.{os.getppid()}.partial")  # a live run's
+        running.mkdir()
+        from lorat_plugin.cli import main
+
+        assert main(args) == 0
+    finally:
+        os.umask(previous)
+    assert [p.name for p in root.glob("**/.*.partial")] == [running.name]
+    sequences = load_dataset(layout, root, split="val" if layout == "got10k" else "test")
+    assert len(sequences) == 2 and all(len(s) == 300 for s in sequences)
+    folder = sequences[0].frames[0].parent
+    for path in (folder, folder / "00000001.jpg", *folder.parent.glob("*/groundtruth.txt"),
+                 *root.glob("**/*.json"), *root.glob("**/list.txt"), *root.glob("*_set.txt")):
+        assert path.stat().st_mode & 0o777 == (0o755 if path.is_dir() else 0o644), path
+
+
 def test_bad_arguments_are_refused(tmp_path):
     with pytest.raises(ValueError, match="split"):
         plan_benchmark(split="val", sequences=1, frames=8, size=SIZE, seed=0)

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .layouts import GOT10K_SUBSETS, LAYOUTS, groundtruth_digest, list_file, write_sequence, write_text_atomic
+from ...files import atomic_write_text
+from .layouts import GOT10K_SUBSETS, LAYOUTS, groundtruth_digest, list_file, write_sequence
 from .photos import PHOTOGRAPHS, SPLITS, load_photograph, photograph_split, split_photographs, texture_names
 from .plan import CHALLENGES, ScenePlan, plan_sequence
 from .render import MIN_VISIBLE, RenderedFrame, render_sequence
@@ -123,7 +124,7 @@ def make_benchmark(output: str | Path, *, split: str = "test", sequences: int = 
         if differs:
             raise ValueError(f"{manifest_path.parent} already holds a procedural benchmark made with other parameters "
                              f"({'; '.join(differs)}); choose another folder or delete it")
-    write_text_atomic(manifest_path, json.dumps({**manifest, "complete": False}, indent=2) + "\n")
+    atomic_write_text(manifest_path, json.dumps({**manifest, "complete": False}, indent=2) + "\n")
     folders = []
     for number, plan in enumerate(plans, start=1):
         folders.append(write_sequence(root, layout, plan))
@@ -131,8 +132,8 @@ def make_benchmark(output: str | Path, *, split: str = "test", sequences: int = 
             progress(number, len(plans), plan.name)
     manifest["groundtruth_sha256"] = groundtruth_digest(folders)
     manifest["complete"] = True
-    write_text_atomic(listing, "".join(f"{plan.name}\n" for plan in plans))
-    write_text_atomic(manifest_path, json.dumps(manifest, indent=2) + "\n")
+    atomic_write_text(listing, "".join(f"{plan.name}\n" for plan in plans))
+    atomic_write_text(manifest_path, json.dumps(manifest, indent=2) + "\n")
     subset = GOT10K_SUBSETS[split] if layout == "got10k" else split
     return Benchmark(root=root, layout=layout, subset=subset, names=tuple(p.name for p in plans), manifest=manifest)
 

@@ -19,16 +19,17 @@ LaSOT (``OUT/<class>/<class>-<k>/``, class = the target's photograph; ``OUT/{tra
     out_of_view.txt               one line, comma-separated 0/1
     nlp.txt                       one sentence describing the target
 
-A sequence is rendered into a hidden temporary folder and renamed into place, so an interrupted run leaves only
-whole sequences behind and the next run continues where it stopped.
+A sequence is rendered into a hidden ``.<name>.<pid>.partial`` folder and renamed into place, so an interrupted run
+leaves only whole sequences behind and the next run continues where it stopped, removing the partial folders of
+processes that no longer run.
 """
 from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
+from ...files import atomic_write_text
 from .plan import ScenePlan
 from .render import RenderedFrame, render_sequence
 
@@ -36,18 +37,6 @@ LAYOUTS = ("got10k", "lasot")
 GOT10K_SUBSETS = {"train": "train", "test": "val"}
 LASOT_LISTS = {"train": "training_set.txt", "test": "testing_set.txt"}
 JPEG_QUALITY = 90
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def sequence_folder(root: Path, layout: str, plan: ScenePlan) -> Path:
@@ -118,22 +107,35 @@ def write_sequence(root: Path, layout: str, plan: ScenePlan) -> Path:
     if final.is_dir():
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".partial"))
+    for stale in final.parent.glob(f".{final.name}.*.partial"):  # left by a killed run (its process is gone)
+        if not _process_alive(stale.name[len(final.name) + 2:-len(".partial")]):
+            shutil.rmtree(stale, ignore_errors=True)
+    partial = final.parent / f".{final.name}.{os.getpid()}.partial"
     try:
         image_dir = partial / "img" if layout == "lasot" else partial
-        image_dir.mkdir(exist_ok=True)
+        image_dir.mkdir(parents=True)
         frames: list[RenderedFrame] = []
         for number, frame in enumerate(render_sequence(plan), start=1):
             Image.fromarray(frame.image).save(image_dir / f"{number:08d}.jpg", quality=JPEG_QUALITY)
             frames.append(frame)
         labels = _got10k_labels(plan, frames) if layout == "got10k" else _lasot_labels(plan, frames)
         for file_name, text in labels.items():
-            (partial / file_name).write_text(text, encoding="utf-8")
+            atomic_write_text(partial / file_name, text)
         os.replace(partial, final)
     finally:
         if partial.exists():
             shutil.rmtree(partial, ignore_errors=True)
     return final
+
+
+def _process_alive(pid: str) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:  # another user's process
+        pass
+    return True
 
 
 def list_file(root: Path, layout: str, split: str) -> Path:
@@ -156,4 +158,4 @@ def groundtruth_digest(folders: list[Path]) -> str:
 
 
 __all__ = ["LAYOUTS", "GOT10K_SUBSETS", "LASOT_LISTS", "write_sequence", "sequence_folder", "list_file",
-           "groundtruth_digest", "write_text_atomic"]
+           "groundtruth_digest"]
