@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..engine.accelerate import CastNetwork, build_network, describe_network
-    from ..engine.network import resolve_device
+    from ..engine.precision import resolve_device
     from ..model.sources import ModelSpec
     from ..speed import format_speed_report, measure_speed, network_flops
 
