@@ -91,8 +91,8 @@ class TrackingEngine:
             self.network: NetworkBackend = build_network(model, device, dtype)
         else:
             self.network = model  # a backend already bound to its device and precision
-        config: ModelConfig = self.network.config
-        self.config = config
+        self.config: ModelConfig = self.network.config
+        config = self.config
         self.device: torch.device = self.network.device
         self.window_penalty = float(window_penalty)
         self.min_object_size = float(min_object_size)
@@ -114,13 +114,9 @@ class TrackingEngine:
                 raise ValueError(f"a tensor frame must be H x W x 3 uint8 RGB, got {tuple(frame.shape)} {frame.dtype}")
             tensor = frame
         else:
-            array = to_rgb(frame)
-            if array.flags.writeable:
-                tensor = torch.from_numpy(array)
-            else:  # decoded images are often read-only views; the engine never writes to frames
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", UserWarning)
-                    tensor = torch.from_numpy(array)
+            with warnings.catch_warnings():  # decoded images are often read-only views; the engine never writes
+                warnings.simplefilter("ignore", UserWarning)
+                tensor = torch.from_numpy(to_rgb(frame))
         # non_blocking only on CUDA: elsewhere (MPS) a converted temporary may be freed before the copy runs
         return tensor.to(self.device, non_blocking=self.device.type == "cuda").permute(2, 0, 1)
 

@@ -8,7 +8,7 @@ import statistics
 import torch
 from torch import nn
 
-from ..model import ModelConfig
+from ..model import LoRAT, ModelConfig
 from .timing import time_interleaved
 
 
@@ -62,11 +62,5 @@ def matmul_peak(device: torch.device | str, dtype: torch.dtype, size: int | None
 
 def network_inputs(config: ModelConfig, batch: int, device: torch.device, seed: int = 0
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Normalised-image-like template and search tensors and a template mask with the target in the middle."""
-    generator = torch.Generator().manual_seed(seed)
-    z = torch.randn(batch, 3, config.template_size, config.template_size, generator=generator)
-    x = torch.randn(batch, 3, config.search_size, config.search_size, generator=generator)
-    t = config.template_grid
-    mask = torch.zeros(batch, t, t, dtype=torch.long)
-    mask[:, t // 4:t - t // 4, t // 4:t - t // 4] = 1
-    return z.to(device), x.to(device), mask.to(device)
+    """The example inputs of a model of ``config`` (:meth:`~lorat_plugin.model.LoRAT.get_sample_data`)."""
+    return LoRAT(config, device="meta").get_sample_data(batch, device, seed=seed)
