@@ -117,7 +117,8 @@ def network_difference(reference: Callable, candidate: Callable, inputs: tuple) 
 # ---- inference speed -----------------------------------------------------------------------------------------------
 
 def _speed(run: Run, compiled: bool) -> dict:
-    from lorat_plugin.engine.accelerate import CUDAGraphNetwork, build_network
+    from lorat_plugin.engine.accelerate import build_network
+    from lorat_plugin.engine.cuda_graphs import CUDAGraphNetwork
     from lorat_plugin.speed import measure_speed, network_inputs
 
     rows, problems = [], []
