@@ -196,9 +196,9 @@ def test_cuda_graph_captures_and_replays_on_the_networks_device_and_stream(monke
     # warm-up (where torch.compile compiles) before the capture, on the network's GPU and the side stream
     assert all(call == (torch.device("cuda:1"), side, False) for call in warmup)
     assert capture == (torch.device("cuda:1"), side, True) and side.device == torch.device("cuda:1")
-    graph = graphs._graphs[4]
-    assert graph.replay.__self__.captured_on == (torch.device("cuda:1"), side)
-    assert graph.replay.__self__.replayed_on == [torch.device("cuda:1")] * 2
+    graph = graphs._graphs[4][2].__self__  # the fake graph whose replay was kept
+    assert graph.captured_on == (torch.device("cuda:1"), side)
+    assert graph.replayed_on == [torch.device("cuda:1")] * 2
     for out, inputs in ((out1, first), (out2, second)):  # replayed on each call's inputs, copied out
         expected = inputs[1].mean(dim=(1, 2, 3)) + inputs[2].sum(dim=(1, 2))
         assert out[0].shape == (3, 2, 2) and torch.allclose(out[0][:, 0, 0], expected)

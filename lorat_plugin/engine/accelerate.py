@@ -50,23 +50,19 @@ def build_network(model: LoRAT, device: torch.device | str | None = None, dtype:
 
 def describe_network(network: Any) -> str:
     """One line naming a backend, its device and precision (for logs and the benchmark's table)."""
-    parts = []
-    inner = network
-    if isinstance(network, CUDAGraphNetwork):
-        parts.append("CUDA graphs")
-        inner = network.inner
+    inner = network.inner if isinstance(network, CUDAGraphNetwork) else network
     dtype = str(getattr(inner, "dtype", "")).replace("torch.", "")
     if isinstance(inner, CastNetwork) and inner.dtype == torch.int8:
-        parts.insert(0, f"int8 blocks (oneDNN, dynamic activations) + {next(inner.module.head.parameters()).dtype}"
-                     .replace("torch.", ""))
+        name = f"int8 blocks (oneDNN, dynamic activations) + {next(inner.module.head.parameters()).dtype}"
     elif isinstance(inner, CastNetwork):
-        name = f"stored {dtype} weights" + (" + oneDNN fused blocks" if inner.onednn else "")
-        parts.insert(0, name + (" + torch.compile" if inner.compiled else ""))
+        name = (f"stored {dtype} weights" + (" + oneDNN fused blocks" if inner.onednn else "")
+                + (" + torch.compile" if inner.compiled else ""))
     elif isinstance(inner, TorchNetwork):
-        parts.insert(0, "fp32 weights" if inner.dtype == torch.float32 else f"{dtype} autocast")
+        name = "fp32 weights" if inner.dtype == torch.float32 else f"{dtype} autocast"
     else:
-        parts.insert(0, type(inner).__name__)
-    return f"{', '.join(parts)} on {network.device}"
+        name = type(inner).__name__
+    graphs = ", CUDA graphs" if inner is not network else ""
+    return f"{name}{graphs} on {network.device}".replace("torch.", "")
 
 
 __all__ = ["build_network", "describe_network"]

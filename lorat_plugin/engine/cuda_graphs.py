@@ -3,7 +3,7 @@ launch cost that dominates batch-1 latency on fast GPUs."""
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable
 
 import torch
 
@@ -12,14 +12,6 @@ from .buckets import BATCH_BUCKETS, bucket_size, pad_batch
 from .network import NetworkBackend
 
 log = logging.getLogger(__name__)
-
-
-class _CapturedForward(NamedTuple):
-    """One batch size: static input buffers, the captured graph's static outputs, its replay."""
-
-    inputs: tuple[torch.Tensor, ...]
-    outputs: tuple[torch.Tensor, ...]
-    replay: Callable[[], None]
 
 
 class CUDAGraphNetwork:
@@ -43,7 +35,8 @@ class CUDAGraphNetwork:
         self.device: torch.device = inner.device
         self.dtype: torch.dtype = inner.dtype
         self.max_graphs = max_graphs
-        self._graphs: dict[int, _CapturedForward] = {}
+        # batch bucket -> (static input buffers, the graph's static outputs, its replay)
+        self._graphs: dict[int, tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...], Callable[[], None]]] = {}
         self._pool: Any = None
 
     def __call__(self, z: torch.Tensor, x: torch.Tensor, z_feat_mask: torch.Tensor
@@ -55,14 +48,14 @@ class CUDAGraphNetwork:
             if len(self._graphs) >= self.max_graphs:
                 return self.inner(z, x, z_feat_mask)  # an unusual batch size: eager rather than another graph
             captured = self._graphs[size] = self._capture(pad_batch((z, x, z_feat_mask), size))
+        inputs, (score_map, boxes), replay = captured
         with torch.cuda.device(self.device):
-            for buffer, value in zip(captured.inputs, pad_batch((z, x, z_feat_mask), size)):
+            for buffer, value in zip(inputs, pad_batch((z, x, z_feat_mask), size)):
                 buffer.copy_(value, non_blocking=True)
-            captured.replay()
-        score_map, boxes = captured.outputs
+            replay()
         return score_map[:batch].clone(), boxes[:batch].clone()
 
-    def _capture(self, inputs: tuple[torch.Tensor, ...]) -> _CapturedForward:
+    def _capture(self, inputs: tuple[torch.Tensor, ...]) -> tuple:
         with torch.cuda.device(self.device):
             with torch.inference_mode(False):
                 static = tuple(t.clone() for t in inputs)
@@ -78,4 +71,4 @@ class CUDAGraphNetwork:
             with torch.cuda.graph(graph, pool=self._pool, stream=stream):
                 outputs = self.inner(*static)
         log.info("captured a CUDA graph for batch size %d on %s", static[1].shape[0], self.device)
-        return _CapturedForward(static, tuple(outputs), graph.replay)
+        return static, tuple(outputs), graph.replay
