@@ -32,6 +32,7 @@ class ConfigError(ValueError):
 class DatasetEntry:
     """One training (or validation) source read by ``lorat_plugin.data.datasets.load_dataset``."""
 
+    # "???" is OmegaConf's "must be set"
     name: str = "???"  # reader: got10k, lasot, trackingnet, coco, ... (a folder in GOT-10k layout: got10k)
     root: str = "???"
     split: str | None = None  # the reader's split ("train", "val", ...)
