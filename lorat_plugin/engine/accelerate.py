@@ -25,14 +25,8 @@ from .precision import resolve_device, resolve_precision
 def build_network(model: LoRAT, device: torch.device | str | None = None, dtype: torch.dtype | str | None = None,
                   *, autocast: bool = False, compile: bool = False, cuda_graphs: bool = False) -> NetworkBackend:
     """The network backend for ``model`` on ``device`` at ``dtype`` (resolved by
-    :func:`~lorat_plugin.engine.precision.resolve_precision`).
-
-    Args:
-        autocast: bf16/fp16 as the reference runs it (autocast around fp32 weights) instead of stored
-            low-precision weights: slower, kept for comparisons.
-        compile: ``torch.compile`` the network (measure with ``lorat benchmark --compile`` before using it).
-        cuda_graphs: capture and replay CUDA graphs (CUDA devices only).
-    """
+    :func:`~lorat_plugin.engine.precision.resolve_precision`); the flags pick the backends the module docstring
+    lists (``autocast`` is slower, kept for comparisons; measure ``compile`` with ``lorat benchmark --compile``)."""
     device = resolve_device(device)
     dtype = resolve_precision(dtype, device)
     if autocast and (compile or dtype == torch.int8):

@@ -40,7 +40,7 @@ import torch
 from ..data.sequence import to_rgb
 from ..model import ModelConfig
 from ..geometry import (apply_transform, clip_box, crop_image, crop_transform, invert_transform, normalize_images,
-                        template_mask, xywh_to_xyxy)
+                        template_mask, xywh_to_xyxy, xyxy_to_xywh)
 from .accelerate import build_network
 from .network import NetworkBackend
 from .postprocess import WINDOW_PENALTY, hann_window, select_boxes
@@ -143,7 +143,7 @@ class TrackingEngine:
             mask = template_mask(apply_transform(box_xyxy, scale, translation), config.template_size,
                                  config.template_grid)
             states.append(TrackState(
-                box=np.concatenate((box_xyxy[:2], box_xyxy[2:] - box_xyxy[:2])), score=1.0,
+                box=xyxy_to_xywh(box_xyxy), score=1.0,
                 frame_size=(width, height), template=template,
                 template_mask=torch.from_numpy(mask).to(self.device), fill=fill, search_box=box_xyxy))
         return states
@@ -160,9 +160,7 @@ class TrackingEngine:
         if self._search.shape[0] < batch:
             self._search = torch.empty(batch, 3, config.search_size, config.search_size, device=self.device)
         search = self._search[:batch]
-        scales = np.empty((batch, 2))
-        translations = np.empty((batch, 2))
-        sizes = np.empty((batch, 2))
+        scales, translations, sizes = (np.empty((batch, 2)) for _ in range(3))
         for i, (state, frame) in enumerate(zip(states, frames)):
             image = self._frame(frame)
             height, width = image.shape[1:]
@@ -189,7 +187,7 @@ class TrackingEngine:
         for i, state in enumerate(states):
             state.frame_index += 1
             if finite[i]:
-                state.box = np.concatenate((out[i, :2], out[i, 2:] - out[i, :2]))
+                state.box = xyxy_to_xywh(out[i])
                 state.score = float(scores[i])
                 if valid[i]:  # only a box with area inside the image moves the search region
                     state.search_box = out[i].copy()

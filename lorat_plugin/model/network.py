@@ -108,9 +108,8 @@ class LoRAT(nn.Module):
     def get_sample_data(self, batch_size: int = 1, device: torch.device | str | None = None,
                         dtype: torch.dtype | None = None, *, seed: int = 0
                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Example ``(z, x, z_feat_mask)`` of this model's shapes for export and timing (the reference's
-        ``get_sample_data``): normal noise as ImageNet-normalised images look, and a template mask with the target
-        in the middle; on the model's device unless ``device`` is given, float32 unless ``dtype`` is given."""
+        """Example ``(z, x, z_feat_mask)`` for export and timing (as the reference's ``get_sample_data``): normal
+        noise images and a template mask with the target in the middle; on the model's device, float32 by default."""
         config, t = self.config, self.config.template_grid
         generator = torch.Generator().manual_seed(seed)
         z = torch.randn(batch_size, 3, config.template_size, config.template_size, generator=generator)
