@@ -92,6 +92,13 @@ def test_run_folder_holds_config_state_checkpoints_and_logs(reference_run: Path,
     final = read_weights(reference_run / "model.safetensors")
     assert final.metadata["contents"] == "trainable" and final.lora_alpha == tiny_config.lora_alpha
     assert not final.is_backbone and final.is_lorat_checkpoint and final.metadata["global_step"] == "8"
+    # Every file of the run (state, data index, checkpoints, config) is readable as the umask allows, not 0600.
+    umask = os.umask(0)
+    os.umask(umask)
+    written = [f for f in reference_run.rglob("*") if f.is_file() and "tensorboard" not in f.parts]
+    assert {f.name for f in written} >= {"config.yaml", "state.pt", "model.safetensors", "epoch_2.safetensors"}
+    assert any(f.suffix == ".npz" for f in written)
+    assert {f.stat().st_mode & 0o777 for f in written} == {0o666 & ~umask}
     # A second run into the same folder is refused (one clear line), and resuming a finished run is a no-op.
     config = str(reference_run.parent / "tiny.yaml")
     assert main(["train", "--config", config, "--output", str(reference_run), "--no-progress"]) == 2

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ..distributed import Distributed
     from ..model import LoRAT
     from ..train import TrainConfig
+    from ..train.trainer import Validation
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -60,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def tracking_validation(config: "TrainConfig") -> Callable[["LoRAT", Path, "Distributed"], dict[str, float]]:
+def tracking_validation(config: "TrainConfig") -> "Validation":
     """Validation at epoch ends: the current weights, merged, run through the tracking engine and the evaluation
     harness on ``validation.dataset``; the benchmark's headline metrics (AO / SR for GOT-10k layouts, AUC / P for
     OPE benchmarks, as percentages) come back for the logs. Under torchrun every rank tracks a share."""

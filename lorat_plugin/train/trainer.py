@@ -295,10 +295,9 @@ class _Trainer:
         if self.on_log is not None:
             self.on_log(point)
         if self.writer is not None:
-            for key in ("loss", "loss_cls", "loss_box", "grad_norm", "lr", "samples_per_s", "data_wait",
-                        "loss_scale", "skipped_steps"):
-                if key in point:
-                    self.writer.add_scalar(f"train/{key}", point[key], self.global_step)
+            for key, value in point.items():
+                if key not in ("step", "epoch"):
+                    self.writer.add_scalar(f"train/{key}", value, self.global_step)
         if bar is not None:
             bar.set_postfix(loss=f"{point['loss']:.4f}", lr=f"{lr:.2e}", sps=f"{point['samples_per_s']:.1f}")
         else:
@@ -361,8 +360,7 @@ class _Trainer:
             self.model.train(was_training)
         if self.ctx.is_main and metrics:
             log.info("validation after epoch %d: %s", self.epoch, ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
-            for key, value in metrics.items():
-                if self.writer is not None:
-                    self.writer.add_scalar(f"val/{key}", value, self.global_step)
+            for key, value in metrics.items() if self.writer is not None else ():
+                self.writer.add_scalar(f"val/{key}", value, self.global_step)
             self.history.append({"step": float(self.global_step), "epoch": float(self.epoch),
                                  **{f"val_{k}": v for k, v in metrics.items()}})
