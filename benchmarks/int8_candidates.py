@@ -73,6 +73,7 @@ def main() -> None:
         candidates["bf16 default"] = build_network(model, "cpu", "bf16")
     if "int8" not in skip:
         candidates["int8 oneDNN (engine)"] = build_network(model, "cpu", "int8")
+    if "int8-fp32" not in skip:  # what CPUs without native bf16 run (and a CPU held below AVX512-BF16 needs)
         fp32_int8 = cast_model(model, torch.float32, "cpu", int8=True)
         candidates["int8 oneDNN, fp32 attention/norms"] = lambda *inputs: fp32_int8(*inputs)
     if "torch.ao" not in skip:
