@@ -37,7 +37,7 @@ def test_export_round_trips_with_a_dynamic_batch(tmp_path: Path) -> None:
         score_map, boxes = network(*inputs)
         assert score_map.shape == (batch, 4, 4) and boxes.shape == (batch, 4, 4, 4)
         assert torch.allclose(boxes, expected["boxes"], atol=TOLERANCE["fp32"][1])
-    assert not list(tmp_path.glob(".*partial"))
+    assert not list(tmp_path.glob(".*"))  # no temporary file left beside it
 
 
 def test_unmerged_model_exports_merged_and_fp16_files_check(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..files import atomic_path
 from ..model import LoRAT, ModelConfig
 from .cast import cast_model
 from .network import merged_model
@@ -75,9 +76,7 @@ def export_onnx(model: LoRAT, path: str | os.PathLike, *, dtype: str = "fp32", o
     module = _export_module(model, dtype)
     example = model.get_sample_data(batch_size or 2, "cpu")
     dynamic = None if batch_size else {name: {0: "batch"} for name in (*INPUT_NAMES, *OUTPUT_NAMES)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.partial")
-    try:
+    with atomic_path(path) as temp:
         with warnings.catch_warnings(), torch.no_grad():
             # The TorchScript-based exporter: it needs nothing beyond torch and onnx (the dynamo-based one needs
             # onnxscript) and handles this static-shape ViT well.
@@ -95,9 +94,6 @@ def export_onnx(model: LoRAT, path: str | os.PathLike, *, dtype: str = "fp32", o
         onnx.save(proto, str(temp))
         if dtype == "int8":
             _quantize_blocks(temp)
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
     return path
 
 
@@ -110,12 +106,8 @@ def _quantize_blocks(path: Path) -> None:
     weights = {tensor.name for tensor in graph.initializer}
     nodes = [node.name for node in graph.node
              if node.op_type == "MatMul" and "/blocks." in node.name and node.input[1] in weights]
-    quantized = path.with_name(path.name + ".int8")
-    try:
+    with atomic_path(path) as quantized:
         quantize_dynamic(path, quantized, per_channel=True, weight_type=QuantType.QInt8, nodes_to_quantize=nodes)
-        os.replace(quantized, path)
-    finally:
-        quantized.unlink(missing_ok=True)
 
 
 def check_onnx(path: str | os.PathLike, model: LoRAT, *, batch_size: int = 2, seed: int = 0,
