@@ -119,7 +119,7 @@ def network_difference(reference: Callable, candidate: Callable, inputs: tuple) 
 def _speed(run: Run, compiled: bool) -> dict:
     from lorat_plugin.engine.accelerate import build_network
     from lorat_plugin.engine.cuda_graphs import CUDAGraphNetwork
-    from lorat_plugin.speed import measure_speed, network_inputs
+    from lorat_plugin.speed import measure_speed
 
     rows, problems = [], []
     for variant in ("B-224", "L-224"):
@@ -139,7 +139,7 @@ def _speed(run: Run, compiled: bool) -> dict:
                 backends["CUDA graphs"] = build_network(model, run.device, "fp16", cuda_graphs=True)
         started = time.perf_counter()
         batches = (1, run.batch(32))
-        result = measure_speed(backends, model.config, device=run.device, variant=variant, weights="random",
+        result = measure_speed(backends, model, device=run.device, variant=variant, weights="random",
                                batch_sizes=batches, repeats=3 if run.tiny else 20, warmup=2, compare_timm=False,
                                frame_size=(160, 120) if run.tiny else (640, 480))
         seconds = time.perf_counter() - started
@@ -154,7 +154,7 @@ def _speed(run: Run, compiled: bool) -> dict:
                 continue
             for batch in batches:
                 for seed in (1, 2):
-                    difference = network_difference(eager, backend, network_inputs(model.config, batch, run.device,
+                    difference = network_difference(eager, backend, model.get_sample_data(batch, run.device,
                                                                                      seed=seed))
                     if difference["score_rel"] > 1e-2 or difference["box_abs"] > 1e-2:
                         problems.append(f"{variant} {name} batch {batch} input {seed}: {difference} against eager")
@@ -177,7 +177,6 @@ def graphs(run: Run) -> dict:
     from lorat_plugin.engine import TrackingEngine
     from lorat_plugin.engine.accelerate import build_network
     from lorat_plugin.data.synthetic import moving_box_videos
-    from lorat_plugin.speed import network_inputs
 
     model = run.model("B-224").eval()
     plain = build_network(model, run.device, "fp16")
@@ -196,7 +195,7 @@ def graphs(run: Run) -> dict:
         if worst > 1e-3:
             raise CheckFailed(f"CUDA-graph engine boxes differ from the plain engine's by {worst:.4g} px "
                               f"({count} sequences)")
-    inputs = network_inputs(model.config, 3, run.device, seed=5)  # the graph the engine captured for 3 (bucket 4)
+    inputs = model.get_sample_data(3, run.device, seed=5)  # the graph the engine captured for 3 (bucket 4)
     difference = network_difference(plain, graph, inputs)  # outside inference mode, after the engine's calls
     rows.append({"sequences": "network call outside inference mode", **difference})
     if difference["box_abs"] > 1e-3:
@@ -210,14 +209,14 @@ def fp16(run: Run) -> dict:
     from lorat_plugin.engine import TrackingEngine
     from lorat_plugin.engine.accelerate import build_network
     from lorat_plugin.data.synthetic import moving_box_videos
-    from lorat_plugin.speed import compare_with_fp32, network_inputs
+    from lorat_plugin.speed import compare_with_fp32
 
     rows, problems = [], []
     sequences, boxes = moving_box_videos(1, 6 if run.tiny else 20, (160, 120) if run.tiny else (640, 480))
     for variant in ("B-224", "L-224", "g-378"):
         model = run.model(variant).eval()
         reference = build_network(model, run.device, "fp32")
-        inputs = network_inputs(model.config, run.batch(8), run.device, seed=3)
+        inputs = model.get_sample_data(run.batch(8), run.device, seed=3)
         for name, kwargs in (("stored fp16", {}), ("fp16 autocast", {"autocast": True})):
             candidate = build_network(model, run.device, "fp16", **kwargs)
             difference = network_difference(reference, candidate, inputs)

@@ -21,7 +21,7 @@ from torch import nn
 
 from lorat_plugin.engine.accelerate import build_network, cast_model, tune_cpu_allocator
 from lorat_plugin.model import build_model
-from lorat_plugin.speed import median_ratio, network_inputs, time_interleaved
+from lorat_plugin.speed import median_ratio, time_interleaved
 
 
 def _linears_to_int8(model, quantize) -> None:
@@ -66,7 +66,7 @@ def main() -> None:
     tune_cpu_allocator()
     torch.manual_seed(0)
     model = build_model(args.variant, merge=True).eval()
-    inputs = network_inputs(model.config, 1, torch.device("cpu"))
+    inputs = model.get_sample_data(1)
     skip = set(args.skip.split(","))
     candidates = {"fp32": build_network(model, "cpu", "fp32")}
     if "bf16" not in skip:

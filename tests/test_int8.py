@@ -17,7 +17,7 @@ from lorat_plugin.engine.cast import CastNetwork
 from lorat_plugin.engine.int8 import Int8Block, int8_available, quantize_dynamic
 from lorat_plugin.engine.precision import precision_name, resolve_precision
 from lorat_plugin.model import build_model
-from lorat_plugin.speed import compare_with_fp32, network_inputs
+from lorat_plugin.speed import compare_with_fp32
 
 from conftest import PARITY_FIXTURE, TINY, reference_tracking_fixture
 
@@ -56,7 +56,7 @@ def test_dynamic_quantisation_keeps_zero_exact_and_the_range() -> None:
 def test_int8_blocks_match_fp32_within_the_stated_tolerance(monkeypatch, native_bf16: bool, ffn: str) -> None:
     model = _tiny_model(ffn)
     monkeypatch.setattr(cast, "cpu_has_native_bf16", lambda: native_bf16)
-    inputs = network_inputs(model.config, 3, torch.device("cpu"))
+    inputs = model.get_sample_data(3)
     reference = TorchNetwork(model, "cpu", "fp32")(*inputs)
     int8 = build_network(model, "cpu", "int8")
     assert isinstance(int8, CastNetwork) and int8.dtype == torch.int8
@@ -112,7 +112,7 @@ def test_int8_onnx_round_trip(tmp_path: Path) -> None:
     network = OnnxNetwork(path)
     assert network.precision == "int8" and network.dtype == torch.int8
     check_onnx(path, model)  # raises beyond the tolerance
-    inputs = network_inputs(model.config, 2, torch.device("cpu"))
+    inputs = model.get_sample_data(2)
     out = network(*inputs)
     assert _within_tolerance(out, TorchNetwork(model, "cpu", "fp32")(*inputs))
     assert not torch.equal(out[1], TorchNetwork(model, "cpu", "fp32")(*inputs)[1])

@@ -21,7 +21,7 @@ from lorat_plugin.engine.precision import default_precision
 from lorat_plugin.engine.onednn import OneDNNBlock, fusable, onednn_available
 from lorat_plugin.model import build_model
 from lorat_plugin.speed import (compare_with_fp32, format_speed_report, matmul_peak, network_flops,
-                                network_inputs, measure_speed, timm_blocks)
+                                measure_speed, timm_blocks)
 
 from conftest import PARITY_FIXTURE, TINY, randomize_adapters, reference_tracking_fixture
 
@@ -53,7 +53,7 @@ def test_cast_model_leaves_the_users_model_alone_and_keeps_the_boundaries_fp32()
                  fast.head.cls_mlp.layers[-1].weight):
         assert fp32.dtype == torch.float32
     assert fast.pos_embed.data_ptr() == model.pos_embed.data_ptr()  # shared, not copied
-    out = fast(*network_inputs(TINY, 2, torch.device("cpu")))
+    out = fast(*model.get_sample_data(2))
     assert out["score_map"].dtype == out["boxes"].dtype == torch.float32
 
 
@@ -111,7 +111,7 @@ def test_onednn_blocks_match_the_eager_blocks(ffn: str) -> None:
     for block in model.blocks:  # LayerScale away from its init, so that folding it into the weights is tested
         block.ls1.gamma.data.uniform_(0.5, 1.5)
         block.ls2.gamma.data.uniform_(0.5, 1.5)
-    inputs = network_inputs(model.config, 3, torch.device("cpu"))
+    inputs = model.get_sample_data(3)
     reference = TorchNetwork(model, "cpu", "fp32")(*inputs)
     eager = CastNetwork(model, "cpu", "bf16", onednn=False)
     fused = CastNetwork(model, "cpu", "bf16", onednn=True)
@@ -169,7 +169,7 @@ def test_unmerged_model_is_merged_into_a_copy() -> None:
     torch.manual_seed(0)
     model = build_model(TINY)
     randomize_adapters(model)
-    inputs = network_inputs(TINY, 1, torch.device("cpu"))
+    inputs = model.get_sample_data(1)
     network = CastNetwork(model, "cpu", "fp32")
     assert model.has_lora and not network.module.has_lora
     with torch.no_grad():
@@ -191,7 +191,7 @@ def test_buckets_and_padding() -> None:
 def test_compiled_network_matches_eager_at_a_padded_batch() -> None:
     torch.manual_seed(0)
     model = build_model(TINY, merge=True)
-    inputs = network_inputs(TINY, 3, torch.device("cpu"))  # padded to the bucket of 4 and cut back
+    inputs = model.get_sample_data(3)  # padded to the bucket of 4 and cut back
     eager = CastNetwork(model, "cpu", "bf16")(*inputs)
     compiled = CastNetwork(model, "cpu", "bf16", compile=True)(*inputs)
     assert compiled[0].shape == (3, 4, 4) and compiled[1].shape == (3, 4, 4, 4)
@@ -217,7 +217,7 @@ def test_yardstick_is_the_same_size_as_the_model() -> None:
 
 def test_network_flops_counts_every_block_with_its_attention() -> None:
     config = TINY.replace(depth=1)
-    one, two = (network_flops(build_model(c, merge=True).eval(), c) for c in (config, config.replace(depth=2)))
+    one, two = (network_flops(build_model(c, merge=True).eval()) for c in (config, config.replace(depth=2)))
     n, d, hidden = config.tokens, config.embed_dim, config.ffn_hidden
     block = 2 * n * (3 * d * d + d * d + 2 * d * hidden) + 2 * 2 * n * n * d  # qkv, proj, fc1, fc2; QK^T and AV
     assert two - one == block
@@ -235,8 +235,8 @@ def test_network_flops_on_a_meta_copy_equal_a_cpu_forward(merge: bool) -> None:
     model = randomize_adapters(build_model(TINY, merge=merge).eval())
     before = {k: v.clone() for k, v in model.state_dict().items()}
     with torch.inference_mode(), sdpa_kernel([SDPBackend.MATH]), FlopCounterMode(display=False) as counter:
-        model(*network_inputs(TINY, 1, torch.device("cpu")))
-    assert network_flops(model, TINY) == counter.get_total_flops() > 0
+        model(*model.get_sample_data(1))
+    assert network_flops(model) == counter.get_total_flops() > 0
     assert all(v.device.type == "cpu" and torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
@@ -248,7 +248,7 @@ def test_matmul_peak_reports_a_rate() -> None:
 def test_measure_speed_reports_every_backend_and_batch(tiny_checkpoint: Path) -> None:
     model = build_model(checkpoint=tiny_checkpoint, merge=True)
     backends = {"fp32": build_network(model, "cpu", "fp32"), "bf16": build_network(model, "cpu", "bf16")}
-    result = measure_speed(backends, model.config, device="cpu", variant="tiny", weights="test", batch_sizes=(1, 2),
+    result = measure_speed(backends, model, device="cpu", variant="tiny", weights="test", batch_sizes=(1, 2),
                            repeats=2, frame_size=(96, 64))
     assert [(r.backend, r.batch) for r in result.rows] == [("fp32", 1), ("bf16", 1), ("fp32", 2), ("bf16", 2)]
     for row in result.rows:

@@ -99,10 +99,10 @@ def run(args: argparse.Namespace) -> int:
                              f"({ort.config.embed_dim} wide, {ort.config.depth} deep): pass the same --variant")
         backends[f"ONNX Runtime CPU, {ort.precision} ({Path(args.onnx).name})"] = ort
     variant = spec.variant or "from the weights"
-    result = measure_speed(backends, model.config, device=device, variant=variant, weights=weights,
+    result = measure_speed(backends, model, device=device, variant=variant, weights=weights,
                            batch_sizes=batch_sizes, repeats=args.repeats, warmup=args.warmup,
                            compare_timm=args.compare_timm, tracker=not args.model_only,
-                           frame_size=(width, height), flops_per_frame=network_flops(model, model.config),
+                           frame_size=(width, height), flops_per_frame=network_flops(model),
                            matmul_dtype=main.dtype if main.dtype.is_floating_point else torch.bfloat16)
     print(format_speed_report(result))
     if args.compare_fp32 and main.dtype != torch.float32:

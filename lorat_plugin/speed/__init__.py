@@ -5,8 +5,8 @@ from .agreement import Agreement, compare_with_fp32
 from .hardware import describe_hardware, hardware_info
 from .measure import Row, SpeedReport, format_speed_report, measure_speed
 from .timing import median_ratio, time_interleaved
-from .yardstick import matmul_peak, network_flops, network_inputs, timm_blocks
+from .yardstick import matmul_peak, network_flops, timm_blocks
 
 __all__ = ["Agreement", "Row", "SpeedReport", "compare_with_fp32", "describe_hardware",
            "format_speed_report", "hardware_info", "matmul_peak", "measure_speed", "median_ratio", "network_flops",
-           "network_inputs", "time_interleaved", "timm_blocks"]
+           "time_interleaved", "timm_blocks"]

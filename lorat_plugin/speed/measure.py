@@ -10,10 +10,10 @@ import numpy as np
 import torch
 
 from ..data.synthetic import moving_box_videos
-from ..model import ModelConfig
+from ..model.network import LoRAT
 from .hardware import describe_hardware, hardware_info
 from .timing import median_ratio, time_interleaved
-from .yardstick import matmul_peak, network_inputs, timm_blocks
+from .yardstick import matmul_peak, timm_blocks
 
 FRAME_SIZE = (640, 480)  # the synthetic decoded frames the tracker step is timed on (W, H)
 
@@ -53,7 +53,7 @@ class SpeedReport:
         return asdict(self)
 
 
-def measure_speed(backends: dict[str, Any], config: ModelConfig, *, device: torch.device | str, variant: str,
+def measure_speed(backends: dict[str, Any], model: LoRAT, *, device: torch.device | str, variant: str,
                   weights: str, batch_sizes: Sequence[int] = (1, 8), repeats: int = 7, warmup: int = 1,
                   compare_timm: bool = True, tracker: bool = True, frame_size: tuple[int, int] = FRAME_SIZE,
                   steps_per_call: int = 1, flops_per_frame: int | None = None,
@@ -65,13 +65,14 @@ def measure_speed(backends: dict[str, Any], config: ModelConfig, *, device: torc
     window/argmax post-processing and the box mapped back, from frames that are already decoded (as the
     evaluation harness hands them over). ``steps_per_call`` tracker steps make one timed sample.
     ``flops_per_frame`` (:func:`network_flops`) adds each network's achieved TFLOPS; ``matmul_dtype`` times
-    :func:`matmul_peak` at that precision first, the rate to compare them with."""
+    :func:`matmul_peak` at that precision first, the rate to compare them with. The network inputs are
+    ``model``'s sample data."""
     from ..engine import TrackingEngine
 
-    device = torch.device(device)
+    config, device = model.config, torch.device(device)
     result = SpeedReport(variant=variant, weights=weights, device=str(device), tokens=config.tokens,
-                             frame_size=tuple(frame_size), repeats=repeats, hardware=hardware_info(device),
-                             flops_per_frame=flops_per_frame)
+                         frame_size=tuple(frame_size), repeats=repeats, hardware=hardware_info(device),
+                         flops_per_frame=flops_per_frame)
     if matmul_dtype is not None:
         result.matmul_tflops, result.matmul = matmul_peak(device, matmul_dtype)
     yardstick = timm_blocks(config).to(device) if compare_timm else None
@@ -80,7 +81,7 @@ def measure_speed(backends: dict[str, Any], config: ModelConfig, *, device: torc
     model_b1: dict[str, list[float]] = {}
     for batch in batch_sizes:
         candidates: dict[str, Callable[[], Any]] = {}
-        inputs = network_inputs(config, batch, device)
+        inputs = model.get_sample_data(batch, device)
         if yardstick is not None:
             tokens = torch.randn(batch, config.tokens, config.embed_dim, device=device)
 
@@ -101,22 +102,22 @@ def measure_speed(backends: dict[str, Any], config: ModelConfig, *, device: torc
                 per_frame[k] = [s / steps_per_call for s in per_frame[k]]
         timm = per_frame.get("timm")
         for name in backends:
-            model = per_frame[f"model:{name}"]
+            network = per_frame[f"model:{name}"]
             track = per_frame.get(f"tracker:{name}")
-            row = Row(backend=name, batch=batch, model_ms=1e3 * statistics.median(model),
+            row = Row(backend=name, batch=batch, model_ms=1e3 * statistics.median(network),
                       tracker_ms=1e3 * statistics.median(track) if track else None,
                       timm_ms=1e3 * statistics.median(timm) if timm else None)
             if flops_per_frame:
                 row.model_tflops = flops_per_frame / row.model_ms / 1e9
             if timm:
-                row.model_vs_timm = median_ratio(model, timm)
+                row.model_vs_timm = median_ratio(network, timm)
                 row.tracker_vs_timm = median_ratio(track, timm) if track else None
             if batch == batch_sizes[0]:
-                model_b1[name] = model
+                model_b1[name] = network
                 if track:
                     samples_b1[name] = track
             else:
-                row.model_batch_speedup = statistics.median(model_b1[name]) / statistics.median(model)
+                row.model_batch_speedup = statistics.median(model_b1[name]) / statistics.median(network)
                 if track and name in samples_b1:
                     row.batch_speedup = statistics.median(samples_b1[name]) / statistics.median(track)
             result.rows.append(row)

@@ -29,7 +29,7 @@ def timm_blocks(config: ModelConfig) -> nn.Module:
                            for _ in range(config.depth)], norm(config.embed_dim)).eval()
 
 
-def network_flops(model: nn.Module, config: ModelConfig) -> int:
+def network_flops(model: LoRAT) -> int:
     """Floating-point operations of one frame through ``model`` (2 per multiply-add of its matrix products,
     convolution and attention, as ``torch.utils.flop_counter`` counts them), from a batch-1 forward pass of a copy
     on the ``meta`` device: shapes only, no arithmetic, so L and g cost no fp32 forward on the CPU. Attention runs
@@ -42,7 +42,7 @@ def network_flops(model: nn.Module, config: ModelConfig) -> int:
         memo.update({id(b): b.to("meta") for b in model.buffers()})
         meta = copy.deepcopy(model, memo)
     with torch.inference_mode(), sdpa_kernel([SDPBackend.MATH]), FlopCounterMode(display=False) as counter:
-        meta(*network_inputs(config, 1, torch.device("meta")))
+        meta(*meta.get_sample_data(1))
     return int(counter.get_total_flops())
 
 
@@ -58,9 +58,3 @@ def matmul_peak(device: torch.device | str, dtype: torch.dtype, size: int | None
     with torch.inference_mode():
         seconds = statistics.median(time_interleaved({"mm": lambda: a @ b}, repeats=repeats, device=device)["mm"])
     return 2 * size ** 3 / seconds / 1e12, f"{size}x{size}x{size} {str(dtype).replace('torch.', '')} torch.matmul"
-
-
-def network_inputs(config: ModelConfig, batch: int, device: torch.device, seed: int = 0
-                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The example inputs of a model of ``config`` (:meth:`~lorat_plugin.model.LoRAT.get_sample_data`)."""
-    return LoRAT(config, device="meta").get_sample_data(batch, device, seed=seed)
