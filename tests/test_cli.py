@@ -1,6 +1,7 @@
 """The `lorat` command: every verb exists, explains itself, and user errors are one clear line."""
 from __future__ import annotations
 
+import argparse
 import importlib
 import subprocess
 import sys
@@ -42,3 +43,53 @@ def test_version(capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["--version"])
     assert exit_info.value.code == 0 and capsys.readouterr().out.strip() == f"lorat {__version__}"
+
+
+def subcommands() -> dict:
+    parser = build_parser()
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+
+
+@pytest.mark.parametrize("verb", list(COMMANDS))
+def test_quiet_means_the_same_in_every_verb(verb: str) -> None:
+    command = subcommands()[verb]
+    quiet = command._option_string_actions["--quiet"]
+    assert quiet.dest == "quiet" and command._option_string_actions["-q"] is quiet
+    if verb != "train":  # train keeps --no-progress as "log lines instead of a progress bar"
+        assert command._option_string_actions["--no-progress"].dest == "quiet"
+        assert "--no-progress" not in command.format_help()
+
+
+@pytest.mark.parametrize("verb, old, new", [
+    ("evaluate", ["--sequences", "a", "b", "--repeats", "3", "--no-progress"],
+     ["--sequence-names", "a", "b", "--runs", "3", "--quiet"]),
+    ("report", ["--names", "x"], ["--tracker-name", "x"]),
+    ("vot-workspace", ["--sequences", "/s"], ["--sequences-dir", "/s"]),
+])
+def test_old_spellings_are_hidden_aliases(verb: str, old: list[str], new: list[str]) -> None:
+    required = {"evaluate": ["--dataset", "got10k", "--root", "r", "--output", "o"], "report": ["results"],
+                "vot-workspace": ["ws", "--stack", "tests/basic"]}[verb]
+    parse = build_parser().parse_args
+    assert vars(parse([verb, *required, *old])) == vars(parse([verb, *required, *new]))
+    help_text = subcommands()[verb].format_help()
+    assert [flag for flag in old if flag.startswith("--") and flag in help_text.split()] == []
+
+
+def test_quiet_hides_info_logs_and_progress_not_results(tmp_path, tiny_checkpoint, capsys) -> None:
+    import logging
+
+    import numpy as np
+    from PIL import Image
+
+    for i in range(3):
+        frame = np.full((48, 64, 3), 40, np.uint8)
+        frame[10 + i:30 + i, 12:30] = 220
+        Image.fromarray(frame).save(tmp_path / f"{i + 1:08d}.jpg")
+    track = ["track", str(tmp_path), "--init", "12,10,18,20", "--checkpoint", str(tiny_checkpoint), "-o", "-"]
+    assert main(track) == 0
+    assert logging.getLogger().level == logging.INFO and "frame/s" in capsys.readouterr().err  # the progress bar
+    for flag in ("--quiet", "-q", "--no-progress"):
+        assert main([*track, flag]) == 0
+        out, err = capsys.readouterr()
+        assert len(out.splitlines()) == 3 and logging.getLogger().level == logging.WARNING
+        assert err.splitlines() == [err.strip()] and err.startswith("3 frames in")  # the summary line only

@@ -35,7 +35,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "photographs, new sequences: a generalisation check)")
     parser.add_argument("--sequences", type=int, metavar="N", help="with --seed: number of sequences (default 16)")
     parser.add_argument("--frames", type=int, metavar="N", help="with --seed: frames per sequence (default 100)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--package-model", metavar="CKPT",
                         help="maintainers: store CKPT (trained with configs/demo.yaml) as the shipped demo model and "
                              "exit")

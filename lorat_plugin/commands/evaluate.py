@@ -5,7 +5,7 @@ zip for GOT-10k/TrackingNet test. Resumable (finished sequences are skipped); sh
 examples:
   lorat evaluate --dataset lasot --root /data/LaSOT --output runs/lasot-b224 --variant B-224 --weights-dir /w
   lorat evaluate --dataset got10k --split test --root /data/GOT-10k --output runs/got-test --checkpoint my.safetensors
-  torchrun --nproc-per-node 4 -m lorat_plugin.cli evaluate --dataset lasot_ext --repeats 3 --root ... --output ...
+  torchrun --nproc-per-node 4 -m lorat_plugin.cli evaluate --dataset lasot_ext --runs 3 --root ... --output ...
 """
 from __future__ import annotations
 
@@ -26,13 +26,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", required=True, help="evaluation folder (created; reused to resume)")
     parser.add_argument("--tracker-name", help="name in result files and reports (default: the model's identity, "
                                                "LoRAT-<variant or checkpoint stem>-<weights hash>-<precision>)")
-    parser.add_argument("--repeats", type=int, default=1, help="runs per sequence (_001, _002, ...; default 1)")
+    parser.add_argument("--runs", type=int, default=1, help="runs per sequence (_001, _002, ...; default 1)")
+    parser.add_argument("--repeats", type=int, dest="runs", help=argparse.SUPPRESS)  # old name
     parser.add_argument("--batch-size", type=int, default=8, help="sequences tracked together (default 8)")
-    parser.add_argument("--sequences", nargs="+", metavar="NAME", help="only these sequences")
+    parser.add_argument("--sequence-names", nargs="+", metavar="NAME", help="only these sequences")
+    parser.add_argument("--sequences", nargs="+", dest="sequence_names", help=argparse.SUPPRESS)  # old name
     parser.add_argument("--formats", nargs="+", choices=["got10k", "otb", "lasot", "pytracking", "trackingnet"],
                         help="result layouts to write (default: the benchmark's own, see docs/evaluation.md)")
     parser.add_argument("--decode-threads", type=int, default=4, help="threads decoding frames ahead (default 4)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_model_arguments(parser)
     add_backend_arguments(parser)
 
@@ -47,8 +48,8 @@ def run(args: argparse.Namespace) -> int:
 
     dataset = dataset_key(args.dataset)
     sequences = load_dataset(dataset, args.root, args.split)
-    if args.sequences:
-        wanted = set(args.sequences)
+    if args.sequence_names:
+        wanted = set(args.sequence_names)
         unknown = wanted - {s.name for s in sequences}
         if unknown:
             raise ValueError(f"not in {dataset}: {', '.join(sorted(unknown))}")
@@ -66,9 +67,9 @@ def run(args: argparse.Namespace) -> int:
     backend = "onnx" if args.onnx else "+".join(
         f.replace("_", "-") for f in ("compile", "cuda_graphs", "autocast") if getattr(args, f)) or "eager"
     summary = run_benchmark(engine, sequences, Path(args.output), tracker_name=args.tracker_name or model["name"],
-                            dataset=dataset, split=args.split, root=Path(args.root).resolve(), repeats=args.repeats,
+                            dataset=dataset, split=args.split, root=Path(args.root).resolve(), repeats=args.runs,
                             batch_size=args.batch_size, formats=args.formats, decode_threads=args.decode_threads,
-                            progress=not args.no_progress, model=model, backend=backend)
+                            progress=not args.quiet, model=model, backend=backend)
     if summary.rank != 0:
         return 0
     print(f"{summary.tracker_name}: {len(summary.completed)} runs tracked here, {summary.skipped} already done"

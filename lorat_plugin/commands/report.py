@@ -19,7 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", help="benchmark (default: from the first evaluation folder)")
     parser.add_argument("--root", help="benchmark folder with the ground truth (default: from the evaluation folder)")
     parser.add_argument("--split", help="benchmark split (default: from the evaluation folder)")
-    parser.add_argument("--names", nargs="+", help="display names, one per results folder")
+    parser.add_argument("--tracker-name", nargs="+", dest="names", metavar="NAME",
+                        help="display names, one per results folder")
+    parser.add_argument("--names", nargs="+", help=argparse.SUPPRESS)  # old name
     parser.add_argument("--output", help="report folder (default: <first evaluation folder>/report, else "
                                          "./lorat-report)")
     parser.add_argument("--no-plots", action="store_true", help="metrics.json and table only: no plots, no report.html")

@@ -40,7 +40,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "'-' for standard output)")
     parser.add_argument("--render", metavar="FILE", help="draw the boxes onto the frames: .mp4/.avi/.mkv/... or .gif")
     parser.add_argument("--fps", type=float, help="frame rate of the rendering (default: the input's, else 25)")
-    parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     add_model_arguments(parser)
     add_backend_arguments(parser)
 

@@ -34,8 +34,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stop-after-steps", type=int, metavar="N",
                         help="stop (resumably) after N optimiser steps in total, e.g. for time-limited jobs")
     parser.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar")
-    parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no info logs (warnings, "
-                                                                    "errors and the result line stay)")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. optim.lr=2e-4")
 
 
@@ -47,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from ..train.config import resolve_path
 
     config = load_config(args.config, args.overrides)
-    if int(os.environ.get("RANK", "0")) != 0 or args.quiet:
+    if int(os.environ.get("RANK", "0")) != 0:
         logging.getLogger().setLevel(logging.WARNING)  # one process talks
     output = args.output or (resolve_path(config.train.output, "train.output") if config.train.output else None)
     result = train(config, output, resume=args.resume, stop_after_steps=args.stop_after_steps,
