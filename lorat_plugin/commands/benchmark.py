@@ -29,7 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also time the bare timm ViT blocks (fp32) over the same tokens and print ratios")
     parser.add_argument("--compare-fp32", action="store_true",
                         help="also time the fp32 network, and print each other backend's agreement with it")
-    parser.add_argument("--compare-bf16", action="store_true", help="also time the bf16 network (e.g. with --dtype int8)")
+    parser.add_argument("--compare-bf16", action="store_true",
+                        help="also time the bf16 network (e.g. with --dtype int8)")
     parser.add_argument("--compare-autocast", action="store_true",
                         help="also time the reference's AMP (autocast around fp32 weights) at the same precision")
     parser.add_argument("--compare-unfused", action="store_true",

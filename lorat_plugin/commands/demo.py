@@ -6,9 +6,9 @@
   lorat demo --seed 7 --output lorat-demo-seed7            # new sequences of the test photographs
 
 Writes OUT/benchmark/ (the test split, GOT-10k layout, generated in seconds from scikit-image's photographs),
-OUT/results/<tracker>/ (records and GOT-10k result files), OUT/report/ (GOT-10k metrics.json, table, success plot;
-report/ope/: success, precision and normalised precision plots), OUT/video/<sequence>.mp4 (boxes drawn), and
-prints the metrics table. Re-running reuses what is complete. See docs/demo.md.
+OUT/results/<tracker>/ (records and GOT-10k result files), OUT/report/ (GOT-10k metrics.json, table, success plot,
+report.html; report/ope/: success, precision and normalised precision plots), OUT/video/<sequence>.mp4 (boxes
+drawn), and prints the metrics table. Re-running reuses what is complete. See docs/demo.md.
 
 Maintainers: `lorat demo --init-backbone runs/demo-init.safetensors` writes stage 0 of the demo recipe (random
 weights, sine-cosine position table); `lorat demo --package-model runs/demo/model.safetensors` labels a model trained
