@@ -144,21 +144,21 @@ def _cv2(*trackers: str, legacy: bool = False):
 FIX = "Fix: pip install --force-reinstall --no-deps opencv-contrib-python-headless"
 
 
-@pytest.mark.parametrize("distributions, importable, why", [
+@pytest.mark.parametrize("distributions, importable, listed", [
     ({"opencv-contrib-python-headless": "4.10.0", "opencv-python": "4.10.0"}, True,
-     "opencv-python 4.10.0 and opencv-contrib-python-headless 4.10.0 are installed and write the same cv2 package"),
-    ({"opencv-python": "4.10.0"}, True, "opencv-python 4.10.0 has no contrib trackers"),
-    ({"opencv-python": "4.10.0", "opencv-python-headless": "4.9.0"}, True, "have no contrib trackers"),
-    ({"opencv-contrib-python": "4.10.0"}, False, "opencv-contrib-python 4.10.0 is installed but its cv2 package"),
-    ({}, False, "no OpenCV distribution is installed"),
+     "opencv-python 4.10.0, opencv-contrib-python-headless 4.10.0"),  # vot's wheel over the contrib build
+    ({"opencv-python": "4.10.0", "opencv-python-headless": "4.9.0"}, True,
+     "opencv-python 4.10.0, opencv-python-headless 4.9.0"),
+    ({"opencv-contrib-python": "4.10.0"}, False, "opencv-contrib-python 4.10.0"),  # a damaged cv2
+    ({}, False, "none"),
 ])
 def test_missing_contrib_trackers_name_the_installed_opencv_and_the_fixing_command(monkeypatch, distributions,
-                                                                                   importable, why):
+                                                                                   importable, listed):
     _fake_opencv(monkeypatch, distributions, _cv2() if importable else None)
     with pytest.raises(ImportError) as error:
         OpenCVTracker("csrt")
     message = str(error.value)
-    assert why in message and message.endswith(FIX) and "\n" not in message
+    assert f"installed OpenCV wheels: {listed} (" in message and message.endswith(FIX) and "\n" not in message
 
 
 @pytest.mark.parametrize("legacy", [False, True])

@@ -56,7 +56,7 @@ OPENCV_FIX = "pip install --force-reinstall --no-deps opencv-contrib-python-head
 
 
 def _opencv_problem(problem: str) -> ImportError:
-    """``problem``, why (from the installed OpenCV distributions) and the command that fixes it."""
+    """``problem``, the OpenCV wheels installed and the command that fixes it."""
     import importlib.metadata
 
     installed = []
@@ -65,16 +65,8 @@ def _opencv_problem(problem: str) -> ImportError:
             installed.append(f"{name} {importlib.metadata.version(name)}")
         except importlib.metadata.PackageNotFoundError:
             pass
-    if not installed:
-        why = "no OpenCV distribution is installed"
-    elif not any("contrib" in name for name in installed):
-        why = f"{' and '.join(installed)} {'has' if len(installed) == 1 else 'have'} no contrib trackers"
-    elif len(installed) > 1:
-        why = (f"{' and '.join(installed)} are installed and write the same cv2 package: the one installed last "
-               "(not the contrib build) is what `import cv2` loads")
-    else:
-        why = f"{installed[0]} is installed but its cv2 package was overwritten or damaged"
-    return ImportError(f"{problem}: {why}. Fix: {OPENCV_FIX}")
+    return ImportError(f"{problem}; installed OpenCV wheels: {', '.join(installed) or 'none'} (only the contrib ones "
+                       f"have the trackers, and the one installed last owns cv2). Fix: {OPENCV_FIX}")
 
 
 def opencv_factory(algorithm: str) -> Callable[[], Any]:

@@ -1,5 +1,5 @@
 """The procedural demo benchmark: the shipped test split's parameters and ground-truth digests
-(``assets/demo_benchmark.json``), generating it, and recording it again when the generator changes."""
+(``assets/demo_benchmark.json``, docs/demo.md says how to record them again) and generating it."""
 from __future__ import annotations
 
 import json
@@ -9,8 +9,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..data.sequence import Sequence
-from ..files import atomic_write_text
-from .procedural import GENERATOR_VERSION, make_benchmark
+from .procedural import make_benchmark
 from .procedural.layouts import groundtruth_digest
 
 log = logging.getLogger(__name__)
@@ -55,23 +54,3 @@ def prepare_demo_benchmark(root: str | Path, changes: dict[str, Any] | None = No
                     "will not match docs/demo.md exactly (scikit-image or OpenCV version?)", len(differing),
                     differing[0])
     return load_dataset(bench.layout, bench.root, split=bench.subset)
-
-
-DEFAULT_PARAMETERS = {"split": "test", "sequences": 16, "frames": 100, "size": [320, 240], "seed": 0,
-                      "layout": "got10k"}
-
-
-def write_demo_benchmark_spec(root: str | Path, *, video_sequence: str,
-                              parameters: dict[str, Any] | None = None) -> Path:
-    """Maintainers: generate the demo split under ``root`` and record its parameters and ground-truth digests in
-    the package assets (run again only when the generator changes on purpose)."""
-    p = dict(parameters or DEFAULT_PARAMETERS)
-    bench = make_benchmark(root, split=p["split"], sequences=p["sequences"], frames=p["frames"],
-                           size=tuple(p["size"]), seed=p["seed"], layout=p["layout"])
-    if video_sequence not in bench.names:
-        raise ValueError(f"{video_sequence!r} is not a sequence of the demo split")
-    spec = {"generator_version": GENERATOR_VERSION, "parameters": p, "video_sequence": video_sequence,
-            "sequence_sha256": [groundtruth_digest([folder]) for folder in bench.folders]}
-    path = asset_path(DEMO_BENCHMARK_ASSET)
-    atomic_write_text(path, json.dumps(spec, indent=1) + "\n")
-    return path
