@@ -34,10 +34,7 @@ class Distributed:
 
     def barrier(self) -> None:
         if self.enabled:
-            if self.device.type == "cuda":
-                dist.barrier(device_ids=[self.device.index])
-            else:
-                dist.barrier()
+            dist.barrier(device_ids=[self.device.index] if self.device.type == "cuda" else None)
 
 
 def local_device(device: str | None = None, key: str = "device") -> torch.device:
@@ -81,9 +78,10 @@ def teardown() -> None:
         dist.destroy_process_group()
 
 
-def all_reduce_mean(values: torch.Tensor, ctx: Distributed) -> torch.Tensor:
-    if ctx.enabled:
+def all_reduce_mean(values: torch.Tensor) -> torch.Tensor:
+    """The mean over the processes of the default group (``values`` itself in a single process)."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         values = values.clone()
         dist.all_reduce(values)
-        values /= ctx.world_size
+        values /= dist.get_world_size()
     return values

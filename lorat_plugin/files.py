@@ -3,8 +3,9 @@
 Every result, record, checkpoint, state and generated annotation of the project is written through
 :func:`atomic_path`: the data goes to a hidden temporary file beside the target, is flushed to disk, and is renamed
 onto the target (``os.replace`` is atomic on POSIX and Windows), so a reader sees the old file or the whole new one.
-The temporary file is created like any other file (mode ``0o666`` less the umask, not ``mkstemp``'s ``0o600``), so
-colleagues and upload jobs can read what a run wrote. An interrupted write leaves no temporary file behind.
+The file gets the mode any other new file would (``0o666`` less the umask), whatever mode its writer chose
+(safetensors and ``mkstemp`` use ``0o600``), so colleagues and upload jobs can read what a run wrote. An interrupted
+write leaves no temporary file behind.
 """
 from __future__ import annotations
 
@@ -14,10 +15,6 @@ import secrets
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
-
-
-def _temporary_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
 
 
 def _fsync(path: Path) -> None:
@@ -33,15 +30,18 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path to write the whole file to; on success it replaces ``path``.
 
     For writers that take a path (``torch.save``, ``safetensors.torch.save_file``, ``zipfile``): whatever they
-    create is renamed onto ``path`` only when the block ends without an exception. "No space left on device" and
-    other write errors are re-raised naming ``path``.
+    create gets the umask's mode and is renamed onto ``path`` only when the block ends without an exception.
+    "No space left on device" and other write errors are re-raised naming ``path``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temporary_name(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
         yield tmp
         _fsync(tmp)
+        umask = os.umask(0)  # reading the umask means setting it: put it straight back
+        os.umask(umask)
+        tmp.chmod(0o666 & ~umask)
         os.replace(tmp, path)
     except OSError as e:
         if e.filename is None or e.errno == errno.ENOSPC:
@@ -55,9 +55,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (see :func:`atomic_path`)."""
     with atomic_path(path) as tmp:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as for open()
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        tmp.write_bytes(data)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

@@ -42,18 +42,11 @@ def build_model(config: str | ModelConfig | None = None, *, backbone_weights: Pa
                 if ckpt.is_backbone else ckpt.raw_state_dict_hint)
         raise WeightsError(f"{ckpt.path} is not a LoRAT checkpoint (no token_type_embed / head tensors){hint}")
     config = _resolve_config(config, ckpt)
-    if str(device) == "meta":
-        model = LoRAT(config, device="meta")
-        if config.tuning == "lora":
-            model.attach_lora(config.lora_rank, config.lora_alpha)
-        if merge:
-            model.strip_lora()
-        return model
-
-    model = LoRAT(config)
-    if backbone_weights is not None:
+    meta = str(device) == "meta"  # the structure only: no file is loaded into it
+    model = LoRAT(config, device="meta" if meta else None)
+    if backbone_weights is not None and not meta:
         load_backbone(model, read_weights(backbone_weights, what="DINOv2 backbone file", hint=dinov2_hint(config)))
-    elif ckpt is not None:
+    elif ckpt is not None and not meta:
         if not ckpt.is_backbone:
             raise WeightsError(f"{ckpt.path} holds only the trainable LoRAT tensors: pass backbone_weights= "
                                f"{dinov2_hint(config)}")
@@ -62,7 +55,7 @@ def build_model(config: str | ModelConfig | None = None, *, backbone_weights: Pa
         model.attach_lora(config.lora_rank, config.lora_alpha)
     else:
         model.requires_grad_(True)
-    if ckpt is not None:
+    if ckpt is not None and not meta:
         load_trainable(model, ckpt)
     if merge:
         model.strip_lora()

@@ -114,7 +114,6 @@ DINOV2_FILES = {
     "L": "dinov2_vitl14_pretrain.pth",
     "g": "dinov2_vitg14_pretrain.pth",
 }
-DINOV2_URL = "https://dl.fbaipublicfiles.com/dinov2/{stem}/{file}"
 # File names of the released LoRAT weights (Google Drive folder linked from github.com/LitingLin/LoRAT).
 RELEASED_CHECKPOINTS = {
     "B-224": "base.bin", "B-378": "base-378.bin", "L-224": "large.bin", "L-378": "large-378.bin",
@@ -150,11 +149,8 @@ class UnknownVariantError(KeyError, ValueError):
 def get_config(variant: str | ModelConfig) -> ModelConfig:
     if isinstance(variant, ModelConfig):
         return variant
-    key = variant.replace("_", "-")
-    if key in VARIANTS:
-        return VARIANTS[key]
-    lowered = {k.lower().replace("-", ""): k for k in VARIANTS}
-    match = lowered.get(key.lower().replace("-", ""))
+    names = {k.lower().replace("-", ""): k for k in VARIANTS}  # "B-224", "b224", "B_224" ...
+    match = names.get(variant.lower().replace("-", "").replace("_", ""))
     if match:
         return VARIANTS[match]
     raise UnknownVariantError(f"unknown LoRAT variant {variant!r}; known variants: {', '.join(VARIANTS)}")
@@ -177,4 +173,4 @@ def dinov2_hint(config: ModelConfig) -> str:
     if size is None:
         return "the backbone weights this model was trained from"
     file = DINOV2_FILES[size]
-    return f"{file} from {DINOV2_URL.format(stem=file.split('_pretrain')[0], file=file)}"
+    return f"{file} from https://dl.fbaipublicfiles.com/dinov2/{file.split('_pretrain')[0]}/{file}"

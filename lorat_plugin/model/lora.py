@@ -84,7 +84,7 @@ def attach_lora(blocks: nn.Module, rank: int, alpha: float) -> None:
     targets = [(name, m) for name, m in blocks.named_modules() if isinstance(m, nn.Linear)]
     for name, linear in targets:
         parent_name, _, child = name.rpartition(".")
-        parent = blocks.get_submodule(parent_name) if parent_name else blocks
+        parent = blocks.get_submodule(parent_name)  # "" is blocks itself
         chunks = 3 if child == "qkv" else 1
         setattr(parent, child, LoRALinear(linear, rank, alpha, chunks=chunks))
 
@@ -94,5 +94,5 @@ def strip_lora(module: nn.Module) -> None:
     for name, layer in list(lora_layers(module)):
         layer.merge()
         parent_name, _, child = name.rpartition(".")
-        parent = module.get_submodule(parent_name) if parent_name else module
+        parent = module.get_submodule(parent_name)  # "" is module itself
         setattr(parent, child, layer.base)

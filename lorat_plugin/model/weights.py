@@ -69,10 +69,7 @@ class WeightsFile:
 
     @property
     def lora_rank(self) -> int | None:
-        for key, t in self.tensors.items():
-            if key.endswith(".lora.A"):
-                return int(t.shape[0])
-        return None
+        return next((int(t.shape[0]) for key, t in self.tensors.items() if key.endswith(".lora.A")), None)
 
     @property
     def lora_alpha(self) -> float | None:
@@ -178,29 +175,21 @@ def backbone_state_dict(weights: WeightsFile, config: ModelConfig) -> dict[str, 
 
 # ---- LoRAT trainable tensors <-> the reference key layout ------------------------------------------------------
 
-def _reference_name(module_path: str, config: ModelConfig) -> str:
-    if config.ffn == "swiglu":
-        module_path = module_path.replace(".mlp.fc1", ".mlp.w12").replace(".mlp.fc2", ".mlp.w3")
-    return module_path
-
-
 def trainable_to_reference(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The model's non-backbone tensors (LoRA, token types, head) in the reference's key layout."""
-    config: ModelConfig = model.config
+    swiglu = model.config.ffn == "swiglu"
     out: dict[str, torch.Tensor] = {}
     for path, layer in lora_layers(model):
         if layer.merged:
-            raise WeightsError("cannot save adapters from a merged model: unmerge_lora() first")
-        ref = _reference_name(path, config)
+            raise WeightsError("cannot save a merged model's adapters: call unmerge_lora() first")
+        ref = path.replace(".mlp.fc1", ".mlp.w12").replace(".mlp.fc2", ".mlp.w3") if swiglu else path
         names = ("q", "k", "v") if layer.chunks == 3 else (None,)
         a = layer.lora_A.view(layer.chunks, layer.rank, -1)
         for c, name in enumerate(names):
             prefix = f"{ref}.{name}" if name else ref
             out[f"{prefix}.lora.A"] = a[c]
             out[f"{prefix}.lora.B"] = layer.lora_B[c]
-    for key, tensor in model.state_dict().items():
-        if key == "token_type_embed" or key.startswith("head."):
-            out[key] = tensor
+    out.update({key: tensor for key, tensor in model.state_dict().items() if _is_head_key(key)})
     return out
 
 
@@ -237,16 +226,12 @@ def _copy_into(model: torch.nn.Module, own: dict[str, torch.Tensor], tensors: di
         if tensors[key].shape != view.shape:
             raise WeightsError(f"{weights.path}: {what} tensor {key} has shape {tuple(tensors[key].shape)}, the "
                                f"model expects {tuple(view.shape)}{_guess_variant(weights)}")
-    _check_finite(weights, {k: tensors[k] for k in own})
+    for key in own:
+        if tensors[key].is_floating_point() and not torch.isfinite(tensors[key]).all():
+            raise WeightsError(f"{weights.path}: tensor {key} contains NaN or Inf values; the file is corrupt")
     with torch.no_grad():
         for key, view in own.items():
             view.copy_(tensors[key])
-
-
-def _check_finite(weights: WeightsFile, tensors: dict[str, torch.Tensor]) -> None:
-    for key, t in tensors.items():
-        if t.is_floating_point() and not torch.isfinite(t).all():
-            raise WeightsError(f"{weights.path}: tensor {key} contains NaN or Inf values; the file is corrupt")
 
 
 def _describe_mismatch(weights: WeightsFile, config: ModelConfig, missing: list[str], unexpected: list[str],
@@ -291,9 +276,7 @@ def save_checkpoint(model: torch.nn.Module, path: str | os.PathLike, *, include_
     config: ModelConfig = model.config
     if include_backbone is None:
         include_backbone = config.tuning == "full"
-    if any(layer.merged for _, layer in lora_layers(model)):
-        raise WeightsError("cannot save a merged model's adapters: call unmerge_lora() first")
-    tensors = trainable_to_reference(model)
+    tensors = trainable_to_reference(model)  # refuses a merged model
     if include_backbone:
         for key, tensor in model.state_dict().items():
             key = key.replace(".base.", ".")  # the frozen weight inside a LoRA wrapper is the plain linear's
@@ -305,10 +288,7 @@ def save_checkpoint(model: torch.nn.Module, path: str | os.PathLike, *, include_
     path = Path(path)
     try:
         with atomic_path(path) as tmp:
-            tmp.touch()  # the mode any new file gets (umask); safetensors writes its files 0600
-            mode = tmp.stat().st_mode
             save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
-            tmp.chmod(mode)
     except SafetensorError as e:  # a failed write (a full disk ...) is not an OSError there
         raise OSError(f"cannot write {path}: {e}") from e
     return path

@@ -8,7 +8,6 @@ split into accumulation micro-steps and then ranks, so 1 process and N processes
 """
 from __future__ import annotations
 
-import functools
 import logging
 import warnings
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Iterator
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
+from torchvision.io import ImageReadMode, decode_jpeg
 
 from ..data import FrameError
 from .pairs import PairRecipe, make_pair
@@ -29,7 +29,7 @@ _JPEG = {".jpg", ".jpeg", ".jpe"}
 
 def decode_frame(path: str | Path) -> torch.Tensor:
     """A frame as uint8 3 x H x W RGB. JPEG goes through torchvision's libjpeg-turbo decoder (about 1.5x faster
-    than PIL's, which is the fallback for other formats and for torchvision builds without image decoding)."""
+    than PIL's, which reads the other formats)."""
     path = str(path)
     try:
         with open(path, "rb") as f:
@@ -38,32 +38,16 @@ def decode_frame(path: str | Path) -> torch.Tensor:
         raise FrameError(f"frame not found: {path}") from e
     except OSError as e:
         raise FrameError(f"cannot read frame {path}: {e}") from e
-    decode_jpeg = _torchvision_jpeg_decoder()
-    if decode_jpeg is not None and Path(path).suffix.lower() in _JPEG:
+    if Path(path).suffix.lower() in _JPEG:
         try:
-            return decode_jpeg(data)
+            with warnings.catch_warnings():  # torchvision 0.29 deprecates its image I/O in favour of TorchCodec
+                warnings.simplefilter("ignore", DeprecationWarning)
+                return decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
         except (RuntimeError, ValueError):
-            pass  # let PIL try, and word the error
+            pass  # builds without libjpeg, odd files: let PIL try, and word the error
     from ..data import read_image
     array = read_image(path)
     return torch.from_numpy(array if array.flags.writeable else array.copy()).permute(2, 0, 1).contiguous()
-
-
-@functools.cache
-def _torchvision_jpeg_decoder():
-    try:
-        with warnings.catch_warnings():  # torchvision 0.29 deprecates its image I/O in favour of TorchCodec
-            warnings.simplefilter("ignore", DeprecationWarning)
-            import torchvision.io as tio
-            tio.decode_jpeg  # noqa: B018 (missing in builds without image support)
-    except (ImportError, AttributeError):
-        return None
-
-    def decode(data: bytes) -> torch.Tensor:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            return tio.decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=tio.ImageReadMode.RGB)
-    return decode
 
 
 def _box_in_frame(box_xywh: np.ndarray, image: torch.Tensor) -> np.ndarray | None:
@@ -83,11 +67,8 @@ class PairDataset(Dataset):
 
     def __init__(self, source: TrainingSource, recipe: PairRecipe, *, samples_per_epoch: int, seed: int,
                  max_gap: int) -> None:
-        self.source = source
-        self.recipe = recipe
+        self.source, self.recipe, self.seed, self.max_gap = source, recipe, seed, max_gap
         self.samples_per_epoch = samples_per_epoch
-        self.seed = seed
-        self.max_gap = max_gap
         self._plan: tuple[int, np.ndarray, np.ndarray] | None = None
 
     def __len__(self) -> int:
@@ -161,5 +142,4 @@ class StepBatchSampler(Sampler[list[tuple[int, int]]]):
 def build_loader(dataset: PairDataset, sampler: StepBatchSampler, *, num_workers: int, pin_memory: bool,
                  prefetch_factor: int = 2) -> DataLoader:
     extra = {"prefetch_factor": prefetch_factor, "persistent_workers": True} if num_workers > 0 else {}
-    return DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers,
-                      pin_memory=pin_memory, **extra)
+    return DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, pin_memory=pin_memory, **extra)

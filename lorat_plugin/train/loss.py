@@ -4,9 +4,10 @@ averaged over all processes (>= 1)."""
 from __future__ import annotations
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torchvision.ops import generalized_box_iou_loss
+
+from ..distributed import all_reduce_mean
 
 EPS = 1e-6
 
@@ -23,26 +24,16 @@ def box_iou(a: torch.Tensor, b: torch.Tensor, eps: float = EPS) -> torch.Tensor:
     return overlap / union
 
 
-def global_positive_count(positive: torch.Tensor) -> torch.Tensor:
-    """The number of positive cells, averaged over the processes of the default group, at least 1."""
-    count = positive.sum().to(torch.float32)
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        count = count.clone()
-        dist.all_reduce(count)
-        count = count / dist.get_world_size()
-    return count.clamp(min=1.0)
-
-
 def tracking_loss(score_map: torch.Tensor, boxes: torch.Tensor, positive: torch.Tensor, gt_boxes: torch.Tensor, *,
                   cls_weight: float = 1.0, box_weight: float = 1.0, iou_aware: bool = True,
                   num_positive: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """``score_map`` B x h x w logits, ``boxes`` B x h x w x 4 predicted normalised xyxy, ``positive`` B x h x w
     bools, ``gt_boxes`` B x 4 normalised xyxy. Returns (total, {"cls", "box", "num_positive"} detached).
 
-    ``num_positive`` defaults to :func:`global_positive_count` (an all-reduce when distributed)."""
+    ``num_positive`` defaults to the number of positive cells averaged over all processes, at least 1."""
     score_map, boxes, gt_boxes = score_map.float(), boxes.float(), gt_boxes.float()
     if num_positive is None:
-        num_positive = global_positive_count(positive)
+        num_positive = all_reduce_mean(positive.sum().to(torch.float32)).clamp(min=1.0)
     batch_index, row, col = positive.nonzero(as_tuple=True)
     predicted = boxes[batch_index, row, col]
     target_boxes = gt_boxes[batch_index]

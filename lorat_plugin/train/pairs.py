@@ -8,6 +8,7 @@ training device, which moves a quarter of the bytes through worker queues and ho
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,13 +43,10 @@ class PairRecipe:
 
     @classmethod
     def create(cls, model: ModelConfig, data: DataSection) -> "PairRecipe":
+        settings = {f.name: getattr(data, f.name) for f in dataclasses.fields(cls) if hasattr(data, f.name)}
         return cls(template_size=model.template_size, search_size=model.search_size,
                    template_grid=model.template_grid, search_grid=model.search_grid,
-                   template_factor=model.template_area_factor, search_factor=model.search_area_factor,
-                   scale_jitter=data.scale_jitter, translation_jitter=data.translation_jitter,
-                   min_object_size=data.min_object_size, crop_attempts=data.crop_attempts,
-                   flip_probability=data.flip_probability, brightness=data.brightness, contrast=data.contrast,
-                   saturation=data.saturation, three_augment=data.three_augment)
+                   template_factor=model.template_area_factor, search_factor=model.search_area_factor, **settings)
 
 
 def jittered_search_transform(box: np.ndarray, recipe: PairRecipe, rng: np.random.Generator

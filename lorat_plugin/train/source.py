@@ -62,8 +62,7 @@ class CompactDataset:
 def compact(name: str, weight: float, sequences: Iterable[Sequence]) -> CompactDataset:
     """Flatten sequences; tracks without one usable frame are dropped; tracks sharing frames become one video."""
     dirs: dict[str, int] = {}
-    videos: dict[tuple, list[int]] = {}
-    track_dir, lengths, names, boxes, valid = [], [], [], [], []
+    videos: dict[tuple, list[tuple[int, list[str], np.ndarray, np.ndarray]]] = {}  # tracks of each video
     dropped = 0
     for seq in sequences:
         box = np.asarray(seq.boxes, dtype=np.float64)
@@ -81,53 +80,30 @@ def compact(name: str, weight: float, sequences: Iterable[Sequence]) -> CompactD
             parent = os.path.commonpath(frames)
             rel = [os.path.relpath(f, parent) for f in frames]
         dir_id = dirs.setdefault(parent, len(dirs))
-        key = (dir_id, rel[0], rel[-1], len(rel))
-        videos.setdefault(key, []).append(len(lengths))
-        track_dir.append(dir_id)
-        lengths.append(len(rel))
-        names.extend(rel)
-        boxes.append(box.astype(np.float32))
-        valid.append(ok)
+        videos.setdefault((dir_id, rel[0], rel[-1], len(rel)), []).append((dir_id, rel, box.astype(np.float32), ok))
     if dropped:
         log.info("%s: %d sequence(s) without a single visible, valid box dropped", name, dropped)
-    if not lengths:
+    if not videos:
         raise ConfigError(f"training source {name!r} has no sequence with a visible target")
-    # Put the tracks of each video next to each other.
-    order = [t for tracks in videos.values() for t in tracks]
-    starts = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
-    rows = np.concatenate([np.arange(starts[t], starts[t + 1]) for t in order])
-    lengths_ordered = np.asarray([lengths[t] for t in order], dtype=np.int64)
-    video_sizes = [len(tracks) for tracks in videos.values()]
-    all_boxes = np.concatenate(boxes)
-    all_valid = np.concatenate(valid)
+    tracks = [track for members in videos.values() for track in members]  # the tracks of each video side by side
     return CompactDataset(
         name=name, weight=float(weight),
         dirs=np.asarray([os.fsencode(d) for d in dirs], dtype=bytes),
-        track_dir=np.asarray([track_dir[t] for t in order], dtype=np.int32),
-        track_start=np.concatenate(([0], np.cumsum(lengths_ordered))).astype(np.int64),
-        frame_names=np.asarray([os.fsencode(n) for n in names], dtype=bytes)[rows],
-        boxes=all_boxes[rows], valid=all_valid[rows],
-        video_start=np.concatenate(([0], np.cumsum(video_sizes))).astype(np.int64))
-
-
-def read_sequence_list(path: Path, split_root: Path | None) -> list[str] | list[int]:
-    """Names, or 0-based indices into ``split_root/list.txt`` (GOT-10k's ``got10k_vot_train_split.txt``)."""
-    if not path.is_file():
-        raise FileNotFoundError(f"sequences file not found: {path}")
-    items = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
-    items = [i for i in items if i and not i.startswith("#")]
-    if items and all(i.isdigit() for i in items):
-        return [int(i) for i in items]
-    return items
+        track_dir=np.asarray([t[0] for t in tracks], dtype=np.int32),
+        track_start=np.cumsum([0] + [len(t[1]) for t in tracks], dtype=np.int64),
+        frame_names=np.asarray([os.fsencode(n) for t in tracks for n in t[1]], dtype=bytes),
+        boxes=np.concatenate([t[2] for t in tracks]), valid=np.concatenate([t[3] for t in tracks]),
+        video_start=np.cumsum([0] + [len(members) for members in videos.values()], dtype=np.int64))
 
 
 def select_sequences(sequences: list[Sequence], wanted: list[str] | list[int], entry: DatasetEntry,
                      split_root: Path | None, where: str) -> list[Sequence]:
+    """The named sequences, or those at 0-based indices into ``split_root/list.txt`` (else the sorted names)."""
     if wanted and isinstance(wanted[0], int):
-        order: list[str] | None = None
-        if split_root is not None and (split_root / "list.txt").is_file():
-            order = [s.strip() for s in (split_root / "list.txt").read_text().splitlines() if s.strip()]
-        if order is None:
+        listing = split_root / "list.txt" if split_root is not None else None
+        if listing is not None and listing.is_file():
+            order = [s.strip() for s in listing.read_text().splitlines() if s.strip()]
+        else:
             order = sorted(s.name for s in sequences)
         bad = [i for i in wanted if i >= len(order)]
         if bad:
@@ -152,8 +128,13 @@ def load_entry(entry: DatasetEntry, where: str) -> list[Sequence]:
     sequences = load_dataset(entry.name, root, split=entry.split)
     if entry.sequences_file is not None:
         path = resolve_path(entry.sequences_file, f"{where}.sequences_file")
+        if not path.is_file():
+            raise FileNotFoundError(f"sequences file not found: {path}")
+        # One name per line, or indices (GOT-10k's got10k_vot_train_split.txt); "#" starts a comment line.
+        items = [i for i in map(str.strip, path.read_text(encoding="utf-8").splitlines()) if i and i[0] != "#"]
+        wanted = [int(i) for i in items] if items and all(i.isdigit() for i in items) else items
         split_root = root / entry.split if entry.split and (root / entry.split).is_dir() else root
-        sequences = select_sequences(sequences, read_sequence_list(path, split_root), entry, split_root, where)
+        sequences = select_sequences(sequences, wanted, entry, split_root, where)
     return sequences
 
 
@@ -182,26 +163,17 @@ def build_source(entries: list[DatasetEntry], where: str = "data.datasets", cach
         key = hashlib.sha1(json.dumps(dataclasses.asdict(entry), sort_keys=True).encode()).hexdigest()[:16]
         cached = cache / f"{label}-{key}.npz" if cache is not None else None
         if cached is not None and cached.is_file():
-            datasets.append(_load_compact(cached, label, entry.weight))
+            with np.load(cached, allow_pickle=False) as arrays:
+                datasets.append(CompactDataset(label, float(entry.weight), **{k: arrays[k] for k in _ARRAYS}))
             continue
-        dataset = compact(label, entry.weight, load_entry(entry, f"{where}.{i}"))
+        datasets.append(compact(label, entry.weight, load_entry(entry, f"{where}.{i}")))
         if cached is not None:
-            _save_compact(cached, dataset)
-        datasets.append(dataset)
+            with atomic_path(cached) as tmp, open(tmp, "wb") as f:  # a file object: np.savez would add ".npz" to a name
+                np.savez(f, **{name: getattr(datasets[-1], name) for name in _ARRAYS})
     return TrainingSource(datasets)
 
 
 _ARRAYS = ("dirs", "track_dir", "track_start", "frame_names", "boxes", "valid", "video_start")
-
-
-def _save_compact(path: Path, dataset: CompactDataset) -> None:
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: np.savez would append ".npz" to a name
-        np.savez(f, **{name: getattr(dataset, name) for name in _ARRAYS})
-
-
-def _load_compact(path: Path, name: str, weight: float) -> CompactDataset:
-    with np.load(path, allow_pickle=False) as arrays:
-        return CompactDataset(name=name, weight=float(weight), **{key: arrays[key] for key in _ARRAYS})
 
 
 # ---- sampling ---------------------------------------------------------------------------------------------------

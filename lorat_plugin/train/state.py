@@ -39,18 +39,14 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
         raise OSError(f"cannot write {path}: {e}") from e
 
 
-def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {name: p.detach().cpu().clone() for name, p in model.named_parameters() if p.requires_grad}
-
-
 def save_state(path: Path, *, model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
                epoch: int, step_in_epoch: int, global_step: int, config: dict[str, Any], world_size: int) -> None:
     atomic_torch_save({
         "format": STATE_FORMAT, "version": STATE_VERSION,
         "epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": global_step,
-        "trainable": trainable_state(model), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-        "config": config, "world_size": world_size,
-        "torch_version": str(torch.__version__),
+        "trainable": {name: p.detach().cpu().clone() for name, p in model.named_parameters() if p.requires_grad},
+        "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+        "config": config, "world_size": world_size, "torch_version": str(torch.__version__),
     }, path)
 
 
@@ -89,14 +85,10 @@ def restore_scaler(scaler: torch.amp.GradScaler, saved: dict[str, Any]) -> None:
         scaler.load_state_dict(saved)
 
 
-def checkpoint_name(epochs_done: int, total_epochs: int) -> str:
-    return f"epoch_{epochs_done:0{len(str(total_epochs))}d}.safetensors"
-
-
 def write_checkpoint(model: nn.Module, folder: Path, epochs_done: int, total_epochs: int, keep: int, *,
                      include_backbone: bool | None, metadata: dict[str, str]) -> Path:
     """Write this epoch's checkpoint and delete the oldest periodic ones beyond ``keep``."""
-    path = save_checkpoint(model, folder / checkpoint_name(epochs_done, total_epochs),
+    path = save_checkpoint(model, folder / f"epoch_{epochs_done:0{len(str(total_epochs))}d}.safetensors",
                            include_backbone=include_backbone or None, extra_metadata=metadata)
     periodic = sorted((p for p in folder.glob("epoch_*.safetensors")
                        if re.fullmatch(r"epoch_\d+\.safetensors", p.name)), key=lambda p: int(p.stem.split("_")[1]))

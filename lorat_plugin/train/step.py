@@ -24,12 +24,10 @@ from .optim import build_optimizer
 
 log = logging.getLogger(__name__)
 
-AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
-
 
 def amp_dtype(name: str, device: torch.device) -> torch.dtype:
     """The autocast dtype of ``train.dtype`` on ``device`` (fp16 falls back to fp32 on the CPU)."""
-    dtype = AMP_DTYPES[name]
+    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[name]
     if dtype == torch.float16 and device.type == "cpu":
         log.warning("train.dtype=fp16 is not used on the CPU; training in fp32 (bf16 works on CPU)")
         return torch.float32
@@ -66,8 +64,7 @@ class TrainStep:
                  device: torch.device, grad_clip: float, loss: LossSection,
                  scaler: torch.amp.GradScaler | None = None, attention: str = "default") -> None:
         self.model, self.network, self.optimizer = model, network, optimizer
-        self.amp, self.device, self.grad_clip, self.loss = amp, device, grad_clip, loss
-        self.attention = attention
+        self.amp, self.device, self.grad_clip, self.loss, self.attention = amp, device, grad_clip, loss, attention
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.scaler = scaler or torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
 

@@ -36,10 +36,6 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)  # logged points (rank 0)
 
 
-def default_output(config: TrainConfig) -> Path:
-    return Path("runs") / config.name
-
-
 def build_training_model(config: TrainConfig) -> LoRAT:
     """The model the config asks for, initialised identically on every rank (seeded)."""
     section = config.model
@@ -88,7 +84,7 @@ def train(config: TrainConfig, output: str | Path | None = None, *, resume: bool
         make_deterministic()
     ctx = setup(config.train.device)
     try:
-        return _Trainer(config, Path(output) if output else default_output(config), ctx, resume=resume,
+        return _Trainer(config, Path(output or Path("runs") / config.name), ctx, resume=resume,
                         progress=progress, on_log=on_log, validation=validation).run(stop_after_steps)
     finally:
         teardown()
@@ -138,10 +134,9 @@ class _Trainer:
         self.network: nn.Module = self.model
         if ctx.enabled:
             from torch.nn.parallel import DistributedDataParallel as DDP
-            accumulate = config.optim.accumulation_steps > 1
             self.network = DDP(self.model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
-                               static_graph=not accumulate, gradient_as_bucket_view=True, bucket_cap_mb=100,
-                               find_unused_parameters=False)
+                               static_graph=config.optim.accumulation_steps == 1, gradient_as_bucket_view=True,
+                               bucket_cap_mb=100)
         if t.compile:
             self.network = torch.compile(self.network)
         self.step = TrainStep(self.model, self.network, self.optimizer, amp=self.amp, device=ctx.device,
@@ -275,7 +270,7 @@ class _Trainer:
             del batches
 
     def _log(self, sums: torch.Tensor, count: int, wait: float, elapsed: float, lr: float, bar: Any) -> None:
-        means = all_reduce_mean(sums / max(count, 1), self.ctx).tolist()
+        means = all_reduce_mean(sums / max(count, 1)).tolist()
         skipped = round(means[4] * count)
         self._check_finite(skipped)
         samples = count * self.config.data.batch_size
