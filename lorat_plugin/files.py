@@ -17,14 +17,6 @@ from pathlib import Path
 from typing import Iterator
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path to write the whole file to; on success it replaces ``path``.
@@ -38,7 +30,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
         yield tmp
-        _fsync(tmp)
+        with open(tmp, "rb") as f:  # on disk before the rename makes it the file
+            os.fsync(f.fileno())
         umask = os.umask(0)  # reading the umask means setting it: put it straight back
         os.umask(umask)
         tmp.chmod(0o666 & ~umask)

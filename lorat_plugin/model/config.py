@@ -107,13 +107,8 @@ _RESOLUTIONS = {
     "378": (196, 378, 5.0),
 }
 
-# Meta's file name for each size, and where users get it (we never download it ourselves).
-DINOV2_FILES = {
-    "S": "dinov2_vits14_pretrain.pth",
-    "B": "dinov2_vitb14_pretrain.pth",
-    "L": "dinov2_vitl14_pretrain.pth",
-    "g": "dinov2_vitg14_pretrain.pth",
-}
+# Meta's file name for each size (dinov2_vits14_pretrain.pth ...); dinov2_hint says where users get it.
+DINOV2_FILES = {size: f"dinov2_vit{size.lower()}14_pretrain.pth" for size in _VIT_SIZES}
 # File names of the released LoRAT weights (Google Drive folder linked from github.com/LitingLin/LoRAT).
 RELEASED_CHECKPOINTS = {
     "B-224": "base.bin", "B-378": "base-378.bin", "L-224": "large.bin", "L-378": "large-378.bin",

@@ -2,9 +2,9 @@
 
 All loads are from local paths. Key layouts:
 
-* DINOv2, Meta's ``dinov2_vit*14_pretrain.pth`` or timm's ``vit_*_patch14_dinov2`` files: ``pos_embed`` (1 x 1370 x D,
-  cls first), ``patch_embed.proj.*``, ``blocks.N.{norm1,attn.qkv,attn.proj,ls1.gamma,norm2,mlp.*,ls2.gamma}``, ``norm.*``.
-  The SwiGLU FFN of ViT-g is ``mlp.w12``/``mlp.w3`` (Meta) or ``mlp.fc1``/``mlp.fc2`` (timm).
+* DINOv2, Meta's ``dinov2_vit*14_pretrain.pth`` or timm's ``vit_*_patch14_dinov2`` files: ``pos_embed``
+  (1 x 1370 x D, cls first), ``patch_embed.proj.*``, ``blocks.N.{norm1,attn.qkv,attn.proj,ls1.gamma,norm2,mlp.*,
+  ls2.gamma}``, ``norm.*``. ViT-g's SwiGLU FFN is ``mlp.w12``/``mlp.w3`` (Meta) or ``mlp.fc1``/``mlp.fc2`` (timm).
 * LoRAT checkpoints (the reference's and the released ``*.bin`` files, which are safetensors): the trainable tensors
   only -- ``blocks.N.attn.qkv.{q,k,v}.lora.{A,B}``, ``blocks.N.attn.proj.lora.*``, ``blocks.N.mlp.{fc1,fc2 | w12,w3}
   .lora.*``, ``token_type_embed``, ``head.{cls,reg}_mlp.layers.{0,1,2}.*``. LoRA alpha is not stored: alpha = rank.

@@ -1,11 +1,8 @@
-"""Training LoRAT: the paper's recipe from one process to many under torchrun.
+"""Training LoRAT: the paper's recipe from one process to many under torchrun (docs/training.md).
 
-``load_config`` reads a YAML config (defaults = the recipe), ``train`` runs it. The pieces are importable on their
-own: pair sampling (:mod:`.source`), crops / augmentations / labels (:mod:`.pairs`, :mod:`.augment`,
-:mod:`.labels`), the input pipeline (:mod:`.data`), the loss (:mod:`.loss`), optimiser and schedule
-(:mod:`.optim`), one optimiser step (:mod:`.step`, also for benchmarks), checkpoints and resumable state
-(:mod:`.state`). Validation is the caller's (``train(..., validation=...)``): training imports no tracking engine.
-See docs/training.md.
+``load_config`` reads a YAML config (defaults = the recipe), ``train`` runs it. Sampling, crops, augmentations,
+labels, the input pipeline, loss, optimiser, one step (also for benchmarks) and the run's files are modules of their
+own. Validation is the caller's (``train(..., validation=...)``): training imports no tracking engine.
 """
 from .config import ConfigError, TrainConfig, load_config
 from .loss import tracking_loss

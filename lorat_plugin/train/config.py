@@ -176,13 +176,6 @@ class TrainConfig:
         data["model"] = {k: v for k, v in data["model"].items() if k not in _ARCH or v is not None}
         return data
 
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
-
-    @property
-    def steps_per_epoch(self) -> int:
-        return self.data.samples_per_epoch // self.data.batch_size
-
     def validate(self, world_size: int = 1) -> None:
         """Every count, size and rate in range; the global batch splits over processes and accumulation."""
         d, o = self.data, self.optim
@@ -261,11 +254,6 @@ def _recipe_layers(path: Path, depth: int = 0) -> list[dict[str, Any]]:
     return [*_recipe_layers(beside if beside.is_file() else resolve_config_path(str(base)), depth + 1), raw]
 
 
-def packaged_configs() -> list[str]:
-    """Names of the recipes shipped in ``lorat_plugin/configs`` (``B-224``, ``demo``, ...)."""
-    return sorted(p.stem for p in PACKAGED_CONFIGS.glob("*.yaml"))
-
-
 def resolve_config_path(path: str | os.PathLike) -> Path:
     """A YAML file, or the name of a shipped recipe (``--config B-224`` works in any installation)."""
     path = Path(path)
@@ -275,7 +263,7 @@ def resolve_config_path(path: str | os.PathLike) -> Path:
     if str(path.parent) in (".", "configs") and shipped.is_file():  # "B-224" or a checkout's "configs/B-224.yaml"
         return shipped
     raise FileNotFoundError(f"training config not found: {path} (a YAML file, or one of the shipped recipes: "
-                            f"{', '.join(packaged_configs())})")
+                            f"{', '.join(sorted(p.stem for p in PACKAGED_CONFIGS.glob('*.yaml')))})")
 
 
 def _escape(value: Any) -> Any:

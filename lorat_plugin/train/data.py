@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.io import ImageReadMode, decode_jpeg
 
 from ..data import FrameError
+from ..geometry import clip_box, xywh_to_xyxy
 from .pairs import PairRecipe, make_pair
 from .source import TrainingSource, epoch_plan, sample_frames, sample_track
 
@@ -52,12 +53,8 @@ def decode_frame(path: str | Path) -> torch.Tensor:
 
 def _box_in_frame(box_xywh: np.ndarray, image: torch.Tensor) -> np.ndarray | None:
     """x1 y1 x2 y2 fitted into the frame, or None if nothing of it is left (the reference's cleaning filter)."""
-    h, w = image.shape[-2:]
-    x1, y1 = np.clip(box_xywh[:2], 0, (w, h))
-    x2, y2 = np.clip(box_xywh[:2] + box_xywh[2:], 0, (w, h))
-    if x2 - x1 <= 0 or y2 - y1 <= 0:
-        return None
-    return np.array((x1, y1, x2, y2), dtype=np.float64)
+    box = clip_box(xywh_to_xyxy(box_xywh), image.shape[-1], image.shape[-2])
+    return box if (box[2:] > box[:2]).all() else None
 
 
 class PairDataset(Dataset):

@@ -1,13 +1,12 @@
-"""Optimiser and learning-rate schedule of the recipe (the paper, and the reference's optimizer and scheduler
-configs), both from timm.
+"""Optimiser and learning-rate schedule of the recipe (the paper; the reference's optimizer and scheduler configs),
+both from timm.
 
-AdamW over the trainable parameters; no weight decay for parameters that are 1-D after squeezing (biases, norms,
-the 1 x D last classification weight) and for names containing ``embed`` (``token_type_embed``, ``pos_embed``,
-``patch_embed``). The rate warms up linearly per iteration from ``warmup_lr`` for ``warmup_epochs``, then follows a
-cosine from ``lr`` to ``min_lr`` whose period counts ``epochs`` whole epochs *after* the warm-up (timm's
-``CosineLRScheduler`` with ``warmup_prefix=True``, stepped per iteration), so the last step ends short of the
-cosine's end, as in the reference. Optional layer-wise decay (the full fine-tuning baseline) scales block ``i``'s
-rate by ``decay^(depth - i)`` and the patch embedding's by ``decay^(depth + 1)``.
+AdamW without weight decay for parameters that are 1-D after squeezing (biases, norms, the 1 x D classification
+weight) and for names containing ``embed``. The rate warms up linearly per iteration from ``warmup_lr``, then follows
+a cosine from ``lr`` to ``min_lr`` whose period is ``epochs`` whole epochs *after* the warm-up (timm's
+``warmup_prefix=True``), so the last step ends short of the cosine's end, as in the reference. Layer-wise decay (the
+full fine-tuning baseline) scales block ``i``'s rate by ``decay^(depth - i)``, the patch embedding's by
+``decay^(depth + 1)``.
 """
 from __future__ import annotations
 

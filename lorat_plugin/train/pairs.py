@@ -31,15 +31,15 @@ class PairRecipe:
     search_grid: int
     template_factor: float
     search_factor: float
-    scale_jitter: float = 0.25
-    translation_jitter: float = 3.0
-    min_object_size: float = 10.0
-    crop_attempts: int = 12
-    flip_probability: float = 0.5
-    brightness: float = 0.4
-    contrast: float = 0.4
-    saturation: float = 0.4
-    three_augment: bool = True
+    scale_jitter: float = DataSection.scale_jitter
+    translation_jitter: float = DataSection.translation_jitter
+    min_object_size: float = DataSection.min_object_size
+    crop_attempts: int = DataSection.crop_attempts
+    flip_probability: float = DataSection.flip_probability
+    brightness: float = DataSection.brightness
+    contrast: float = DataSection.contrast
+    saturation: float = DataSection.saturation
+    three_augment: bool = DataSection.three_augment
 
     @classmethod
     def create(cls, model: ModelConfig, data: DataSection) -> "PairRecipe":

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+import yaml
 from torch import nn
 
 from ..distributed import Distributed, all_reduce_mean, setup, teardown
@@ -26,6 +27,7 @@ from .source import build_source
 from .step import TrainStep, amp_dtype
 
 log = logging.getLogger(__name__)
+
 
 @dataclass
 class TrainResult:
@@ -59,11 +61,6 @@ def make_deterministic() -> None:
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read when cuBLAS starts: before the first matmul
     torch.use_deterministic_algorithms(True)
     torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
-
-
-def _step_seed(seed: int, step: int, rank: int) -> int:
-    # Drop path and any other torch randomness in the forward pass: a function of (seed, step, rank).
-    return (seed * 1_000_003 + step * 7919 + rank) % (2 ** 63)
 
 
 # (model, run folder of this validation, process context) -> headline metrics on rank 0, {} on the others.
@@ -122,7 +119,7 @@ class _Trainer:
         log.info("model: %s, %.2fM trainable of %.2fM parameters (%s tuning)", self.model.config.to_json(),
                  counts["trainable"] / 1e6, counts["total"] / 1e6, self.model.config.tuning)
         self.optimizer = build_optimizer(self.model, config.optim)
-        self.steps_per_epoch = config.steps_per_epoch
+        self.steps_per_epoch = config.data.samples_per_epoch // config.data.batch_size
         self.schedule = build_schedule(self.optimizer, config.optim, self.steps_per_epoch, t.epochs)
         self.amp = amp_dtype(t.dtype, ctx.device)
         self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=self.amp == torch.float16)
@@ -168,13 +165,12 @@ class _Trainer:
                                       "--resume to continue it, or choose another --output")
             self.output.mkdir(parents=True, exist_ok=True)
             if resume and config_file.is_file():
-                import yaml
                 before = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
                 changes = config_differences(before, self.config.to_dict())
                 if changes:
                     log.warning("resuming with a changed config (the result will differ from an uninterrupted run "
                                 "if these matter): %s", "; ".join(changes))
-            atomic_write_text(config_file, self.config.to_yaml())
+            atomic_write_text(config_file, yaml.safe_dump(self.config.to_dict(), sort_keys=False))
         self.ctx.barrier()
 
     def _load_state(self) -> None:
@@ -237,7 +233,8 @@ class _Trainer:
                 self.schedule.step_update(self.global_step)
                 group = self.optimizer.param_groups[-1]
                 lr = group["lr"] / group.get("lr_scale", 1.0)
-                torch.manual_seed(_step_seed(cfg.train.seed, self.global_step, ctx.rank))
+                # Drop path and any other torch randomness in the forward pass: a function of (seed, step, rank).
+                torch.manual_seed((cfg.train.seed * 1_000_003 + self.global_step * 7919 + ctx.rank) % (2 ** 63))
                 for micro in range(accumulation):
                     tick = time.perf_counter()
                     batch = next(batches)
