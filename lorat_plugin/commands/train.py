@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.overrides)
     if int(os.environ.get("RANK", "0")) != 0:
         logging.getLogger().setLevel(logging.WARNING)  # one process talks
-    output = args.output or (resolve_path(config.train.output, "train.output") if config.train.output else None)
+    output = args.output or resolve_path(config.train.output, "train.output")
     result = train(config, output, resume=args.resume, stop_after_steps=args.stop_after_steps,
                    progress=not (args.no_progress or args.quiet),
                    validation=tracking_validation(config) if config.validation.dataset is not None else None)

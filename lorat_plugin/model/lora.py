@@ -55,19 +55,16 @@ class LoRALinear(nn.Module):
         return y + delta * self.scale
 
     @torch.no_grad()
-    def merge(self) -> None:
-        """Fold the adapters into the frozen weight (fp32 math, cast back to the weight's dtype)."""
-        if not self.merged:
+    def merge(self, merged: bool = True) -> None:
+        """Fold the adapters into the frozen weight, or with ``merged=False`` take them out again (fp32 math, cast
+        back to the weight's dtype)."""
+        if merged != self.merged:
             w = self.base.weight
-            w.copy_((w.float() + self.delta_weight()).to(w.dtype))
-            self.merged = True
+            w.copy_((w.float() + self.delta_weight() if merged else w.float() - self.delta_weight()).to(w.dtype))
+            self.merged = merged
 
-    @torch.no_grad()
     def unmerge(self) -> None:
-        if self.merged:
-            w = self.base.weight
-            w.copy_((w.float() - self.delta_weight()).to(w.dtype))
-            self.merged = False
+        self.merge(False)
 
     def extra_repr(self) -> str:
         return f"rank={self.rank}, alpha={self.alpha:g}, chunks={self.chunks}, merged={self.merged}"

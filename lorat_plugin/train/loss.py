@@ -9,18 +9,10 @@ from torchvision.ops import generalized_box_iou_loss
 
 from ..distributed import all_reduce_mean
 
-EPS = 1e-6
-
-
-def _area(boxes: torch.Tensor) -> torch.Tensor:
-    return (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
-
-
-def box_iou(a: torch.Tensor, b: torch.Tensor, eps: float = EPS) -> torch.Tensor:
+def box_iou(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """IoU of aligned x1 y1 x2 y2 boxes (mmdet's ``bbox_overlaps(is_aligned=True)``)."""
-    wh = (torch.minimum(a[..., 2:], b[..., 2:]) - torch.maximum(a[..., :2], b[..., :2])).clamp(min=0)
-    overlap = wh[..., 0] * wh[..., 1]
-    union = (_area(a) + _area(b) - overlap).clamp(min=eps)
+    overlap = (torch.minimum(a[..., 2:], b[..., 2:]) - torch.maximum(a[..., :2], b[..., :2])).clamp(min=0).prod(-1)
+    union = ((a[..., 2:] - a[..., :2]).prod(-1) + (b[..., 2:] - b[..., :2]).prod(-1) - overlap).clamp(min=eps)
     return overlap / union
 
 

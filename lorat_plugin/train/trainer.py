@@ -16,7 +16,7 @@ from torch import nn
 
 from ..distributed import Distributed, all_reduce_mean, setup, teardown
 from ..files import atomic_write_text
-from ..model import LoRAT, build_model, count_parameters
+from ..model import LoRAT, build_model, count_parameters, save_checkpoint
 from ..model.weights import load_head, read_weights
 from . import state as run_state
 from .config import TrainConfig, config_differences, resolve_path
@@ -189,12 +189,11 @@ class _Trainer:
 
     # ---- the loop -----------------------------------------------------------------------------------------------
     def run(self, stop_after_steps: int | None) -> TrainResult:
-        t = self.config.train
+        t, v = self.config.train, self.config.validation
         last_checkpoint = None
         try:
             while self.epoch < t.epochs:
-                stopped = self._train_epoch(stop_after_steps)
-                if stopped:
+                if self._train_epoch(stop_after_steps):  # stopped after stop_after_steps
                     self._save_state()
                     return TrainResult(self.output, last_checkpoint, self.global_step, False, self.history)
                 self.epoch += 1
@@ -203,7 +202,7 @@ class _Trainer:
                 last = self.epoch == t.epochs
                 if self.epoch % t.checkpoint_every == 0 or last:
                     last_checkpoint = self._save_checkpoint()
-                if self._validation_due(last):
+                if self.validation is not None and v.dataset is not None and (last or self.epoch % v.every == 0):
                     self._validate()
             final = self._write_final() if self.ctx.is_main else None
             self.ctx.barrier()
@@ -332,7 +331,6 @@ class _Trainer:
         return path
 
     def _write_final(self) -> Path:
-        from ..model import save_checkpoint
         path = save_checkpoint(self.model, self.output / run_state.FINAL_CHECKPOINT,
                                include_backbone=self.config.train.include_backbone or None,
                                extra_metadata=self._metadata())
@@ -340,10 +338,6 @@ class _Trainer:
         return path
 
     # ---- validation ---------------------------------------------------------------------------------------------
-    def _validation_due(self, last: bool) -> bool:
-        v = self.config.validation
-        return self.validation is not None and v.dataset is not None and (last or self.epoch % v.every == 0)
-
     def _validate(self) -> None:
         was_training = self.model.training
         try:
