@@ -1,12 +1,6 @@
-"""Benchmarks in, leaderboard files and official metrics out (installed as ``lorat_plugin.evaluation``).
-
-- ``run_benchmark(tracker, sequences, output_dir, *, tracker_name, ...)``: run any batch tracker (resumable,
-  torchrun-shardable) and write records plus the result layouts of the benchmark (runner.py);
-- ``export_results`` / ``pack_got10k`` / ``pack_trackingnet``: result layouts and server zips (formats.py);
-- ``load_results``, ``evaluate``, ``write_report``, ``table``, ``per_sequence_table``: official metrics, metrics.json,
-  plots, tables (report.py); ``write_html_report``: all of it on one self-contained page, with frames (html.py);
-- ``metrics``: the metric definitions themselves, one function per official tool.
-See docs/evaluation.md.
+"""Benchmarks in, leaderboard files and official metrics out (installed as ``lorat_plugin.evaluation``): running a
+batch tracker (runner.py), result layouts and server zips (formats.py), official metrics (metrics.py), metrics.json,
+tables and plots (report.py, plots.py), the HTML report (html.py). See docs/evaluation.md.
 """
 from .benchmarks import BENCHMARKS, FORMATS, Benchmark, benchmark
 from .formats import TrackerResults, pack_got10k, pack_trackingnet, read_layout, write_format

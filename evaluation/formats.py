@@ -1,22 +1,8 @@
 """Result layouts, each written exactly as its consumer reads it, and read back for reports and packing.
 
-All layouts are derived from the lossless records (records.py). Boxes are converted to the benchmark's file
-convention (+1 on x, y for LaSOT/OTB) and written with 3 decimals:
-
-=============  ======================================================  ==========================================
-format         files under ``<output>/<folder>/`` (see ``format_dir``)   consumer
-=============  ======================================================  ==========================================
-got10k         ``<tracker>/<seq>/<seq>_001.txt`` (``%.3f``, comma) and   got10k ``ExperimentGOT10k``; the GOT-10k
-               ``<seq>_time.txt`` (``%.8f``, one column per run)          server (zip of the ``<tracker>`` folder)
-otb            ``<tracker>/<seq>.txt`` and ``times/<seq>_time.txt``      got10k ``ExperimentOTB``/``UAV123``/``NfS``
-lasot          ``<tracker>_tracking_result/<seq>.txt`` (1-based)          LaSOT (and TNL2K) MATLAB toolkit
-pytracking     ``<tracker>/<prefix><seq>.txt`` (tab) + ``_time.txt``      pytracking / OSTrack analysis scripts
-trackingnet    ``<tracker>/<seq>.txt`` (comma)                            TrackingNet server (zip of the files)
-=============  ======================================================  ==========================================
-
-With several runs, the flat layouts get one folder per run (``<tracker>_001``, ``<tracker>_002`` ...); the got10k
-layout keeps them side by side as the toolkit does. Zips are written with fixed timestamps and sorted members, so
-the same results always give the same bytes.
+All layouts are derived from the lossless records (records.py), in the benchmark's box convention (+1 on x, y for
+LaSOT/OTB) with 3 decimals; the table of layouts, their folders and their consumers is in docs/evaluation.md,
+"Result files". Zips have fixed timestamps and sorted members: the same results give the same bytes.
 """
 from __future__ import annotations
 
@@ -29,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from lorat_plugin.data.annotations import format_table, read_boxes
-from lorat_plugin.data.sequence import AnnotationError, Sequence
+from lorat_plugin.data.sequence import Sequence
 from lorat_plugin.files import atomic_write_bytes, atomic_write_text
 
 from .benchmarks import FORMATS, benchmark
@@ -46,18 +32,11 @@ def safe_name(name: str) -> str:
     return cleaned
 
 
-def native_boxes(boxes: np.ndarray, dataset: str) -> np.ndarray:
-    """Internal 0-based boxes -> the benchmark's file convention."""
+def native_boxes(boxes: np.ndarray, dataset: str, sign: float = 1.0) -> np.ndarray:
+    """Internal 0-based boxes -> the benchmark's file convention (``sign=-1``: back)."""
     boxes = np.array(boxes, dtype=np.float64, copy=True)
     if benchmark(dataset).one_based:
-        boxes[:, :2] += 1.0
-    return boxes
-
-
-def internal_boxes(boxes: np.ndarray, dataset: str) -> np.ndarray:
-    boxes = np.array(boxes, dtype=np.float64, copy=True)
-    if benchmark(dataset).one_based:
-        boxes[:, :2] -= 1.0
+        boxes[:, :2] += sign
     return boxes
 
 
@@ -67,11 +46,8 @@ def run_folder(tracker: str, run: int, runs: int, suffix: str = "") -> str:
 
 def pytracking_name(sequence: str, dataset: str) -> str:
     """pytracking's sequence names: a dataset prefix (uav_, nfs_) and ``Jogging_1`` for got10k's ``Jogging.1``."""
-    name = sequence
-    head, dot, tail = name.rpartition(".")
-    if dot and tail.isdigit():
-        name = f"{head}_{tail}"
-    return benchmark(dataset).pytracking_prefix + name
+    head, dot, tail = sequence.rpartition(".")
+    return benchmark(dataset).pytracking_prefix + (f"{head}_{tail}" if dot and tail.isdigit() else sequence)
 
 
 def format_dir(fmt: str, dataset: str, split: str | None = None) -> str:
@@ -101,25 +77,17 @@ def write_format(fmt: str, output_dir: Path, tracker: str, dataset: str,
     runs = max((max(by_run) for by_run in records.values()), default=1)
     for sequence, by_run in sorted(records.items()):
         for run, record in sorted(by_run.items()):
-            boxes = native_boxes(record.boxes, dataset)
+            boxes = format_table(native_boxes(record.boxes, dataset), "%.3f", "\t" if fmt == "pytracking" else ",")
             if fmt == "got10k":
-                atomic_write_text(folder / tracker / sequence / f"{sequence}_{run:03d}.txt",
-                                  format_table(boxes, "%.3f", ","))
-            elif fmt == "otb":
-                base = folder / run_folder(tracker, run, runs)
-                atomic_write_text(base / f"{sequence}.txt", format_table(boxes, "%.3f", ","))
+                atomic_write_text(folder / tracker / sequence / f"{sequence}_{run:03d}.txt", boxes)
+                continue
+            base = folder / run_folder(tracker, run, runs, "_tracking_result" if fmt == "lasot" else "")
+            name = pytracking_name(sequence, dataset) if fmt == "pytracking" else sequence
+            atomic_write_text(base / f"{name}.txt", boxes)
+            if fmt == "otb":
                 atomic_write_text(base / "times" / f"{sequence}_time.txt", format_table(record.times, "%.8f", ","))
-            elif fmt == "lasot":
-                base = folder / run_folder(tracker, run, runs, "_tracking_result")
-                atomic_write_text(base / f"{sequence}.txt", format_table(boxes, "%.3f", ","))
             elif fmt == "pytracking":
-                base = folder / run_folder(tracker, run, runs)
-                name = pytracking_name(sequence, dataset)
-                atomic_write_text(base / f"{name}.txt", format_table(boxes, "%.3f", "\t"))
                 atomic_write_text(base / f"{name}_time.txt", format_table(record.times, "%f", ","))
-            elif fmt == "trackingnet":
-                base = folder / run_folder(tracker, run, runs)
-                atomic_write_text(base / f"{sequence}.txt", format_table(boxes, "%.3f", ","))
         if fmt == "got10k":  # one column per run, as ExperimentGOT10k._record appends them
             times = np.stack([by_run[r].times for r in sorted(by_run)], axis=1)
             atomic_write_text(folder / tracker / sequence / f"{sequence}_time.txt", format_table(times, "%.8f", ","))
@@ -200,10 +168,7 @@ def _check_complete(found: list[str], expected: list[str] | None, results: Path)
 def read_result_boxes(path: Path, frames: int | None = None) -> np.ndarray:
     """A result file (comma, tab or space separated ``x,y,w,h`` rows) as an N x 4 float64 array; with ``frames``,
     N must be that."""
-    try:
-        boxes = read_boxes(Path(path), kind="result")
-    except AnnotationError as e:
-        raise ValueError(str(e)) from None
+    boxes = read_boxes(Path(path), kind="result")
     if frames is not None and len(boxes) != frames:
         raise ValueError(f"{path}: {len(boxes)} result boxes for {frames} frames")
     return boxes
@@ -236,11 +201,7 @@ class TrackerResults:
 
 
 def read_layout(folder: Path, sequences: list[Sequence], dataset: str, *, name: str | None = None) -> TrackerResults:
-    """Results of one tracker from a folder in any of the layouts above (detected per folder).
-
-    got10k layout: ``<seq>/<seq>_NNN.txt`` (all runs) + ``<seq>_time.txt``; flat layouts: ``<seq>.txt`` (or the
-    pytracking name) + ``times/<seq>_time.txt`` or ``<seq>_time.txt``. Every sequence must have results.
-    """
+    """Results of one tracker from a folder in any of the layouts above; every sequence must have results."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"results folder not found: {folder}")

@@ -18,7 +18,7 @@ from lorat_plugin.data.sequence import Sequence
 from lorat_plugin.files import atomic_write_text
 from lorat_plugin.geometry import rect_iou
 
-from .formats import TrackerResults, internal_boxes
+from .formats import TrackerResults, native_boxes
 from .report import describe_model, headline, per_sequence_scores
 
 PAGE = "report.html"
@@ -109,7 +109,7 @@ def _per_sequence_table(scores: dict[str, dict[str, dict[str, float]]], order: l
 def _strip(sequence: Sequence, trackers: list[TrackerResults], dataset: str, count: int) -> str:
     """Evenly spaced frames after the first (the given box), downscaled JPEGs with the boxes drawn."""
     frames = np.unique(np.linspace(1, len(sequence) - 1, count).round().astype(int)) if len(sequence) > 1 else [0]
-    predicted = [internal_boxes(t.runs[sequence.name][0], dataset) for t in trackers if sequence.name in t.runs]
+    predicted = [native_boxes(t.runs[sequence.name][0], dataset, -1.0) for t in trackers if sequence.name in t.runs]
     try:
         figures = [_frame(sequence, i, predicted) for i in frames]
     except OSError as e:  # the metrics stand without the frames; the page says why there is no strip

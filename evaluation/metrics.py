@@ -15,12 +15,9 @@ Every function returns fractions in [0, 1]; reports print percentages.
   per-dataset rule: ``lasot`` (LaSOT, LaSOT_ext: invisible frames are misses, denominator = all frames),
   ``uav`` (denominator = all frames, frames without GT count as precision hits), ``generic`` (denominator =
   frames with valid GT).
-- ``lasot_toolkit_*``: the LaSOT MATLAB toolkit (LaSOT, LaSOT_ext), which differs from pytracking in small ways:
-  GT boxes with any entry <= 0 are invalid (precision hits), and all-zero sequences are left out of the averages.
+- ``lasot_toolkit_*``: the LaSOT MATLAB toolkit (LaSOT, LaSOT_ext); its differences from pytracking: below.
 - ``got10k_otb_*``: got10k ``ExperimentOTB.report`` (also UAV123 with NaN GT rows dropped, and NfS).
-- ``trackingnet_*``: TrackingNet devkit ``metrics.py`` (the server): boxes rounded to integers (half to even,
-  as numpy), frame 0 = GT, inclusive-pixel IoU, 21-point curves for success (IoU 0..1), precision (0..50 px) and
-  normalised precision (0..0.5), each score the trapezoid area over [0, 1].
+- ``trackingnet_*``: TrackingNet devkit ``metrics.py`` (the server), rules at ``trackingnet_sequence``.
 """
 from __future__ import annotations
 
@@ -156,9 +153,8 @@ def ope_sequence(pred: np.ndarray, gt: np.ndarray, *, kind: str = "generic",
         target_visible = np.asarray(target_visible, dtype=bool)
         valid &= target_visible
     with np.errstate(invalid="ignore", divide="ignore"):
-        err_center = center_error(pred, gt)
-        pc = pred[:, :2] + 0.5 * (pred[:, 2:] - 1.0)
-        gc = gt[:, :2] + 0.5 * (gt[:, 2:] - 1.0)
+        pc, gc = pred[:, :2] + (pred[:, 2:] - 1) / 2, gt[:, :2] + (gt[:, 2:] - 1) / 2
+        err_center = np.sqrt(np.sum((pc - gc) ** 2, axis=1))
         err_norm = np.sqrt(np.sum((pc / gt[:, 2:] - gc / gt[:, 2:]) ** 2, axis=1))
         overlap = _overlap_inclusive(pred, gt)
     err_center[~valid] = -1.0 if kind == "uav" else np.inf
@@ -263,8 +259,7 @@ def got10k_otb_speed(times: np.ndarray | None) -> float:
 
 
 def got10k_otb_benchmark(curves: dict[str, tuple[np.ndarray, np.ndarray]], speeds: dict[str, float]) -> dict:
-    success = np.mean([c[0] for c in curves.values()], axis=0)
-    precision = np.mean([c[1] for c in curves.values()], axis=0)
+    success, precision = (np.mean(c, axis=0) for c in zip(*curves.values()))
     nonzero = [s for s in speeds.values() if s > 0]
     return {"success_score": float(np.mean(success)), "precision_score": float(precision[20]),
             "success_rate": float(success[10]), "speed_fps": float(np.sum(nonzero) / len(nonzero)) if nonzero else -1.0,
@@ -274,7 +269,9 @@ def got10k_otb_benchmark(curves: dict[str, tuple[np.ndarray, np.ndarray]], speed
 # ------------------------------------------------------------------------------------------------ TrackingNet
 
 def trackingnet_sequence(pred: np.ndarray | None, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(success, precision, normalised precision) 21-point curves of one sequence, as the TrackingNet server.
+    """(success, precision, normalised precision) 21-point curves of one sequence, as the TrackingNet server: boxes
+    rounded to integers (half to even, as numpy), frame 0 = GT, inclusive-pixel IoU, curves over IoU 0..1, 0..50 px
+    and 0..0.5 (each score is the trapezoid area over [0, 1]: ``trapezoid``).
 
     ``pred`` None (no file in the submission) counts as all-zero boxes; extra rows are ignored and missing rows
     count as failures, as the server's pandas alignment does.
@@ -300,10 +297,9 @@ def trackingnet_sequence(pred: np.ndarray | None, gt: np.ndarray) -> tuple[np.nd
         dy = (gt[:, 1] + (gt[:, 3] + 1) / 2) - (sub[:, 1] + (sub[:, 3] + 1) / 2)
         distance = np.sqrt(dx * dx + dy * dy)
         norm_distance = np.sqrt((dx / gt[:, 2]) ** 2 + (dy / gt[:, 3]) ** 2)
-        success = np.array([np.sum(iou > t) for t in TRACKINGNET_X], dtype=np.float64) / n
-        precision = np.array([np.sum(distance <= t) for t in TRACKINGNET_PRECISION], dtype=np.float64) / n
-        norm_precision = np.array([np.sum(norm_distance <= t) for t in TRACKINGNET_NORM_PRECISION],
-                                  dtype=np.float64) / n
+        success = np.sum(iou[:, None] > TRACKINGNET_X, axis=0) / n
+        precision = np.sum(distance[:, None] <= TRACKINGNET_PRECISION, axis=0) / n
+        norm_precision = np.sum(norm_distance[:, None] <= TRACKINGNET_NORM_PRECISION, axis=0) / n
     return success, precision, norm_precision
 
 
@@ -313,9 +309,7 @@ def trapezoid(curve: np.ndarray, x: np.ndarray = TRACKINGNET_X) -> float:
 
 
 def trackingnet_benchmark(curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]) -> dict:
-    success = np.mean([c[0] for c in curves.values()], axis=0)
-    precision = np.mean([c[1] for c in curves.values()], axis=0)
-    norm_precision = np.mean([c[2] for c in curves.values()], axis=0)
+    success, precision, norm_precision = (np.mean(c, axis=0) for c in zip(*curves.values()))
     return {"success": trapezoid(success), "precision": trapezoid(precision),
             "norm_precision": trapezoid(norm_precision), "success_curve": success.tolist(),
             "precision_curve": precision.tolist(), "norm_precision_curve": norm_precision.tolist()}

@@ -1,9 +1,8 @@
 """The lossless record of one run of a tracker over one sequence, and the evaluation folder's ``run.json``.
 
-Every result layout is derived from records: ``<output>/records/<sequence>_<run:03d>.npz`` holding the float64
-boxes (0-based ``x, y, w, h``, one per frame, frame 0 = the initial box), the per-frame confidence and the per-frame
-time in seconds. A record is written only once its sequence is complete, atomically (``lorat_plugin.files``),
-so a record that exists is whole and an interrupted run loses only the sequences in flight.
+``<output>/records/<sequence>_<run:03d>.npz`` holds the float64 boxes (0-based ``x, y, w, h``, frame 0 = the
+initial box), the per-frame confidence and time in seconds; it is written atomically once its sequence is complete.
+Every result layout is derived from records.
 """
 from __future__ import annotations
 

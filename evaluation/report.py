@@ -16,13 +16,12 @@ from typing import Any
 
 import numpy as np
 
+from lorat_plugin.data.annotations import format_table
 from lorat_plugin.data.sequence import Sequence
 from lorat_plugin.files import atomic_write_text
 
 from . import metrics as M
 from .benchmarks import Benchmark, benchmark
-from lorat_plugin.data.annotations import format_table
-
 from .formats import TrackerResults, merge_runs, native_boxes, pytracking_name, read_layout
 from .records import load_records, read_run_info, record_path, sequence_fingerprint
 
@@ -76,16 +75,17 @@ def load_results(path: str | Path, dataset: str, sequences: list[Sequence], *, n
             raise ValueError(f"{record_path(path, sequence.name, run)}: {problem}; run `lorat evaluate` on this "
                              "benchmark again to re-track it")
         # the values the official tool reads: our result files are written with 3 decimals
-        runs[sequence.name] = [np.loadtxt(io.StringIO(format_table(native_boxes(by_run[r].boxes, dataset), "%.3f",
-                                                                   ",")), delimiter=",", ndmin=2)
-                               for r in sorted(by_run)]
-        times[sequence.name] = np.loadtxt(io.StringIO(format_table(
-            np.stack([by_run[r].times for r in sorted(by_run)], axis=1), "%.8f", ",")), delimiter=",", ndmin=2)
+        runs[sequence.name] = [_as_written(native_boxes(by_run[r].boxes, dataset), "%.3f") for r in sorted(by_run)]
+        times[sequence.name] = _as_written(np.stack([by_run[r].times for r in sorted(by_run)], axis=1), "%.8f")
     model = {**(info.get("model") or {}), **({"backend": info["backend"]} if info.get("backend") else {})}
     return TrackerResults(name or info.get("tracker") or path.name, runs, times, str(path), model)
 
 
 _RUN_FOLDER = re.compile(r"(.+)_\d{3}(?:_tracking_result)?")
+
+
+def _as_written(values: np.ndarray, fmt: str) -> np.ndarray:
+    return np.loadtxt(io.StringIO(format_table(values, fmt, ",")), delimiter=",", ndmin=2)
 
 
 def _has_results(folder: Path, sequence: str, dataset: str) -> bool:
@@ -110,8 +110,7 @@ def evaluate(dataset: str, sequences: list[Sequence], trackers: list[TrackerResu
             if name not in out["trackers"]:
                 break
             name = f"{tracker.name} ({k})"
-        entry: dict[str, Any] = {"source": tracker.source,
-                                 "runs": max(len(r) for r in tracker.runs.values()),
+        entry: dict[str, Any] = {"source": tracker.source, "runs": max(len(r) for r in tracker.runs.values()),
                                  "fps": _fps(tracker, sequences)}
         if tracker.model:
             entry["model"] = tracker.model
@@ -126,10 +125,7 @@ def evaluate(dataset: str, sequences: list[Sequence], trackers: list[TrackerResu
 
 
 def _fps(tracker: TrackerResults, sequences: list[Sequence]) -> float | None:
-    times = [tracker.times[s.name].ravel() for s in sequences if s.name in tracker.times]
-    if not times:
-        return None
-    t = np.concatenate(times)
+    t = np.concatenate([tracker.times[s.name].ravel() for s in sequences if s.name in tracker.times] or [[]])
     t = t[np.isfinite(t) & (t > 0)]
     return float(len(t) / t.sum()) if len(t) else None
 
@@ -155,14 +151,14 @@ def _image_size(sequence: Sequence) -> tuple[int, int]:
 
 
 def _target_visible(sequence: Sequence) -> np.ndarray:
-    a = sequence.attributes
-    if "full_occlusion" in a or "out_of_view" in a:
-        hidden = np.zeros(len(sequence), dtype=bool)
-        for key in ("full_occlusion", "out_of_view"):
-            if key in a:
-                hidden |= np.asarray(a[key], dtype=bool)
-        return ~hidden
-    return np.asarray(sequence.visible, dtype=bool)
+    hidden = [np.asarray(sequence.attributes[k], dtype=bool) for k in ("full_occlusion", "out_of_view")
+              if k in sequence.attributes]
+    return ~np.logical_or.reduce(hidden) if hidden else np.asarray(sequence.visible, dtype=bool)
+
+
+def _mean_curves(per_run: list[tuple[np.ndarray, ...]]) -> tuple[np.ndarray, ...]:
+    """Repeated runs of one sequence averaged curve by curve."""
+    return tuple(np.mean(curves, axis=0) for curves in zip(*per_run))
 
 
 def _ope(sequences: list[Sequence], tracker: TrackerResults, info: Benchmark) -> dict:
@@ -191,8 +187,7 @@ def _ope(sequences: list[Sequence], tracker: TrackerResults, info: Benchmark) ->
         curves = {}
         for s in sequences:
             gt, absent = native_boxes(s.boxes, info.key), ~_target_visible(s)
-            per_run = [M.lasot_toolkit_sequence(boxes, gt, absent) for boxes in tracker.runs[s.name]]
-            curves[s.name] = tuple(np.mean([c[i] for c in per_run], axis=0) for i in range(3))
+            curves[s.name] = _mean_curves([M.lasot_toolkit_sequence(b, gt, absent) for b in tracker.runs[s.name]])
         result["lasot_toolkit"] = M.lasot_toolkit_benchmark(curves)
     if info.also_got10k_otb:
         curves, speeds = {}, {}
@@ -206,11 +201,7 @@ def _ope(sequences: list[Sequence], tracker: TrackerResults, info: Benchmark) ->
 
 
 def _attribute_breakdown(sequences: list[Sequence], curves: dict[str, M.OPECurves]) -> dict:
-    names: list[str] = []
-    for s in sequences:
-        for key in s.attributes.get("challenges", {}):
-            if key not in names:
-                names.append(key)
+    names = dict.fromkeys(key for s in sequences for key in s.attributes.get("challenges", {}))
     breakdown = {}
     for key in names:
         members = [s.name for s in sequences if s.attributes.get("challenges", {}).get(key)]
@@ -221,17 +212,12 @@ def _attribute_breakdown(sequences: list[Sequence], curves: dict[str, M.OPECurve
 
 
 def _trackingnet(sequences: list[Sequence], tracker: TrackerResults, dataset: str) -> dict:
-    curves = {}
-    for s in sequences:
-        gt = native_boxes(s.boxes, dataset)
-        per_run = [M.trackingnet_sequence(boxes, gt) for boxes in tracker.runs[s.name]]
-        curves[s.name] = tuple(np.mean([c[i] for c in per_run], axis=0) for i in range(3))
+    curves = {s.name: _mean_curves([M.trackingnet_sequence(boxes, native_boxes(s.boxes, dataset))
+                                    for boxes in tracker.runs[s.name]]) for s in sequences}
     result = M.trackingnet_benchmark(curves)
-    result["sequences"] = {}
-    for name, c in curves.items():
-        one = M.trackingnet_benchmark({name: c})
-        result["sequences"][name] = {"auc": one["success"], "precision": one["precision"],
-                                     "norm_precision": one["norm_precision"]}
+    result["sequences"] = {name: {"auc": M.trapezoid(success), "precision": M.trapezoid(precision),
+                                  "norm_precision": M.trapezoid(norm_precision)}
+                           for name, (success, precision, norm_precision) in curves.items()}
     return result
 
 

@@ -1,17 +1,15 @@
 """Run a batch tracker over benchmark sequences: batched, prefetched, resumable, shardable with torchrun.
 
-A *batch tracker* has ``initialize(frames, boxes) -> states`` and ``track(states, frames) -> (boxes, scores)``
-(``lorat_plugin.engine.TrackingEngine`` and the baselines' adapter are two). ``run_benchmark`` keeps
-``batch_size`` sequences in flight: each tracker call advances every active sequence by one frame, and a finished
+A *batch tracker* has ``initialize(frames, boxes) -> states`` and ``track(states, frames) -> (boxes, scores)``.
+``batch_size`` sequences are in flight; each tracker call advances each of them by one frame and a finished
 sequence's slot goes to the next one at once. Frames are decoded ahead in a thread pool. The per-frame time is the
-tracker call's wall time divided by the number of sequences in that call (the reference's convention).
+call's wall time divided by the sequences in that call (the reference's convention).
 
-Resuming: a sequence's record is written atomically when it is complete; a new call skips the records that exist
-and were tracked on the same sequence (same fingerprint), so a killed run loses only the sequences in flight. A
-sequence whose frame cannot be read fails alone: its error is kept beside the records, the others finish, and the
-next call tracks it again. One run at a time holds a folder (``records.exclusive``). Under ``torchrun`` every rank takes a disjoint share
-of the pending sequences (gloo on CPU for the coordination, whatever the model's device), and rank 0 writes the
-result layouts after a barrier; the files are the same as a one-process run's.
+A record is written atomically when its sequence is complete; a new call skips the records tracked on the same
+sequence (same fingerprint). A sequence whose frame cannot be read fails alone (its error is kept beside the
+records and the next call retries it). One run at a time holds a folder (``records.exclusive``). Under ``torchrun``
+every rank takes a disjoint share of the pending sequences (gloo on CPU coordinates them) and rank 0 writes the
+result layouts after a barrier, the same files as a one-process run's.
 """
 from __future__ import annotations
 
@@ -67,17 +65,12 @@ class RunSummary:
 
 
 @dataclass
-class _Task:
+class _Active:
     sequence: Sequence
     run: int
     fingerprint: str
-
-
-@dataclass
-class _Active:
-    task: _Task
-    frames: deque            # futures of decoded frames, in order
-    next_submit: int         # next frame index to submit for decoding
+    frames: deque = field(default_factory=deque)  # futures of decoded frames, in order
+    next_submit: int = 0     # next frame index to submit for decoding
     index: int = 0           # next frame index to track
     state: Any = None
     boxes: np.ndarray | None = None
@@ -101,8 +94,7 @@ def run_benchmark(tracker: BatchTracker, sequences: Seq[Sequence], output_dir: s
         raise ValueError("batch_size, repeats, prefetch and decode_threads must be >= 1")
     if not sequences:
         raise ValueError("no sequences to evaluate")
-    names = [s.name for s in sequences]
-    if len(set(names)) != len(names):
+    if len({s.name for s in sequences}) != len(sequences):
         raise ValueError("sequence names must be unique within a benchmark")
     output_dir = Path(output_dir)
     dataset = dataset or sequences[0].dataset
@@ -119,7 +111,7 @@ def run_benchmark(tracker: BatchTracker, sequences: Seq[Sequence], output_dir: s
         pending, summary.retracked = _agree(rank, group, prepare)
         summary.skipped = len(sequences) * repeats - len(pending)
         by_name = {s.name: s for s in sequences}
-        mine = [_Task(by_name[name], run, sequence_fingerprint(by_name[name])) for name, run in pending[rank::world]]
+        mine = [_Active(by_name[name], run, sequence_fingerprint(by_name[name])) for name, run in pending[rank::world]]
         _track_all(tracker, mine, output_dir, summary, batch_size=batch_size, prefetch=prefetch,
                    decode_threads=decode_threads, progress=progress, clock=clock)
         if group is not None:
@@ -183,7 +175,7 @@ def _prepare(output_dir: Path, sequences: Seq[Sequence], tracker_name: str, data
     return pending, changed
 
 
-def _track_all(tracker: BatchTracker, tasks: list[_Task], output_dir: Path, summary: RunSummary, *, batch_size: int,
+def _track_all(tracker: BatchTracker, tasks: list[_Active], output_dir: Path, summary: RunSummary, *, batch_size: int,
                prefetch: int, decode_threads: int, progress: bool, clock: Callable[[], float]) -> None:
     if not tasks:
         return
@@ -196,11 +188,10 @@ def _track_all(tracker: BatchTracker, tasks: list[_Task], output_dir: Path, summ
     queue = deque(tasks)
     lookahead: deque[_Active] = deque()
     active: list[_Active] = []
-    sequences_done = 0
     with ThreadPoolExecutor(max_workers=decode_threads, thread_name_prefix="decode") as pool:
         def submit(item: _Active) -> None:
-            while item.next_submit < len(item.task.sequence) and len(item.frames) < prefetch:
-                item.frames.append(pool.submit(read_image, item.task.sequence.frames[item.next_submit]))
+            while item.next_submit < len(item.sequence) and len(item.frames) < prefetch:
+                item.frames.append(pool.submit(read_image, item.sequence.frames[item.next_submit]))
                 item.next_submit += 1
 
         def next_frames(items: list[_Active]) -> tuple[list[_Active], list[np.ndarray]]:
@@ -210,14 +201,14 @@ def _track_all(tracker: BatchTracker, tasks: list[_Task], output_dir: Path, summ
                 try:
                     frames.append(item.frames.popleft().result())
                 except FrameError as e:
-                    name, run = item.task.sequence.name, item.task.run
+                    name, run = item.sequence.name, item.run
                     log.error("%s run %d failed at frame %d: %s", name, run, item.index, e)
                     save_failure(output_dir, name, run, f"frame {item.index}: {e}")
                     for future in item.frames:
                         future.cancel()
                     if item in active:
                         active.remove(item)
-                    bar.update(len(item.task.sequence) - item.index)
+                    bar.update(len(item.sequence) - item.index)
                     continue
                 submit(item)
                 kept.append(item)
@@ -225,7 +216,7 @@ def _track_all(tracker: BatchTracker, tasks: list[_Task], output_dir: Path, summ
 
         def refill_lookahead() -> None:  # decode the first frames of the sequences that start next
             while queue and len(lookahead) < batch_size:
-                item = _Active(queue.popleft(), deque(), 0)
+                item = queue.popleft()
                 submit(item)
                 lookahead.append(item)
 
@@ -241,17 +232,17 @@ def _track_all(tracker: BatchTracker, tasks: list[_Task], output_dir: Path, summ
                     _initialize(tracker, starting, frames, clock, summary)
                     active += starting
                     bar.update(len(starting))
-                stepping, frames = next_frames([item for item in active if item.index < len(item.task.sequence)])
+                stepping, frames = next_frames([item for item in active if item.index < len(item.sequence)])
                 if stepping:
                     _step(tracker, stepping, frames, clock, summary)
                     bar.update(len(stepping))
-                for item in [a for a in active if a.index >= len(a.task.sequence)]:
+                for item in [a for a in active if a.index >= len(a.sequence)]:
                     active.remove(item)
-                    save_record(output_dir, Record(item.task.sequence.name, item.task.run, item.boxes, item.scores,
-                                                   item.times, item.task.fingerprint))
-                    summary.completed.append((item.task.sequence.name, item.task.run))
-                    sequences_done += 1
-                    bar.set_postfix(seq=f"{sequences_done}/{len(tasks)}", fps=f"{summary.fps:.1f}", refresh=False)
+                    save_record(output_dir, Record(item.sequence.name, item.run, item.boxes, item.scores, item.times,
+                                                   item.fingerprint))
+                    summary.completed.append((item.sequence.name, item.run))
+                    bar.set_postfix(seq=f"{len(summary.completed)}/{len(tasks)}", fps=f"{summary.fps:.1f}",
+                                    refresh=False)
         finally:
             for item in list(active) + list(lookahead):
                 for future in item.frames:
@@ -260,10 +251,10 @@ def _track_all(tracker: BatchTracker, tasks: list[_Task], output_dir: Path, summ
 
 
 def _initialize(tracker: BatchTracker, items: list[_Active], frames: list[np.ndarray], clock, summary) -> None:
-    boxes = np.stack([np.asarray(item.task.sequence.boxes[0], dtype=np.float64) for item in items])
+    boxes = np.stack([np.asarray(item.sequence.boxes[0], dtype=np.float64) for item in items])
     for item, box in zip(items, boxes):
         if not (np.all(np.isfinite(box)) and box[2] > 0 and box[3] > 0):
-            raise ValueError(f"sequence {item.task.sequence.name}: the first frame's box {box.tolist()} is not a "
+            raise ValueError(f"sequence {item.sequence.name}: the first frame's box {box.tolist()} is not a "
                              "valid initialisation")
     start = clock()
     states = tracker.initialize(frames, boxes)
@@ -271,7 +262,7 @@ def _initialize(tracker: BatchTracker, items: list[_Active], frames: list[np.nda
     if len(states) != len(items):
         raise RuntimeError(f"tracker.initialize returned {len(states)} states for {len(items)} sequences")
     for item, state, box in zip(items, states, boxes):
-        n = len(item.task.sequence)
+        n = len(item.sequence)
         item.state = state
         item.boxes, item.scores, item.times = np.zeros((n, 4)), np.zeros(n), np.zeros(n)
         item.boxes[0], item.scores[0], item.times[0] = box, 1.0, elapsed / len(items)
@@ -292,7 +283,7 @@ def _step(tracker: BatchTracker, items: list[_Active], frames: list[np.ndarray],
     for item, box, score in zip(items, boxes, scores):
         if not np.all(np.isfinite(box)):
             raise RuntimeError(f"tracker returned {box.tolist()} on frame {item.index} of "
-                               f"{item.task.sequence.name}")
+                               f"{item.sequence.name}")
         item.boxes[item.index], item.scores[item.index] = box, score
         item.times[item.index] = elapsed / len(items)
         item.index += 1
@@ -302,11 +293,8 @@ def _step(tracker: BatchTracker, items: list[_Active], frames: list[np.ndarray],
 
 def export_results(output_dir: str | Path, *, formats: Seq[str] | None = None, dataset: str | None = None,
                    tracker_name: str | None = None, sequences: Seq[Sequence] | None = None) -> list[Path]:
-    """(Re)write the result layouts of an evaluation folder from its records; returns the folders and zips.
-
-    The GOT-10k and TrackingNet server zips are written when the sequences carry no ground truth after frame 0
-    (their test splits).
-    """
+    """(Re)write the result layouts of an evaluation folder from its records, and the GOT-10k and TrackingNet server
+    zips for sequences without ground truth after frame 0 (test splits); returns the folders and zips."""
     output_dir = Path(output_dir)
     info = read_run_info(output_dir) or {}
     dataset = dataset or info.get("dataset") or ""
@@ -317,17 +305,15 @@ def export_results(output_dir: str | Path, *, formats: Seq[str] | None = None, d
     split = info.get("split")
     formats = list(formats or benchmark(dataset).formats)
     outputs = [write_format(fmt, output_dir, tracker_name, dataset, records, split) for fmt in formats]
-    if sequences is not None and all(np.isnan(s.boxes[1:]).all() for s in sequences) and \
-            all(s.name in records for s in sequences):
+    if dataset in ("got10k", "trackingnet") and sequences is not None and \
+            all(np.isnan(s.boxes[1:]).all() and s.name in records for s in sequences):
+        if dataset not in formats:
+            write_format(dataset, output_dir, tracker_name, dataset, records, split)
         runs = max(max(r) for r in records.values())
         if dataset == "got10k":
-            if "got10k" not in formats:
-                write_format("got10k", output_dir, tracker_name, dataset, records, split)
             folder = output_dir / format_dir("got10k", dataset) / tracker_name
             outputs.append(pack_got10k(folder, output_dir / f"{tracker_name}_got10k.zip"))
-        elif dataset == "trackingnet":
-            if "trackingnet" not in formats:
-                write_format("trackingnet", output_dir, tracker_name, dataset, records, split)
+        else:
             for run in range(1, runs + 1):
                 folder = output_dir / "trackingnet" / run_folder(tracker_name, run, runs)
                 suffix = "" if runs == 1 else f"_{run:03d}"

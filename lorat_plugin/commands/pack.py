@@ -30,9 +30,7 @@ def run(args: argparse.Namespace) -> int:
     results = Path(args.results)
     if not results.is_dir():
         raise FileNotFoundError(f"results folder not found: {results}")
-    expected = None
-    if args.root:
-        expected = [s.name for s in load_dataset(args.format, args.root, "test")]
+    expected = [s.name for s in load_dataset(args.format, args.root, "test")] if args.root else None
     info = read_run_info(results)
     if info is not None:  # an evaluation folder: (re)write the layout from its records, then zip it
         tracker = safe_name(info["tracker"])

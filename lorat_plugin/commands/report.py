@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..data.datasets import dataset_key, load_dataset
-    from ..evaluation import evaluate, load_results, per_sequence_table, table, write_report
+    from ..evaluation import evaluate, load_results, per_sequence_table, table, write_html_report, write_report
     from ..evaluation.records import read_run_info
 
     info = next((i for i in (read_run_info(Path(p)) for p in args.results) if i), {}) or {}
@@ -55,7 +55,6 @@ def run(args: argparse.Namespace) -> int:
     output = Path(args.output) if args.output else (first / "report" if read_run_info(first) else Path("lorat-report"))
     written = write_report(result, output, plots=not args.no_plots)
     if not args.no_plots:  # the page embeds the plots just written
-        from ..evaluation.html import write_html_report
         written.append(write_html_report(result, output, sequences, trackers, plots=written))
     print(table(result))
     if args.per_sequence:

@@ -1,12 +1,9 @@
 """Readers for the standard benchmark layouts, shared by evaluation and training.
 
-``load_dataset(name, root, split=None) -> list[Sequence]``. Listing is cheap: annotation files are parsed, frame
-names are derived or listed, no image is decoded. Boxes come out 0-based ``x, y, w, h`` (1-based layouts are
-converted); ``Sequence.visible`` is False where the target is absent, occluded, out of view or unannotated.
-A malformed file raises ``AnnotationError`` naming the file (and line); a missing root or folder raises
-``FileNotFoundError``. Layouts, splits and per-sequence ``attributes`` are described in docs/evaluation.md.
-
-``DATASETS`` maps a name to a loader ``(root, split) -> list[Sequence]``; ``coco`` is there for training only.
+``load_dataset(name, root, split=None) -> list[Sequence]`` parses annotation files and lists frames without decoding
+any image. Boxes come out 0-based ``x, y, w, h``; ``Sequence.visible`` is False where the target is absent, occluded,
+out of view or unannotated. A malformed file raises ``AnnotationError`` naming the file (and line); a missing root
+or folder ``FileNotFoundError``. Layouts, splits and ``attributes``: docs/evaluation.md.
 """
 from __future__ import annotations
 

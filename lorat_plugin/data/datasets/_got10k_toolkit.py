@@ -1,10 +1,6 @@
-"""Reading OTB-family benchmarks through the got10k toolkit's own dataset classes.
-
-For OTB, UAV123 and NfS the got10k classes are the reference for which sequences exist, their frame ranges (OTB's
-David 300-770, UAV123's sub-sequences of one folder from ``uav123.json``, NfS's 240-fps annotations sampled for
-30 fps) and how the annotation files are read; using them makes our results line up frame for frame with
-``ExperimentOTB`` / ``ExperimentUAV123`` / ``ExperimentNfS``. This module wraps them so that they never download,
-never print, and report a malformed file by name (and line, where the strict parser can find it).
+"""OTB, UAV123 and NfS read through the got10k toolkit's own dataset classes, the reference for which sequences exist,
+their frame ranges and how their files are read, so our sequences are frame for frame those of ``ExperimentOTB``
+/ ``UAV123`` / ``NfS``. Wrapped so that they never download, never print, and name a malformed file (and line).
 """
 from __future__ import annotations
 
@@ -43,10 +39,8 @@ def quietly(factory, *args, **kwargs) -> Any:
 
 
 def items(dataset: Any, index: int, anno_file: str | Path, check=read_boxes) -> tuple[list[Path], np.ndarray]:
-    """``dataset[index]`` as (frame paths, N x 4 boxes); a failure names the annotation file and line.
-
-    ``check(anno_file)`` is the strict parser run after a failure to point at the malformed line.
-    """
+    """``dataset[index]`` as (frame paths, N x 4 boxes); after a failure, the strict parser ``check(anno_file)``
+    names the malformed line."""
     anno_file = Path(anno_file)
     try:
         with contextlib.redirect_stdout(io.StringIO()):

@@ -1,11 +1,9 @@
 """COCO (2017 or 2014) as tracking training data: every non-crowd object of an image is a one-frame sequence.
 
-Layout: ``root/annotations/instances_<split><year>.json`` with the images in ``root/<split><year>/`` (the layout of
-the official zips) or ``root/images/<split><year>/``. ``split`` is ``train`` (default) or ``val``, optionally with
-the year (``train2014``); without a year, 2017 is used. Boxes are COCO's ``[x, y, w, h]`` (0-based, continuous),
-fitted into the image; empty ones are dropped, as are crowd regions (as the reference's COCO training data does,
-github.com/LitingLin/LoRAT).
-Objects of one image share the frame, so training picks an image first and then one of its objects.
+Layout: ``root/annotations/instances_<split><year>.json``, images in ``root/<split><year>/`` or
+``root/images/<split><year>/``; split ``train`` (default) or ``val``, optionally with the year (default 2017).
+Boxes (COCO's 0-based ``x, y, w, h``) are fitted into the image; empty ones and crowd regions are dropped, as the
+reference's COCO training data does (github.com/LitingLin/LoRAT). Objects of one image share the frame.
 """
 from __future__ import annotations
 
@@ -51,8 +49,6 @@ def load(root: str | Path, split: str | None = None) -> list[Sequence]:
         width, height = float(info["width"]), float(info["height"])
         frame = image_dir / info["file_name"]
         for ann in coco.loadAnns(coco.getAnnIds(imgIds=image_id, iscrowd=False)):
-            if ann.get("iscrowd", 0):
-                continue
             try:
                 x, y, w, h = (float(v) for v in ann["bbox"])
             except (KeyError, TypeError, ValueError) as e:

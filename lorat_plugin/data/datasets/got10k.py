@@ -1,13 +1,9 @@
-"""GOT-10k (Huang et al., TPAMI 2021): ``root/{train,val,test}/list.txt`` and ``GOT-10k_*_%06d/`` folders.
+"""GOT-10k (Huang et al., TPAMI 2021): ``root/{train,val,test}/list.txt`` and ``GOT-10k_*_%06d/`` folders holding
+``%08d.jpg``, ``groundtruth.txt`` (0-based; the test split has only the first line) and, for train/val, the
+``*.label`` files and ``meta_info.ini``.
 
-Each sequence folder holds ``%08d.jpg`` frames, ``groundtruth.txt`` (``x,y,w,h`` per frame, 0-based; the test split
-has only the first line), and for train/val ``absence.label``, ``cover.label`` (0-8 visible-ratio bins),
-``cut_by_image.label`` and ``meta_info.ini`` (``[METAINFO]`` then ``key: value`` lines, e.g.
-``resolution: (1280, 720)``).
-
-Why not ``got10k.datasets.GOT10k``: it globs every folder (slow on the 9,335 training sequences, which training
-lists too), returns absence/cover only together with ``meta_info.ini``, and fails on bad files with bare asserts.
-This reader gives the same frames and boxes (tests/test_datasets.py compares the two) plus file-and-line errors.
+Why not ``got10k.datasets.GOT10k``: it globs every folder (slow on the training split), returns absence/cover only
+with ``meta_info.ini`` and fails on bad files with bare asserts. Same frames and boxes (tests/test_datasets.py).
 """
 from __future__ import annotations
 

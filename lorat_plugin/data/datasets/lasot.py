@@ -1,16 +1,9 @@
-"""LaSOT (Fan et al., CVPR 2019) and LaSOT_ext (IJCV 2021): ``root/<class>/<class>-<k>/``.
+"""LaSOT (Fan et al., CVPR 2019) and LaSOT_ext (IJCV 2021): ``root/<class>/<class>-<k>/`` holding ``img/%08d.jpg``,
+``groundtruth.txt`` (1-based MATLAB pixels, converted to 0-based), ``full_occlusion.txt`` and ``out_of_view.txt``
+(a frame with either flag is not visible), ``nlp.txt``; the 14 challenge attributes come from the evaluation
+toolkit's ``annos/att/<seq>.txt`` when ``root/att/`` or ``root/annos/att/`` exists. Splits: docs/evaluation.md.
 
-Each sequence folder holds ``img/%08d.jpg``, ``groundtruth.txt`` (``x,y,w,h`` per frame, **1-based** MATLAB pixels:
-converted to 0-based here), ``full_occlusion.txt`` and ``out_of_view.txt`` (comma-separated 0/1 per frame; a frame
-with either flag set is not visible) and ``nlp.txt`` (a sentence). The 14 per-sequence challenge attributes (IV,
-POC, ..., ARC) are not in the dataset folders but in the evaluation toolkit's ``annos/att/<seq>.txt``; they are read
-when ``root/att/`` or ``root/annos/att/`` exists.
-
-Splits: ``root/testing_set.txt`` / ``training_set.txt`` when present (the official download ships them), else the
-lists bundled with the got10k package; ``split="all"`` loads every sequence found, and so does the default split when
-the root has no list of its own and does not hold the whole official test set (a subset or a custom set).
-LaSOT_ext has only a test set. Why not ``got10k.datasets.LaSOT``: it crashes in 0.1.3 (``_check_integrity`` takes
-the wrong number of arguments; got10k/datasets/lasot.py).
+Why not ``got10k.datasets.LaSOT``: it crashes in 0.1.3 (``_check_integrity`` arguments; got10k/datasets/lasot.py).
 """
 from __future__ import annotations
 
@@ -87,24 +80,16 @@ def _split_names(root: Path, split: str | None) -> list[str] | None:
     list_file = root / ("testing_set.txt" if wanted == "test" else "training_set.txt")
     if list_file.is_file():
         return read_name_list(list_file)
-    bundled = _got10k_split(wanted)
-    if bundled is not None:
-        return bundled
+    try:  # the split the got10k package bundles
+        import got10k.datasets
+
+        return list(json.loads(Path(got10k.datasets.__file__).with_name("lasot.json").read_text())[wanted])
+    except (ImportError, FileNotFoundError):
+        pass
     if split is None:
         return None  # no list anywhere: evaluate what is there
     raise FileNotFoundError(f"{list_file} not found and the got10k package (which bundles the LaSOT split) "
                             "is not installed; pass split='all' to load every sequence under the root")
-
-
-def _got10k_split(split: str) -> list[str] | None:
-    try:
-        import got10k.datasets
-    except ImportError:
-        return None
-    path = Path(got10k.datasets.__file__).with_name("lasot.json")
-    if not path.is_file():
-        return None
-    return list(json.loads(path.read_text())[split])
 
 
 def _load_sequence(folder: Path, dataset: str, attribute_dir: Path | None) -> Sequence:

@@ -1,8 +1,7 @@
 """NfS, Need for Speed (Galoogahi et al., ICCV 2017): ``root/<seq>/<fps>/<seq>/*.jpg`` and ``root/<seq>/<fps>/*.txt``.
 
-Read through ``got10k.datasets.NfS``: annotation lines are ``id xmin ymin xmax ymax ...`` at 240 fps; for the 30 fps
-version (the one trackers report, and the default here) got10k takes every 8th annotation and reconciles an
-off-by-one length, as ``ExperimentNfS`` does. Splits: ``30`` (default) or ``240``.
+Read through ``got10k.datasets.NfS``, which samples the 240 fps annotations (``id xmin ymin xmax ymax ...``) for
+30 fps as ``ExperimentNfS`` does. Splits: ``30`` (default) or ``240``.
 """
 from __future__ import annotations
 

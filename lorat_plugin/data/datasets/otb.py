@@ -1,9 +1,7 @@
-"""OTB-2013/OTB-100 (Wu et al., TPAMI 2015): ``root/<Seq>/img/*.jpg`` and ``groundtruth_rect*.txt``.
+"""OTB-2013/OTB-100 (Wu et al., TPAMI 2015): ``root/<Seq>/img/*.jpg``, ``groundtruth_rect*.txt`` (1-based, converted).
 
-Read through ``got10k.datasets.OTB`` (with ``download=False``): it holds the official sequence lists, the
-frame ranges of David, Football1, Freeman3, Freeman4 and Diving, and names two-target sequences ``Jogging.1`` /
-``Jogging.2`` as ``ExperimentOTB`` does. Boxes are 1-based MATLAB pixels on disk and 0-based here.
-Splits: ``otb100`` (default; also ``otb2015``, ``tb100``), ``otb2013``, ``tb50``.
+Read through ``got10k.datasets.OTB`` (``download=False``): its official lists, special frame ranges and two-target
+names (``Jogging.1``) are those of ``ExperimentOTB``. Splits: ``otb100`` (default), ``otb2013``, ``tb50``.
 """
 from __future__ import annotations
 

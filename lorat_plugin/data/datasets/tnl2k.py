@@ -1,7 +1,5 @@
-"""TNL2K (Wang et al., CVPR 2021): ``root/<seq>/imgs/*.{jpg,png}``, ``groundtruth.txt``, ``language.txt``.
-
-Frames are listed in natural order (names differ between sequences); boxes are used as stored (as the reference
-does); frames whose box is zero-sized are not visible. The got10k toolkit has no TNL2K class.
+"""TNL2K (Wang et al., CVPR 2021): ``root/<seq>/imgs/*.{jpg,png}``, ``groundtruth.txt``, ``language.txt``; frames in
+natural order, boxes as stored (as the reference does), zero-sized boxes not visible. got10k has no TNL2K class.
 """
 from __future__ import annotations
 

@@ -1,10 +1,8 @@
-"""TrackingNet (Müller et al., ECCV 2018): ``root/{TRAIN_0..TRAIN_11,TEST}/{anno/<seq>.txt, frames/<seq>/<i>.jpg}``.
+"""TrackingNet (Müller et al., ECCV 2018): ``root/{TRAIN_0..TRAIN_11,TEST}/{anno/<seq>.txt, frames/<seq>/<i>.jpg}``,
+frames from 0, 0-based boxes; TEST annotates frame 0 only. Splits: ``test``, ``train`` (every chunk), ``TRAIN_<k>``
+or a comma-separated list.
 
-Frames are numbered from 0 (``0.jpg``, ``1.jpg``, ...); ``anno/<seq>.txt`` has one ``x,y,w,h`` line per frame
-(0-based pixels), except in TEST where it holds only frame 0 (the rest is on the evaluation server).
-
-Splits: ``test`` (TEST), ``train`` (every TRAIN_k chunk present), ``TRAIN_3`` (one chunk) or a comma-separated list of
-chunks. Why not ``got10k.datasets.TrackingNet``: in 0.1.3 it misses the ``frames/`` level and sorts frames with
+Why not ``got10k.datasets.TrackingNet``: in 0.1.3 it misses the ``frames/`` level and sorts frames with
 ``int(full_path[:-4])`` (got10k/datasets/trackingnet.py).
 """
 from __future__ import annotations
@@ -32,9 +30,8 @@ def load(root: str | Path, split: str | None = None) -> list[Sequence]:
 
 
 def _chunks(root: Path, split: str) -> list[str]:
-    wanted = [s.strip() for s in split.split(",") if s.strip()]
     chunks = []
-    for item in wanted:
+    for item in (s.strip() for s in split.split(",") if s.strip()):
         upper = item.upper()
         if upper == "TEST":
             chunks.append("TEST")
@@ -60,8 +57,7 @@ def _load_sequence(anno: Path, frame_dir: Path, chunk: str) -> Sequence:
         frames = list_images(frame_dir)
         if not frames:
             raise AnnotationError(f"{anno}: no frames in {frame_dir}")
-        expected = [f"{i}" for i in range(len(frames))]
-        if [f.stem for f in frames] != expected:
+        if [f.stem for f in frames] != [str(i) for i in range(len(frames))]:
             raise AnnotationError(f"{frame_dir}: frames must be numbered 0..{len(frames) - 1} without gaps")
         boxes = np.full((len(frames), 4), np.nan)
         boxes[0] = gt[0]

@@ -1,10 +1,8 @@
 """UAV123 / UAV20L (Mueller et al., ECCV 2016): ``root/anno/UAV123/<seq>.txt``, ``root/data_seq/UAV123/<folder>/``.
 
-Read through ``got10k.datasets.UAV123``, whose bundled ``uav123.json`` gives each sequence's folder and frame range
-(``bird1_1`` .. ``bird1_3`` share one folder). Its integrity check wants more than three entries in the root, which
-the official layout (``anno``, ``data_seq``) does not have, so it is replaced by a check of the two folders.
-Absent targets are ``NaN`` rows (not visible). Boxes are used as stored, as pytracking and the reference do.
-Splits: ``UAV123`` (default) or ``UAV20L``.
+Read through ``got10k.datasets.UAV123`` (its ``uav123.json`` gives each sequence's folder and frame range); its
+integrity check wants more than three entries in the root, which the official layout does not have, so it is
+replaced by a check of the two folders. NaN rows: target absent. Splits: ``UAV123`` (default) or ``UAV20L``.
 """
 from __future__ import annotations
 

@@ -1,8 +1,6 @@
-"""Write frames and boxes in a benchmark's on-disk layout (the inverse of the readers).
-
-Used by the tests and ``benchmarks/train_speed.py`` to build small benchmarks from generated data that every
-toolkit reading the real benchmark reads too (``lorat make-benchmark`` renders its own procedural sequences). Boxes are given 0-based ``x, y, w, h`` and converted to
-each layout's convention (LaSOT and OTB files are 1-based).
+"""Write frames and boxes in a benchmark's on-disk layout (the inverse of the readers), so that small generated
+benchmarks read as the real ones do. Boxes are given 0-based ``x, y, w, h`` and converted to each layout's
+convention (LaSOT and OTB files are 1-based).
 """
 from __future__ import annotations
 
@@ -60,13 +58,6 @@ def write_dataset(root: str | Path, dataset: str, sequences: Iterable[SequenceDa
     return root
 
 
-def save_image(image, path: Path) -> None:
-    from PIL import Image
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(to_rgb(image)).save(path, quality=92)
-
-
 def _append_lines(path: Path, lines: list[str]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     existing = path.read_text().split() if path.is_file() else []
@@ -74,8 +65,11 @@ def _append_lines(path: Path, lines: list[str]) -> None:
 
 
 def _write_frames(folder: Path, images: Seq, pattern: str, start: int) -> None:
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
     for i, image in enumerate(images):
-        save_image(image, folder / (pattern % (i + start)))
+        Image.fromarray(to_rgb(image)).save(folder / (pattern % (i + start)), quality=92)
 
 
 def _got10k(root: Path, s: SequenceData, split: str | None) -> None:
