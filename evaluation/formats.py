@@ -94,8 +94,6 @@ def write_format(fmt: str, output_dir: Path, tracker: str, dataset: str,
     return folder
 
 
-# ---------------------------------------------------------------------------------------------------- server zips
-
 def write_zip(path: Path, members: dict[str, bytes | None]) -> Path:
     """A deterministic zip: ``members`` maps archive names to bytes (``None`` = a directory entry)."""
     buffer = io.BytesIO()
@@ -103,13 +101,10 @@ def write_zip(path: Path, members: dict[str, bytes | None]) -> Path:
         for name in sorted(members):
             data = members[name]
             info = zipfile.ZipInfo(name, date_time=ZIP_TIME)
-            if data is None:
-                info.external_attr = (0o40755 << 16) | 0x10
-                archive.writestr(info, b"")
-            else:
-                info.external_attr = 0o644 << 16
+            info.external_attr = (0o40755 << 16) | 0x10 if data is None else 0o644 << 16
+            if data is not None:
                 info.compress_type = zipfile.ZIP_DEFLATED
-                archive.writestr(info, data)
+            archive.writestr(info, data or b"")
     atomic_write_bytes(Path(path), buffer.getvalue())
     return Path(path)
 
@@ -162,8 +157,6 @@ def _check_complete(found: list[str], expected: list[str] | None, results: Path)
         raise ValueError(f"{len(missing)} of {len(expected)} sequences have no results in {results}, "
                          f"e.g. {missing[0]}")
 
-
-# ---------------------------------------------------------------------------------------------- reading layouts
 
 def read_result_boxes(path: Path, frames: int | None = None) -> np.ndarray:
     """A result file (comma, tab or space separated ``x,y,w,h`` rows) as an N x 4 float64 array; with ``frames``,

@@ -36,16 +36,12 @@ TRACKINGNET_PRECISION = np.linspace(0.0, 50.0, 21)
 TRACKINGNET_NORM_PRECISION = np.linspace(0.0, 0.5, 21)
 
 
-# ------------------------------------------------------------------------------------------------ geometry
-
 def center_error(boxes1: np.ndarray, boxes2: np.ndarray) -> np.ndarray:
     """Euclidean distance between centres ``xy + (wh - 1) / 2`` (got10k, pytracking, LaSOT toolkit)."""
     c1 = boxes1[:, :2] + (boxes1[:, 2:] - 1) / 2
     c2 = boxes2[:, :2] + (boxes2[:, 2:] - 1) / 2
     return np.sqrt(np.sum((c1 - c2) ** 2, axis=1))
 
-
-# ------------------------------------------------------------------------------------------------ GOT-10k
 
 @dataclass
 class Got10kSequence:
@@ -92,8 +88,6 @@ def got10k_benchmark(sequences: dict[str, Got10kSequence]) -> dict:
     overall["sr"] = overall["sr50"]
     return {"overall": overall, "seq_wise": seq_wise}
 
-
-# ------------------------------------------------------------------------------------------------ OPE (pytracking)
 
 @dataclass
 class OPECurves:
@@ -173,8 +167,6 @@ def ope_sequence(pred: np.ndarray, gt: np.ndarray, *, kind: str = "generic",
                      average_overlap)
 
 
-# ------------------------------------------------------------------------------------------------ LaSOT toolkit
-
 def lasot_toolkit_sequence(pred: np.ndarray, gt: np.ndarray, absent: np.ndarray
                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(success 21, precision 51, normalised precision 51) of one sequence as the LaSOT MATLAB toolkit computes
@@ -229,8 +221,6 @@ def lasot_toolkit_benchmark(curves: dict[str, tuple[np.ndarray, np.ndarray, np.n
     return out
 
 
-# ------------------------------------------------------------------------------------------------ got10k OTB family
-
 def got10k_otb_sequence(boxes: np.ndarray, gt: np.ndarray, *, drop_nan_gt: bool = False
                         ) -> tuple[np.ndarray, np.ndarray]:
     """(21-point success curve, 51-point precision curve) of ``ExperimentOTB.report`` for one sequence."""
@@ -245,9 +235,8 @@ def got10k_otb_sequence(boxes: np.ndarray, gt: np.ndarray, *, drop_nan_gt: bool 
     ious = rect_iou(boxes, gt)
     errors = center_error(boxes, gt)
     with np.errstate(invalid="ignore"):
-        success = np.mean(ious[:, None] > SUCCESS_THRESHOLDS[None, :], axis=0)
-        precision = np.mean(errors[:, None] <= PRECISION_THRESHOLDS[None, :], axis=0)
-    return success, precision
+        return (np.mean(ious[:, None] > SUCCESS_THRESHOLDS[None, :], axis=0),
+                np.mean(errors[:, None] <= PRECISION_THRESHOLDS[None, :], axis=0))
 
 
 def got10k_otb_speed(times: np.ndarray | None) -> float:
@@ -265,8 +254,6 @@ def got10k_otb_benchmark(curves: dict[str, tuple[np.ndarray, np.ndarray]], speed
             "success_rate": float(success[10]), "speed_fps": float(np.sum(nonzero) / len(nonzero)) if nonzero else -1.0,
             "success_curve": success.tolist(), "precision_curve": precision.tolist()}
 
-
-# ------------------------------------------------------------------------------------------------ TrackingNet
 
 def trackingnet_sequence(pred: np.ndarray | None, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(success, precision, normalised precision) 21-point curves of one sequence, as the TrackingNet server: boxes

@@ -49,12 +49,10 @@ def load_results(path: str | Path, dataset: str, sequences: list[Sequence], *, n
         runs = [_RUN_FOLDER.fullmatch(p.name) for p in inner]
         if len(inner) > 1 and all(runs) and len({m.group(1) for m in runs}) == 1:
             return merge_runs([read_layout(p, sequences, dataset) for p in inner], name or runs[0].group(1))
-        if len(inner) == 1:
-            return read_layout(inner[0], sequences, dataset, name=name)
         if len(inner) > 1:
             raise ValueError(f"{path} holds results of several trackers ({', '.join(p.name for p in inner)}): "
                              "pass their folders one by one")
-        return read_layout(path, sequences, dataset, name=name)
+        return read_layout(inner[0] if inner else path, sequences, dataset, name=name)
     if info.get("dataset") not in (None, "", dataset):
         raise ValueError(f"{path} holds {info['dataset']} results, not {dataset}")
     records = load_records(path)
@@ -131,23 +129,20 @@ def _fps(tracker: TrackerResults, sequences: list[Sequence]) -> float | None:
 
 
 def _got10k(sequences: list[Sequence], tracker: TrackerResults) -> dict:
+    from PIL import Image
+
     per_sequence = {}
     for s in sequences:
         cover = s.attributes.get("cover")
         if cover is None:  # a GOT-10k-layout set without cover.label: visible frames count
             cover = s.visible.astype(int)
-        resolution = s.attributes.get("resolution") or _image_size(s)
-        times = tracker.times.get(s.name)
+        resolution = s.attributes.get("resolution")
+        if resolution is None:
+            with Image.open(s.frames[0]) as image:  # reads the header only
+                resolution = image.size
         per_sequence[s.name] = M.got10k_sequence(tracker.runs[s.name], native_boxes(s.boxes, "got10k"), cover,
-                                                 resolution, times)
+                                                 resolution, tracker.times.get(s.name))
     return M.got10k_benchmark(per_sequence)
-
-
-def _image_size(sequence: Sequence) -> tuple[int, int]:
-    from PIL import Image
-
-    with Image.open(sequence.frames[0]) as image:  # reads the header only
-        return image.size
 
 
 def _target_visible(sequence: Sequence) -> np.ndarray:
@@ -201,9 +196,8 @@ def _ope(sequences: list[Sequence], tracker: TrackerResults, info: Benchmark) ->
 
 
 def _attribute_breakdown(sequences: list[Sequence], curves: dict[str, M.OPECurves]) -> dict:
-    names = dict.fromkeys(key for s in sequences for key in s.attributes.get("challenges", {}))
     breakdown = {}
-    for key in names:
+    for key in dict.fromkeys(key for s in sequences for key in s.attributes.get("challenges", {})):
         members = [s.name for s in sequences if s.attributes.get("challenges", {}).get(key)]
         if members:
             mean = M.OPECurves.mean([curves[n] for n in members])
@@ -220,8 +214,6 @@ def _trackingnet(sequences: list[Sequence], tracker: TrackerResults, dataset: st
                            for name, (success, precision, norm_precision) in curves.items()}
     return result
 
-
-# ------------------------------------------------------------------------------------------------ presentation
 
 SPEED_COLUMNS = {"got10k": "speed_fps", "other": "tracker FPS"}  # see docs/evaluation.md, "Speed"
 
@@ -242,9 +234,8 @@ def headline(entry: dict) -> dict[str, float | None]:
         row = {"AUC": o["auc"], "P_norm": o["norm_precision"], "P": o["precision"], "SR0.5": o["sr50"],
                "SR0.75": o["sr75"]}
         if "lasot_toolkit" in entry:
-            row["toolkit AUC"] = entry["lasot_toolkit"]["auc"]
-            row["toolkit P_n"] = entry["lasot_toolkit"]["norm_precision"]
-            row["toolkit P"] = entry["lasot_toolkit"]["precision"]
+            t = entry["lasot_toolkit"]
+            row.update({"toolkit AUC": t["auc"], "toolkit P_n": t["norm_precision"], "toolkit P": t["precision"]})
         if "got10k_otb" in entry:
             row["got10k AUC"] = entry["got10k_otb"]["success_score"]
             row["got10k P@20"] = entry["got10k_otb"]["precision_score"]

@@ -321,8 +321,6 @@ def export_results(output_dir: str | Path, *, formats: Seq[str] | None = None, d
     return outputs
 
 
-# ------------------------------------------------------------------------------------------------ torchrun
-
 def _distributed() -> tuple[int, int, Any, bool]:
     """(rank, world size, gloo group or None, whether we created the process group) from torchrun's env vars."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -336,13 +334,10 @@ def _distributed() -> tuple[int, int, Any, bool]:
     created = not dist.is_initialized()
     if created:  # the one torchrun set-up; the tracker's own device is its business
         setup("cpu", timeout_minutes=BARRIER_TIMEOUT.total_seconds() / 60)
-    if dist.get_backend() == "gloo":
-        group = dist.group.WORLD
-    else:  # e.g. NCCL during training: coordinate on the CPU with one gloo group, made once per process
-        if _gloo_group is None:
-            _gloo_group = dist.new_group(backend="gloo", timeout=BARRIER_TIMEOUT)
-        group = _gloo_group
-    return dist.get_rank(), dist.get_world_size(), group, created
+    gloo = dist.get_backend() == "gloo"
+    if not gloo and _gloo_group is None:  # e.g. NCCL during training: coordinate on the CPU, one group per process
+        _gloo_group = dist.new_group(backend="gloo", timeout=BARRIER_TIMEOUT)
+    return dist.get_rank(), dist.get_world_size(), dist.group.WORLD if gloo else _gloo_group, created
 
 
 def _agree(rank: int, group: Any, compute: Callable[[], Any]) -> Any:

@@ -7,11 +7,11 @@ from __future__ import annotations
 import contextlib
 import io
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
-from ..sequence import AnnotationError
+from ..sequence import AnnotationError, Sequence
 from ..annotations import read_boxes
 
 
@@ -29,27 +29,30 @@ def quietly(factory, *args, **kwargs) -> Any:
     with contextlib.redirect_stdout(io.StringIO()):
         try:
             return factory(*args, **kwargs)
-        except (AssertionError, FileNotFoundError) as e:
-            name = getattr(factory, "__name__", factory)
-            raise FileNotFoundError(f"{name} found no data under {args[0]}: {e}") from e
-        except Exception as e:  # got10k raises bare Exception('Dataset not found or corrupted.')
-            if type(e) is Exception:
-                raise FileNotFoundError(f"{getattr(factory, '__name__', factory)}: {e} ({args[0]})") from e
+        except Exception as e:  # got10k asserts, or raises a bare Exception('Dataset not found or corrupted.')
+            if isinstance(e, (AssertionError, FileNotFoundError)) or type(e) is Exception:
+                raise FileNotFoundError(f"{factory.__name__} found no data under {args[0]}: {e}") from e
             raise
 
 
-def items(dataset: Any, index: int, anno_file: str | Path, check=read_boxes) -> tuple[list[Path], np.ndarray]:
-    """``dataset[index]`` as (frame paths, N x 4 boxes); after a failure, the strict parser ``check(anno_file)``
-    names the malformed line."""
-    anno_file = Path(anno_file)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            img_files, anno = dataset[index]
-    except (AssertionError, ValueError, IndexError) as e:
-        check(anno_file)  # raises AnnotationError with the line if the file is malformed
-        raise AnnotationError(f"{anno_file}: annotation does not match the frames of sequence "
-                              f"{dataset.seq_names[index]} ({type(e).__name__}: {e})") from e
-    anno = np.asarray(anno, dtype=np.float64).reshape(-1, 4)
-    if len(img_files) != len(anno) or len(anno) == 0:
-        raise AnnotationError(f"{anno_file}: {len(anno)} boxes for {len(img_files)} frames")
-    return [Path(f) for f in img_files], anno
+def load_sequences(dataset: Any, key: str, attributes: dict, *, check: Callable[[Path], Any] = read_boxes,
+                   one_based: bool = False) -> list[Sequence]:
+    """Every sequence of a got10k dataset object; after a failure, the strict parser ``check(anno_file)`` names the
+    malformed line."""
+    sequences = []
+    for index, name in enumerate(dataset.seq_names):
+        anno_file = Path(dataset.anno_files[index])
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                img_files, anno = dataset[index]
+        except (AssertionError, ValueError, IndexError) as e:
+            check(anno_file)  # raises AnnotationError with the line if the file is malformed
+            raise AnnotationError(f"{anno_file}: annotation does not match the frames of sequence {name} "
+                                  f"({type(e).__name__}: {e})") from e
+        boxes = np.asarray(anno, dtype=np.float64).reshape(-1, 4)
+        if len(img_files) != len(boxes) or len(boxes) == 0:
+            raise AnnotationError(f"{anno_file}: {len(boxes)} boxes for {len(img_files)} frames")
+        if one_based:
+            boxes[:, :2] -= 1.0  # 1-based MATLAB pixels -> 0-based
+        sequences.append(Sequence(name, [Path(f) for f in img_files], boxes, dataset=key, attributes=dict(attributes)))
+    return sequences

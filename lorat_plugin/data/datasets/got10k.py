@@ -25,8 +25,7 @@ def load(root: str | Path, split: str | None = None) -> list[Sequence]:
     split_dir = _split_dir(root, split)
     list_file = split_dir / "list.txt"
     if list_file.is_file():
-        names = read_name_list(list_file)
-        folders = [split_dir / name for name in names]
+        folders = [split_dir / name for name in read_name_list(list_file)]
         for number, folder in enumerate(folders, start=1):
             if not folder.is_dir():
                 raise AnnotationError(f"{list_file}, line {number}: sequence folder {folder} not found")

@@ -16,12 +16,8 @@ from ..sequence import AnnotationError, Sequence
 from ..annotations import (natural_key, numbered_frames, read_boxes, read_flags, read_name_list, read_text,
                            require_dir)
 
-ATTRIBUTE_NAMES = {
-    "IV": "Illumination Variation", "POC": "Partial Occlusion", "DEF": "Deformation", "MB": "Motion Blur",
-    "CM": "Camera Motion", "ROT": "Rotation", "BC": "Background Clutter", "VC": "Viewpoint Change",
-    "SV": "Scale Variation", "FOC": "Full Occlusion", "FM": "Fast Motion", "OV": "Out-of-View",
-    "LR": "Low Resolution", "ARC": "Aspect Ratio Change",
-}
+# the columns of the LaSOT toolkit's annos/att/<seq>.txt, in order (Illumination Variation ... Aspect Ratio Change)
+ATTRIBUTE_NAMES = ("IV", "POC", "DEF", "MB", "CM", "ROT", "BC", "VC", "SV", "FOC", "FM", "OV", "LR", "ARC")
 
 
 def load(root: str | Path, split: str | None = None) -> list[Sequence]:
@@ -110,8 +106,7 @@ def _load_sequence(folder: Path, dataset: str, attribute_dir: Path | None) -> Se
     if nlp.is_file():
         attributes["nlp"] = read_text(nlp).strip()
     if attribute_dir is not None and (attribute_dir / f"{folder.name}.txt").is_file():
-        path = attribute_dir / f"{folder.name}.txt"
-        flags = read_flags(path, len(ATTRIBUTE_NAMES), name="challenge attributes")
+        flags = read_flags(attribute_dir / f"{folder.name}.txt", len(ATTRIBUTE_NAMES), name="challenge attributes")
         attributes["challenges"] = {short: bool(v) for short, v in zip(ATTRIBUTE_NAMES, flags)}
     if not np.all(np.isfinite(boxes[visible])):
         bad = int(np.flatnonzero(visible & ~np.all(np.isfinite(boxes), axis=1))[0])

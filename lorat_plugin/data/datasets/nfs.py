@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..sequence import AnnotationError, Sequence
-from ._got10k_toolkit import import_got10k_datasets, items, quietly
+from ._got10k_toolkit import import_got10k_datasets, load_sequences, quietly
 from ..annotations import read_text, require_dir
 
 
@@ -20,11 +20,7 @@ def load(root: str | Path, split: str | None = None) -> list[Sequence]:
     dataset = quietly(import_got10k_datasets().NfS, str(root), fps)
     if len(dataset) == 0:
         raise FileNotFoundError(f"no NfS annotations (<seq>/{fps}/<seq>.txt) under {root}")
-    sequences = []
-    for index, name in enumerate(dataset.seq_names):
-        frames, boxes = items(dataset, index, dataset.anno_files[index], check=_check_nfs_annotation)
-        sequences.append(Sequence(name, frames, boxes, dataset="nfs", attributes={"fps": fps}))
-    return sequences
+    return load_sequences(dataset, "nfs", {"fps": fps}, check=_check_nfs_annotation)
 
 
 def _check_nfs_annotation(path: Path) -> None:

@@ -9,7 +9,7 @@ import logging
 from pathlib import Path
 
 from ..sequence import Sequence
-from ._got10k_toolkit import import_got10k_datasets, items, quietly
+from ._got10k_toolkit import import_got10k_datasets, load_sequences, quietly
 from ..annotations import require_dir
 
 VERSIONS = {"otb100": 2015, "otb2015": 2015, "tb100": 2015, "2015": 2015, "otb": 2015,
@@ -25,9 +25,4 @@ def load(root: str | Path, split: str | None = None) -> list[Sequence]:
     if len(dataset) == 0:
         raise FileNotFoundError(f"no OTB sequences (<Seq>/groundtruth_rect.txt with an official name) under {root}")
     logging.getLogger(__name__).debug("OTB %s: %d sequences found under %s", key, len(dataset), root)
-    sequences = []
-    for index, name in enumerate(dataset.seq_names):
-        frames, boxes = items(dataset, index, dataset.anno_files[index])
-        boxes[:, :2] -= 1.0  # 1-based MATLAB pixels -> 0-based
-        sequences.append(Sequence(name, frames, boxes, dataset="otb", attributes={"version": key}))
-    return sequences
+    return load_sequences(dataset, "otb", {"version": key}, one_based=True)

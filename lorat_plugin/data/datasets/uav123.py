@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..sequence import Sequence
-from ._got10k_toolkit import import_got10k_datasets, items, quietly
+from ._got10k_toolkit import import_got10k_datasets, load_sequences, quietly
 from ..annotations import require_dir
 
 
@@ -29,10 +29,7 @@ def load(root: str | Path, split: str | None = None) -> list[Sequence]:
     dataset = quietly(_UAV123, str(root), version)
     if len(dataset) == 0:
         raise FileNotFoundError(f"no UAV123 annotations in {root / 'anno' / version}")
-    sequences = []
-    for index, name in enumerate(dataset.seq_names):
+    for name, anno_file in zip(dataset.seq_names, dataset.anno_files):
         if name not in dataset.seq_metas[version]:
-            raise FileNotFoundError(f"{dataset.anno_files[index]}: {name} is not a {version} sequence")
-        frames, boxes = items(dataset, index, dataset.anno_files[index])
-        sequences.append(Sequence(name, frames, boxes, dataset="uav123", attributes={"version": version}))
-    return sequences
+            raise FileNotFoundError(f"{anno_file}: {name} is not a {version} sequence")
+    return load_sequences(dataset, "uav123", {"version": version})

@@ -98,10 +98,8 @@ def _lasot(root: Path, s: SequenceData, split: str | None) -> None:
     folder = root / s.name.rsplit("-", 1)[0] / s.name
     _write_frames(folder / "img", s.images, "%08d.jpg", 1)
     (folder / "groundtruth.txt").write_text(format_table(s.boxes + [1.0, 1.0, 0.0, 0.0]))
-    occlusion = s.attributes.get("full_occlusion", ~s.visible)
-    out_of_view = s.attributes.get("out_of_view", np.zeros(len(s.boxes), dtype=bool))
-    (folder / "full_occlusion.txt").write_text(",".join(str(int(v)) for v in occlusion) + "\n")
-    (folder / "out_of_view.txt").write_text(",".join(str(int(v)) for v in out_of_view) + "\n")
+    for flag, default in (("full_occlusion", ~s.visible), ("out_of_view", np.zeros(len(s.boxes), dtype=bool))):
+        (folder / f"{flag}.txt").write_text(",".join(str(int(v)) for v in s.attributes.get(flag, default)) + "\n")
     (folder / "nlp.txt").write_text(s.attributes.get("nlp", f"the {s.name.rsplit('-', 1)[0]} being tracked") + "\n")
     if "challenges" in s.attributes:
         from .lasot import ATTRIBUTE_NAMES
@@ -136,11 +134,9 @@ def _nfs(root: Path, s: SequenceData, split: str | None) -> None:
     fps = int(split or 30)
     folder = root / s.name / str(fps)
     _write_frames(folder / s.name, s.images, "%05d.jpg", 1)
-    lines = []
-    for i, (box, visible) in enumerate(zip(s.boxes, s.visible), start=1):
-        x1, y1, x2, y2 = box[0], box[1], box[0] + box[2], box[1] + box[3]
-        lines.append(f"1 {x1:.10g} {y1:.10g} {x2:.10g} {y2:.10g} {i} {int(not visible)} 0 0 \"object\"")
-    (folder / f"{s.name}.txt").write_text("\n".join(lines) + "\n")
+    lines = [f"1 {x:.10g} {y:.10g} {x + w:.10g} {y + h:.10g} {i} {int(not visible)} 0 0 \"object\"\n"
+             for i, ((x, y, w, h), visible) in enumerate(zip(s.boxes, s.visible), start=1)]
+    (folder / f"{s.name}.txt").write_text("".join(lines))
 
 
 def _tnl2k(root: Path, s: SequenceData, split: str | None) -> None:
