@@ -58,5 +58,3 @@ def describe_network(network: Any) -> str:
     graphs = ", CUDA graphs" if inner is not network else ""
     return f"{name}{graphs} on {network.device}".replace("torch.", "")
 
-
-__all__ = ["build_network", "describe_network"]

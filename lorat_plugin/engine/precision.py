@@ -21,8 +21,7 @@ _ALIASES = {"float32": "fp32", "float": "fp32", "bfloat16": "bf16", "float16": "
 
 def resolve_device(device: torch.device | str | None = None) -> torch.device:
     """``None``/``"auto"``: CUDA if present, else Apple MPS, else CPU. An unavailable device is a ``ValueError``."""
-    mps = getattr(torch.backends, "mps", None)
-    has_mps = mps is not None and mps.is_available()
+    has_mps = torch.backends.mps.is_available()
     if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu")
     device = torch.device(device)
@@ -90,6 +89,3 @@ def full_fp32(device: torch.device, dtype: torch.dtype) -> Iterator[None]:
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
-
-__all__ = ["PRECISIONS", "cpu_has_native_bf16", "default_precision", "full_fp32", "precision_name",
-           "resolve_device", "resolve_precision"]
