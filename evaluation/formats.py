@@ -142,17 +142,13 @@ def pack_trackingnet(results: Path, path: Path, sequences: list[str] | None = No
     if not files:
         raise FileNotFoundError(f"no TrackingNet results (<seq>.txt) in {results}")
     _check_complete([p.stem for p in files], sequences, results)
-    members: dict[str, bytes | None] = {}
     for file in files:
         read_result_boxes(file)  # refuse to pack a malformed file
-        members[file.name] = file.read_bytes()
-    return write_zip(path, members)
+    return write_zip(path, {file.name: file.read_bytes() for file in files})
 
 
 def _check_complete(found: list[str], expected: list[str] | None, results: Path) -> None:
-    if expected is None:
-        return
-    missing = sorted(set(expected) - set(found))
+    missing = sorted(set(expected or ()) - set(found))
     if missing:
         raise ValueError(f"{len(missing)} of {len(expected)} sequences have no results in {results}, "
                          f"e.g. {missing[0]}")
