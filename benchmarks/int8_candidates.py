@@ -19,7 +19,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lorat_plugin.engine.accelerate import build_network, cast_model, tune_cpu_allocator
+from lorat_plugin.allocator import tune_cpu_allocator
+from lorat_plugin.engine.accelerate import build_network
+from lorat_plugin.engine.cast import cast_model
 from lorat_plugin.model import build_model
 from lorat_plugin.speed import median_ratio, time_interleaved
 

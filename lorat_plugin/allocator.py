@@ -11,14 +11,11 @@ _TUNED = False
 
 
 def tune_cpu_allocator() -> bool:
-    """Keep large CPU tensors in glibc's heap instead of fresh ``mmap`` pages.
+    """Keep large CPU tensors in glibc's heap instead of fresh ``mmap`` pages; returns whether it is tuned.
 
-    glibc serves allocations above 128 KiB-32 MiB with ``mmap`` and returns them with ``munmap``, so every activation
-    of a batched forward pass (16 MB per MLP layer at batch 8 for B-224) costs page faults and zeroing, and batching
-    frames gains little per frame on the CPU. Raising the mmap and trim thresholds (what jemalloc/tcmalloc users get
-    by default) lets freed blocks be reused. Idempotent, Linux/glibc only; ``LORAT_NO_MALLOC_TUNING=1`` leaves the
-    allocator alone. Returns whether the allocator is tuned.
-    """
+    glibc ``mmap``s allocations above 128 KiB-32 MiB and ``munmap``s them on free, so every activation of a batched
+    forward costs page faults and zeroing; raised mmap/trim thresholds let freed blocks be reused. Idempotent,
+    Linux/glibc only; ``LORAT_NO_MALLOC_TUNING=1`` leaves the allocator alone."""
     global _TUNED
     if _TUNED or os.environ.get("LORAT_NO_MALLOC_TUNING") or platform.system() != "Linux":
         return _TUNED

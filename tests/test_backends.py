@@ -10,7 +10,7 @@ import torch
 
 from lorat_plugin import allocator
 from lorat_plugin.engine import precision
-from lorat_plugin.engine.buckets import BATCH_BUCKETS
+from lorat_plugin.engine.cast import BATCH_BUCKETS
 from lorat_plugin.engine.cast import CastNetwork
 from lorat_plugin.engine.cuda_graphs import CUDAGraphNetwork
 from lorat_plugin.engine.precision import (default_precision, full_fp32, precision_name, resolve_device,

@@ -15,8 +15,7 @@ from lorat_plugin.cli import main
 from lorat_plugin.engine import TrackingEngine, TorchNetwork
 from lorat_plugin.engine import cast
 from lorat_plugin.engine.accelerate import build_network, describe_network
-from lorat_plugin.engine.buckets import bucket_size, pad_batch
-from lorat_plugin.engine.cast import CastNetwork, cast_model
+from lorat_plugin.engine.cast import CastNetwork, bucket_size, cast_model, pad_batch
 from lorat_plugin.engine.precision import default_precision
 from lorat_plugin.engine.onednn import OneDNNBlock, fusable, onednn_available
 from lorat_plugin.model import build_model

@@ -1,13 +1,11 @@
 """The one entry point that picks what runs the network for a device and precision (see docs/speed.md).
 
 * ``fp32``: :class:`~lorat_plugin.engine.network.TorchNetwork`, the merged model as it is (the exact path).
-* ``bf16`` / ``fp16``: :class:`~lorat_plugin.engine.cast.CastNetwork`, a copy of the merged model with stored
-  low-precision weights; ``autocast=True`` gives the reference's AMP instead (fp32 weights).
-* ``compile=True``: ``torch.compile`` of that copy at static batch buckets (:mod:`lorat_plugin.engine.buckets`);
-  compiling takes minutes per batch size on a small CPU, so it is never on by default.
+* ``bf16`` / ``fp16``: :class:`~lorat_plugin.engine.cast.CastNetwork`, stored low-precision weights;
+  ``autocast=True`` gives the reference's AMP instead (fp32 weights).
+* ``compile=True``: ``torch.compile`` of that copy per static batch bucket; minutes per batch size on a small CPU,
+  so never on by default.
 * ``cuda_graphs=True`` (CUDA only): :class:`~lorat_plugin.engine.cuda_graphs.CUDAGraphNetwork` around either.
-
-The precision when none is asked for: :func:`lorat_plugin.engine.precision.default_precision`.
 """
 from __future__ import annotations
 

@@ -1,10 +1,8 @@
 """The low-precision copy of the merged model, and the backend that runs it (optionally ``torch.compile``'d).
 
-bf16 / fp16 weights are *stored* in the low precision, so no weight is converted per call (autocast re-casts every
-weight on every forward, which on a CPU costs about as much as the matrix products). The patch embedding, the
-transformer blocks and the head's hidden layers run in the low precision; the sums of the patch tokens with the
-position / token-type embeddings, the final norm and the head's two output layers stay in float32: rounding the
-score logits and box offsets to 8 mantissa bits is what moves boxes most, and these layers cost almost nothing.
+bf16 / fp16 weights are *stored* low (autocast re-casts every weight per forward, on a CPU about the cost of the
+products). The patch embedding, blocks and head hidden layers run low; the embedding sums, final norm and the head's
+output layers stay float32: rounding logits and box offsets to 8 mantissa bits moves boxes most, and they cost little.
 """
 from __future__ import annotations
 
@@ -15,11 +13,31 @@ import torch
 from torch import nn
 
 from ..model import LoRAT, ModelConfig
-from .buckets import BATCH_BUCKETS, bucket_size, pad_batch
 from .int8 import Int8Block, int8_available
 from .network import merged_model
 from .onednn import OneDNNBlock, fuse_blocks, onednn_available
 from .precision import cpu_has_native_bf16, full_fp32, resolve_device, resolve_precision
+
+
+# Static batch sizes for torch.compile and CUDA graphs: a batch is padded up to the next bucket (repeating its last
+# row, real data: no NaN/inf risk) and the padding cut off the outputs, so a shrinking batch at the end of an
+# evaluation costs at most a few extra compiles / captures.
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+def bucket_size(batch: int) -> int:
+    """The smallest of :data:`BATCH_BUCKETS` that holds ``batch`` (multiples of the largest beyond it)."""
+    if batch < 1:
+        raise ValueError(f"batch size must be >= 1, got {batch}")
+    top = BATCH_BUCKETS[-1]
+    return next((size for size in BATCH_BUCKETS if batch <= size), -(-batch // top) * top)
+
+
+def pad_batch(tensors: tuple[torch.Tensor, ...], size: int) -> tuple[torch.Tensor, ...]:
+    batch = tensors[0].shape[0]
+    if batch == size:
+        return tensors
+    return tuple(torch.cat((t, t[-1:].expand(size - batch, *t.shape[1:])), dim=0) for t in tensors)
 
 
 def _cast_inputs(dtype: torch.dtype) -> Callable:
@@ -34,13 +52,11 @@ def _output_to_float(module: nn.Module, args: tuple, output: torch.Tensor) -> to
 
 def cast_model(model: LoRAT, dtype: torch.dtype, device: torch.device | str | None = None, *,
                onednn: bool = False, int8: bool = False) -> LoRAT:
-    """A copy of a merged ``model`` for low-precision inference (see the module docstring for what stays fp32).
-
-    The copy shares the float32 tensors that stay float32 with ``model`` (they are never written) and holds its own
-    low-precision versions of the rest, so it costs half the model's memory in bf16/fp16, not a second copy.
-    ``onednn=True`` (bf16 on CPU) rebuilds the transformer blocks on oneDNN's fused kernels
-    (:mod:`lorat_plugin.engine.onednn`), ``int8=True`` on oneDNN's int8 kernels (:mod:`lorat_plugin.engine.int8`,
-    everything else at ``dtype``: bf16 or fp32); such a copy cannot be deep-copied."""
+    """A copy of a merged ``model`` for low-precision inference (what stays fp32: the module docstring). It shares
+    the float32 tensors with ``model`` (never written), so it costs half the model's memory in bf16/fp16.
+    ``onednn=True`` (bf16 on CPU) / ``int8=True`` (the rest at ``dtype``: bf16 or fp32) rebuild the blocks on
+    oneDNN's fused / int8 kernels (:mod:`~lorat_plugin.engine.onednn`, :mod:`~lorat_plugin.engine.int8`); such a
+    copy cannot be deep-copied."""
     if getattr(model, "has_lora", False):
         raise ValueError("cast_model needs a merged model (model.strip_lora() or load_model(merge=True))")
     device = torch.device(device) if device is not None else next(model.parameters()).device
@@ -75,22 +91,18 @@ def cast_model(model: LoRAT, dtype: torch.dtype, device: torch.device | str | No
 
 
 def allow_bucket_recompiles() -> None:
-    """Let dynamo keep one graph per batch bucket (and batches past the largest): past its recompile limit (8 by
-    default, fewer than the buckets) it would silently run the next batch size uncompiled. The setting is called
-    ``recompile_limit`` in newer torch, ``cache_size_limit`` in older; it is only ever raised."""
+    """Let dynamo keep one graph per batch bucket: past its recompile limit (8 by default, fewer than the buckets)
+    it would silently run the next batch size uncompiled. Only ever raised."""
     config = torch._dynamo.config
     name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
     setattr(config, name, max(getattr(config, name), 2 * len(BATCH_BUCKETS)))
 
 
 class CastNetwork:
-    """The merged LoRAT with bf16/fp16 weights (see :func:`cast_model`); the user's model is not changed.
-
-    ``module`` is what runs; ``model`` is the merged model it was made from (as :class:`TorchNetwork` names it).
-    ``dtype=torch.float32`` gives an fp32 copy (useful with ``compile``). ``onednn`` (default: on for bf16 on a
-    CPU with native bf16 whose torch has oneDNN, unless compiling) runs the blocks on oneDNN's fused kernels.
-    ``compile`` runs ``torch.compile(dynamic=False)`` at a static batch size per bucket
-    (:mod:`lorat_plugin.engine.buckets`)."""
+    """The merged LoRAT with bf16/fp16 weights (:func:`cast_model`; the user's model is not changed): ``module``
+    runs, ``model`` is the merged model it was made from. ``dtype=torch.float32`` gives an fp32 copy (for
+    ``compile``). ``onednn`` (default: bf16 on a CPU with native bf16 and oneDNN, unless compiling) fuses the blocks.
+    ``compile`` runs ``torch.compile(dynamic=False)`` per batch bucket (:func:`bucket_size`)."""
 
     def __init__(self, model: LoRAT, device: torch.device | str | None = None,
                  dtype: torch.dtype | str | None = None, *, compile: bool = False,

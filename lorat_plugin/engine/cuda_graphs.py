@@ -8,7 +8,7 @@ from typing import Any, Callable
 import torch
 
 from ..model import ModelConfig
-from .buckets import BATCH_BUCKETS, bucket_size, pad_batch
+from .cast import BATCH_BUCKETS, bucket_size, pad_batch
 from .network import NetworkBackend
 
 log = logging.getLogger(__name__)
@@ -17,13 +17,10 @@ log = logging.getLogger(__name__)
 class CUDAGraphNetwork:
     """Replays a CUDA graph of ``inner``'s forward (any torch backend on a CUDA device) per batch bucket.
 
-    The first call at a new bucket runs ``inner`` a few times on a side stream of the network's device (warm-up:
-    ``torch.compile`` compiles, cuBLAS/cuDNN pick their kernels, lazy allocations happen, so nothing of that falls
-    inside the capture), then captures one forward on that stream and device, whatever the current device is; later
-    calls copy the inputs into the captured buffers and replay. The buffers are ordinary tensors (made outside
-    inference mode), so the wrapper works inside and outside ``torch.inference_mode``. Outputs are copied out of the
-    graph's buffers, so they stay valid after the next call. All captures share one memory pool.
-    """
+    A new bucket is first run a few times on a side stream (compiles, kernel choices and lazy allocations stay out of
+    the capture), then captured on the network's device; later calls copy inputs into the buffers and replay. The
+    buffers are made outside inference mode (usable in and out of it); outputs are copied out, so they stay valid
+    after the next call. All captures share one memory pool."""
 
     WARMUP_CALLS = 3
 

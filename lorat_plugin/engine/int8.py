@@ -1,13 +1,8 @@
 """Int8 transformer blocks for CPU inference on oneDNN's quantised linear kernels (``--dtype int8``).
 
-:class:`Int8Block` is :class:`~lorat_plugin.engine.onednn.OneDNNBlock` with int8 matrix products: each linear
-layer's weight is quantised once, symmetrically per output channel (LayerScale folded in first), and its input is
-quantised on every call to uint8 over that call's own range (dynamic, per tensor: no calibration state to keep).
-``torch.ops.onednn.qlinear_pointwise`` multiplies with VNNI (AVX512-VNNI / AVX-VNNI / AMX-INT8 where the CPU has
-them), rescales, and applies GELU or adds the residual as it writes its bf16 (fp32 on CPUs without native bf16)
-output; attention and the norms run at that precision. The rest of the network is what
-:func:`~lorat_plugin.engine.cast.cast_model` makes of it. Why this backend, its cost and the tolerances:
-docs/speed.md.
+:class:`Int8Block` is :class:`~lorat_plugin.engine.onednn.OneDNNBlock` with int8 products: weights quantised once
+per output channel (LayerScale folded in), inputs per call to uint8 over their own range (no calibration state);
+attention, the norms and the rest of the network run at bf16 (fp32 without native bf16). Tolerances: docs/speed.md.
 """
 from __future__ import annotations
 
@@ -52,6 +47,3 @@ class Int8Block(OneDNNBlock):
                                                              self._dtype, 1.0, 0, "add", 1.0, "none", [], "")
         return torch.ops.onednn.qlinear_pointwise(q, scale, zero, *packed, 1.0, 0, self._dtype,
                                                   "gelu" if gelu else "none", [], "none" if gelu else "")
-
-
-__all__ = ["Int8Block", "int8_available", "quantize_dynamic"]

@@ -1,9 +1,6 @@
-"""The network call of the tracking engine, behind one small interface.
-
-The engine only ever calls ``network(z, x, z_feat_mask) -> (score_logits B x h x w, boxes B x h x w x 4)`` on
-tensors that already live on ``network.device``. Anything with that call and the attributes of
-:class:`NetworkBackend` can replace :class:`TorchNetwork` (bf16 weights, ``torch.compile``, CUDA graphs, an ONNX
-Runtime session ...) without touching the cropping or post-processing around it.
+"""The network call of the tracking engine: ``network(z, x, z_feat_mask) -> (score_logits B x h x w, boxes
+B x h x w x 4)`` on tensors on ``network.device``; anything with that call and :class:`NetworkBackend`'s attributes
+can replace :class:`TorchNetwork` without touching the cropping or post-processing around it.
 """
 from __future__ import annotations
 

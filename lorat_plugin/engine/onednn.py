@@ -1,18 +1,8 @@
-"""Transformer blocks rebuilt on oneDNN's fused linear kernels, for bf16 inference on x86 CPUs.
-
-Eager PyTorch runs a ViT block as separate kernels: each linear layer, then GELU, LayerScale and the residual add
-each read and write the whole activation again. :class:`OneDNNBlock` runs the same arithmetic through
-``torch.ops.mkldnn._linear_pointwise`` (the kernels ``torch.compile``'s CPU backend emits, without the compile):
-
-* weights pre-packed once into oneDNN's blocked layout (for one frame's tokens; larger batches run with it too);
-* GELU applied by the ``fc1`` kernel as it writes its output (exact erf GELU, as the model);
-* LayerScale folded into ``proj`` / ``fc2`` (the products are taken in fp32, then rounded once to bf16);
-* the residual added by the ``proj`` / ``fc2`` kernels.
-
-What it gains, and its agreement with fp32: docs/speed.md (``lorat benchmark --compare-unfused``).
-Only blocks of the exact shape LoRAT uses are rebuilt (timm ``Block``, plain attention, ``Mlp`` with GELU or
-``GluMlp`` with SiLU); anything else is left as it is. The packed weights are opaque oneDNN tensors: the module
-cannot be deep-copied or moved to another device (make a new one from the model instead).
+"""Transformer blocks rebuilt on oneDNN's fused linear kernels (``torch.ops.mkldnn._linear_pointwise``, what
+``torch.compile``'s CPU backend emits), for bf16 inference on x86 CPUs: weights pre-packed once (for one frame's
+tokens), GELU applied and the residual added by the linear kernels as they write, LayerScale folded into ``proj`` /
+``fc2``. Gains and agreement with fp32: docs/speed.md. Only blocks of the shape LoRAT uses are rebuilt
+(:func:`fusable`); the packed weights are opaque: such a module cannot be deep-copied or moved.
 """
 from __future__ import annotations
 
@@ -34,10 +24,6 @@ def onednn_available() -> bool:
             and hasattr(mkldnn, "_reorder_linear_weight"))
 
 
-def _is_plain(module: nn.Module | None) -> bool:
-    return module is None or isinstance(module, (nn.Identity, nn.Dropout))
-
-
 def fusable(block: nn.Module) -> bool:
     """True for a timm ``Block`` this module can rebuild exactly: plain linear layers (LoRA merged), no q/k norm,
     no attention gate, GELU ``Mlp`` or SiLU-gated ``GluMlp`` (gate first)."""
@@ -47,8 +33,9 @@ def fusable(block: nn.Module) -> bool:
     linears = [attn.qkv, attn.proj, mlp.fc1, mlp.fc2]
     if any(type(layer) is not nn.Linear or layer.bias is None for layer in linears):
         return False
-    if not all(_is_plain(m) for m in (attn.q_norm, attn.k_norm, getattr(attn, "norm", None), mlp.norm,
-                                      block.drop_path1, block.drop_path2)) or getattr(attn, "gate", None) is not None:
+    plain = (attn.q_norm, attn.k_norm, getattr(attn, "norm", None), mlp.norm, block.drop_path1, block.drop_path2)
+    if getattr(attn, "gate", None) is not None or not all(m is None or isinstance(m, (nn.Identity, nn.Dropout))
+                                                           for m in plain):
         return False
     if not all(isinstance(ls, (LayerScale, nn.Identity)) for ls in (block.ls1, block.ls2)):
         return False
@@ -129,6 +116,3 @@ def fuse_blocks(blocks: nn.ModuleList, tokens: int, dtype: torch.dtype = torch.b
     if fused < len(blocks):
         log.info("oneDNN fused %d of %d blocks (the others are not plain timm blocks)", fused, len(blocks))
     return fused
-
-
-__all__ = ["OneDNNBlock", "fusable", "fuse_blocks", "onednn_available"]

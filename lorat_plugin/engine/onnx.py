@@ -1,17 +1,13 @@
 """The merged LoRAT network as an ONNX file, and an ONNX Runtime backend the tracking engine can run on.
 
-The file holds exactly the engine's network call: inputs ``z`` (B x 3 x T x T float32, ImageNet-normalised
-template), ``x`` (B x 3 x S x S float32, search region) and ``z_feat_mask`` (B x t x t int64, 1 = template token
-on the target); outputs ``score_map`` (B x s x s float32 logits) and ``boxes`` (B x s x s x 4 float32, normalised
-x1 y1 x2 y2 in search-crop units). Crop sizes are static; the batch dimension is dynamic unless a fixed batch is
-asked for. The model's :class:`~lorat_plugin.model.ModelConfig` is stored in the file's metadata, so the engine
-knows the crop geometry from the file alone.
+The file holds the engine's network call: inputs ``z`` (B x 3 x T x T float32, normalised template), ``x``
+(B x 3 x S x S float32 search region), ``z_feat_mask`` (B x t x t int64, 1 = target token); outputs ``score_map``
+(B x s x s logits) and ``boxes`` (B x s x s x 4, normalised x1 y1 x2 y2). Crop sizes are static, the batch is
+dynamic unless fixed; the :class:`~lorat_plugin.model.ModelConfig` is in the file's metadata.
 
-``fp16`` files store the transformer in half precision (inputs and outputs stay float32, and the parts
-:mod:`~lorat_plugin.engine.cast` keeps in fp32 stay fp32): meant for GPU runtimes (ONNX Runtime CUDA,
-TensorRT). ONNX Runtime's CPU provider has no fast bf16/fp16 kernels, so on CPU export fp32 or ``int8``: the fp32
-file with the transformer blocks' weight products quantised by ONNX Runtime's ``quantize_dynamic`` (int8 weights per
-output channel, activations quantised per call), the deployment form of ``--dtype int8``.
+``fp16`` files store the transformer in half precision (for GPU runtimes: ONNX Runtime CUDA, TensorRT); ONNX
+Runtime's CPU provider has no fast fp16/bf16 kernels, so on CPU export fp32 or ``int8`` (the blocks' weight products
+quantised by ONNX Runtime's ``quantize_dynamic``: the deployment form of ``--dtype int8``).
 """
 from __future__ import annotations
 
@@ -134,11 +130,9 @@ def check_onnx(path: str | os.PathLike, model: LoRAT, *, batch_size: int = 2, se
 
 
 class OnnxNetwork:
-    """A :class:`~lorat_plugin.engine.network.NetworkBackend` running an exported file with ONNX Runtime.
-
-    ``TrackingEngine(OnnxNetwork("model.onnx"))`` tracks with it: crops are made on the CPU and handed over as
-    numpy arrays. ``providers`` defaults to the CPU provider; ``threads`` to torch's intra-op thread count (so
-    PyTorch and ONNX Runtime use the same cores when compared)."""
+    """A :class:`~lorat_plugin.engine.network.NetworkBackend` running an exported file with ONNX Runtime
+    (``TrackingEngine(OnnxNetwork("model.onnx"))``). ``providers`` defaults to the CPU provider; ``threads`` to
+    torch's intra-op thread count (so PyTorch and ONNX Runtime use the same cores when compared)."""
 
     def __init__(self, path: str | os.PathLike, *, providers: Sequence[str] | None = None,
                  threads: int | None = None) -> None:
@@ -180,6 +174,3 @@ class OnnxNetwork:
 
 def _array(tensor: torch.Tensor, dtype: Any) -> np.ndarray:
     return np.ascontiguousarray(tensor.detach().cpu().numpy(), dtype=dtype)
-
-
-__all__ = ["OnnxExportError", "OnnxNetwork", "TOLERANCE", "check_onnx", "export_onnx"]

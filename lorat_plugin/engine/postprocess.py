@@ -1,8 +1,6 @@
-"""From the network's score map and per-cell boxes to one box per search region (the reference's post-processing).
-
-Sigmoid of the score logits, blended with a non-periodic Hann window (``0.55 * score + 0.45 * window``), argmax;
-the box of the chosen cell in search-crop pixels and the *raw* sigmoid score of that cell as the confidence.
-No scale or aspect penalties, no smoothing, no re-detection.
+"""The reference's post-processing: sigmoid of the score logits blended with a non-periodic Hann window
+(``0.55 * score + 0.45 * window``), argmax; the chosen cell's box in search-crop pixels and its *raw* sigmoid score
+as the confidence. No scale or aspect penalties, no smoothing, no re-detection.
 """
 from __future__ import annotations
 
@@ -19,18 +17,9 @@ def hann_window(height: int, width: int, device: torch.device | str | None = Non
 
 def select_boxes(score_logits: torch.Tensor, boxes: torch.Tensor, window: torch.Tensor, search_size: int,
                  window_penalty: float = WINDOW_PENALTY) -> torch.Tensor:
-    """Pick one cell per batch element.
-
-    Args:
-        score_logits: B x h x w.
-        boxes: B x h x w x 4, normalised x1 y1 x2 y2 in search-crop units.
-        window: h x w (see :func:`hann_window`), on the same device.
-        search_size: the search crop's side in pixels.
-
-    Returns:
-        B x 5 float32 on the input's device: x1 y1 x2 y2 in search-crop pixels, then the confidence.
-        Kept in one tensor so that one copy brings everything to the host.
-    """
+    """Pick one cell per batch element of ``score_logits`` (B x h x w) and ``boxes`` (B x h x w x 4, normalised
+    x1 y1 x2 y2 of the search crop), with ``window`` (h x w, :func:`hann_window`) on the same device. Returns
+    B x 5 float32 on that device, x1 y1 x2 y2 in search-crop pixels and the confidence: one copy to the host."""
     b, h, w = score_logits.shape
     scores = score_logits.detach().float().sigmoid().view(b, h * w)
     if window_penalty > 0:

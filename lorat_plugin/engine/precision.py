@@ -1,9 +1,7 @@
 """The precision policy: the device and the precision the network runs at, decided here and nowhere else.
 
-The rule when no precision is asked for (:func:`default_precision`): fp16 on CUDA (the reference's inference
-precision), bf16 on x86 CPUs that multiply bf16 natively (AVX512-BF16 or AMX), fp32 everywhere else (Apple MPS,
-other CPUs). bf16 and fp16 run stored low-precision weights (:mod:`lorat_plugin.engine.cast`); fp32 on CUDA runs
-with TF32 off (:func:`full_fp32`).
+When none is asked for (:func:`default_precision`): fp16 on CUDA (the reference's), bf16 on x86 CPUs that multiply
+bf16 natively (AVX512-BF16 or AMX), fp32 elsewhere (Apple MPS, other CPUs); fp32 on CUDA runs with TF32 off.
 """
 from __future__ import annotations
 
@@ -62,7 +60,8 @@ def resolve_precision(dtype: torch.dtype | str | None, device: torch.device | st
     if resolved is None:
         raise ValueError(f"unknown inference precision {dtype!r}: use {', '.join(PRECISIONS)}")
     if resolved == torch.int8 and torch.device(device).type != "cpu":
-        raise ValueError(f"int8 runs on CPUs only (oneDNN's quantised kernels), not on {device}: use fp16 or bf16 there")
+        raise ValueError(f"int8 runs on CPUs only (oneDNN's quantised kernels), not on {device}: "
+                         "use fp16 or bf16 there")
     return resolved
 
 
@@ -76,9 +75,8 @@ def precision_name(dtype: torch.dtype) -> str:
 
 @contextlib.contextmanager
 def full_fp32(device: torch.device, dtype: torch.dtype) -> Iterator[None]:
-    """For fp32 on CUDA, TF32 off for matrix products and cuDNN convolutions inside the block (both flags are restored
-    after): Ampere and later GPUs run cuDNN convolutions, the patch embedding among them, in TF32 by default, so fp32
-    would not be the exact path. Nothing happens for other precisions or devices."""
+    """For fp32 on CUDA, TF32 off inside the block (flags restored after): Ampere and later GPUs run cuDNN
+    convolutions, the patch embedding among them, in TF32 by default, so fp32 would not be the exact path."""
     if device.type != "cuda" or dtype != torch.float32:
         yield
         return

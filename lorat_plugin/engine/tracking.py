@@ -1,31 +1,20 @@
-"""The batched LoRAT tracking engine: the reference's inference pipeline for many sequences at once.
+"""The batched LoRAT tracking engine: the reference's inference pipeline (``trackit/runner/evaluation`` in
+github.com/LitingLin/LoRAT) for many sequences at once, one batch element per sequence's current frame.
 
-Each batch element is the current frame of a *different* sequence; a single-sequence tracker is the batch of one.
-Per sequence, as the reference's evaluation pipeline (``trackit/runner/evaluation`` in github.com/LitingLin/LoRAT):
+* ``initialize``: template cropped around the init box (area factor 2), padded with the whole first frame's mean
+  colour, which also pads every later search crop; the template mask marks the token cells the box covers.
+* ``track``: search region cropped around the previous box (sides raised to >= 10 px about its centre) with the
+  variant's search area factor; one forward pass per batch; sigmoid, Hann window blended 0.55/0.45, argmax; the
+  cell's box mapped back through the realised pixel-aligned crop, clipped to the image. Only a valid box that
+  intersects the image moves the search region; the confidence is the cell's raw sigmoid score.
 
-* ``initialize``: the template is cropped around the init box with area factor 2 (``ModelConfig.
-  template_area_factor``), padded with the mean colour of the whole first frame; that colour is kept and pads every
-  later search crop of the sequence. The template's foreground mask marks the token cells the box covers. Both are
-  computed once and stay on the device.
-* ``track``: the search region is cropped around the previous box, whose width and height are first raised to at
-  least 10 px about its centre, with the variant's search area factor (4 for 224 px, 5 for 378 px); ImageNet
-  normalisation; one forward pass for the whole batch; sigmoid, Hann window blended 0.55/0.45, argmax; the chosen
-  cell's box mapped back through the crop transform actually realised by the pixel-aligned crop, clipped to the
-  image. The box that is carried to the next frame is replaced only by a valid box that intersects the image.
-  The confidence is the raw sigmoid score of the chosen cell.
+Crops are made on the engine's device; only B x 5 numbers come back to the host per step. Awkward input:
 
-Frames are cropped on the engine's device; only B x 5 numbers (boxes and scores) come back to the host per step.
-
-Defined behaviour on awkward input:
-
-* init box with non-finite values, zero or negative width/height, or no overlap with the image: ``ValueError``;
-  partly outside: clipped to the image (the clipped box is the first frame's output);
-* grayscale (H x W or H x W x 1) and RGBA frames are converted to RGB; other shapes raise ``ValueError``;
-* frames smaller than the crops are fine (the crop is padded);
-* a frame whose size differs from the sequence's previous frame: boxes stay in pixel coordinates (nothing is
-  rescaled), the new frame's bounds clip the output, and a warning is issued once per sequence;
-* non-finite network output (NaN/inf): the sequence keeps its last box, reports confidence 0, and one warning is
-  issued per engine (``TrackState.nan_frames`` counts the frames this happened on).
+* init box non-finite, of zero/negative size or outside the image: ``ValueError``; partly outside: clipped;
+* grayscale and RGBA frames are converted to RGB, other shapes raise ``ValueError``; small frames are padded;
+* a frame size change within a sequence: boxes stay in pixels, clipped to the new frame, one warning per sequence;
+* non-finite network output: the sequence keeps its last box with confidence 0, one warning per engine
+  (``TrackState.nan_frames`` counts such frames).
 """
 from __future__ import annotations
 
@@ -106,7 +95,6 @@ class TrackingEngine:
     def dtype(self) -> torch.dtype:
         return self.network.dtype
 
-    # ---- frames -----------------------------------------------------------------------------------------------------
     def _frame(self, frame: Any) -> torch.Tensor:
         """3 x H x W uint8 view of a frame on the engine's device."""
         if isinstance(frame, torch.Tensor):
@@ -120,7 +108,6 @@ class TrackingEngine:
         # non_blocking only on CUDA: elsewhere (MPS) a converted temporary may be freed before the copy runs
         return tensor.to(self.device, non_blocking=self.device.type == "cuda").permute(2, 0, 1)
 
-    # ---- the pipeline -----------------------------------------------------------------------------------------------
     @torch.inference_mode()
     def initialize(self, frames: Sequence[Any], boxes: Any) -> list[TrackState]:
         """Start one sequence per (frame, box x, y, w, h). Returns their states."""
@@ -164,8 +151,12 @@ class TrackingEngine:
         for i, (state, frame) in enumerate(zip(states, frames)):
             image = self._frame(frame)
             height, width = image.shape[1:]
-            if (width, height) != state.frame_size:
-                self._frame_size_changed(state, width, height)
+            if (width, height) != state.frame_size and not state._size_warned:
+                warnings.warn(f"frame {state.frame_index + 1} is {width}x{height} but the sequence's previous frame "
+                              f"was {state.frame_size[0]}x{state.frame_size[1]}: boxes stay in pixel coordinates "
+                              "(nothing is rescaled) and are clipped to the new frame", RuntimeWarning, stacklevel=3)
+                state._size_warned = True
+            state.frame_size = (width, height)
             sizes[i] = width, height
             anchor = clamp_min_size(state.search_box, self.min_object_size)
             scale, translation = crop_transform(anchor, config.search_area_factor, config.search_size)
@@ -192,11 +183,17 @@ class TrackingEngine:
                 if valid[i]:  # only a box with area inside the image moves the search region
                     state.search_box = out[i].copy()
             else:
-                self._network_failed(state, i)
+                state.nan_frames += 1
+                state.score = 0.0
+                if not self._nan_warned:
+                    warnings.warn(f"the network returned non-finite values (batch element {i}, frame "
+                                  f"{state.frame_index}): the sequence keeps its last box with confidence 0 (further "
+                                  "occurrences are counted in TrackState.nan_frames, without warning)", RuntimeWarning,
+                                  stacklevel=3)
+                    self._nan_warned = True
             boxes[i] = state.box
         return boxes, np.array([state.score for state in states])
 
-    # ---- pieces -----------------------------------------------------------------------------------------------------
     def _templates(self, states: Sequence[TrackState]) -> tuple[torch.Tensor, torch.Tensor]:
         """The batch's templates and masks, re-stacked only when the set of sequences changes."""
         key = tuple(state.key for state in states)
@@ -205,24 +202,6 @@ class TrackingEngine:
                                      torch.stack([s.template_mask for s in states]))
             self._batch_key = key
         return self._batch_templates
-
-    def _frame_size_changed(self, state: TrackState, width: int, height: int) -> None:
-        if not state._size_warned:
-            warnings.warn(f"frame {state.frame_index + 1} is {width}x{height} but the sequence's previous frame was "
-                          f"{state.frame_size[0]}x{state.frame_size[1]}: boxes stay in pixel coordinates (nothing is "
-                          "rescaled) and are clipped to the new frame", RuntimeWarning, stacklevel=4)
-            state._size_warned = True
-        state.frame_size = (width, height)
-
-    def _network_failed(self, state: TrackState, index: int) -> None:
-        state.nan_frames += 1
-        state.score = 0.0
-        if not self._nan_warned:
-            warnings.warn(f"the network returned non-finite values (batch element {index}, frame "
-                          f"{state.frame_index}): the sequence keeps its last box with confidence 0 (further "
-                          "occurrences are counted in TrackState.nan_frames, without warning)", RuntimeWarning,
-                          stacklevel=4)
-            self._nan_warned = True
 
 
 def track_frames(engine: TrackingEngine, frames: Iterable[Any], init_box: Any
@@ -258,6 +237,3 @@ def clamp_min_size(box_xyxy: np.ndarray, min_size: float) -> np.ndarray:
     cx, cy = (box_xyxy[0] + box_xyxy[2]) / 2.0, (box_xyxy[1] + box_xyxy[3]) / 2.0
     w, h = max(box_xyxy[2] - box_xyxy[0], min_size), max(box_xyxy[3] - box_xyxy[1], min_size)
     return np.array((cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2))
-
-
-__all__ = ["TrackingEngine", "TrackState", "track_frames", "clamp_min_size", "MIN_OBJECT_SIZE"]

@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 
-RASTER_EPS = 1e-4
-
-
 def xywh_to_xyxy(box: np.ndarray) -> np.ndarray:
     box = np.asarray(box, dtype=np.float64)
     return np.concatenate((box[..., :2], box[..., :2] + box[..., 2:]), axis=-1)
@@ -23,7 +20,7 @@ def xyxy_to_xywh(box: np.ndarray) -> np.ndarray:
 def rasterize(box: np.ndarray) -> np.ndarray:
     """Float box to whole pixels: start floored, end floor(x + 1 - 1e-4) (still exclusive)."""
     box = np.array(box, dtype=np.float64)
-    box[..., 2:] += 1 - RASTER_EPS
+    box[..., 2:] += 1 - 1e-4
     return np.floor(box)
 
 

@@ -1,11 +1,9 @@
 """SiamFC-style crop geometry and ImageNet normalisation, shared by inference and training.
 
-A crop is an axis-aligned similarity ``p_out = scale * p_in + translation`` (per axis) from image pixels to crop
-pixels. Boxes here are ``x1, y1, x2, y2`` in continuous pixel coordinates (end exclusive).
-
-The crop is *pixel aligned*, as in the reference: the part of the output canvas that the image covers is rounded
-to whole pixels, the matching whole-pixel image region is resized into it (bilinear, ``align_corners=False``),
-the rest is filled with a colour, and the transform actually realised is returned -- that one maps predictions back.
+A crop is the per-axis similarity ``p_out = scale * p_in + translation`` from image to crop pixels; boxes are
+``x1, y1, x2, y2`` (continuous, end exclusive). As in the reference it is *pixel aligned*: the canvas part the image
+covers is rounded to whole pixels, the matching whole-pixel image region resized into it (bilinear,
+``align_corners=False``), the rest filled; the transform actually realised is returned to map predictions back.
 """
 from __future__ import annotations
 
