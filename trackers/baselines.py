@@ -2,9 +2,8 @@
 as a *batch tracker* (``initialize(frames, boxes) -> states``, ``track(states, frames) -> (boxes, scores)``), so
 the evaluation harness runs them exactly like LoRAT.
 
-* :class:`OpenCVTracker` ``("csrt")`` / ``("kcf")``: OpenCV's discriminative correlation filter trackers
-  (``opencv-contrib-python-headless``; ``cv2.TrackerCSRT_create`` / ``cv2.TrackerKCF_create``, which OpenCV 4.5.1+
-  and 5 expose in the main namespace; older builds only in ``cv2.legacy``, which is used as a fallback).
+* :class:`OpenCVTracker` ``("csrt")`` / ``("kcf")``: OpenCV's correlation filter trackers
+  (``opencv-contrib-python-headless``; the main namespace of OpenCV 4.5.1+, else ``cv2.legacy``).
 * :class:`StaticBoxTracker`: returns the initial box on every frame (the floor every tracker must beat).
 
     from lorat_plugin.trackers.baselines import BatchAdapter, OpenCVTracker
@@ -35,7 +34,8 @@ OPENCV_ALGORITHMS = {"csrt": "TrackerCSRT_create", "kcf": "TrackerKCF_create"}
 BASELINES = ("csrt", "kcf", "static")
 
 
-def _as_rgb(image: Any) -> np.ndarray:
+def as_rgb(image: Any) -> np.ndarray:
+    """A got10k image (PIL image, RGB/grayscale/RGBA array or file path) as H x W x 3 uint8 RGB."""
     if isinstance(image, (str, os.PathLike)):
         return read_image(Path(image))
     return to_rgb(image)
@@ -106,7 +106,7 @@ class OpenCVTracker(Tracker):
     def init(self, image: Any, box: Any) -> None:
         import cv2
 
-        frame = _as_rgb(image)
+        frame = as_rgb(image)
         box = _check_box(box)
         height, width = frame.shape[:2]
         x0, y0 = max(0, int(np.floor(box[0]))), max(0, int(np.floor(box[1])))
@@ -130,7 +130,7 @@ class OpenCVTracker(Tracker):
         if self._tracker is None:
             self.score = 0.0
             return self.box.copy()
-        frame = _as_rgb(image)
+        frame = as_rgb(image)
         try:
             ok, found = self._tracker.update(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
         except cv2.error as e:
@@ -190,7 +190,7 @@ class BatchAdapter:
         states = []
         for frame, box in zip(frames, boxes):
             tracker = self.factory()
-            tracker.init(_as_rgb(frame), box)
+            tracker.init(as_rgb(frame), box)
             states.append(BaselineState(tracker, box.copy(), 1.0))
         return states
 
@@ -200,7 +200,7 @@ class BatchAdapter:
         boxes = np.empty((len(states), 4))
         scores = np.empty(len(states))
         for i, (state, frame) in enumerate(zip(states, frames)):
-            state.box = np.asarray(state.tracker.update(_as_rgb(frame)), dtype=np.float64).reshape(4)
+            state.box = np.asarray(state.tracker.update(as_rgb(frame)), dtype=np.float64).reshape(4)
             state.score = float(getattr(state.tracker, "score", 1.0))
             boxes[i], scores[i] = state.box, state.score
         return boxes, scores
@@ -215,7 +215,3 @@ def baseline(name: str) -> BatchAdapter:
     if key in ("static", "staticbox"):
         return BatchAdapter(StaticBoxTracker, name="StaticBox")
     raise ValueError(f"unknown baseline {name!r}: expected one of {', '.join(BASELINES)}")
-
-
-__all__ = ["OpenCVTracker", "StaticBoxTracker", "BatchAdapter", "BaselineState", "baseline", "BASELINES",
-           "opencv_factory"]

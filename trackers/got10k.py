@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,8 +21,8 @@ import torch
 from got10k.experiments import ExperimentOTB, ExperimentTColor128
 from got10k.trackers import Tracker
 
-from ..data.sequence import read_image, to_rgb
 from ..engine import TrackingEngine, TrackState, precision_name
+from .baselines import as_rgb
 
 log = logging.getLogger(__name__)
 
@@ -75,24 +74,18 @@ class LoRATTracker(Tracker):
         self.offset = 1.0 if one_based else 0.0
         self.state: TrackState | None = None
 
-    @staticmethod
-    def _frame(image: Any) -> np.ndarray:
-        if isinstance(image, (str, os.PathLike)):
-            return read_image(Path(image))
-        return to_rgb(image)
-
     def init(self, image: Any, box: Any) -> None:
         self.state = None  # a failed init must not leave the previous sequence's state to update()
         box = np.asarray(box, dtype=np.float64).reshape(-1)
         if box.shape != (4,):
             raise ValueError(f"init box must be 4 numbers x, y, w, h, got {box.tolist()}")
         box = box - (self.offset, self.offset, 0.0, 0.0)
-        self.state = self.engine.initialize([self._frame(image)], box[None])[0]
+        self.state = self.engine.initialize([as_rgb(image)], box[None])[0]
 
     def update(self, image: Any) -> np.ndarray:
         if self.state is None:
             raise RuntimeError("LoRATTracker.update() without a successful init() on this sequence")
-        boxes, _ = self.engine.track([self.state], [self._frame(image)])
+        boxes, _ = self.engine.track([self.state], [as_rgb(image)])
         return boxes[0] + (self.offset, self.offset, 0.0, 0.0)
 
     @property
@@ -127,6 +120,3 @@ class OfflineExperimentTColor128(ExperimentTColor128):
         self.report_dir = os.path.join(report_dir, "TColor128")
         self.nbins_iou = 21
         self.nbins_ce = 51
-
-
-__all__ = ["LoRATTracker", "OfflineExperimentOTB", "OfflineExperimentTColor128"]

@@ -1,28 +1,23 @@
 """LoRAT as a TraX tracker program for the VOT toolkit: ``python -m lorat_plugin.trackers.trax_server``.
 
-The toolkit starts this program (``protocol = traxpython`` in ``trackers.ini``; see ``tracker_registry.ini`` and
-``lorat vot-workspace``) and talks TraX to it over stdin/stdout (or the socket named by ``TRAX_SOCKET``).
+The toolkit starts it (``protocol = traxpython`` in ``trackers.ini``, written by ``lorat vot-workspace``) and talks
+TraX over stdin/stdout (or ``TRAX_SOCKET``); logging goes to stderr.
 
-* Regions in: rectangles, polygons and masks; polygons and masks start the tracker from their bounding box.
-* Regions out: rectangles, or masks (``LORAT_VOT_OUTPUT=mask``): the box rasterised, or SAM's mask of the box when
-  ``LORAT_SAM_CHECKPOINT`` names a Segment Anything checkpoint (see :mod:`lorat_plugin.trackers.segmentify`).
-  Every object carries a ``confidence`` property (1 on the initialisation frame).
-* Multi-object sessions: every object of a request is one batch element of :class:`~lorat_plugin.engine.
-  TrackingEngine`; objects the toolkit adds on later frames (VOTS) join the batch on that frame. A new
-  ``initialize`` (multistart anchors, re-initialisation) replaces the whole batch.
-* Errors: a region that cannot start a track, an unreadable frame or a failed model load end the session with a
-  TraX ``quit`` whose reason is the error message, so the toolkit reports it at once instead of waiting for a
-  timeout; the process then exits with status 1. The model is loaded before the handshake, so a broken weights
-  path fails in seconds.
+* Regions in: rectangles, polygons and masks (the latter two start from their bounding box). Regions out:
+  rectangles, or masks (``LORAT_VOT_OUTPUT=mask``): the box rasterised, or SAM's mask when ``LORAT_SAM_CHECKPOINT``
+  is set (:mod:`lorat_plugin.trackers.segmentify`). Every object carries a ``confidence`` property.
+* Every object is one batch element of the engine; objects added on later frames (VOTS) join the batch then. A new
+  ``initialize`` replaces the whole batch.
+* Errors (a region that cannot start a track, an unreadable frame, a failed model load) end the session with a TraX
+  ``quit`` whose reason is the message, so the toolkit reports it at once instead of timing out; exit status 1.
 
-The model comes from the ``LORAT_*`` environment variables (``trackers.ini`` sets them with ``env_<NAME> = ...``
-lines), resolved as everywhere in lorat-plugin (:mod:`lorat_plugin.model.sources`); paths must be absolute. The log
-names the model's identity, precision and backend. Logging goes to stderr (the toolkit keeps it in its log); stdout
-carries the protocol.
+The model comes from the ``LORAT_*`` variables (``env_<NAME> = ...`` lines of ``trackers.ini``), resolved as
+everywhere (:mod:`lorat_plugin.model.sources`) and loaded before the handshake; paths must be absolute.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import re
@@ -46,7 +41,6 @@ class SessionError(Exception):
     """Something the toolkit sent that cannot be tracked (bad region, unreadable frame): ends the session."""
 
 
-# ---- configuration ---------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ServerSettings:
     """What the environment asks for: the model (:class:`~lorat_plugin.model.sources.ModelSpec`) and the output."""
@@ -105,7 +99,6 @@ def build_tracker(settings: ServerSettings) -> tuple[Any, Callable | None, str]:
     return engine, masker, description
 
 
-# ---- regions ---------------------------------------------------------------------------------------------------------
 def region_to_box(region: Any) -> np.ndarray:
     """A TraX region to x, y, w, h (0-based, continuous pixels; a VOT rectangle already is one).
 
@@ -150,7 +143,6 @@ def read_frame(image: Any) -> np.ndarray:
         raise SessionError(str(e)) from e
 
 
-# ---- the session -----------------------------------------------------------------------------------------------------
 class TraxSession:
     """The objects of one TraX session as batch elements of the engine. Independent of the transport."""
 
@@ -202,7 +194,6 @@ class TraxSession:
         return [(region, {"confidence": f"{float(score):.6f}"}) for region, score in zip(regions, scores)]
 
 
-# ---- the program -----------------------------------------------------------------------------------------------------
 def serve(engine: Any, masker: Callable | None, description: str, startup_error: str | None = None) -> int:
     """Run the TraX loop until the toolkit quits. Returns the exit status."""
     import trax
@@ -212,12 +203,9 @@ def serve(engine: Any, masker: Callable | None, description: str, startup_error:
                          tracker_family="lorat-plugin", multiobject=True)
     if startup_error is not None:
         # Answer the toolkit's first request with the error, so `vot evaluate` prints it instead of a lost pipe.
-        try:
-            request = server.wait()
-            if request.type != trax.TraxStatus.QUIT:
+        with contextlib.suppress(trax.TraxException):
+            if server.wait().type != trax.TraxStatus.QUIT:
                 server.quit(reason=startup_error)
-        except trax.TraxException:
-            pass
         return 1
     session = TraxSession(engine, masker)
     frames = 0
@@ -233,10 +221,8 @@ def serve(engine: Any, masker: Callable | None, description: str, startup_error:
         try:
             image = read_frame(request.image)
             regions = [region for region, _properties in (request.objects or [])]
-            if request.type == trax.TraxStatus.INITIALIZE:
-                reply = session.initialize(image, regions)
-            else:
-                reply = session.frame(image, regions)
+            handle = session.initialize if request.type == trax.TraxStatus.INITIALIZE else session.frame
+            reply = handle(image, regions)
             frames += 1
         except SessionError as e:
             log.error("%s", e)
@@ -253,10 +239,8 @@ def serve(engine: Any, masker: Callable | None, description: str, startup_error:
             return 0
     elapsed = time.perf_counter() - started
     log.info("quit after %d frames (%.1f frames/s)", frames, frames / elapsed if elapsed > 0 else 0.0)
-    try:
+    with contextlib.suppress(trax.TraxException):
         server.quit()
-    except trax.TraxException:
-        pass
     return 0
 
 

@@ -1,18 +1,11 @@
-"""Prepare a VOT toolkit workspace in which ``vot evaluate lorat`` runs offline.
+"""Prepare a VOT toolkit workspace (vot-toolkit 0.7.4) in which ``vot evaluate lorat`` runs offline.
 
-A workspace (vot-toolkit 0.7.4) is a folder with ``config.yaml`` (stack, tracker registry, sequence folder),
-``trackers.ini`` and ``sequences/`` (``list.txt`` plus one folder per sequence). :func:`prepare_workspace` writes
-all three:
-
-* ``config.yaml``: the stack and ``registry: [./trackers.ini]``;
-* ``trackers.ini``: the LoRAT entries (:mod:`lorat_plugin.trackers.vot_registry`); entries of other trackers
-  already in the file are kept;
-* ``sequences/``: the sequences of a local VOT-format folder (:mod:`lorat_plugin.data.datasets.vot`) linked (or
-  copied) in, and ``list.txt``, whose presence stops the toolkit from downloading the stack's dataset.
-
-It checks what the toolkit would otherwise stumble on mid-run: unknown stack names, multistart experiments on
-sequences without ``anchor.value`` or with an anchor on an unannotated frame, sequence folders without frames or
-ground truth.
+:func:`prepare_workspace` writes ``config.yaml`` (the stack and ``registry: [./trackers.ini]``), ``trackers.ini``
+(the LoRAT entries of :mod:`lorat_plugin.trackers.vot_registry`; other trackers' entries are kept) and
+``sequences/`` (a local VOT-format folder's sequences linked or copied in, and ``list.txt``, whose presence stops
+the toolkit from downloading the stack's dataset). It checks what the toolkit would otherwise stumble on mid-run:
+unknown stacks, multistart experiments on sequences without ``anchor.value`` or with an anchor on an unannotated
+frame, sequence folders without frames or ground truth.
 """
 from __future__ import annotations
 
@@ -77,7 +70,6 @@ class WorkspaceReport:
                          for verb in ("evaluate", "analysis", "report"))
 
 
-# ---- stacks ----------------------------------------------------------------------------------------------------------
 def resolve_stack(name: str, workspace: Path) -> StackInfo:
     """A stack the installed toolkit knows (or a stack YAML file), with its experiments."""
     try:
@@ -105,7 +97,6 @@ def resolve_stack(name: str, workspace: Path) -> StackInfo:
                      dataset=data.get("dataset"))
 
 
-# ---- the workspace ------------------------------------------------------------------------------------------------
 def install_sequences(sequences: list[VotSequence], target: Path, *, copy: bool = False) -> None:
     """Link (or copy) each sequence into ``target`` and write ``target/list.txt``."""
     target.mkdir(parents=True, exist_ok=True)

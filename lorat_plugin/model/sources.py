@@ -1,19 +1,15 @@
-"""Which model the user means: the one policy behind every entry point (the CLI verbs, the got10k
-``LoRATTracker``, the TraX program and ``lorat vot-workspace``), and the model's identity in results.
+"""Which model the user means: the one policy behind every entry point (CLI verbs, ``LoRATTracker``, the TraX
+program, ``lorat vot-workspace``), and the model's identity in results.
 
-:meth:`ModelSpec.resolve` settles the model once, from arguments, then environment variables, then the shipped demo
-model. Nothing is ever downloaded. The variables (:data:`ENV`) are read here and nowhere else; they let toolkits
-that start the tracker as a separate process (VOT's ``trackers.ini``) name weights without machine-specific paths.
-``LORAT_WEIGHTS_DIR`` is a folder of Meta's DINOv2 files and released checkpoints under their usual names
-(``dinov2_vitb14_pretrain.pth``, ``base.bin``, ...) or ``<variant>.safetensors``; ``LORAT_DTYPE`` unset means the
-precision policy of :mod:`lorat_plugin.engine.precision`. The rules:
+:meth:`ModelSpec.resolve` settles the model from arguments, then the :data:`ENV` variables (read here only; they let
+toolkits that start the tracker as a process, like VOT's ``trackers.ini``, name weights), then the shipped demo model.
+Nothing is downloaded. ``LORAT_WEIGHTS_DIR`` holds DINOv2 files and released checkpoints under their usual names
+(``dinov2_vitb14_pretrain.pth``, ``base.bin``, ...) or ``<variant>.safetensors``. The rules:
 
-* Arguments that name a model (variant, checkpoint, backbone) replace all three model variables, so one model is
-  never pieced together from two places; the weights folder, device and precision each fall back to their variable.
-* Nothing named and no weights folder: the shipped demo model.
-* A weights folder without a variant: the variant is what the folder holds. Exactly one released checkpoint or one
-  ``<variant>.safetensors`` picks it; several are an error that lists them; none is an error saying what was
-  expected.
+* Arguments naming a model (variant, checkpoint, backbone) replace all three model variables, so one model is never
+  pieced together from two places; weights folder, device and precision each fall back to their variable.
+* Nothing named and no weights folder: the demo model. A weights folder without a variant: the one variant it holds
+  (several: an error listing them; none: an error saying what was expected).
 * A missing file or folder is a ``FileNotFoundError`` "<what> not found: <path>", whoever asks.
 """
 from __future__ import annotations
@@ -33,7 +29,6 @@ from .config import (DINOV2_FILES, RELEASED_CHECKPOINTS, VARIANTS, backbone_size
                      get_config)
 
 DEMO = "demo"
-DEMO_ASSET = "demo_model.safetensors"
 # ModelSpec field -> the environment variable it falls back to.
 ENV = {"variant": "LORAT_VARIANT", "backbone_weights": "LORAT_BACKBONE_WEIGHTS", "checkpoint": "LORAT_CHECKPOINT",
        "weights_dir": "LORAT_WEIGHTS_DIR", "device": "LORAT_DEVICE", "dtype": "LORAT_DTYPE"}
@@ -44,7 +39,7 @@ PathArg = str | os.PathLike | None
 
 def demo_checkpoint() -> Path:
     """The small demo model shipped inside the package (trained on the procedural benchmark; see docs/demo.md)."""
-    path = Path(str(resources.files("lorat_plugin") / "assets" / DEMO_ASSET))
+    path = Path(str(resources.files("lorat_plugin") / "assets" / "demo_model.safetensors"))
     if not path.is_file():
         raise FileNotFoundError(f"demo model not found: {path} (missing from this installation); reinstall the "
                                 "package, or rebuild the model as docs/demo.md says (`lorat train --config demo`)")
@@ -98,12 +93,8 @@ def _holds_backbone(checkpoint: Path) -> bool:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A resolved model choice: absolute paths of files that exist, the variant, and the runtime wishes.
-
-    ``variant`` is a canonical variant name, ``"demo"``, or ``None`` (the config stored in the checkpoint).
-    ``weights_dir`` is the folder the files were taken from, if any. ``device`` and ``dtype`` are what was asked
-    for (``None``: the engine's defaults).
-    """
+    """A resolved model: existing absolute paths, the variant (canonical, ``"demo"``, or ``None``: the config stored
+    in the checkpoint), the folder the files came from, and the device/dtype asked for (``None``: engine defaults)."""
 
     variant: str | None = None
     checkpoint: Path | None = None
@@ -185,15 +176,10 @@ class ModelSpec:
         return f"{self.variant or 'the checkpoint config'}: " + ", ".join(str(p) for p in self.files)
 
     def identity(self, precision: str) -> dict[str, Any]:
-        """What a results folder records about the model: never an absolute path, the same for the same files
-        wherever they lie, different for other weights or another precision.
-
-        Returns ``{"name", "variant", "weights", "files", "precision"}``: ``weights`` is a short SHA-256 over the
-        weight files' bytes (cached per file in this process), ``files`` their base names, ``precision`` the name
-        the caller passes (``fp32``, ``bf16``, ``fp16``, ...: what actually runs, e.g.
-        ``engine.precision.precision_name(engine.dtype)``), and ``name`` the default tracker name
-        ``LoRAT-<variant or checkpoint stem>-<8 hex of weights>-<precision>``.
-        """
+        """What a results folder records about the model (no absolute path: the same files give the same identity
+        wherever they lie): ``{"name", "variant", "weights", "files", "precision"}``, ``weights`` a short SHA-256 of
+        the files' bytes, ``precision`` what actually runs (``precision_name(engine.dtype)``), ``name`` the default
+        tracker name ``LoRAT-<variant or checkpoint stem>-<8 hex of weights>-<precision>``."""
         digest = hashlib.sha256("".join(file_digest(p) for p in self.files).encode()).hexdigest()[:12]
         label = self.variant or self.checkpoint.stem  # type: ignore[union-attr]  # resolve() leaves one of them
         return make_identity(label, self.variant, digest, [p.name for p in self.files], precision)
