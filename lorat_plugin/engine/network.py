@@ -41,11 +41,8 @@ def merged_model(model: LoRAT) -> LoRAT:
 
 class TorchNetwork:
     """The merged LoRAT module (:func:`merged_model`) in eval mode under ``torch.inference_mode`` and, for bf16/fp16,
-    autocast around fp32 weights (the reference's AMP inference); fp32 runs without TF32 (:func:`full_fp32`).
-
-    A merged model (what :func:`lorat_plugin.model.sources.load_model` returns) is used as it is: moved to
-    ``device`` and switched to eval mode in place (deep-copy a model that is still being trained).
-    """
+    autocast around fp32 weights (the reference's AMP inference). A merged model is moved to ``device`` and switched
+    to eval mode in place (deep-copy a model that is still being trained)."""
 
     def __init__(self, model: LoRAT, device: torch.device | str | None = None,
                  dtype: torch.dtype | str | None = None) -> None:

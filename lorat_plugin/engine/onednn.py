@@ -78,7 +78,6 @@ class OneDNNBlock(nn.Module):
 
     def _linear(self, x: torch.Tensor, packed: tuple[torch.Tensor, ...], gelu: bool = False,
                 residual: torch.Tensor | None = None) -> torch.Tensor:
-        """``linear(x)``, then GELU or ``+ residual``, in one kernel."""
         if residual is not None:
             return torch.ops.mkldnn._linear_pointwise.binary(x, residual, *packed, "add")
         return torch.ops.mkldnn._linear_pointwise(x, *packed, "gelu" if gelu else "none", [], "none" if gelu else "")

@@ -59,14 +59,11 @@ class TrackState:
 class TrackingEngine:
     """Batched LoRAT inference.
 
-    Args:
-        model: a LoRAT network (``build_model`` / ``load_model``); one with unmerged adapters is merged into a copy.
-            Alternatively a ready :class:`~lorat_plugin.engine.network.NetworkBackend`.
-        device: ``cpu``, ``cuda``, ``cuda:1``, ``mps`` or ``None`` (best available).
-        dtype: ``fp32``, ``bf16`` or ``fp16`` (``None``: :func:`~lorat_plugin.engine.precision.default_precision`;
-            the backend: :func:`~lorat_plugin.engine.accelerate.build_network`).
-        window_penalty: weight of the Hann window in the score blend (the reference's 0.45).
-        min_object_size: smallest box side (px) the search crop is computed from (the reference's 10).
+    ``model``: a LoRAT network (``build_model`` / ``load_model``; unmerged adapters are merged into a copy) or a
+    ready :class:`~lorat_plugin.engine.network.NetworkBackend`. ``device``: ``cpu``, ``cuda:1``, ``mps`` ... or
+    ``None`` (best available); ``dtype``: ``fp32``, ``bf16``, ``fp16``, ``int8`` or ``None`` (``default_precision``),
+    run by :func:`~lorat_plugin.engine.accelerate.build_network`.
+    ``window_penalty`` / ``min_object_size``: the reference's Hann window weight (0.45) and least box side (10 px).
 
     ``initialize(frames, boxes)`` starts one sequence per frame; ``track(states, frames)`` advances each state by
     its next frame and returns (B x 4 boxes x, y, w, h, B scores). Both take H x W x 3 uint8 RGB numpy arrays
