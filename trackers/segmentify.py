@@ -1,24 +1,20 @@
-"""Box to mask for segmentation benchmarks (VOT2020-22 short-term, VOTS): the box rasterised, or SAM ("segmentify").
+"""Box to mask for segmentation benchmarks (VOT2020-22 short-term, VOTS), whose ground truth is masks scored by pixel
+overlap: LoRAT predicts boxes, so the tracker reports one of
 
-LoRAT predicts boxes. Stacks whose ground truth is masks are scored with the pixel overlap of the reported region,
-so the tracker reports a mask. Two ways to get one:
-
-* :class:`BoxMasker` (default): the box itself, rasterised to whole pixels (every pixel the box touches);
+* :class:`BoxMasker` (default): the box rasterised to whole pixels (every pixel the box touches);
 * :class:`SamMasker`: Segment Anything prompted with the box, as the reference's "segmentify" post-process: a square
   1024 x 1024 crop around the box with area factor 2, SAM's own normalisation, one box prompt,
   ``multimask_output=False``, the 256 x 256 low-resolution logits mapped back into the frame (bilinear) and
-  thresholded at 0. Needs the ``segment-anything`` package (``pip install lorat-plugin[sam]``) and one of Meta's
-  checkpoints (``sam_vit_b_01ec64.pth``, ``sam_vit_l_0b3195.pth``, ``sam_vit_h_4b8939.pth``); nothing is downloaded.
+  thresholded at 0. Needs ``pip install lorat-plugin[sam]`` and one of Meta's checkpoints (``sam_vit_b_01ec64.pth``,
+  ``sam_vit_l_0b3195.pth``, ``sam_vit_h_4b8939.pth``); nothing is downloaded.
 
-A mask is returned as ``(array, x, y)``: an H' x W' uint8 array holding the target's bounding region and its offset
-in the frame, the form TraX masks travel in.
+A mask is ``(array, x, y)``: an H' x W' uint8 array around the target and its offset in the frame, as TraX sends masks.
 """
 from __future__ import annotations
 
 import os
 import re
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 import torch
@@ -34,11 +30,6 @@ SAM_CHECKPOINT_NAMES = {"vit_b": "sam_vit_b_01ec64.pth", "vit_l": "sam_vit_l_0b3
                         "vit_h": "sam_vit_h_4b8939.pth"}
 # image-encoder width -> SAM model type, to recognise a renamed checkpoint
 _SAM_WIDTHS = {768: "vit_b", 1024: "vit_l", 1280: "vit_h"}
-
-
-class Masker(Protocol):
-    def __call__(self, image: np.ndarray, boxes: np.ndarray) -> list[MaskRegion]:
-        """One mask per x, y, w, h box of ``boxes`` (B x 4) on ``image`` (H x W x 3 uint8 RGB)."""
 
 
 def empty_mask() -> MaskRegion:
@@ -114,12 +105,8 @@ def sam_model_type(checkpoint: Path, state: dict[str, torch.Tensor] | None = Non
 
 
 class SamMasker:
-    """Segment Anything prompted with the tracker's box (the reference's "segmentify").
-
-    Args:
-        sam: a ``segment_anything.modeling.Sam`` (see :meth:`from_checkpoint`).
-        device: where SAM runs (the tracker's device).
-    """
+    """Segment Anything (a ``segment_anything.modeling.Sam``, see :meth:`from_checkpoint`) prompted with the tracker's
+    box, on ``device`` (the tracker's)."""
 
     def __init__(self, sam: torch.nn.Module, device: torch.device | str | None = None) -> None:
         self.device = torch.device(device) if device is not None else next(sam.parameters()).device

@@ -149,19 +149,17 @@ class TraxSession:
     def __init__(self, engine: Any, masker: Callable | None = None) -> None:
         self.engine = engine
         self.masker = masker
-        self.states: list[Any] = []
-        self.initialized = False
+        self.states: list[Any] | None = None  # None before the first initialize
 
     def initialize(self, image: np.ndarray, regions: list[Any]) -> list[tuple[Any, dict[str, str]]]:
         """Start a new batch, one element per region (replaces any previous one). Returns the reply objects.
         No region is allowed: in multi-object sequences objects may all appear on later frames."""
         self.states = []
-        self.initialized = True
         return self._add(image, regions)
 
     def frame(self, image: np.ndarray, new_regions: list[Any] | None = None) -> list[tuple[Any, dict[str, str]]]:
         """Track every object on ``image``; objects that appear on this frame join the batch."""
-        if not self.initialized:
+        if self.states is None:
             raise SessionError("frame request before initialize")
         boxes, scores = (self.engine.track(self.states, [image] * len(self.states)) if self.states
                          else (np.zeros((0, 4)), np.zeros(0)))
@@ -224,13 +222,10 @@ def serve(engine: Any, masker: Callable | None, description: str, startup_error:
             handle = session.initialize if request.type == trax.TraxStatus.INITIALIZE else session.frame
             reply = handle(image, regions)
             frames += 1
-        except SessionError as e:
-            log.error("%s", e)
-            server.quit(reason=str(e))
-            return 1
-        except Exception as e:  # noqa: BLE001 -- anything else still reaches the toolkit as a message
-            log.exception("tracking failed")
-            server.quit(reason=f"{type(e).__name__}: {e}")
+        except Exception as e:  # noqa: BLE001 -- every failure reaches the toolkit as a message
+            expected = isinstance(e, SessionError)  # the toolkit's input, not a bug: no traceback
+            log.error("%s", e if expected else f"tracking failed: {type(e).__name__}: {e}", exc_info=not expected)
+            server.quit(reason=str(e) if expected else f"{type(e).__name__}: {e}")
             return 1
         try:
             server.status(reply)

@@ -24,8 +24,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                        help=f"cpu, cuda, cuda:1, mps (default: the best available) [env {ENV['device']}]")
     group.add_argument("--dtype", default=None, choices=["fp32", "bf16", "fp16", "int8"],
                        help="inference precision (default: the precision policy for the device; int8: CPU, opt-in; "
-                            "see docs/speed.md) "
-                            f"[env {ENV['dtype']}]")
+                            f"see docs/speed.md) [env {ENV['dtype']}]")
 
 
 def model_from_args(args: argparse.Namespace, *, merge: bool = True) -> Any:
