@@ -15,6 +15,7 @@ examples:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -118,5 +119,5 @@ def run(args: argparse.Namespace) -> int:
                 agreement = compare_with_fp32(TrackingEngine(fp32), TrackingEngine(network), frames, truth[0])
                 print(f"  {name}: {agreement.summary()}")
     if args.json:
-        Path(args.json).write_text(json.dumps(result.to_dict(), indent=1), encoding="utf-8")
+        Path(args.json).write_text(json.dumps(dataclasses.asdict(result), indent=1), encoding="utf-8")
     return 0

@@ -56,9 +56,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.output:
         raise ValueError("name the folder to write (OUT)")
-    photos = None
-    if args.photos:
-        photos = tuple(p.strip() for p in args.photos.split(",") if p.strip())
+    photos = tuple(p.strip() for p in args.photos.split(",") if p.strip()) if args.photos else None
     started = time.perf_counter()
 
     def progress(done: int, total: int, name: str) -> None:

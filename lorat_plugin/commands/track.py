@@ -55,11 +55,6 @@ def parse_box(text: str, origin: str = "--init") -> np.ndarray:
     return box
 
 
-def default_output(input_path: str) -> Path:
-    name = Path(input_path.rstrip("/\\")).name
-    return Path(f"{Path(name).stem if Path(name).suffix else name}_boxes.txt")
-
-
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -69,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
     offset = np.array((1.0, 1.0, 0.0, 0.0)) if args.one_based else np.zeros(4)
     ground_truth = read_boxes(Path(args.gt), kind="ground-truth") - offset if args.gt else None
     init_box = ground_truth[0] if ground_truth is not None else parse_box(args.init) - offset
-    output = None if args.output == "-" else Path(args.output) if args.output else default_output(args.input)
+    default = Path(Path(args.input.rstrip("/\\")).stem + "_boxes.txt")  # in the current folder
+    output = None if args.output == "-" else Path(args.output) if args.output else default
     for path in (output, args.render):
         if path is not None and Path(path).is_dir():
             raise ValueError(f"{path} is a folder: give a file name")

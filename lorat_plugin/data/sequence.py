@@ -49,10 +49,6 @@ class Sequence:
     def __len__(self) -> int:
         return len(self.frames)
 
-    @property
-    def init_box(self) -> np.ndarray:
-        return self.boxes[0]
-
     def frame(self, index: int) -> np.ndarray:
         return read_image(self.frames[index])
 

@@ -6,6 +6,7 @@ Videos are decoded with PyAV (FFmpeg); install the ``video`` extra (``pip instal
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -144,13 +145,6 @@ def read_image_list(path: Path) -> list[Path]:
     return files
 
 
-def partial_path(path: Path) -> Path:
-    """The hidden name beside ``path``, with the same extension (writers pick the format from it), that a rendering
-    is written to and moved into place from when complete: a reader never sees half a file, and the next run of
-    the same command overwrites what a killed one left."""
-    return path.with_name(f".{path.stem}.partial{path.suffix}")
-
-
 # ---- drawing --------------------------------------------------------------------------------------------------------
 
 def draw_boxes(frame: np.ndarray, boxes: Sequence[Sequence[float]] | np.ndarray,
@@ -196,11 +190,11 @@ class VideoWriter:
             raise ValueError(f"cannot write {self.path}: use a .gif or a video extension "
                              f"({', '.join(VIDEO_EXTENSIONS)})")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._temp = partial_path(self.path)
+        # hidden, same extension (the encoder picks the format from it); the next run overwrites what a killed one left
+        self._temp = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
         self._gif_frames: list = []
         self._container = None
         self._stream = None
-        self.frames_written = 0
 
     def write(self, frame: np.ndarray) -> None:
         frame = np.ascontiguousarray(frame, dtype=np.uint8)
@@ -209,7 +203,6 @@ class VideoWriter:
             self._gif_frames.append(Image.fromarray(frame).quantize(colors=255, dither=Image.Dither.NONE))
         else:
             self._write_video(frame)
-        self.frames_written += 1
 
     def _write_video(self, frame: np.ndarray) -> None:
         av = _import_av()
@@ -253,10 +246,8 @@ class VideoWriter:
     def abort(self) -> None:
         """Drop the partial file (called on errors)."""
         if self._container is not None:
-            try:
+            with contextlib.suppress(Exception):  # already closed or broken: nothing left to flush
                 self._container.close()
-            except Exception:  # already closed or broken: nothing left to flush
-                pass
             self._container = None
         self._gif_frames = []
         self._temp.unlink(missing_ok=True)

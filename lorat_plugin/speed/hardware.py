@@ -17,7 +17,9 @@ def hardware_info(device: torch.device | str = "cpu") -> dict[str, Any]:
     ``device`` is one, and the software versions that matter for speed."""
     device = torch.device(device)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    info: dict[str, Any] = {"cpu": _cpu_name(), "cpu_cores": cores, "cpu_flags": _cpu_flags(),
+    flags = set((_cpuinfo("flags") or "").split())
+    cpu = _cpuinfo("model name") or platform.processor() or platform.machine() or "unknown CPU"
+    info: dict[str, Any] = {"cpu": cpu, "cpu_cores": cores, "cpu_flags": [f for f in CPU_FLAGS if f in flags],
                             "torch_threads": torch.get_num_threads(), "machine": platform.machine(),
                             "os": platform.platform(terse=True), "python": platform.python_version()}
     if device.type == "cuda":
@@ -36,27 +38,13 @@ def hardware_info(device: torch.device | str = "cpu") -> dict[str, Any]:
     return info
 
 
-def _cpu_name() -> str:
+def _cpuinfo(field: str) -> str | None:
+    """The first ``field`` line of /proc/cpuinfo (Linux only)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith(field)), None)
     except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
-
-
-def _cpu_flags() -> list[str]:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    present = set(line.split(":", 1)[1].split())
-                    return [flag for flag in CPU_FLAGS if flag in present]
-    except OSError:
-        pass
-    return []
+        return None
 
 
 def describe_hardware(info: dict[str, Any]) -> str:

@@ -3,8 +3,8 @@ the timm yardstick in the same interleaved run, and the table ``lorat benchmark`
 from __future__ import annotations
 
 import statistics
-from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -49,9 +49,6 @@ class SpeedReport:
     matmul_tflops: float | None = None    # see matmul_peak: what this device's matrix products reach
     matmul: str | None = None             # which product that was
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 def measure_speed(backends: dict[str, Any], model: LoRAT, *, device: torch.device | str, variant: str,
                   weights: str, batch_sizes: Sequence[int] = (1, 8), repeats: int = 7, warmup: int = 1,
@@ -77,8 +74,7 @@ def measure_speed(backends: dict[str, Any], model: LoRAT, *, device: torch.devic
         result.matmul_tflops, result.matmul = matmul_peak(device, matmul_dtype)
     yardstick = timm_blocks(config).to(device) if compare_timm else None
     engines = {name: TrackingEngine(backend) for name, backend in backends.items()} if tracker else {}
-    samples_b1: dict[str, list[float]] = {}
-    model_b1: dict[str, list[float]] = {}
+    first: dict[str, tuple[list[float], list[float] | None]] = {}  # network, tracker samples at the first batch
     for batch in batch_sizes:
         candidates: dict[str, Callable[[], Any]] = {}
         inputs = model.get_sample_data(batch, device)
@@ -96,10 +92,8 @@ def measure_speed(backends: dict[str, Any], model: LoRAT, *, device: torch.devic
             for name, engine in engines.items():
                 candidates[f"tracker:{name}"] = _tracker_call(engine, sequences, boxes, steps_per_call)
         samples = time_interleaved(candidates, repeats=repeats, warmup=warmup, device=device)
-        per_frame = {k: [s / batch for s in v] for k, v in samples.items()}
-        for k in list(per_frame):
-            if k.startswith("tracker:"):
-                per_frame[k] = [s / steps_per_call for s in per_frame[k]]
+        per_frame = {k: [s / batch / (steps_per_call if k.startswith("tracker:") else 1) for s in v]
+                     for k, v in samples.items()}
         timm = per_frame.get("timm")
         for name in backends:
             network = per_frame[f"model:{name}"]
@@ -113,13 +107,11 @@ def measure_speed(backends: dict[str, Any], model: LoRAT, *, device: torch.devic
                 row.model_vs_timm = median_ratio(network, timm)
                 row.tracker_vs_timm = median_ratio(track, timm) if track else None
             if batch == batch_sizes[0]:
-                model_b1[name] = network
-                if track:
-                    samples_b1[name] = track
+                first[name] = (network, track)
             else:
-                row.model_batch_speedup = statistics.median(model_b1[name]) / statistics.median(network)
-                if track and name in samples_b1:
-                    row.batch_speedup = statistics.median(samples_b1[name]) / statistics.median(track)
+                row.model_batch_speedup = statistics.median(first[name][0]) / statistics.median(network)
+                if track and first[name][1]:
+                    row.batch_speedup = statistics.median(first[name][1]) / statistics.median(track)
             result.rows.append(row)
     return result
 
@@ -127,17 +119,15 @@ def measure_speed(backends: dict[str, Any], model: LoRAT, *, device: torch.devic
 def _tracker_call(engine: Any, sequences: list[list[np.ndarray]], boxes: np.ndarray, steps: int
                   ) -> Callable[[], None]:
     """A closure advancing ``len(sequences)`` sequences by ``steps`` frames (restarting them when they run out)."""
-    state: dict[str, Any] = {"states": engine.initialize([s[0] for s in sequences], boxes), "frame": 1}
-    length = len(sequences[0])
+    def endless() -> Iterator[tuple[Any, list[np.ndarray]]]:
+        while True:
+            states = engine.initialize([s[0] for s in sequences], boxes)
+            yield from ((states, [s[i] for s in sequences]) for i in range(1, len(sequences[0])))
+    pending = endless()
 
     def call() -> None:
         for _ in range(steps):
-            if state["frame"] >= length:
-                state["states"] = engine.initialize([s[0] for s in sequences], boxes)
-                state["frame"] = 1
-            index = state["frame"]
-            engine.track(state["states"], [s[index] for s in sequences])
-            state["frame"] += 1
+            engine.track(*next(pending))
     return call
 
 
