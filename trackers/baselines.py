@@ -6,9 +6,7 @@ the evaluation harness runs them exactly like LoRAT.
   (``opencv-contrib-python-headless``; the main namespace of OpenCV 4.5.1+, else ``cv2.legacy``).
 * :class:`StaticBoxTracker`: returns the initial box on every frame (the floor every tracker must beat).
 
-    from lorat_plugin.trackers.baselines import BatchAdapter, OpenCVTracker
-    csrt = BatchAdapter(lambda: OpenCVTracker("csrt"), name="CSRT")
-    run_benchmark(csrt, sequences, "results/CSRT", tracker_name="CSRT")
+    run_benchmark(baseline("csrt"), sequences, "results/CSRT", tracker_name="CSRT")  # BatchAdapter of OpenCVTracker
 
 Defined behaviour: OpenCV's ``update`` returning ``ok=False`` (target lost) or raising keeps the previous box and
 reports score 0; an OpenCV ``init`` that raises (e.g. a box OpenCV cannot model) leaves the tracker static with
@@ -86,12 +84,8 @@ def opencv_factory(algorithm: str) -> Callable[[], Any]:
 
 
 class OpenCVTracker(Tracker):
-    """OpenCV's CSRT or KCF behind got10k's ``init(image, box)`` / ``update(image) -> box``.
-
-    Images: PIL images, RGB/grayscale/RGBA arrays or file paths. Boxes: x, y, w, h (OpenCV works on whole pixels:
-    the init box is rounded outwards, and the returned boxes are whole pixels). ``score`` is 1 while OpenCV reports
-    success and 0 on a frame where it lost the target.
-    """
+    """OpenCV's CSRT or KCF behind got10k's ``init(image, box)`` / ``update(image) -> box`` (images as
+    :func:`as_rgb` takes them; OpenCV works on whole pixels: the init box is rounded outwards)."""
 
     def __init__(self, algorithm: str = "csrt", *, name: str | None = None) -> None:
         super().__init__(name=name or algorithm.upper(), is_deterministic=True)
@@ -172,12 +166,8 @@ class BaselineState:
 
 
 class BatchAdapter:
-    """Turns a factory of per-sequence got10k trackers into a batch tracker for ``run_benchmark``.
-
-    Each batch element is a different sequence with its own tracker instance; elements are updated one after the
-    other (these trackers are single-image algorithms). Scores come from the tracker's ``score`` attribute when it
-    has one, else 1.
-    """
+    """A factory of per-sequence got10k trackers as a batch tracker for ``run_benchmark``: one tracker instance per
+    batch element, updated one after the other; scores from the tracker's ``score`` attribute, else 1."""
 
     def __init__(self, factory: Callable[[], Tracker], *, name: str | None = None) -> None:
         self.factory = factory

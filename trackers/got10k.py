@@ -28,25 +28,20 @@ log = logging.getLogger(__name__)
 
 
 class LoRATTracker(Tracker):
-    """got10k's ``init(image, box)`` / ``update(image) -> box`` contract on top of the batched engine (a batch of
-    one).
+    """got10k's ``init(image, box)`` / ``update(image) -> box`` contract on the batched engine (a batch of one).
 
     Args:
         model: a built LoRAT network; if omitted, the model the weight arguments name, resolved by
-            :class:`lorat_plugin.model.sources.ModelSpec` (which also reads the ``LORAT_*`` variables, and loads
-            the shipped demo model when nothing is named).
+            :class:`lorat_plugin.model.sources.ModelSpec` (``LORAT_*`` variables, else the shipped demo model).
         device, dtype: where and in which precision the network runs (``None``: ``LORAT_DEVICE`` / ``LORAT_DTYPE``,
-            else the engine's precision policy, :mod:`lorat_plugin.engine.precision`).
-        name: the results sub-folder name got10k uses. Default: the model's identity,
-            ``LoRAT-<variant>-<weights hash>-<precision>`` (:meth:`ModelSpec.identity`), so that results of
-            another model or precision never land in (and get skipped because of) this one's folder.
-        one_based: the init boxes are 1-based (OTB/LaSOT annotation files as got10k passes them): 1 is taken off
-            x and y before cropping, so the tracker sees the pixels the box means, and added back to the output
-            so results stay in the file's convention.
+            else the engine's precision policy).
+        name: got10k's results sub-folder. Default: the model's identity (:meth:`ModelSpec.identity`), so results
+            of another model or precision never land in (and get skipped because of) this one's folder.
+        one_based: the boxes are 1-based (OTB/LaSOT files as got10k passes them): 1 is taken off x and y before
+            tracking and added back to the output.
 
-    Images may be PIL images (what got10k passes), numpy arrays (RGB, grayscale, RGBA) or image file paths
-    (``ExperimentVOT(read_image=False)``). Boxes are x, y, w, h. The tracker is deterministic, so got10k runs one
-    repetition. ``tracker.score`` is the last frame's confidence; ``tracker.identity`` the model's identity.
+    Images: PIL images, RGB/grayscale/RGBA arrays or file paths. Boxes: x, y, w, h. ``score`` is the last frame's
+    confidence; ``identity`` the model's identity.
     """
 
     def __init__(self, model: torch.nn.Module | None = None, *, variant: str | None = None,

@@ -42,14 +42,9 @@ class WorkspaceError(ValueError):
 @dataclass
 class StackInfo:
     name: str
-    file: Path
     experiments: dict[str, str]  # name -> type
     multiobject: bool
     dataset: str | None
-
-    @property
-    def needs_anchors(self) -> list[str]:
-        return [name for name, kind in self.experiments.items() if kind == "multistart"]
 
 
 @dataclass
@@ -87,13 +82,9 @@ def resolve_stack(name: str, workspace: Path) -> StackInfo:
         raise WorkspaceError(f"unknown stack {name!r}{hint}; the installed toolkit knows: {known}")
     with open(found, encoding="utf-8") as f:
         data = yaml.safe_load(f) or {}
-    experiments = {}
-    multiobject = False
-    for exp_name, exp in (data.get("experiments") or {}).items():
-        exp = exp or {}
-        experiments[str(exp_name)] = str(exp.get("type", ""))
-        multiobject |= str(exp.get("multiobject", False)).lower() == "true"
-    return StackInfo(name=name, file=Path(found), experiments=experiments, multiobject=multiobject,
+    experiments = {str(key): exp or {} for key, exp in (data.get("experiments") or {}).items()}
+    return StackInfo(name=name, experiments={key: str(exp.get("type", "")) for key, exp in experiments.items()},
+                     multiobject=any(str(exp.get("multiobject")).lower() == "true" for exp in experiments.values()),
                      dataset=data.get("dataset"))
 
 
@@ -151,11 +142,12 @@ def prepare_workspace(directory: str | os.PathLike, stack: str, *, sequences: st
     sequence_dir = directory / "sequences"
     if sequences is not None:
         found = find_sequences(Path(sequences))
-        if info.needs_anchors:
+        multistart = [name for name, kind in info.experiments.items() if kind == "multistart"]
+        if multistart:
             missing = [s.name for s in found if not s.anchors]
             if missing:
                 raise WorkspaceError(
-                    f"stack {info.name} runs multistart experiments ({', '.join(info.needs_anchors)}), which start "
+                    f"stack {info.name} runs multistart experiments ({', '.join(multistart)}), which start "
                     f"the tracker at the anchor frames listed in anchor.value, but these sequences have none: "
                     f"{', '.join(missing)}. The official VOT datasets ship anchor.value; for your own sequences "
                     "write one number per frame (1 = forward anchor, -1 = backward anchor, 0 = none), or choose "
@@ -184,10 +176,8 @@ def prepare_workspace(directory: str | os.PathLike, stack: str, *, sequences: st
         masks = info.name in MASK_STACKS or info.name.startswith("vots") or any(s.masks for s in report.sequences)
         region = "mask" if masks else "rectangle"
     report.region = region
-    extra_env: dict[str, str] = {"LORAT_VOT_OUTPUT": region}
-    for key in ("device", "dtype"):
-        if getattr(model, key):
-            extra_env[ENV[key]] = getattr(model, key)
+    extra_env = {"LORAT_VOT_OUTPUT": region} | {ENV[key]: getattr(model, key) for key in ("device", "dtype")
+                                                if getattr(model, key)}
     if sam_checkpoint:
         if region != "mask":
             raise WorkspaceError("--sam-checkpoint makes masks: it needs mask output (--region mask)")

@@ -52,9 +52,9 @@ def run(args: argparse.Namespace) -> int:
     report = prepare_workspace(args.directory, args.stack, sequences=args.sequences_dir, copy=args.copy, model=model,
                                region=args.region, sam_checkpoint=args.sam_checkpoint, sam_model=args.sam_model,
                                force=args.force)
-    stack = report.stack
+    experiments = ", ".join(f"{name} ({kind})" for name, kind in report.stack.experiments.items())
     print(f"workspace {report.directory}")
-    print(f"  stack      {stack.name}: experiments {', '.join(f'{k} ({v})' for k, v in stack.experiments.items())}")
+    print(f"  stack      {report.stack.name}: experiments {experiments}")
     if report.sequences:
         print(f"  sequences  {len(report.sequences)} {'copied' if args.copy else 'linked'} from {args.sequences_dir}")
     print(f"  trackers   {', '.join(report.trackers)} (trackers.ini), reporting {report.region}s")
