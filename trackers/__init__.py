@@ -9,15 +9,8 @@ import importlib
 from typing import Any
 
 # public name -> submodule that defines it
-_LAZY = {
-    "LoRATTracker": "got10k",
-    "OfflineExperimentOTB": "got10k",
-    "OfflineExperimentTColor128": "got10k",
-    "OpenCVTracker": "baselines",
-    "StaticBoxTracker": "baselines",
-    "BatchAdapter": "baselines",
-    "baseline": "baselines",
-}
+_LAZY = {name: "got10k" for name in ("LoRATTracker", "OfflineExperimentOTB", "OfflineExperimentTColor128")} | {
+    name: "baselines" for name in ("OpenCVTracker", "StaticBoxTracker", "BatchAdapter", "baseline")}
 
 
 def __getattr__(name: str) -> Any:

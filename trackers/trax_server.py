@@ -33,7 +33,6 @@ from ..model.sources import PATH_VARIABLES, ModelSpec
 
 log = logging.getLogger("lorat.trax")
 
-OUTPUTS = ("rectangle", "mask")
 _UNEXPANDED = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?")
 
 
@@ -69,7 +68,7 @@ class ServerSettings:
                 raise ValueError(f"{name}={value!r} is a relative path, but the VOT toolkit runs the tracker in a "
                                  f"temporary directory ({os.getcwd()}); use an absolute path")
         output = (env.get("LORAT_VOT_OUTPUT") or "rectangle").strip().lower()
-        if output not in OUTPUTS:
+        if output not in ("rectangle", "mask"):
             raise ValueError(f"LORAT_VOT_OUTPUT={output!r}: use rectangle or mask")
         return cls(model=ModelSpec.resolve(env=env), output=output,
                    sam_checkpoint=(env.get("LORAT_SAM_CHECKPOINT") or "").strip() or None,
@@ -182,8 +181,6 @@ class TraxSession:
     def _reply(self, image: np.ndarray, boxes: np.ndarray, scores: np.ndarray) -> list[tuple[Any, dict[str, str]]]:
         import trax
 
-        if len(boxes) == 0:
-            return []
         if self.masker is None:
             regions = [trax.Rectangle.create(*(float(v) for v in box)) for box in boxes]
         else:

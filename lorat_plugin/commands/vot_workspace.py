@@ -1,16 +1,12 @@
 """Prepare a VOT toolkit workspace for `vot evaluate lorat`, offline.
 
-Writes DIR/config.yaml (the stack and the tracker registry), DIR/trackers.ini (the LoRAT entries of
-tracker_registry.ini with this installation's Python and the weights named here) and DIR/sequences (the sequences
-of a local VOT-format folder, linked, with list.txt so that nothing is downloaded). Then:
+Writes DIR/config.yaml (stack and tracker registry), DIR/trackers.ini (the LoRAT entries with this installation's
+Python and the weights named here) and DIR/sequences (a local VOT-format folder's sequences, linked, with list.txt
+so that nothing is downloaded). Then: vot evaluate|analysis|report --workspace DIR lorat
 
-  vot evaluate --workspace DIR lorat
-  vot analysis --workspace DIR lorat
-  vot report --workspace DIR lorat
-
-Entries: `lorat` (the model the arguments or LORAT_* variables name, as in every lorat verb; nothing named: the
-shipped demo model) and lorat_S224, lorat_B224, lorat_B378, lorat_L224, lorat_L378, lorat_g224, lorat_g378 (each
-from the weights folder). See docs/vot.md.
+Entries: `lorat` (the model the arguments or LORAT_* variables name; nothing named: the shipped demo model) and
+lorat_S224, lorat_B224, lorat_B378, lorat_L224, lorat_L378, lorat_g224, lorat_g378 (from the weights folder).
+See docs/vot.md.
 """
 from __future__ import annotations
 
