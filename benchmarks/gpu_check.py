@@ -13,7 +13,6 @@ whole run is meant to take under 8 minutes on one H100/H200-class GPU, and a che
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import statistics
@@ -94,21 +93,10 @@ class Run:
             torch.cuda.reset_peak_memory_stats(self.device)
 
 
-@contextlib.contextmanager
-def exact_fp32():
-    """fp32 products without TF32 (cuBLAS and cuDNN use it by default on Ampere+ for some paths)."""
-    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    try:
-        yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
-
-
 def network_difference(reference: Callable, candidate: Callable, inputs: tuple) -> dict[str, float]:
-    """Largest score-logit difference relative to the largest logit, and largest box difference (crop units)."""
-    with exact_fp32():
-        score_ref, box_ref = (t.float() for t in reference(*inputs))
+    """Largest score-logit difference relative to the largest logit, and largest box difference (crop units).
+    ``reference`` is an fp32 backend, which runs without TF32 on CUDA (``engine.precision.full_fp32``)."""
+    score_ref, box_ref = (t.float() for t in reference(*inputs))
     score, box = (t.float() for t in candidate(*inputs))
     return {"score_rel": float((score - score_ref).abs().max() / score_ref.abs().max().clamp_min(1e-12)),
             "box_abs": float((box - box_ref).abs().max())}
@@ -220,8 +208,7 @@ def fp16(run: Run) -> dict:
         for name, kwargs in (("stored fp16", {}), ("fp16 autocast", {"autocast": True})):
             candidate = build_network(model, run.device, "fp16", **kwargs)
             difference = network_difference(reference, candidate, inputs)
-            with exact_fp32():
-                step = compare_with_fp32(TrackingEngine(reference), TrackingEngine(candidate), sequences[0], boxes[0])
+            step = compare_with_fp32(TrackingEngine(reference), TrackingEngine(candidate), sequences[0], boxes[0])
             rows.append({"variant": variant, "path": name, "score logits (rel.)": difference["score_rel"],
                          "boxes (crop units)": difference["box_abs"], "tracker one-step px": float(step.step_px.max())})
             if name == "stored fp16" and (difference["score_rel"] > FP16_TOLERANCE["score"]

@@ -65,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
     result = run_demo(args.output, spec.load(), tracker_name=DEMO_TRACKER if spec.is_demo else "LoRAT",
                       baselines=baselines, video=not args.no_video, video_sequence=args.video_sequence,
                       batch_size=args.batch_size, device=spec.device, dtype=spec.dtype, progress=not args.quiet,
+                      identity=spec.identity,
                       benchmark={"seed": args.seed, "sequences": args.sequences, "frames": args.frames})
     print()
     print(result.table)

@@ -6,7 +6,7 @@ import logging
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..files import atomic_write_text
 from .spec import demo_benchmark_spec, prepare_demo_benchmark
@@ -29,19 +29,26 @@ class DemoResult:
 def run_demo(output: str | Path, model: Any = None, *, tracker_name: str = DEMO_TRACKER,
              baselines: tuple[str, ...] = ("csrt", "kcf", "static"), video: bool = True,
              video_sequence: str | None = None, batch_size: int = 16, device: str | None = None,
-             dtype: str | None = None, benchmark: dict[str, Any] | None = None, progress: bool = True
-             ) -> DemoResult:
+             dtype: str | None = None, benchmark: dict[str, Any] | None = None, progress: bool = True,
+             identity: Callable[[str], dict[str, Any]] | None = None) -> DemoResult:
     """The whole demo into ``output``: ``benchmark/``, ``results/<tracker>/``, ``report/``, ``video/``.
-    Re-running reuses the benchmark and the baselines' results; the model is always run again."""
+    Re-running reuses the benchmark and the baselines' results; the model is always run again. ``identity``
+    (``ModelSpec.identity``) names the model in its ``run.json``; without it, a hash of the model's tensors does."""
     from ..evaluation import evaluate, load_results, render_table, run_benchmark, write_html_report, write_report
     from ..trackers.baselines import baseline
 
     output = Path(output)
     sequences = prepare_demo_benchmark(output / "benchmark", benchmark)
     trackers: list[tuple[str, Any]] = []
+    model_identity = None
     if model is not None:
-        from ..engine import TrackingEngine
-        trackers.append((tracker_name, TrackingEngine(model, device=device, dtype=dtype)))
+        from ..engine import TrackingEngine, precision_name
+        from ..model.sources import make_identity, state_digest
+        engine = TrackingEngine(model, device=device, dtype=dtype)
+        precision = precision_name(engine.dtype)
+        model_identity = identity(precision) if identity else make_identity(
+            "model", None, state_digest(model), [], precision)
+        trackers.append((tracker_name, engine))
     for name in baselines:
         adapter = baseline(name)
         trackers.append((adapter.name, adapter))
@@ -54,7 +61,8 @@ def run_demo(output: str | Path, model: Any = None, *, tracker_name: str = DEMO_
         folder = output / "results" / name
         log.info("running %s over %d sequences", name, len(sequences))
         run_benchmark(tracker, sequences, folder, tracker_name=name, dataset="got10k", split="val",
-                      root=output / "benchmark", batch_size=batch_size, progress=progress)
+                      root=output / "benchmark", batch_size=batch_size, progress=progress,
+                      model=model_identity if name == tracker_name else None)
         results.append(load_results(folder, "got10k", sequences, name=name))
 
     got10k = evaluate("got10k", sequences, results)
