@@ -124,9 +124,8 @@ class OpenCVTracker(Tracker):
         if self._tracker is None:
             self.score = 0.0
             return self.box.copy()
-        frame = as_rgb(image)
         try:
-            ok, found = self._tracker.update(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+            ok, found = self._tracker.update(cv2.cvtColor(as_rgb(image), cv2.COLOR_RGB2BGR))
         except cv2.error as e:
             log.debug("%s update failed: %s", self.name, e)
             ok, found = False, None

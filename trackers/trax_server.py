@@ -151,8 +151,7 @@ class TraxSession:
         self.states: list[Any] | None = None  # None before the first initialize
 
     def initialize(self, image: np.ndarray, regions: list[Any]) -> list[tuple[Any, dict[str, str]]]:
-        """Start a new batch, one element per region (replaces any previous one). Returns the reply objects.
-        No region is allowed: in multi-object sequences objects may all appear on later frames."""
+        """Start a new batch, one element per region (none is fine: objects may all appear later). Returns the reply."""
         self.states = []
         return self._add(image, regions)
 
