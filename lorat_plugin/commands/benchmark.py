@@ -79,19 +79,14 @@ def run(args: argparse.Namespace) -> int:
     weights = ("weights: " + spec.describe()) if spec.files else "random weights: timing only, not meaningful boxes"
     device = resolve_device(spec.device)
     main = build_network(model, device, spec.dtype, compile=args.compile, cuda_graphs=args.cuda_graphs)
-    backends = {describe_network(main): main}
-    if args.compare_fp32 and main.dtype != torch.float32:
-        fp32 = build_network(model, device, "fp32")
-        backends[describe_network(fp32)] = fp32
-    if args.compare_bf16 and main.dtype != torch.bfloat16:
-        bf16 = build_network(model, device, "bf16")
-        backends[describe_network(bf16)] = bf16
-    if args.compare_autocast and main.dtype != torch.float32:
-        amp = build_network(model, device, main.dtype, autocast=True)
-        backends[describe_network(amp)] = amp
-    if args.compare_unfused and getattr(main, "onednn", False):
-        unfused = CastNetwork(model, device, main.dtype, onednn=False)
-        backends[describe_network(unfused)] = unfused
+    fp32 = build_network(model, device, "fp32") if args.compare_fp32 and main.dtype != torch.float32 else None
+    compared = [main, fp32,
+                build_network(model, device, "bf16") if args.compare_bf16 and main.dtype != torch.bfloat16 else None,
+                build_network(model, device, main.dtype, autocast=True)
+                if args.compare_autocast and main.dtype != torch.float32 else None,
+                CastNetwork(model, device, main.dtype, onednn=False)
+                if args.compare_unfused and getattr(main, "onednn", False) else None]
+    backends = {describe_network(network): network for network in compared if network is not None}
     if args.onnx:
         from ..engine.onnx import OnnxNetwork
 
@@ -100,14 +95,13 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"{args.onnx} was exported for another model than the one benchmarked "
                              f"({ort.config.embed_dim} wide, {ort.config.depth} deep): pass the same --variant")
         backends[f"ONNX Runtime CPU, {ort.precision} ({Path(args.onnx).name})"] = ort
-    variant = spec.variant or "from the weights"
-    result = measure_speed(backends, model, device=device, variant=variant, weights=weights,
+    result = measure_speed(backends, model, device=device, variant=spec.variant or "from the weights", weights=weights,
                            batch_sizes=batch_sizes, repeats=args.repeats, warmup=args.warmup,
                            compare_timm=args.compare_timm, tracker=not args.model_only,
                            frame_size=(width, height), flops_per_frame=network_flops(model),
                            matmul_dtype=main.dtype if main.dtype.is_floating_point else torch.bfloat16)
     print(format_speed_report(result))
-    if args.compare_fp32 and main.dtype != torch.float32:
+    if fp32 is not None:
         from ..engine import TrackingEngine
         from ..data.synthetic import moving_box_video
         from ..speed import compare_with_fp32

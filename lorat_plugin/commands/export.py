@@ -45,8 +45,7 @@ def run(args: argparse.Namespace) -> int:
         model = model_from_args(args)
     started = time.perf_counter()
     path = export_onnx(model, args.output, dtype=dtype, opset=args.opset, batch_size=args.batch_size)
-    size = path.stat().st_size / 2**20
-    print(f"wrote {path} ({size:.0f} MiB, {dtype}, opset {args.opset}, batch "
+    print(f"wrote {path} ({path.stat().st_size / 2**20:.0f} MiB, {dtype}, opset {args.opset}, batch "
           f"{args.batch_size or 'dynamic'}) in {time.perf_counter() - started:.0f} s")
     if not args.no_check:
         diffs = check_onnx(path, model)

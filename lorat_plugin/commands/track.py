@@ -88,11 +88,10 @@ def run(args: argparse.Namespace) -> int:
                 sink.write(f"{x:.4f},{y:.4f},{w:.4f},{h:.4f},{score:.4f}\n")
                 count += 1
                 if writer is not None:
-                    boxes, colors, labels = [box], [PREDICTION_COLOR], [f"{score:.2f}"]
+                    shown = [(box, PREDICTION_COLOR, f"{score:.2f}")]  # box, color, label
                     if ground_truth is not None and index < len(ground_truth):
-                        boxes, colors = [ground_truth[index], box], [GROUND_TRUTH_COLOR, *colors]
-                        labels = [None, *labels]
-                    writer.write(draw_boxes(frame, boxes, colors, labels))
+                        shown.insert(0, (ground_truth[index], GROUND_TRUTH_COLOR, None))
+                    writer.write(draw_boxes(frame, *zip(*shown)))
                 bar.update()
         if not count:
             raise ValueError(f"{args.input} has no frames")

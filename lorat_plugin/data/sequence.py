@@ -54,8 +54,7 @@ class Sequence:
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """Decode an image file to H x W x 3 uint8 RGB (grayscale, RGBA and 16-bit images are converted by
-    :func:`to_rgb`)."""
+    """Decode an image file to H x W x 3 uint8 RGB (grayscale, RGBA and 16-bit images: see :func:`to_rgb`)."""
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
@@ -95,8 +94,4 @@ def to_rgb(image: Any) -> np.ndarray:
         image = np.clip(image * 255.0 if image.max() <= 1.0 else image, 0, 255).astype(np.uint8)
     elif image.dtype != np.uint8:  # bool masks, complex, objects: no image
         raise ValueError(f"a {image.dtype} array is no image: give uint8, uint16 or float values")
-    if image.shape[2] == 1:
-        image = np.repeat(image, 3, axis=2)
-    elif image.shape[2] == 4:
-        image = image[:, :, :3]
-    return np.ascontiguousarray(image)
+    return np.ascontiguousarray(np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image[:, :, :3])

@@ -39,13 +39,11 @@ class FrameSource:
 
 
 class ImageFiles(FrameSource):
-    """Frames stored as image files, in the given order."""
+    """Frames stored as image files, in the given order; ``path`` is the folder or list they came from."""
 
-    def __init__(self, files: Sequence[str | os.PathLike], path: str | os.PathLike | None = None,
-                 fps: float | None = None) -> None:
+    def __init__(self, files: Sequence[str | os.PathLike], path: str | os.PathLike) -> None:
         self.files = [Path(f) for f in files]
-        self.path = Path(path) if path is not None else (self.files[0].parent if self.files else Path("."))
-        self.fps = fps
+        self.path = Path(path)
 
     def __len__(self) -> int:
         return len(self.files)
@@ -63,18 +61,15 @@ class VideoFrames(FrameSource):
         av = _import_av()
         try:
             container = av.open(str(self.path))
-        except FileNotFoundError as e:
-            raise FrameError(f"video not found: {self.path}") from e
-        except (av.FFmpegError, OSError, ValueError) as e:
+        except (av.FFmpegError, OSError, ValueError) as e:  # a missing file too (open_frames checks that first)
             raise FrameError(f"cannot open video {self.path}: {e}") from e
-        if not container.streams.video:
-            container.close()
-            raise FrameError(f"{self.path} has no video stream")
-        stream = container.streams.video[0]
-        self.fps = float(stream.average_rate) if stream.average_rate else None
-        # mp4/avi declare a frame count; mkv/webm only a duration
-        self._frames = int(stream.frames or 0) or round((container.duration or 0) / av.time_base * (self.fps or 0))
-        container.close()
+        with container:
+            if not container.streams.video:
+                raise FrameError(f"{self.path} has no video stream")
+            stream = container.streams.video[0]
+            self.fps = float(stream.average_rate) if stream.average_rate else None
+            # mp4/avi declare a frame count; mkv/webm only a duration
+            self._frames = int(stream.frames or 0) or round((container.duration or 0) / av.time_base * (self.fps or 0))
 
     def __len__(self) -> int:
         return self._frames
@@ -113,7 +108,11 @@ def open_frames(path: str | os.PathLike) -> FrameSource:
     if suffix in VIDEO_EXTENSIONS:
         return VideoFrames(path)
     if suffix in LIST_EXTENSIONS:
-        return ImageFiles(read_image_list(path), path)
+        lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+        files = [path.parent / Path(line).expanduser() for line in lines if line and not line.startswith("#")]
+        if not files:
+            raise FrameError(f"image list {path} names no images")
+        return ImageFiles(files, path)
     if suffix in IMAGE_EXTENSIONS:
         raise FrameError(f"{path} is a single image: give its folder, an image list (.txt) or a video")
     return VideoFrames(path)  # let FFmpeg try unknown containers; FrameError if it cannot
@@ -132,20 +131,6 @@ def _refuse_gaps(files: list[Path], folder: Path) -> None:
             raise FrameError(f"{folder}: {what} from the numbered frames {series[0][0]}..{series[-1][0]}; list the "
                              "frames to track in a .txt file to track them anyway")
 
-
-def read_image_list(path: Path) -> list[Path]:
-    files = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            file = Path(line).expanduser()
-            files.append(file if file.is_absolute() else path.parent / file)
-    if not files:
-        raise FrameError(f"image list {path} names no images")
-    return files
-
-
-# ---- drawing --------------------------------------------------------------------------------------------------------
 
 def draw_boxes(frame: np.ndarray, boxes: Sequence[Sequence[float]] | np.ndarray,
                colors: Sequence[tuple[int, int, int]] | None = None, labels: Sequence[str | None] | None = None,
@@ -172,15 +157,11 @@ def draw_boxes(frame: np.ndarray, boxes: Sequence[Sequence[float]] | np.ndarray,
     return np.asarray(image)
 
 
-# ---- writing --------------------------------------------------------------------------------------------------------
-
 class VideoWriter:
     """Write frames to a video (``.mp4``, ``.mkv``, ``.mov``: H.264; ``.avi``: MPEG-4 part 2) or an animated
     ``.gif``. The file appears only when the writer is closed without error (written to a temporary name first).
-
     GIF frames are palette-quantised and kept in memory until closing (about one byte per pixel): meant for short
-    clips. Videos are streamed to disk.
-    """
+    clips. Videos are streamed to disk."""
 
     def __init__(self, path: str | os.PathLike, fps: float = 25.0) -> None:
         self.path = Path(path)
@@ -217,25 +198,21 @@ class VideoWriter:
             self._stream.pix_fmt = "yuv420p"
             if codec == "libx264":
                 self._stream.options = {"crf": "20", "preset": "veryfast"}
-        target = (self._stream.height, self._stream.width)
-        if frame.shape[:2] != target:
-            padded = np.zeros((*target, 3), dtype=np.uint8)
-            padded[:min(height, target[0]), :min(width, target[1])] = frame[:target[0], :target[1]]
-            frame = padded
+        rows, columns = self._stream.height, self._stream.width
+        if (height, width) != (rows, columns):
+            frame = np.pad(frame[:rows, :columns], ((0, max(rows - height, 0)), (0, max(columns - width, 0)), (0, 0)))
         for packet in self._stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
             self._container.mux(packet)
 
     def close(self) -> None:
         """Finish the file and move it into place."""
         try:
-            if self.path.suffix.lower() == ".gif":
-                if not self._gif_frames:
-                    raise ValueError(f"no frames were written to {self.path}")
+            if not self._gif_frames and self._stream is None:
+                raise ValueError(f"no frames were written to {self.path}")
+            if self._gif_frames:
                 first, *rest = self._gif_frames
                 first.save(self._temp, save_all=True, append_images=rest, duration=round(1000 / self.fps), loop=0)
             else:
-                if self._stream is None:
-                    raise ValueError(f"no frames were written to {self.path}")
                 for packet in self._stream.encode():
                     self._container.mux(packet)
                 self._container.close()
@@ -278,5 +255,5 @@ def _import_av():
     return av
 
 
-__all__ = ["FrameSource", "ImageFiles", "VideoFrames", "open_frames", "read_image_list",
+__all__ = ["FrameSource", "ImageFiles", "VideoFrames", "open_frames",
            "draw_boxes", "VideoWriter", "write_video", "VIDEO_EXTENSIONS", "IMAGE_EXTENSIONS"]

@@ -2,6 +2,7 @@
 and the software versions."""
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import os
 import platform
@@ -28,13 +29,10 @@ def hardware_info(device: torch.device | str = "cpu") -> dict[str, Any]:
         info["cuda"] = torch.version.cuda
     elif device.type == "mps":
         info["gpu"] = "Apple MPS"
-    versions = {"torch": torch.__version__}
+    info["versions"] = {"torch": torch.__version__}
     for package in ("timm", "numpy", "onnxruntime", "onnx"):
-        try:
-            versions[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            pass
-    info["versions"] = versions
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            info["versions"][package] = importlib.metadata.version(package)
     return info
 
 

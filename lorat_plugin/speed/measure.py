@@ -80,11 +80,7 @@ def measure_speed(backends: dict[str, Any], model: LoRAT, *, device: torch.devic
         inputs = model.get_sample_data(batch, device)
         if yardstick is not None:
             tokens = torch.randn(batch, config.tokens, config.embed_dim, device=device)
-
-            def timm_call(tokens: torch.Tensor = tokens) -> None:
-                with torch.inference_mode():
-                    yardstick(tokens)
-            candidates["timm"] = timm_call
+            candidates["timm"] = torch.inference_mode()(lambda tokens=tokens: yardstick(tokens))
         for name, backend in backends.items():
             candidates[f"model:{name}"] = lambda backend=backend: backend(*inputs)
         if tracker:
@@ -154,11 +150,10 @@ def format_speed_report(result: SpeedReport) -> str:
                      f"{num(row.tracker_ms, 10)} {num(1e3 / row.tracker_ms if row.tracker_ms else None, 11)} "
                      f"{num(row.model_tflops, 6, 2)} {num(row.timm_ms, 12)} {num(row.model_vs_timm, 10, 3)} "
                      f"{num(row.tracker_vs_timm, 12, 3)} {speedup}")
-    lines.append("")
-    lines.append("ms and fps are per frame (one sequence advanced by one frame; batched calls divided by the batch). "
+    lines += ["", "ms and fps are per frame (one sequence advanced by one frame; batched calls divided by the batch). "
                  "x/timm: median per-repeat ratio to the bare timm blocks in fp32 at the same batch size (< 1 is "
                  "faster). vs batch 1: tracker frames/s over those at the first batch size (same backend). "
                  "TFLOPS: the network's FLOPs per frame over its model time; near the matmul rate above, a larger "
-                 "batch has little left to gain.")
+                 "batch has little left to gain."]
     lines += result.notes
     return "\n".join(lines)

@@ -20,9 +20,9 @@ def timm_blocks(config: ModelConfig) -> nn.Module:
     from timm.layers import SwiGLUPacked
     from timm.models.vision_transformer import Block
 
-    mlp = partial(SwiGLUPacked, gate_last=False) if config.ffn == "swiglu" else None
-    kwargs = {"mlp_layer": mlp} if mlp is not None else {}
-    mlp_ratio = 2 * config.ffn_hidden / config.embed_dim if config.ffn == "swiglu" else config.mlp_ratio
+    swiglu = config.ffn == "swiglu"
+    kwargs = {"mlp_layer": partial(SwiGLUPacked, gate_last=False)} if swiglu else {}
+    mlp_ratio = 2 * config.ffn_hidden / config.embed_dim if swiglu else config.mlp_ratio
     norm = partial(nn.LayerNorm, eps=1e-6)
     return nn.Sequential(*[Block(config.embed_dim, config.num_heads, mlp_ratio=mlp_ratio, qkv_bias=True,
                                  init_values=config.layer_scale_init, norm_layer=norm, **kwargs)
