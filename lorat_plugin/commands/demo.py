@@ -67,11 +67,7 @@ def run(args: argparse.Namespace) -> int:
                       batch_size=args.batch_size, device=spec.device, dtype=spec.dtype, progress=not args.quiet,
                       identity=spec.identity,
                       benchmark={"seed": args.seed, "sequences": args.sequences, "frames": args.frames})
-    print()
-    print(result.table)
-    print()
-    print(f"results: {result.output / 'results'}")
-    print(f"reports and plots: {result.output / 'report'}")
+    print(f"\n{result.table}\n\nresults: {result.output / 'results'}\nreports and plots: {result.output / 'report'}")
     if result.video is not None:
         print(f"video: {result.video}")
     print(f"done in {time.perf_counter() - started:.0f} s")

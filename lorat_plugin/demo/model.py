@@ -42,7 +42,6 @@ def write_initial_backbone(config_file: str | Path, path: str | Path) -> Path:
                                                           "(demo recipe, stage 0)"})
 
 
-
 DEMO_DESCRIPTION = ("lorat-plugin demo model: a small LoRAT (ViT width 192, depth 6, 56/112 px) whose backbone was "
                     "pre-trained from scratch on the procedural train split and then frozen and adapted with LoRA "
                     "and the head (configs/demo-pretrain.yaml, configs/demo.yaml). For demonstrations and tests only; "

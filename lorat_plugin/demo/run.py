@@ -49,9 +49,7 @@ def run_demo(output: str | Path, model: Any = None, *, tracker_name: str = DEMO_
         model_identity = identity(precision) if identity else make_identity(
             "model", None, state_digest(model), [], precision)
         trackers.append((tracker_name, engine))
-    for name in baselines:
-        adapter = baseline(name)
-        trackers.append((adapter.name, adapter))
+    trackers += [(adapter.name, adapter) for adapter in map(baseline, baselines)]
     if not trackers:
         raise ValueError("nothing to run: no model and no baselines")
     if model is not None:  # the model may have changed since the last run; the baselines are deterministic
@@ -76,8 +74,8 @@ def run_demo(output: str | Path, model: Any = None, *, tracker_name: str = DEMO_
         f"Procedural test split: {len(sequences)} sequences, {frames} frames, photographs never seen in training",
         "AO, SR0.5, SR0.75: GOT-10k protocol; AUC, P@20: OPE (pytracking); FPS: frames over tracker time"],
         footer=footer and ["", *footer], decimals=1, column_decimals={"FPS": 0})
-    atomic_write_text(output / "report" / "demo_table.txt", table + "\n")
     reports.append(output / "report" / "demo_table.txt")
+    atomic_write_text(reports[-1], table + "\n")
     # the page with frame strips of the three worst sequences only, so the demo stays about as fast
     reports.append(write_html_report(got10k, output / "report", sequences, results, plots=reports, strips=3,
                                      footer=footer))

@@ -32,11 +32,8 @@ def demo_benchmark_spec() -> dict[str, Any]:
 def prepare_demo_benchmark(root: str | Path, changes: dict[str, Any] | None = None,
                            progress: Callable[[int, int, str], None] | None = None) -> list[Sequence]:
     """Generate (or reuse) the shipped test split under ``root`` and read it back with the GOT-10k reader.
-    ``changes`` overrides its parameters (``seed``, ``sequences``, ``frames``, ``size``): another sample of the test
-    photographs' sequences, for measuring generalisation.
-
-    The shipped split's ground truth is compared with the recorded digests: a mismatch (another version of
-    scikit-image's photographs or of the renderer) is reported, since the metrics then are not the documented ones."""
+    ``changes`` overrides its parameters (``seed``, ``sequences``, ``frames``, ``size``). The shipped split's ground
+    truth is checked against the recorded digests: on a mismatch the metrics are not the documented ones."""
     from ..data.datasets import load_dataset
 
     spec = demo_benchmark_spec()

@@ -13,7 +13,6 @@ COLORS = {"GT": (255, 255, 255), "LoRAT": (40, 220, 40), "CSRT": (255, 150, 0), 
           "StaticBox": (200, 60, 200)}
 
 
-
 def render_sequence_video(sequences: list[Sequence], results: list, name: str, folder: Path,
                           scale: int = 2, fps: float = 10.0) -> Path:
     """One sequence with the ground truth and every tracker's box drawn: MP4 when PyAV is installed, else GIF."""

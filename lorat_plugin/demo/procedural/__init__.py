@@ -1,9 +1,6 @@
-"""A tracking benchmark generated from real photographs, with exact ground truth (see docs/demo.md).
-
-A target cut from one photograph (a textured patch or a segmented object) moves over another photograph, with
-smooth and abrupt motion, scale and aspect change, partial and full occlusion by objects cut from other
-photographs, out-of-view stretches, look-alike distractors, motion blur and illumination change. Sequences are
-seeded and reproducible; the train and test splits use disjoint photographs (:mod:`.photos`).
+"""A tracking benchmark generated from real photographs, with exact ground truth (see docs/demo.md): a target cut
+from one photograph moves over another with the challenges of :data:`CHALLENGES`. Sequences are seeded and
+reproducible; the train and test splits use disjoint photographs (:mod:`.photos`).
 
     make_benchmark("bench", split="test", sequences=16, frames=100, size=(320, 240), seed=0, layout="got10k")
 """
@@ -16,7 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from ...files import atomic_write_text
-from .layouts import GOT10K_SUBSETS, LAYOUTS, groundtruth_digest, list_file, write_sequence
+from .layouts import GOT10K_SUBSETS, LAYOUTS, groundtruth_digest, list_file, sequence_folder, write_sequence
 from .photos import PHOTOGRAPHS, SPLITS, load_photograph, photograph_split, split_photographs, texture_names
 from .plan import CHALLENGES, ScenePlan, plan_sequence
 from .render import MIN_VISIBLE, RenderedFrame, render_sequence
@@ -39,26 +36,12 @@ class Benchmark:
 
     @property
     def folders(self) -> list[Path]:
-        from .layouts import sequence_folder
-
         return [sequence_folder(self.root, self.layout, plan) for plan in self.plans()]
 
     def plans(self) -> list[ScenePlan]:
         m = self.manifest
         return plan_benchmark(split=m["split"], sequences=m["sequences"], frames=m["frames"], size=tuple(m["size"]),
                               seed=m["seed"], photographs=tuple(m["photographs"]), layout=self.layout)
-
-
-def sequence_names(split: str, layout: str, plans_targets: list[str]) -> list[str]:
-    """GOT-10k style ``Procedural_Test_000001``; LaSOT style ``<target photograph>-<k>``."""
-    if layout == "got10k":
-        return [f"Procedural_{split.capitalize()}_{i + 1:06d}" for i in range(len(plans_targets))]
-    counts: dict[str, int] = {}
-    names = []
-    for photo in plans_targets:
-        counts[photo] = counts.get(photo, 0) + 1
-        names.append(f"{photo}-{counts[photo]}")
-    return names
 
 
 def benchmark_photographs(split: str, photographs: tuple[str, ...] | None = None, textures: int = 0
@@ -93,8 +76,11 @@ def plan_benchmark(*, split: str, sequences: int, frames: int, size: tuple[int, 
         raise ValueError(f"frames of {width}x{height} are too small: at least 64x64")
     plans = [plan_sequence(split=split, index=i, seed=seed, frames=frames, size=(width, height),
                            photographs=photographs, name="") for i in range(sequences)]
-    for plan, name in zip(plans, sequence_names(split, layout, [p.target.photo for p in plans])):
-        plan.name = name
+    counts: dict[str, int] = {}  # GOT-10k style Procedural_Test_000001; LaSOT style <target photograph>-<k>
+    for i, plan in enumerate(plans):
+        counts[plan.target.photo] = counts.get(plan.target.photo, 0) + 1
+        plan.name = (f"Procedural_{split.capitalize()}_{i + 1:06d}" if layout == "got10k"
+                     else f"{plan.target.photo}-{counts[plan.target.photo]}")
     return plans
 
 

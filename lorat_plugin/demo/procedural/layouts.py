@@ -1,30 +1,16 @@
-"""Writing rendered sequences in the GOT-10k and LaSOT folder layouts.
+"""Writing rendered sequences in the GOT-10k and LaSOT folder layouts (docs/demo.md lists the files).
 
-GOT-10k (``OUT/<subset>/``; the train split is the ``train`` subset and the fully annotated test split is the
-``val`` subset, the one got10k's ``ExperimentGOT10k`` scores)::
-
-    list.txt                      one sequence name per line
-    <name>/00000001.jpg ...       frames
-    <name>/groundtruth.txt        x,y,w,h per frame, 0-based continuous; 0,0,0,0 where the target is absent
-    <name>/absence.label          1 where the target is absent (out of view or fully occluded)
-    <name>/cover.label            visible fraction bucket: 0 absent, 1..7 (0,15%] .. [90,100%), 8 fully visible
-    <name>/cut_by_image.label     1 where part of the target is outside the frame
-    <name>/meta_info.ini          [METAINFO] + "key: value" lines; resolution: (W, H)
-
-LaSOT (``OUT/<class>/<class>-<k>/``, class = the target's photograph; ``OUT/{training,testing}_set.txt``)::
-
-    img/00000001.jpg ...
-    groundtruth.txt               x,y,w,h per frame, 1-based (MATLAB) like LaSOT; 0,0,0,0 where absent
-    full_occlusion.txt            one line, comma-separated 0/1
-    out_of_view.txt               one line, comma-separated 0/1
-    nlp.txt                       one sentence describing the target
+GOT-10k: ``OUT/<subset>/<name>/`` (train -> ``train``, test -> ``val``, the subset got10k's ``ExperimentGOT10k``
+scores) with 0-based boxes and the absence, cover and cut_by_image labels. LaSOT: ``OUT/<class>/<class>-<k>/``
+(class = the target's photograph) with 1-based boxes, full_occlusion.txt, out_of_view.txt and nlp.txt. Absent
+targets are written as 0,0,0,0.
 
 A sequence is rendered into a hidden ``.<name>.<pid>.partial`` folder and renamed into place, so an interrupted run
-leaves only whole sequences behind and the next run continues where it stopped, removing the partial folders of
-processes that no longer run.
+leaves only whole sequences; the next run removes the partial folders of processes that no longer run.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from pathlib import Path
@@ -46,35 +32,20 @@ def sequence_folder(root: Path, layout: str, plan: ScenePlan) -> Path:
 
 
 def _box_lines(frames: list[RenderedFrame], one_based: bool) -> str:
-    lines = []
-    for frame in frames:
-        if frame.box is None:
-            lines.append("0,0,0,0")
-        else:
-            x, y, w, h = frame.box
-            shift = 1.0 if one_based else 0.0
-            lines.append(f"{x + shift:.4f},{y + shift:.4f},{w:.4f},{h:.4f}")
+    shift = 1.0 if one_based else 0.0
+    lines = ["0,0,0,0" if f.box is None else
+             f"{f.box[0] + shift:.4f},{f.box[1] + shift:.4f},{f.box[2]:.4f},{f.box[3]:.4f}" for f in frames]
     return "\n".join(lines) + "\n"
 
 
 def _got10k_labels(plan: ScenePlan, frames: list[RenderedFrame]) -> dict[str, str]:
     width, height = plan.size
     meta = {
-        "url": "procedural (lorat-plugin)",
-        "begin": "0",
-        "end": str(len(frames)),
-        "anno_fps": "10Hz",
-        "object_class": plan.target.photo,
-        "motion_class": "procedural",
-        "major_class": "procedural",
-        "root_class": "procedural",
-        "motion_adverb": plan.attributes["challenges"],
-        "resolution": f"({width}, {height})",
-        "generator": "lorat-plugin procedural benchmark",
-        "split": plan.split,
-        "seed": str(plan.seed),
-        "index": str(plan.index),
-        **plan.attributes,
+        "url": "procedural (lorat-plugin)", "begin": "0", "end": str(len(frames)), "anno_fps": "10Hz",
+        "object_class": plan.target.photo, "motion_class": "procedural", "major_class": "procedural",
+        "root_class": "procedural", "motion_adverb": plan.attributes["challenges"],
+        "resolution": f"({width}, {height})", "generator": "lorat-plugin procedural benchmark", "split": plan.split,
+        "seed": str(plan.seed), "index": str(plan.index), **plan.attributes,
     }
     return {
         "groundtruth.txt": _box_lines(frames, one_based=False),
@@ -147,8 +118,6 @@ def list_file(root: Path, layout: str, split: str) -> Path:
 def groundtruth_digest(folders: list[Path]) -> str:
     """SHA-256 over every sequence's annotation files, in order: identifies a benchmark independently of how the
     JPEG encoder of the machine compressed its frames."""
-    import hashlib
-
     digest = hashlib.sha256()
     for folder in folders:
         for file_name in sorted(p.name for p in folder.iterdir() if p.suffix in (".txt", ".label", ".ini")):

@@ -1,14 +1,7 @@
-"""The photographs the procedural benchmark is cut from: scikit-image's bundled sample images.
-
-Every image used here ships inside the scikit-image wheel itself (``skimage/data/*.png|jpg``); none is fetched
-through pooch, so generation works offline. The training and test splits use disjoint photographs, so a model
-trained on the train split is evaluated on textures and scenes it never saw. (``stereo_motorcycle`` is a stereo
-pair; only its left view is used, and only by the test split.)
-
-Nine photographs are few textures to learn matching from, so the train split can add *synthetic textures*
-(``texture-000``, ``texture-001``, ...: dead-leaves collages, fractal noise, gratings, seeded by their number and
-generated in milliseconds, see :func:`synthetic_texture`) as further background and target sources. They are for
-training only: the test split is always cut from the real photographs.
+"""The photographs the procedural benchmark is cut from: scikit-image's bundled sample images (inside its wheel,
+none fetched through pooch, so generation works offline). The train and test splits use disjoint photographs.
+The train split can add seeded *synthetic textures* (``texture-000``, ...: see :func:`synthetic_texture`), since
+nine photographs are few textures to learn matching from; the test split is always cut from real photographs.
 """
 from __future__ import annotations
 
@@ -162,8 +155,6 @@ def _otsu(gray: np.ndarray) -> float:
     between = weight_low * weight_high * (mean_low - mean_high) ** 2
     return float(centres[int(np.argmax(between))])
 
-
-# ---- synthetic textures (train split only) --------------------------------------------------------------------------
 
 def _fractal_noise(rng: np.random.Generator, shape: tuple[int, int], octaves: int, base: int) -> np.ndarray:
     """Sum of bilinearly upsampled random grids, coarse to fine with halving amplitude; zero mean, unit std."""

@@ -1,12 +1,8 @@
 """Sampling a sequence: which photographs, which challenges, and where every object is in every frame.
 
-A plan is pure geometry and photometry (numpy, no pixels): :mod:`.render` turns it into frames. Every sequence
-draws from its own generator seeded by ``(seed, split, index)``, so sequence ``i`` is the same whether 10 or 1000
-sequences are generated, and generation can resume anywhere.
-
-Coordinates are frame pixels, 0-based and continuous (pixel ``i`` covers ``[i, i + 1)``), boxes ``x, y, w, h``.
-An object's box is its *amodal* extent: the tight box of its whole silhouette, occluded or outside the frame parts
-included. The ground truth written to disk is that box clipped to the frame (see :mod:`.render`).
+A plan is pure geometry (numpy, no pixels) that :mod:`.render` turns into frames. Each sequence has its own
+generator seeded by ``(seed, split, index)``, so sequence ``i`` never depends on how many are generated. Boxes are
+``x, y, w, h`` in continuous 0-based frame pixels and *amodal*: the tight box of the whole silhouette.
 """
 from __future__ import annotations
 
@@ -77,8 +73,6 @@ class ScenePlan:
         return len(self.target.boxes)
 
 
-# ---- random processes ---------------------------------------------------------------------------------------------
-
 def smooth_noise(rng: np.random.Generator, length: int, correlation: float, dims: int = 1) -> np.ndarray:
     """Gaussian-filtered white noise of unit standard deviation; ``correlation`` frames is the filter's sigma."""
     pad = int(3 * correlation) + 1
@@ -115,8 +109,6 @@ def _event_frame(rng: np.random.Generator, frames: int, low: float, high: float)
     last = max(first + 1, int(high * frames))
     return int(rng.integers(first, last))
 
-
-# ---- objects ------------------------------------------------------------------------------------------------------
 
 TEXTURE_SHARE = 0.5  # with synthetic textures in the list, the chance that a pick is one of them
 
@@ -253,8 +245,6 @@ def _overlap(a: np.ndarray, b: np.ndarray, margin: float = 0.0) -> float:
     return max(0.0, x1 - x0) * max(0.0, y1 - y0) / max(b[2] * b[3], 1e-9)
 
 
-# ---- the scene ----------------------------------------------------------------------------------------------------
-
 def plan_sequence(*, split: str, index: int, seed: int, frames: int, size: tuple[int, int],
                   photographs: tuple[str, ...], name: str) -> ScenePlan:
     if frames < 2:
@@ -291,17 +281,11 @@ def plan_sequence(*, split: str, index: int, seed: int, frames: int, size: tuple
                                                           int(rng.integers(2, 6)), int(rng.integers(2, 12))))
     target = Layer(boxes=_boxes(centers, wh), gain=gain, exposure=exposure, **look)
 
-    distractors: list[Layer] = []
-    if has("distractors"):
-        for _ in range(int(rng.integers(1, 4))):
-            distractors.append(_distractor(rng, target, split, size, unit, exposure))
-
-    occluders: list[Layer] = []
-    if has("occlusion"):
-        for _ in range(1 if rng.random() < 0.6 else 2):
-            occluder = _occluder(rng, target, others, split, size, exposure)
-            if occluder is not None:
-                occluders.append(occluder)
+    distractors = [_distractor(rng, target, split, size, unit, exposure)
+                   for _ in range(int(rng.integers(1, 4)))] if has("distractors") else []
+    occluders = [_occluder(rng, target, others, split, size, exposure)
+                 for _ in range(1 if rng.random() < 0.6 else 2)] if has("occlusion") else []
+    occluders = [o for o in occluders if o is not None]
 
     camera = _camera(rng, frames, background, size, has("camera_motion"))
     light_gain = np.exp(0.06 * smooth_noise(rng, frames, 15))

@@ -1,12 +1,8 @@
 """Turning a :class:`ScenePlan` into frames and exact labels.
 
-Each object is a premultiplied RGBA sprite (photograph crop x shape mask) warped into the frame by an axis-aligned
-affine map that sends the sprite's extent exactly onto the object's box, so the box *is* the object's extent.
-Layer order, bottom to top: background photograph (camera pan/zoom), distractors, target, occluders; then light
-(global gain and a moving gradient), sensor noise and JPEG compression.
-
-Labels come from the unblurred target mask: the visible fraction is (target mask outside every occluder and inside
-the frame) / (whole target mask). A target counts as present when at least :data:`MIN_VISIBLE` of it is visible.
+Each object is a premultiplied RGBA sprite (photograph crop x shape mask) warped exactly onto its box. Layers,
+bottom to top: background (camera pan/zoom), distractors, target, occluders; then light, sensor noise. The visible
+fraction is measured on the unblurred target mask; below :data:`MIN_VISIBLE` the target is labelled absent.
 """
 from __future__ import annotations
 
@@ -65,8 +61,6 @@ class RenderedFrame:
     def full_occlusion(self) -> bool:
         return not self.present and not self.out_of_view
 
-
-# ---- sprites ------------------------------------------------------------------------------------------------------
 
 def _polygon_mask(points: np.ndarray, width: int, height: int, supersample: int = 4) -> np.ndarray:
     """Coverage in [0, 1] of a polygon given in continuous pixel coordinates of a width x height grid."""
@@ -183,22 +177,17 @@ def _motion_kernel(dx: float, dy: float) -> np.ndarray | None:
 MAX_BLUR = 24.0  # px; an abrupt jump is a dropped stretch of motion, not a 100 px smear
 
 
-def _blur_vector(layer: Layer, frame: int) -> tuple[float, float]:
-    if layer.exposure <= 0 or frame == 0:
-        return 0.0, 0.0
-    dx, dy = (layer.centers[frame] - layer.centers[frame - 1]) * layer.exposure
-    length = math.hypot(dx, dy)
-    if length > MAX_BLUR:
-        dx, dy = dx * MAX_BLUR / length, dy * MAX_BLUR / length
-    return float(dx), float(dy)
-
-
 def _composite(canvas: np.ndarray, sprite: Sprite, layer: Layer, frame: int, size: tuple[int, int]) -> None:
     import cv2
 
     box = layer.boxes[frame]
-    dx, dy = _blur_vector(layer, frame)
-    kernel = _motion_kernel(dx, dy)
+    kernel = None
+    if layer.exposure > 0 and frame != 0:
+        dx, dy = (layer.centers[frame] - layer.centers[frame - 1]) * layer.exposure
+        length = math.hypot(dx, dy)
+        if length > MAX_BLUR:
+            dx, dy = dx * MAX_BLUR / length, dy * MAX_BLUR / length
+        kernel = _motion_kernel(float(dx), float(dy))
     pad = 2 + (kernel.shape[0] // 2 if kernel is not None else 0)
     warped = _warp(sprite.level_for(box[2], box[3]), box, size, pad)
     if warped is None:
