@@ -240,9 +240,8 @@ def got10k_otb_sequence(boxes: np.ndarray, gt: np.ndarray, *, drop_nan_gt: bool 
 
 
 def got10k_otb_speed(times: np.ndarray | None) -> float:
-    if times is None:
-        return 0.0
-    t = np.asarray(times, dtype=np.float64).ravel()
+    """Mean 1 / t over the first run's positive times (N x runs seconds), 0 without times."""
+    t = np.zeros(0) if times is None else np.asarray(times, dtype=np.float64)[:, 0]
     t = t[t > 0]
     return float(np.mean(1.0 / t)) if len(t) else 0.0
 

@@ -83,12 +83,12 @@ def _attribute_plot(path: Path, result: dict) -> Path:
     plt, fig, ax = _figure()
     fig.set_size_inches(8.5, 4.2)
     trackers = result["trackers"]
-    attributes = list(next(iter(trackers.values()))["attributes"])
+    counts = next(iter(trackers.values()))["attributes"]
+    attributes = list(counts)
     width = 0.8 / max(1, len(trackers))
     for i, (name, entry) in enumerate(trackers.items()):
         values = [100 * entry.get("attributes", {}).get(a, {}).get("auc", np.nan) for a in attributes]
         ax.bar(np.arange(len(attributes)) + (i - (len(trackers) - 1) / 2) * width, values, width, label=name)
-    counts = next(iter(trackers.values()))["attributes"]
     ax.set_xticks(np.arange(len(attributes)), [f"{a}\n({counts[a]['sequences']})" for a in attributes], fontsize=7)
     ax.set(ylabel="AUC (%)", title=f"Success AUC per attribute on {result['title']}", ylim=(0, 100))
     ax.grid(True, axis="y", alpha=0.4)

@@ -103,11 +103,9 @@ def evaluate(dataset: str, sequences: list[Sequence], trackers: list[TrackerResu
     out: dict[str, Any] = {"dataset": dataset, "title": info.title, "split": split, "sequences": len(sequences),
                            "protocol": PROTOCOLS[info.protocol], "trackers": {}}
     for tracker in trackers:
-        name = tracker.name
-        for k in itertools.count(2):  # two folders of one tracker (e.g. two checkpoints) must stay apart
-            if name not in out["trackers"]:
-                break
-            name = f"{tracker.name} ({k})"
+        # two folders of one tracker (e.g. two checkpoints) must stay apart
+        candidates = itertools.chain([tracker.name], (f"{tracker.name} ({k})" for k in itertools.count(2)))
+        name = next(n for n in candidates if n not in out["trackers"])
         entry: dict[str, Any] = {"source": tracker.source, "runs": max(len(r) for r in tracker.runs.values()),
                                  "fps": _fps(tracker, sequences)}
         if tracker.model:
@@ -133,9 +131,7 @@ def _got10k(sequences: list[Sequence], tracker: TrackerResults) -> dict:
 
     per_sequence = {}
     for s in sequences:
-        cover = s.attributes.get("cover")
-        if cover is None:  # a GOT-10k-layout set without cover.label: visible frames count
-            cover = s.visible.astype(int)
+        cover = s.attributes.get("cover", s.visible.astype(int))  # no cover.label: visible frames count
         resolution = s.attributes.get("resolution")
         if resolution is None:
             with Image.open(s.frames[0]) as image:  # reads the header only
@@ -189,8 +185,7 @@ def _ope(sequences: list[Sequence], tracker: TrackerResults, info: Benchmark) ->
         for s in sequences:  # ExperimentOTB reads one result file per sequence: the first run
             curves[s.name] = M.got10k_otb_sequence(tracker.runs[s.name][0], native_boxes(s.boxes, info.key),
                                                    drop_nan_gt=info.key == "uav123")
-            t = tracker.times.get(s.name)
-            speeds[s.name] = M.got10k_otb_speed(None if t is None else t[:, 0])
+            speeds[s.name] = M.got10k_otb_speed(tracker.times.get(s.name))
         result["got10k_otb"] = M.got10k_otb_benchmark(curves, speeds)
     return result
 

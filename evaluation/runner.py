@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+import torch.distributed as dist
 
 from lorat_plugin.data.sequence import FrameError, Sequence, read_image
 
@@ -115,19 +116,16 @@ def run_benchmark(tracker: BatchTracker, sequences: Seq[Sequence], output_dir: s
         _track_all(tracker, mine, output_dir, summary, batch_size=batch_size, prefetch=prefetch,
                    decode_threads=decode_threads, progress=progress, clock=clock)
         if group is not None:
-            import torch.distributed as dist
             dist.barrier(group=group)
         if rank == 0:
             summary.failures = load_failures(output_dir)
             summary.outputs = export_results(output_dir, formats=formats, dataset=dataset, tracker_name=tracker_name,
                                              sequences=sequences)
         if group is not None:
-            import torch.distributed as dist
             dist.barrier(group=group)  # nobody leaves before the merged outputs exist
     finally:
         lock.close()
         if created:
-            import torch.distributed as dist
             dist.destroy_process_group()
     return summary
 
@@ -326,8 +324,6 @@ def _distributed() -> tuple[int, int, Any, bool]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return 0, 1, None, False
-    import torch.distributed as dist
-
     from lorat_plugin.distributed import setup
 
     global _gloo_group
@@ -344,8 +340,6 @@ def _agree(rank: int, group: Any, compute: Callable[[], Any]) -> Any:
     """Rank 0 computes, every rank gets the value (or rank 0's error)."""
     if group is None:
         return compute()
-    import torch.distributed as dist
-
     payload: list[Any] = [None]
     error = None
     if rank == 0:

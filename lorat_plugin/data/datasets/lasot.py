@@ -14,7 +14,7 @@ import numpy as np
 
 from ..sequence import AnnotationError, Sequence
 from ..annotations import (natural_key, numbered_frames, read_boxes, read_flags, read_name_list, read_text,
-                           require_dir)
+                           require_dir, sequence_folders)
 
 # the columns of the LaSOT toolkit's annos/att/<seq>.txt, in order (Illumination Variation ... Aspect Ratio Change)
 ATTRIBUTE_NAMES = ("IV", "POC", "DEF", "MB", "CM", "ROT", "BC", "VC", "SV", "FOC", "FM", "OV", "LR", "ARC")
@@ -55,15 +55,9 @@ def _load(root: str | Path, split: str | None, *, dataset: str) -> list[Sequence
 def _discover(root: Path) -> dict[str, Path]:
     """Sequence name -> folder, for the class-folder layout and for a flat folder of sequences."""
     found = {}
-    for candidate in sorted(root.iterdir()):
-        if not candidate.is_dir():
-            continue
-        if (candidate / "groundtruth.txt").is_file():
-            found[candidate.name] = candidate
-            continue
-        for sub in candidate.iterdir():
-            if sub.is_dir() and (sub / "groundtruth.txt").is_file():
-                found[sub.name] = sub
+    for candidate in sorted(p for p in root.iterdir() if p.is_dir()):
+        flat = (candidate / "groundtruth.txt").is_file()
+        found.update((f.name, f) for f in ([candidate] if flat else sequence_folders(candidate, "groundtruth.txt")))
     return found
 
 
