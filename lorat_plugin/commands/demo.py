@@ -5,14 +5,12 @@
   lorat demo --checkpoint runs/demo/model.safetensors     # another model, same benchmark and baselines
   lorat demo --seed 7 --output lorat-demo-seed7            # new sequences of the test photographs
 
-Writes OUT/benchmark/ (the test split, GOT-10k layout, generated in seconds from scikit-image's photographs),
-OUT/results/<tracker>/ (records and GOT-10k result files), OUT/report/ (GOT-10k metrics.json, table, success plot,
-report.html; report/ope/: success, precision and normalised precision plots), OUT/video/<sequence>.mp4 (boxes
-drawn), and prints the metrics table. Re-running reuses what is complete. See docs/demo.md.
+Writes OUT/benchmark/ (the test split in the GOT-10k layout, generated in seconds), OUT/results/<tracker>/,
+OUT/report/ (metrics.json, table, plots, report.html; report/ope/: OPE plots) and OUT/video/<sequence>.mp4, and
+prints the metrics table. Re-running reuses what is complete. See docs/demo.md.
 
-Maintainers: `lorat demo --init-backbone runs/demo-init.safetensors` writes stage 0 of the demo recipe (random
-weights, sine-cosine position table); `lorat demo --package-model runs/demo/model.safetensors` labels a model trained
-with configs/demo.yaml as the demo model and stores it as lorat_plugin/assets/demo_model.safetensors.
+Maintainers: --init-backbone FILE writes stage 0 of the demo recipe; --package-model CKPT stores a model trained
+with configs/demo.yaml as lorat_plugin/assets/demo_model.safetensors.
 """
 from __future__ import annotations
 
@@ -24,23 +22,20 @@ from .common import add_model_arguments
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", default="lorat-demo", metavar="DIR", help="output folder (default: lorat-demo)")
     parser.add_argument("--baselines", default="csrt,kcf,static", metavar="LIST",
-                        help="comma-separated baselines run beside LoRAT: csrt, kcf, static, or none "
-                             "(default: csrt,kcf,static)")
+                        help="comma-separated baselines run beside LoRAT: csrt, kcf, static, or none (default: all)")
     parser.add_argument("--no-video", action="store_true", help="do not render the sequence video")
     parser.add_argument("--video-sequence", metavar="NAME", help="sequence to render (default: the documented one)")
     parser.add_argument("--batch-size", type=int, default=16, metavar="N",
                         help="sequences LoRAT tracks at once (default: 16, the whole benchmark)")
     parser.add_argument("--seed", type=int, metavar="S",
-                        help="generate another test split with this seed instead of the shipped one (same test "
-                             "photographs, new sequences: a generalisation check)")
+                        help="generate another test split with this seed (same test photographs, new sequences: "
+                             "a generalisation check)")
     parser.add_argument("--sequences", type=int, metavar="N", help="with --seed: number of sequences (default 16)")
     parser.add_argument("--frames", type=int, metavar="N", help="with --seed: frames per sequence (default 100)")
     parser.add_argument("--package-model", metavar="CKPT",
-                        help="maintainers: store CKPT (trained with configs/demo.yaml) as the shipped demo model and "
-                             "exit")
+                        help="maintainers: store CKPT (trained with configs/demo.yaml) as the shipped demo model")
     parser.add_argument("--init-backbone", metavar="FILE",
-                        help="maintainers: write the demo recipe's stage 0 (the initial backbone of "
-                             "configs/demo-pretrain.yaml) to FILE and exit")
+                        help="maintainers: write the initial backbone of configs/demo-pretrain.yaml to FILE")
     add_model_arguments(parser)
 
 

@@ -14,16 +14,13 @@ from .procedural.layouts import groundtruth_digest
 
 log = logging.getLogger(__name__)
 
-DEMO_BENCHMARK_ASSET = "demo_benchmark.json"
-
-
 def asset_path(name: str) -> Path:
     return Path(str(resources.files("lorat_plugin") / "assets" / name))
 
 
 def demo_benchmark_spec() -> dict[str, Any]:
     """Parameters of the shipped test split, its per-sequence ground-truth digests and the sequence to render."""
-    path = asset_path(DEMO_BENCHMARK_ASSET)
+    path = asset_path("demo_benchmark.json")
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing from this installation (it describes the demo benchmark)")
     return json.loads(path.read_text(encoding="utf-8"))

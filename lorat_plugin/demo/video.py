@@ -31,11 +31,8 @@ def render_sequence_video(sequences: list[Sequence], results: list, name: str, f
             image = read_image(path)
             height, width = image.shape[:2]
             image = np.asarray(Image.fromarray(image).resize((width * scale, height * scale), Image.BILINEAR))
-            boxes, colors, labels = [], [], []
-            if sequence.visible[index]:
-                boxes.append(sequence.boxes[index] * scale)
-                colors.append(COLORS["GT"])
-                labels.append(None)
+            shown = int(sequence.visible[index])  # the ground truth, drawn unless the target is absent
+            boxes, colors, labels = [sequence.boxes[index] * scale] * shown, [COLORS["GT"]] * shown, [None] * shown
             for result in results:
                 boxes.append(np.asarray(result.runs[name][0][index]) * scale)
                 colors.append(COLORS.get(result.name, COLORS["LoRAT"] if "LoRAT" in result.name else (255, 255, 0)))

@@ -7,7 +7,6 @@ reproducible; the train and test splits use disjoint photographs (:mod:`.photos`
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -17,8 +16,6 @@ from .layouts import GOT10K_SUBSETS, LAYOUTS, groundtruth_digest, list_file, seq
 from .photos import PHOTOGRAPHS, SPLITS, load_photograph, photograph_split, split_photographs, texture_names
 from .plan import CHALLENGES, ScenePlan, plan_sequence
 from .render import MIN_VISIBLE, RenderedFrame, render_sequence
-
-log = logging.getLogger(__name__)
 
 GENERATOR_VERSION = 1  # bump when the same seed would render different sequences
 MANIFEST = "procedural.json"
@@ -104,9 +101,8 @@ def make_benchmark(output: str | Path, *, split: str = "test", sequences: int = 
     manifest_path = listing.parent / (MANIFEST if layout == "got10k" else f"procedural-{split}.json")
     if manifest_path.is_file():
         existing = json.loads(manifest_path.read_text(encoding="utf-8"))
-        keys = [k for k in manifest if k != "sequences"]
-        differs = [f"{k}: {existing.get(k)!r} there, {manifest[k]!r} asked" for k in keys
-                   if existing.get(k) != manifest[k]]
+        differs = [f"{k}: {existing.get(k)!r} there, {manifest[k]!r} asked" for k in manifest
+                   if k != "sequences" and existing.get(k) != manifest[k]]
         if differs:
             raise ValueError(f"{manifest_path.parent} already holds a procedural benchmark made with other parameters "
                              f"({'; '.join(differs)}); choose another folder or delete it")

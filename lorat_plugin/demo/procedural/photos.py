@@ -127,8 +127,7 @@ def coin_segments() -> tuple[tuple[tuple[int, int, int, int], np.ndarray], ...]:
     from skimage.morphology import convex_hull_image
 
     gray = load_photograph("coins")[:, :, 0].astype(np.float32)
-    threshold = _otsu(gray)
-    foreground = ndimage.binary_opening(gray > threshold, iterations=2)
+    foreground = ndimage.binary_opening(gray > _otsu(gray), iterations=2)
     foreground = ndimage.binary_fill_holes(foreground)
     labels, count = ndimage.label(foreground)
     segments = []

@@ -114,9 +114,8 @@ TEXTURE_SHARE = 0.5  # with synthetic textures in the list, the chance that a pi
 
 
 def _pick_photo(rng: np.random.Generator, photos: list[str]) -> str:
-    """A photograph from ``photos``; when the list mixes real photographs and synthetic textures, a texture with
-    probability :data:`TEXTURE_SHARE` (however many there are). Without textures this is one uniform draw, so
-    benchmarks of real photographs do not depend on this rule."""
+    """A photograph from ``photos``: one uniform draw, or, when the list mixes real photographs and synthetic
+    textures, a texture with probability :data:`TEXTURE_SHARE` (however many there are)."""
     textures = [p for p in photos if is_texture(p)]
     if not textures or len(textures) == len(photos):
         return str(rng.choice(photos))

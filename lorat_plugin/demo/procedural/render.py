@@ -16,8 +16,7 @@ from .photos import coin_segments, horse_silhouette, load_photograph
 from .plan import SPLIT_CODES, Layer, ScenePlan
 
 MIN_VISIBLE = 0.05  # below this visible fraction the target is labelled absent (cover 0)
-# GOT-10k's cover label: 0 = absent or fully occluded, 1..7 = visible fraction in (0,15%], (15,30%], ...,
-# [90,100%), 8 = fully visible
+# GOT-10k's cover label: 0 absent, 1..7 visible fraction in (0,15%], (15,30%], ..., [90,100%), 8 fully visible
 COVER_EDGES = (0.15, 0.30, 0.45, 0.60, 0.75, 0.90)
 FULLY_VISIBLE = 0.99  # resampling makes a fully visible target's measured fraction 0.995-1.0
 
