@@ -32,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"results folder not found: {results}")
     expected = [s.name for s in load_dataset(args.format, args.root, "test")] if args.root else None
     info = read_run_info(results)
+    folder = results
     if info is not None:  # an evaluation folder: (re)write the layout from its records, then zip it
         tracker = safe_name(info["tracker"])
         export_results(results, formats=[args.format], dataset=info.get("dataset") or args.format)
@@ -40,8 +41,6 @@ def run(args: argparse.Namespace) -> int:
         else:
             runs = max(max(r) for r in load_records(results).values())
             folder = results / "trackingnet" / run_folder(tracker, args.run, runs)
-    else:
-        folder = results
     pack = pack_got10k if args.format == "got10k" else pack_trackingnet
     path = pack(folder, Path(args.output), expected)
     print(f"wrote {path} from {folder}")
