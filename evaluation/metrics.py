@@ -133,13 +133,9 @@ def ope_sequence(pred: np.ndarray, gt: np.ndarray, *, kind: str = "generic",
         for i in range(1, len(pred)):
             if zero[i] and gt_known[i]:
                 pred[i] = pred[i - 1]
-    if len(pred) != len(gt):
-        if len(pred) > len(gt):
-            pred = pred[:len(gt)]
-        elif kind == "lasot":
-            raise ValueError(f"{name}: {len(pred)} result boxes for {len(gt)} frames")
-        else:
-            pred = np.concatenate([pred, np.zeros((len(gt) - len(pred), 4))])
+    if len(pred) < len(gt) and kind == "lasot":
+        raise ValueError(f"{name}: {len(pred)} result boxes for {len(gt)} frames")
+    pred = np.concatenate([pred, np.zeros((max(len(gt) - len(pred), 0), 4))])[:len(gt)]  # missing rows: misses
     pred[0] = gt[0]
     with np.errstate(invalid="ignore"):
         valid = (gt[:, 2] > 0) & (gt[:, 3] > 0)
