@@ -46,10 +46,6 @@ def _cast_inputs(dtype: torch.dtype) -> Callable:
     return hook
 
 
-def _output_to_float(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
-    return output.float()
-
-
 def cast_model(model: LoRAT, dtype: torch.dtype, device: torch.device | str | None = None, *,
                onednn: bool = False, int8: bool = False) -> LoRAT:
     """A copy of a merged ``model`` for low-precision inference (what stays fp32: the module docstring). It shares
@@ -60,14 +56,11 @@ def cast_model(model: LoRAT, dtype: torch.dtype, device: torch.device | str | No
     if getattr(model, "has_lora", False):
         raise ValueError("cast_model needs a merged model (model.strip_lora() or load_model(merge=True))")
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    low: list[nn.Module] = [model.patch_embed, model.blocks]
-    for mlp in (model.head.cls_mlp, model.head.reg_mlp):
-        low += list(mlp.layers[:-1])
+    low = [model.patch_embed, model.blocks, *model.head.cls_mlp.layers[:-1], *model.head.reg_mlp.layers[:-1]]
     low_ids = {id(p) for module in low for p in module.parameters()}
     memo: dict[int, Any] = {}
     for p in model.parameters():
-        dtype_p = dtype if id(p) in low_ids else p.dtype
-        memo[id(p)] = nn.Parameter(p.detach().to(device=device, dtype=dtype_p), requires_grad=False)
+        memo[id(p)] = nn.Parameter(p.detach().to(device, dtype if id(p) in low_ids else p.dtype), requires_grad=False)
     for b in model.buffers():
         memo[id(b)] = b.to(device)
     fast = copy.deepcopy(model, memo)
@@ -81,21 +74,13 @@ def cast_model(model: LoRAT, dtype: torch.dtype, device: torch.device | str | No
             raise ValueError("int8 needs plain merged timm blocks and a torch build with oneDNN (x86)")
     # fp32 at the boundaries: images in, token sums, final norm, the head's output layers.
     fast.patch_embed.register_forward_pre_hook(_cast_inputs(dtype))
-    fast.patch_embed.register_forward_hook(_output_to_float)
+    fast.patch_embed.register_forward_hook(lambda module, args, output: output.float())
     fast.blocks[0].register_forward_pre_hook(_cast_inputs(dtype))
     fast.norm.register_forward_pre_hook(_cast_inputs(torch.float32))
     for mlp in (fast.head.cls_mlp, fast.head.reg_mlp):
         mlp.layers[0].register_forward_pre_hook(_cast_inputs(dtype))
         mlp.layers[-1].register_forward_pre_hook(_cast_inputs(torch.float32))
     return fast
-
-
-def allow_bucket_recompiles() -> None:
-    """Let dynamo keep one graph per batch bucket: past its recompile limit (8 by default, fewer than the buckets)
-    it would silently run the next batch size uncompiled. Only ever raised."""
-    config = torch._dynamo.config
-    name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
-    setattr(config, name, max(getattr(config, name), 2 * len(BATCH_BUCKETS)))
 
 
 class CastNetwork:
@@ -128,7 +113,11 @@ class CastNetwork:
         self.compiled = bool(compile)
         self._forward: Callable = self.module
         if compile:
-            allow_bucket_recompiles()
+            # One graph per bucket: past dynamo's recompile limit (8 by default, fewer than the buckets) the next
+            # batch size would silently run uncompiled. Only ever raised.
+            dynamo = torch._dynamo.config
+            name = "recompile_limit" if hasattr(dynamo, "recompile_limit") else "cache_size_limit"
+            setattr(dynamo, name, max(getattr(dynamo, name), 2 * len(BATCH_BUCKETS)))
             # Freezing folds the (constant) weights into the graph and lets inductor pre-pack them for oneDNN on CPU.
             options = {"freezing": True} if self.device.type == "cpu" else None
             self._forward = torch.compile(self.module, dynamic=False, options=options)

@@ -68,7 +68,6 @@ def export_onnx(model: LoRAT, path: str | os.PathLike, *, dtype: str = "fp32", o
     import onnx
 
     path = Path(path)
-    config: ModelConfig = model.config
     module = _export_module(model, dtype)
     example = model.get_sample_data(batch_size or 2, "cpu")
     dynamic = None if batch_size else {name: {0: "batch"} for name in (*INPUT_NAMES, *OUTPUT_NAMES)}
@@ -82,7 +81,7 @@ def export_onnx(model: LoRAT, path: str | os.PathLike, *, dtype: str = "fp32", o
                               output_names=list(OUTPUT_NAMES), dynamic_axes=dynamic, opset_version=opset,
                               do_constant_folding=True, dynamo=False)
         proto = onnx.load(str(temp))
-        for key, value in ((METADATA_CONFIG, config.to_json()), (METADATA_DTYPE, dtype)):
+        for key, value in ((METADATA_CONFIG, model.config.to_json()), (METADATA_DTYPE, dtype)):
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, value
         proto.producer_name = "lorat-plugin"

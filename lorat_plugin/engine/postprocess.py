@@ -22,11 +22,8 @@ def select_boxes(score_logits: torch.Tensor, boxes: torch.Tensor, window: torch.
     B x 5 float32 on that device, x1 y1 x2 y2 in search-crop pixels and the confidence: one copy to the host."""
     b, h, w = score_logits.shape
     scores = score_logits.detach().float().sigmoid().view(b, h * w)
-    if window_penalty > 0:
-        blended = scores * (1 - window_penalty) + window.view(1, h * w) * window_penalty
-        best = blended.argmax(dim=1, keepdim=True)
-    else:
-        best = scores.argmax(dim=1, keepdim=True)
+    ranked = scores * (1 - window_penalty) + window.view(1, h * w) * window_penalty if window_penalty > 0 else scores
+    best = ranked.argmax(dim=1, keepdim=True)
     confidence = scores.gather(1, best)
     chosen = boxes.detach().float().view(b, h * w, 4).gather(1, best.unsqueeze(-1).expand(b, 1, 4)).squeeze(1)
     return torch.cat((chosen * float(search_size), confidence), dim=1)

@@ -78,12 +78,11 @@ class TrackingEngine:
         else:
             self.network = model  # a backend already bound to its device and precision
         self.config: ModelConfig = self.network.config
-        config = self.config
         self.device: torch.device = self.network.device
         self.window_penalty = float(window_penalty)
         self.min_object_size = float(min_object_size)
-        self._window = hann_window(config.search_grid, config.search_grid, self.device)
-        self._search = torch.empty(0, 3, config.search_size, config.search_size, device=self.device)
+        self._window = hann_window(self.config.search_grid, self.config.search_grid, self.device)
+        self._search = torch.empty(0, 3, self.config.search_size, self.config.search_size, device=self.device)
         self._batch_key: tuple[int, ...] = ()
         self._batch_templates: tuple[torch.Tensor, torch.Tensor] | None = None
         self._nan_warned = False
@@ -126,10 +125,9 @@ class TrackingEngine:
             template = normalize_images(template[None])[0]
             mask = template_mask(apply_transform(box_xyxy, scale, translation), config.template_size,
                                  config.template_grid)
-            states.append(TrackState(
-                box=xyxy_to_xywh(box_xyxy), score=1.0,
-                frame_size=(width, height), template=template,
-                template_mask=torch.from_numpy(mask).to(self.device), fill=fill, search_box=box_xyxy))
+            states.append(TrackState(box=xyxy_to_xywh(box_xyxy), score=1.0, frame_size=(width, height),
+                                     template=template, template_mask=torch.from_numpy(mask).to(self.device),
+                                     fill=fill, search_box=box_xyxy))
         return states
 
     @torch.inference_mode()
@@ -171,7 +169,6 @@ class TrackingEngine:
         out = clip_box(out, sizes[:, :1], sizes[:, 1:])
         valid = finite & (out[:, 0] < out[:, 2]) & (out[:, 1] < out[:, 3])
 
-        boxes = np.empty((batch, 4))
         for i, state in enumerate(states):
             state.frame_index += 1
             if finite[i]:
@@ -188,8 +185,7 @@ class TrackingEngine:
                                   "occurrences are counted in TrackState.nan_frames, without warning)", RuntimeWarning,
                                   stacklevel=3)
                     self._nan_warned = True
-            boxes[i] = state.box
-        return boxes, np.array([state.score for state in states])
+        return np.array([state.box for state in states]), np.array([state.score for state in states])
 
     def _templates(self, states: Sequence[TrackState]) -> tuple[torch.Tensor, torch.Tensor]:
         """The batch's templates and masks, re-stacked only when the set of sequences changes."""

@@ -43,16 +43,13 @@ def rect_iou(boxes1: np.ndarray, boxes2: np.ndarray, bound: tuple[float, float] 
     if a.shape != b.shape:
         raise ValueError(f"IoU of {a.shape} and {b.shape} boxes")
     if bound is not None:
+        size = np.asarray(bound, dtype=np.float64)
         for r in (a, b):
-            r[:, 0] = np.clip(r[:, 0], 0, bound[0])
-            r[:, 1] = np.clip(r[:, 1], 0, bound[1])
-            r[:, 2] = np.clip(r[:, 2], 0, bound[0] - r[:, 0])
-            r[:, 3] = np.clip(r[:, 3], 0, bound[1] - r[:, 1])
-    x1 = np.maximum(a[:, 0], b[:, 0])
-    y1 = np.maximum(a[:, 1], b[:, 1])
-    x2 = np.minimum(a[:, 0] + a[:, 2], b[:, 0] + b[:, 2])
-    y2 = np.minimum(a[:, 1] + a[:, 3], b[:, 1] + b[:, 3])
-    inter = np.maximum(x2 - x1, 0) * np.maximum(y2 - y1, 0)
+            r[:, :2] = np.clip(r[:, :2], 0, size)
+            r[:, 2:] = np.clip(r[:, 2:], 0, size - r[:, :2])
+    lo = np.maximum(a[:, :2], b[:, :2])
+    hi = np.minimum(a[:, :2] + a[:, 2:], b[:, :2] + b[:, 2:])
+    inter = np.prod(np.maximum(hi - lo, 0), axis=1)
     union = a[:, 2] * a[:, 3] + b[:, 2] * b[:, 3] - inter
     return np.clip(inter / (union + np.finfo(float).eps), 0.0, 1.0)
 

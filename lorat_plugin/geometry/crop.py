@@ -65,8 +65,7 @@ def crop_image(image: torch.Tensor, scale: np.ndarray, translation: np.ndarray, 
     out[:] = fill.view(-1, 1, 1).to(out.dtype)
 
     covered = rasterize(clip_box(apply_transform(np.array((0.0, 0.0, w, h)), scale, translation), out_w, out_h))
-    source = rasterize(apply_transform(covered, *invert_transform(scale, translation)))
-    source = clip_box(source, w, h)
+    source = clip_box(rasterize(apply_transform(covered, *invert_transform(scale, translation))), w, h)
     ox1, oy1, ox2, oy2 = covered.astype(np.int64)
     sx1, sy1, sx2, sy2 = source.astype(np.int64)
     if ox2 > ox1 and oy2 > oy1 and sx2 > sx1 and sy2 > sy1:

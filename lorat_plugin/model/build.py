@@ -59,8 +59,7 @@ def build_model(config: str | ModelConfig | None = None, *, backbone_weights: Pa
         load_trainable(model, ckpt)
     if merge:
         model.strip_lora()
-        model.requires_grad_(False)
-        model.eval()
+        model.requires_grad_(False).eval()
     return model.to(device=device, dtype=dtype)
 
 

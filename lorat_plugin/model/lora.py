@@ -63,9 +63,6 @@ class LoRALinear(nn.Module):
             w.copy_((w.float() + self.delta_weight() if merged else w.float() - self.delta_weight()).to(w.dtype))
             self.merged = merged
 
-    def unmerge(self) -> None:
-        self.merge(False)
-
     def extra_repr(self) -> str:
         return f"rank={self.rank}, alpha={self.alpha:g}, chunks={self.chunks}, merged={self.merged}"
 
@@ -81,9 +78,8 @@ def attach_lora(blocks: nn.Module, rank: int, alpha: float) -> None:
     targets = [(name, m) for name, m in blocks.named_modules() if isinstance(m, nn.Linear)]
     for name, linear in targets:
         parent_name, _, child = name.rpartition(".")
-        parent = blocks.get_submodule(parent_name)  # "" is blocks itself
         chunks = 3 if child == "qkv" else 1
-        setattr(parent, child, LoRALinear(linear, rank, alpha, chunks=chunks))
+        setattr(blocks.get_submodule(parent_name), child, LoRALinear(linear, rank, alpha, chunks=chunks))
 
 
 def strip_lora(module: nn.Module) -> None:
@@ -91,5 +87,4 @@ def strip_lora(module: nn.Module) -> None:
     for name, layer in list(lora_layers(module)):
         layer.merge()
         parent_name, _, child = name.rpartition(".")
-        parent = module.get_submodule(parent_name)  # "" is module itself
-        setattr(parent, child, layer.base)
+        setattr(module.get_submodule(parent_name), child, layer.base)  # "" is module itself

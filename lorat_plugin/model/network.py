@@ -124,13 +124,10 @@ class LoRAT(nn.Module):
     def has_lora(self) -> bool:
         return any(True for _ in lora_layers(self))
 
-    def freeze_backbone(self) -> None:
-        """LoRAT's trainable set: adapters, token-type table and head; everything pre-trained stays frozen."""
+    def attach_lora(self, rank: int, alpha: float) -> None:
+        # LoRAT's trainable set: adapters, token-type table and head; everything pre-trained stays frozen.
         for name, p in self.named_parameters():
             p.requires_grad = "lora_" in name or name == "token_type_embed" or name.startswith("head.")
-
-    def attach_lora(self, rank: int, alpha: float) -> None:
-        self.freeze_backbone()
         attach_lora(self.blocks, rank, alpha)
 
     def merge_lora(self) -> None:
@@ -139,7 +136,7 @@ class LoRAT(nn.Module):
 
     def unmerge_lora(self) -> None:
         for _, layer in lora_layers(self):
-            layer.unmerge()
+            layer.merge(False)
 
     def strip_lora(self) -> None:
         """Merge and remove the adapters for good: the inference graph is the plain ViT."""

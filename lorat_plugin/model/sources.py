@@ -58,13 +58,9 @@ def _existing(path: PathArg, what: str, *, folder: bool = False, hint: str = "")
 
 def _checkpoints_in(folder: Path) -> dict[str, Path]:
     """variant -> its checkpoint in ``folder`` (a ``<variant>.safetensors`` before the released file)."""
-    found = {}
-    for variant in VARIANTS:
-        names = (f"{variant}.safetensors", RELEASED_CHECKPOINTS.get(variant))
-        path = next((folder / n for n in names if n and (folder / n).is_file()), None)
-        if path is not None:
-            found[variant] = path
-    return found
+    found = {v: next((folder / n for n in (f"{v}.safetensors", RELEASED_CHECKPOINTS.get(v))
+                      if n and (folder / n).is_file()), None) for v in VARIANTS}
+    return {v: path for v, path in found.items() if path is not None}
 
 
 def _variant_held_by(folder: Path) -> str:

@@ -79,12 +79,10 @@ class WeightsFile:
 # ---- reading ----------------------------------------------------------------------------------------------------
 
 def read_weights(path: str | os.PathLike, *, what: str = "weights file", hint: str = "") -> WeightsFile:
-    """Read a safetensors file (whatever its extension: released LoRAT ``.bin`` files are safetensors) or a
-    ``torch.save`` file. Missing, truncated or corrupt files raise errors that name the file."""
+    """Read a safetensors (released LoRAT ``.bin`` files are safetensors) or ``torch.save`` file."""
     path = Path(path).expanduser()
     if not path.is_file():
-        where = f" Get it from {hint}." if hint else ""
-        raise FileNotFoundError(f"{what} not found: {path}.{where}")
+        raise FileNotFoundError(f"{what} not found: {path}." + (f" Get it from {hint}." if hint else ""))
     with open(path, "rb") as f:
         head = f.read(9)
     if len(head) < 9:
@@ -183,26 +181,22 @@ def trainable_to_reference(model: torch.nn.Module) -> dict[str, torch.Tensor]:
         if layer.merged:
             raise WeightsError("cannot save a merged model's adapters: call unmerge_lora() first")
         ref = path.replace(".mlp.fc1", ".mlp.w12").replace(".mlp.fc2", ".mlp.w3") if swiglu else path
-        names = ("q", "k", "v") if layer.chunks == 3 else (None,)
         a = layer.lora_A.view(layer.chunks, layer.rank, -1)
-        for c, name in enumerate(names):
-            prefix = f"{ref}.{name}" if name else ref
-            out[f"{prefix}.lora.A"] = a[c]
-            out[f"{prefix}.lora.B"] = layer.lora_B[c]
+        for c, name in enumerate((".q", ".k", ".v") if layer.chunks == 3 else ("",)):
+            out[f"{ref}{name}.lora.A"] = a[c]
+            out[f"{ref}{name}.lora.B"] = layer.lora_B[c]
     out.update({key: tensor for key, tensor in model.state_dict().items() if _is_head_key(key)})
     return out
 
 
 def load_trainable(model: torch.nn.Module, weights: WeightsFile) -> None:
-    """Load LoRA/token-type/head tensors given in the reference layout; every expected tensor must be there with
-    the expected shape, and nothing unexpected may be left over."""
+    """Load LoRA/token-type/head tensors given in the reference layout (strict on names and shapes)."""
     tensors = {k: v for k, v in weights.tensors.items() if not _is_backbone_key(k)}
     _copy_into(model, trainable_to_reference(model), tensors, weights, "checkpoint")
 
 
 def load_head(model: torch.nn.Module, weights: WeightsFile) -> None:
-    """Load only the head and the token-type table (e.g. a LoRA stage warm-started from a full fine-tuning stage);
-    every such tensor of the model must be in the file with the same shape."""
+    """Load only the head and the token-type table (e.g. to warm-start from a full fine-tuning stage)."""
     own = {k: v for k, v in model.state_dict().items() if _is_head_key(k)}
     _copy_into(model, own, weights.tensors, weights, "head", extra_ok=True)
 

@@ -199,10 +199,9 @@ class TrainConfig:
 
     def check_paths(self) -> None:
         """Expand every path-valued key now, so that an unset variable fails before any work is done."""
-        resolve_path(self.model.backbone_weights, "model.backbone_weights")
-        resolve_path(self.model.checkpoint, "model.checkpoint")
-        resolve_path(self.model.head_from, "model.head_from")
-        resolve_path(self.train.output, "train.output")
+        for key in ("model.backbone_weights", "model.checkpoint", "model.head_from", "train.output"):
+            section, name = key.split(".")
+            resolve_path(getattr(getattr(self, section), name), key)
         entries = [(f"data.datasets.{i}", e) for i, e in enumerate(self.data.datasets)]
         if self.validation.dataset is not None:
             entries.append(("validation.dataset", self.validation.dataset))

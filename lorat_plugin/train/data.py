@@ -33,8 +33,7 @@ def decode_frame(path: str | Path) -> torch.Tensor:
     than PIL's, which reads the other formats)."""
     path = str(path)
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data = Path(path).read_bytes()
     except FileNotFoundError as e:
         raise FrameError(f"frame not found: {path}") from e
     except OSError as e:
@@ -116,9 +115,8 @@ class StepBatchSampler(Sampler[list[tuple[int, int]]]):
         if global_batch % (world_size * accumulation_steps):
             raise ValueError(f"global batch {global_batch} does not split over {world_size} processes x "
                              f"{accumulation_steps} accumulation steps")
-        self.global_batch = global_batch
+        self.global_batch, self.steps_per_epoch = global_batch, steps_per_epoch
         self.micro_batch = global_batch // (world_size * accumulation_steps)
-        self.steps_per_epoch = steps_per_epoch
         self.world_size, self.rank, self.accumulation_steps = world_size, rank, accumulation_steps
         self.epoch, self.start_step = 0, 0
 

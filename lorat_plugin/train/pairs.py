@@ -108,8 +108,7 @@ def make_pair(template_image: torch.Tensor, template_box: np.ndarray, search_ima
     z_box = clip_box(z_box, recipe.template_size, recipe.template_size)
     x_box = clip_box(x_box, recipe.search_size, recipe.search_size)
     return {
-        "z": to_uint8(z),
-        "x": to_uint8(x),
+        "z": to_uint8(z), "x": to_uint8(x),
         "z_feat_mask": torch.from_numpy(template_mask(z_box, recipe.template_size, recipe.template_grid)),
         "positive": torch.from_numpy(positive_cells(x_box, recipe.search_size, recipe.search_grid)),
         "box": torch.from_numpy(normalized_box(x_box, recipe.search_size)),

@@ -117,8 +117,7 @@ def build_train_step(variant: str | ModelConfig, *, tuning: str = "lora", dtype:
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     config = get_config(variant).replace(tuning=tuning)
     torch.manual_seed(seed)
-    model = build_model(config, device=device)
-    model.train()
+    model = build_model(config, device=device).train()
     network = torch.compile(model) if compile else model
     optim = OptimSection()
     return TrainStep(model, network, build_optimizer(model, optim), amp=amp_dtype(dtype, device), device=device,

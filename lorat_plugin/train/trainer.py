@@ -113,8 +113,7 @@ class _Trainer:
         if not ctx.is_main:
             source = build_source(d.datasets, cache=cache)
 
-        self.model = build_training_model(config).to(ctx.device)
-        self.model.train()
+        self.model = build_training_model(config).to(ctx.device).train()
         counts = count_parameters(self.model)
         log.info("model: %s, %.2fM trainable of %.2fM parameters (%s tuning)", self.model.config.to_json(),
                  counts["trainable"] / 1e6, counts["total"] / 1e6, self.model.config.tuning)
