@@ -48,11 +48,10 @@ def _cast_inputs(dtype: torch.dtype) -> Callable:
 
 def cast_model(model: LoRAT, dtype: torch.dtype, device: torch.device | str | None = None, *,
                onednn: bool = False, int8: bool = False) -> LoRAT:
-    """A copy of a merged ``model`` for low-precision inference (what stays fp32: the module docstring). It shares
-    the float32 tensors with ``model`` (never written), so it costs half the model's memory in bf16/fp16.
-    ``onednn=True`` (bf16 on CPU) / ``int8=True`` (the rest at ``dtype``: bf16 or fp32) rebuild the blocks on
-    oneDNN's fused / int8 kernels (:mod:`~lorat_plugin.engine.onednn`, :mod:`~lorat_plugin.engine.int8`); such a
-    copy cannot be deep-copied."""
+    """A copy of a merged ``model`` for low-precision inference (what stays fp32: the module docstring), sharing its
+    float32 tensors (never written): half the model's memory in bf16/fp16. ``onednn=True`` (bf16 on CPU) /
+    ``int8=True`` (the rest at ``dtype``: bf16 or fp32) rebuild the blocks on oneDNN's fused / int8 kernels
+    (:mod:`~lorat_plugin.engine.onednn`, :mod:`~lorat_plugin.engine.int8`); such a copy cannot be deep-copied."""
     if getattr(model, "has_lora", False):
         raise ValueError("cast_model needs a merged model (model.strip_lora() or load_model(merge=True))")
     device = torch.device(device) if device is not None else next(model.parameters()).device

@@ -32,8 +32,7 @@ def resolve_device(device: torch.device | str | None = None) -> torch.device:
 
 
 def cpu_has_native_bf16() -> bool:
-    """True on x86 CPUs with AVX512-BF16 or AMX (Intel Cooper Lake / Sapphire Rapids and later, AMD Zen 4 and later),
-    where bf16 matrix products run faster than fp32; elsewhere bf16 is emulated and slower."""
+    """x86 CPUs with AVX512-BF16 or AMX (Intel Cooper Lake+, AMD Zen 4+): bf16 products beat fp32 (else emulated)."""
     probes = [getattr(torch.cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
     with contextlib.suppress(RuntimeError):  # a torch build without the probes' backend
         return any(probe is not None and probe() for probe in probes)

@@ -63,6 +63,9 @@ class LoRALinear(nn.Module):
             w.copy_((w.float() + self.delta_weight() if merged else w.float() - self.delta_weight()).to(w.dtype))
             self.merged = merged
 
+    def unmerge(self) -> None:
+        self.merge(False)
+
     def extra_repr(self) -> str:
         return f"rank={self.rank}, alpha={self.alpha:g}, chunks={self.chunks}, merged={self.merged}"
 

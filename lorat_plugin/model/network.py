@@ -136,7 +136,7 @@ class LoRAT(nn.Module):
 
     def unmerge_lora(self) -> None:
         for _, layer in lora_layers(self):
-            layer.merge(False)
+            layer.unmerge()
 
     def strip_lora(self) -> None:
         """Merge and remove the adapters for good: the inference graph is the plain ViT."""

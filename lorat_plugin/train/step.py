@@ -83,9 +83,8 @@ class TrainStep:
         return loss.detach(), parts
 
     def update(self) -> torch.Tensor:
-        """Unscale, clip (``grad_clip`` <= 0: no clipping), step, zero the gradients; returns the gradient norm
-        before clipping, on the device. fp16's GradScaler skips steps with a non-finite norm; bf16/fp32 steps are
-        not checked here (that would wait for the device every step): the trainer checks at its log points."""
+        """Unscale, clip (``grad_clip`` <= 0: none), step, zero the gradients; returns the norm before clipping, on
+        the device. Non-finite bf16/fp32 steps are not checked here (a host wait): the trainer checks at log points."""
         self.scaler.unscale_(self.optimizer)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip if self.grad_clip > 0 else math.inf)
         self.scaler.step(self.optimizer)
