@@ -41,7 +41,7 @@ def fixture_config() -> ModelConfig:
                        lora_rank=shape["lora_r"], lora_alpha=shape["lora_alpha"])
 
 
-def reference_tracking_fixture(merge: bool = True):
+def load_reference_tracking(merge: bool = True) -> tuple[torch.nn.Module, list[np.ndarray], np.ndarray]:
     """(model, frames, init box) of reference-tracking-s224: the parity backbone + that folder's checkpoint."""
     from lorat_plugin.data import read_image
 
@@ -52,7 +52,7 @@ def reference_tracking_fixture(merge: bool = True):
     return model, frames, np.loadtxt(tracking / "init_box.txt", delimiter=",")
 
 
-def randomize_adapters(model: torch.nn.Module, std: float = 0.1) -> torch.nn.Module:
+def randomize_lora(model: torch.nn.Module, std: float = 0.1) -> torch.nn.Module:
     """Adapters large enough that merging them visibly changes the network."""
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -131,3 +131,15 @@ def dinov2_writer() -> Callable[..., Path]:
 def moving_video() -> Callable[..., tuple[list[np.ndarray], np.ndarray]]:
     """:func:`lorat_plugin.data.synthetic.moving_box_video`: frames of a moving red target and its exact boxes."""
     return moving_box_video
+
+
+@pytest.fixture(scope="session")
+def reference_tracking() -> Callable[..., tuple[torch.nn.Module, list[np.ndarray], np.ndarray]]:
+    """``reference_tracking(merge=True)``: (model, frames, init box) of reference-tracking-s224, or the test skips."""
+    return load_reference_tracking
+
+
+@pytest.fixture(scope="session")
+def randomize_adapters() -> Callable[..., torch.nn.Module]:
+    """``randomize_adapters(model, std=0.1)``: adapters large enough that merging them visibly changes the network."""
+    return randomize_lora

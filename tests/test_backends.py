@@ -15,9 +15,8 @@ from lorat_plugin.engine.cast import CastNetwork
 from lorat_plugin.engine.cuda_graphs import CUDAGraphNetwork
 from lorat_plugin.engine.precision import (default_precision, full_fp32, precision_name, resolve_device,
                                            resolve_precision)
-from lorat_plugin.model import build_model
+from lorat_plugin.model import ModelConfig, build_model
 
-from conftest import TINY
 
 # ---- the precision policy ---------------------------------------------------------------------------------------
 
@@ -71,13 +70,14 @@ def test_fp32_on_cuda_runs_without_tf32_and_restores_the_flags() -> None:
         matmul.allow_tf32, cudnn.allow_tf32 = saved
 
 
-def test_compile_keeps_a_graph_per_bucket() -> None:
+def test_compile_keeps_a_graph_per_bucket(tiny_config) -> None:
     config = torch._dynamo.config
     name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
     saved = getattr(config, name)
     try:
         setattr(config, name, 8)
-        CastNetwork(build_model(TINY, merge=True), "cpu", "fp32", compile=True)  # compiles lazily, on the first call
+        # compiles lazily, on the first call
+        CastNetwork(build_model(tiny_config, merge=True), "cpu", "fp32", compile=True)
         assert getattr(config, name) >= len(BATCH_BUCKETS)
     finally:
         setattr(config, name, saved)
@@ -156,8 +156,9 @@ class _Inner:
     """A backend on ``cuda:1`` (tensors stay on the CPU) that logs where each call runs and launches its one
     "kernel" through the fake CUDA (recorded when capturing, run at once otherwise)."""
 
-    def __init__(self, cuda: _FakeCuda) -> None:
-        self.config, self.device, self.dtype, self.cuda, self.calls = TINY, torch.device("cuda:1"), torch.float16, cuda, []
+    def __init__(self, cuda: _FakeCuda, config: ModelConfig) -> None:
+        self.config, self.device, self.dtype = config, torch.device("cuda:1"), torch.float16
+        self.cuda, self.calls = cuda, []
 
     def __call__(self, z, x, mask):
         self.calls.append((self.cuda.device, self.cuda.stream, self.cuda.capturing is not None))
@@ -176,16 +177,16 @@ class _Inner:
         return score, boxes
 
 
-def _inputs(batch: int, seed: int) -> tuple[torch.Tensor, ...]:
-    return build_model(TINY, device="meta").get_sample_data(batch, "cpu", seed=seed)
+def _inputs(config: ModelConfig, batch: int, seed: int) -> tuple[torch.Tensor, ...]:
+    return build_model(config, device="meta").get_sample_data(batch, "cpu", seed=seed)
 
 
-def test_cuda_graph_captures_and_replays_on_the_networks_device_and_stream(monkeypatch) -> None:
+def test_cuda_graph_captures_and_replays_on_the_networks_device_and_stream(monkeypatch, tiny_config) -> None:
     cuda = _FakeCuda()
     cuda.patch(monkeypatch)
-    inner = _Inner(cuda)
+    inner = _Inner(cuda, tiny_config)
     graphs = CUDAGraphNetwork(inner, max_graphs=2)
-    first, second = _inputs(3, 1), _inputs(3, 2)
+    first, second = _inputs(tiny_config, 3, 1), _inputs(tiny_config, 3, 2)
     with torch.inference_mode():  # the engine's track() calls it in inference mode ...
         out1 = graphs(*first)
     out2 = graphs(*second)  # ... a later call outside it must still be able to fill the buffers
@@ -203,14 +204,14 @@ def test_cuda_graph_captures_and_replays_on_the_networks_device_and_stream(monke
         expected = inputs[1].mean(dim=(1, 2, 3)) + inputs[2].sum(dim=(1, 2))
         assert out[0].shape == (3, 2, 2) and torch.allclose(out[0][:, 0, 0], expected)
     assert not torch.allclose(out1[0], out2[0])
-    graphs(*_inputs(1, 3))  # a second bucket: a second capture
+    graphs(*_inputs(tiny_config, 1, 3))  # a second bucket: a second capture
     assert len(graphs._graphs) == 2 and len(inner.calls) == 2 * (CUDAGraphNetwork.WARMUP_CALLS + 1)
-    eager = graphs(*_inputs(16, 4))  # a third bucket past max_graphs: eager, no capture
+    eager = graphs(*_inputs(tiny_config, 16, 4))  # a third bucket past max_graphs: eager, no capture
     assert eager[0].shape[0] == 16 and inner.calls[-1][2] is False and len(graphs._graphs) == 2
 
 
-def test_cuda_graphs_need_a_cuda_network() -> None:
-    inner = _Inner(_FakeCuda())
+def test_cuda_graphs_need_a_cuda_network(tiny_config) -> None:
+    inner = _Inner(_FakeCuda(), tiny_config)
     inner.device = torch.device("cpu")
     with pytest.raises(ValueError, match="CUDA"):
         CUDAGraphNetwork(inner)
@@ -228,17 +229,18 @@ def test_cpu_allocator_tuning_is_idempotent_and_can_be_declined(monkeypatch) -> 
     assert allocator.tune_cpu_allocator() is True and allocator.tune_cpu_allocator() is True
 
 
-def test_building_a_network_leaves_the_allocator_alone(monkeypatch) -> None:
+def test_building_a_network_leaves_the_allocator_alone(monkeypatch, tiny_config) -> None:
     from lorat_plugin.engine import TrackingEngine
 
     monkeypatch.setattr(allocator, "tune_cpu_allocator", lambda: pytest.fail("tuned by a library call"))
-    TrackingEngine(build_model(TINY, merge=True), device="cpu", dtype="bf16")
+    TrackingEngine(build_model(tiny_config, merge=True), device="cpu", dtype="bf16")
 
 
-def test_model_describes_its_own_example_inputs() -> None:
-    model = build_model(TINY, device="meta")
+def test_model_describes_its_own_example_inputs(tiny_config) -> None:
+    model = build_model(tiny_config, device="meta")
     z, x, mask = model.get_sample_data(3, "cpu", torch.bfloat16)
-    assert z.shape == (3, 3, TINY.template_size, TINY.template_size) and z.dtype == torch.bfloat16
-    assert x.shape == (3, 3, TINY.search_size, TINY.search_size) and x.device.type == "cpu"
-    assert mask.shape == (3, TINY.template_grid, TINY.template_grid) and mask.dtype == torch.long and mask.any()
+    assert z.shape == (3, 3, tiny_config.template_size, tiny_config.template_size) and z.dtype == torch.bfloat16
+    assert x.shape == (3, 3, tiny_config.search_size, tiny_config.search_size) and x.device.type == "cpu"
+    grid = tiny_config.template_grid
+    assert mask.shape == (3, grid, grid) and mask.dtype == torch.long and mask.any()
     assert model.get_sample_data()[0].device.type == "meta"  # the model's own device by default

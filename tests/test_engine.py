@@ -14,7 +14,6 @@ from lorat_plugin.geometry import (IMAGENET_MEAN, IMAGENET_STD, apply_transform,
                                    invert_transform, xywh_to_xyxy)
 from lorat_plugin.model import ModelConfig, build_model
 
-from conftest import TINY, TRACKING_FIXTURE, reference_tracking_fixture
 
 
 # ---- a stub network that "sees" the target: geometry without a trained model -------------------------------------
@@ -134,9 +133,9 @@ def test_small_boxes_are_searched_as_at_least_10_px() -> None:
 
 # ---- the reference implementation's own boxes -------------------------------------------------------------------
 
-def test_reproduces_the_reference_tracker_frame_by_frame() -> None:
-    model, frames, init = reference_tracking_fixture()
-    reference = np.loadtxt(TRACKING_FIXTURE / "reference_boxes.txt", delimiter=",")
+def test_reproduces_the_reference_tracker_frame_by_frame(reference_tracking, reference_fixture) -> None:
+    model, frames, init = reference_tracking()
+    reference = np.loadtxt(reference_fixture("reference-tracking-s224") / "reference_boxes.txt", delimiter=",")
     assert len(frames) == len(reference) == 40
     engine = TrackingEngine(model, device="cpu", dtype="fp32")
     # Batched with a second sequence (the same frames backwards) that must not disturb the first.
@@ -199,21 +198,21 @@ def test_unmerged_model_is_tracked_with_a_merged_copy(tiny_checkpoint: Path) -> 
                                           ((10, 10, 20, -1), "zero or negative size"),
                                           ((200, 10, 20, 20), "outside"), ((-40, -40, 30, 30), "outside"),
                                           ((10, np.nan, 20, 20), "non-finite")])
-def test_unusable_init_boxes_are_refused(box, message: str) -> None:
-    engine = TrackingEngine(TargetFinder(TINY))
+def test_unusable_init_boxes_are_refused(box, message: str, tiny_config) -> None:
+    engine = TrackingEngine(TargetFinder(tiny_config))
     with pytest.raises(ValueError, match=message):
         engine.initialize([np.zeros((100, 120, 3), np.uint8)], [box])
 
 
-def test_partly_outside_init_box_is_clipped() -> None:
+def test_partly_outside_init_box_is_clipped(tiny_config) -> None:
     frames, _ = moving_target(3)
-    state = TrackingEngine(TargetFinder(TINY)).initialize([frames[0]], [(-10, 100, 40, 40)])[0]
+    state = TrackingEngine(TargetFinder(tiny_config)).initialize([frames[0]], [(-10, 100, 40, 40)])[0]
     np.testing.assert_allclose(state.box, (0, 100, 30, 20))
 
 
-def test_gray_rgba_and_tiny_frames() -> None:
+def test_gray_rgba_and_tiny_frames(tiny_config) -> None:
     frames, truth = moving_target(4)
-    engine = TrackingEngine(TargetFinder(TINY))
+    engine = TrackingEngine(TargetFinder(tiny_config))
     state = engine.initialize([frames[0][..., 0]], truth[:1])[0]  # H x W gray
     rgba = np.concatenate((frames[1], np.full(frames[1].shape[:2] + (1,), 255, np.uint8)), axis=2)
     boxes, _ = engine.track([state], [rgba])
@@ -242,9 +241,9 @@ def test_frame_size_change_warns_once_and_keeps_pixel_coordinates() -> None:
     assert state.frame_size == (220, 160)
 
 
-def test_nan_from_the_network_keeps_the_last_box() -> None:
+def test_nan_from_the_network_keeps_the_last_box(tiny_config) -> None:
     frames, truth = moving_target(5)
-    stub = TargetFinder(TINY)
+    stub = TargetFinder(tiny_config)
     engine = TrackingEngine(stub)
     state = engine.initialize([frames[0]], truth[:1])[0]
     engine.track([state], [frames[1]])
@@ -258,8 +257,8 @@ def test_nan_from_the_network_keeps_the_last_box() -> None:
     assert len(record) == 1 and state.nan_frames == 3
 
 
-def test_batch_and_frames_must_agree() -> None:
-    engine = TrackingEngine(TargetFinder(TINY))
+def test_batch_and_frames_must_agree(tiny_config) -> None:
+    engine = TrackingEngine(TargetFinder(tiny_config))
     frames, truth = moving_target(2)
     states = engine.initialize([frames[0]], truth[:1])
     with pytest.raises(ValueError, match="one frame per state"):

@@ -16,10 +16,9 @@ from lorat_plugin.engine.accelerate import build_network, describe_network
 from lorat_plugin.engine.cast import CastNetwork
 from lorat_plugin.engine.int8 import Int8Block, int8_available, quantize_dynamic
 from lorat_plugin.engine.precision import precision_name, resolve_precision
-from lorat_plugin.model import build_model
+from lorat_plugin.model import ModelConfig, build_model
 from lorat_plugin.speed import compare_with_fp32
 
-from conftest import PARITY_FIXTURE, TINY, reference_tracking_fixture
 
 pytestmark = pytest.mark.skipif(not int8_available(), reason="this torch build has no oneDNN int8 kernels")
 
@@ -29,9 +28,9 @@ NETWORK_TOLERANCE = (0.02, 2e-3)
 STEP_P95_PX = 0.5
 
 
-def _tiny_model(ffn: str = "mlp") -> torch.nn.Module:
+def _tiny_model(config: ModelConfig, ffn: str = "mlp") -> torch.nn.Module:
     torch.manual_seed(0)
-    model = build_model(dataclasses.replace(TINY, ffn=ffn), merge=True)
+    model = build_model(dataclasses.replace(config, ffn=ffn), merge=True)
     for block in model.blocks:  # LayerScale away from its 1e-5 init, so the blocks' int8 products matter
         block.ls1.gamma.data.uniform_(0.5, 1.5)
         block.ls2.gamma.data.uniform_(0.5, 1.5)
@@ -53,8 +52,9 @@ def test_dynamic_quantisation_keeps_zero_exact_and_the_range() -> None:
 
 @pytest.mark.parametrize("native_bf16", [True, False])
 @pytest.mark.parametrize("ffn", ["mlp", "swiglu"])
-def test_int8_blocks_match_fp32_within_the_stated_tolerance(monkeypatch, native_bf16: bool, ffn: str) -> None:
-    model = _tiny_model(ffn)
+def test_int8_blocks_match_fp32_within_the_stated_tolerance(monkeypatch, native_bf16: bool, ffn: str,
+                                                            tiny_config) -> None:
+    model = _tiny_model(tiny_config, ffn)
     monkeypatch.setattr(cast, "cpu_has_native_bf16", lambda: native_bf16)
     inputs = model.get_sample_data(3)
     reference = TorchNetwork(model, "cpu", "fp32")(*inputs)
@@ -73,12 +73,12 @@ def test_int8_blocks_match_fp32_within_the_stated_tolerance(monkeypatch, native_
     assert torch.allclose(one[1], out[1][:1], atol=1e-3)
 
 
-def test_int8_is_cpu_only_and_opt_in() -> None:
+def test_int8_is_cpu_only_and_opt_in(tiny_config) -> None:
     assert resolve_precision("int8", "cpu") == torch.int8 and precision_name(torch.int8) == "int8"
     for device in ("cuda", "cuda:1", "mps"):
         with pytest.raises(ValueError, match="int8 runs on CPUs only"):
             resolve_precision("int8", device)
-    model = _tiny_model()
+    model = _tiny_model(tiny_config)
     with pytest.raises(ValueError, match="int8"):
         build_network(model, "cpu", "int8", autocast=True)
     with pytest.raises(ValueError, match="compiled"):
@@ -86,11 +86,11 @@ def test_int8_is_cpu_only_and_opt_in() -> None:
     assert precision.default_precision("cpu") != torch.int8  # never a default
 
 
-def test_int8_on_the_reference_fixtures() -> None:
-    model, frames, init = reference_tracking_fixture()
+def test_int8_on_the_reference_fixtures(reference_tracking, reference_fixture) -> None:
+    model, frames, init = reference_tracking()
     from safetensors.torch import load_file
 
-    io = load_file(str(PARITY_FIXTURE / "io.safetensors"))
+    io = load_file(str(reference_fixture("reference-parity-s224") / "io.safetensors"))
     inputs = (io["z"], io["x"], io["z_feat_mask"])
     assert _within_tolerance(CastNetwork(model, "cpu", "int8")(*inputs), TorchNetwork(model, "cpu", "fp32")(*inputs))
     agreement = compare_with_fp32(TrackingEngine(model, device="cpu", dtype="fp32"),
@@ -99,12 +99,12 @@ def test_int8_on_the_reference_fixtures() -> None:
     assert np.all(np.isfinite(agreement.closed_iou))
 
 
-def test_int8_onnx_round_trip(tmp_path: Path) -> None:
+def test_int8_onnx_round_trip(tmp_path: Path, tiny_config) -> None:
     onnx = pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
     from lorat_plugin.engine.onnx import OnnxNetwork, check_onnx, export_onnx
 
-    model = _tiny_model()
+    model = _tiny_model(tiny_config)
     path = export_onnx(model, tmp_path / "tiny-int8.onnx", dtype="int8")
     graph = onnx.load(str(path)).graph
     quantized = [node.name for node in graph.node if node.op_type == "MatMulInteger"]
@@ -118,11 +118,11 @@ def test_int8_onnx_round_trip(tmp_path: Path) -> None:
     assert not torch.equal(out[1], TorchNetwork(model, "cpu", "fp32")(*inputs)[1])
 
 
-def test_int8_onnx_round_trip_on_the_reference_fixture(tmp_path: Path) -> None:
+def test_int8_onnx_round_trip_on_the_reference_fixture(tmp_path: Path, reference_tracking) -> None:
     pytest.importorskip("onnxruntime")
     from lorat_plugin.engine.onnx import check_onnx, export_onnx
 
-    model, _, _ = reference_tracking_fixture()
+    model, _, _ = reference_tracking()
     check_onnx(export_onnx(model, tmp_path / "fixture-int8.onnx", dtype="int8"), model)
 
 

@@ -19,17 +19,16 @@ pytest.importorskip("onnxruntime")
 
 from lorat_plugin.engine.onnx import TOLERANCE, OnnxNetwork, check_onnx, export_onnx  # noqa: E402
 
-from conftest import TINY, randomize_adapters, reference_tracking_fixture  # noqa: E402
 
 
-def test_export_round_trips_with_a_dynamic_batch(tmp_path: Path) -> None:
+def test_export_round_trips_with_a_dynamic_batch(tmp_path: Path, tiny_config) -> None:
     torch.manual_seed(0)
-    model = build_model(TINY, merge=True)
+    model = build_model(tiny_config, merge=True)
     path = export_onnx(model, tmp_path / "tiny.onnx")
     diffs = check_onnx(path, model)
     assert diffs["score_map"] <= TOLERANCE["fp32"][0] and diffs["boxes"] <= TOLERANCE["fp32"][1]
     network = OnnxNetwork(path)
-    assert network.config == TINY and network.fixed_batch is None and network.dtype == torch.float32
+    assert network.config == tiny_config and network.fixed_batch is None and network.dtype == torch.float32
     for batch in (1, 3):
         inputs = model.get_sample_data(batch, seed=batch)
         with torch.no_grad():
@@ -40,9 +39,9 @@ def test_export_round_trips_with_a_dynamic_batch(tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".*"))  # no temporary file left beside it
 
 
-def test_unmerged_model_exports_merged_and_fp16_files_check(tmp_path: Path) -> None:
+def test_unmerged_model_exports_merged_and_fp16_files_check(tmp_path: Path, tiny_config, randomize_adapters) -> None:
     torch.manual_seed(0)
-    model = build_model(TINY)
+    model = build_model(tiny_config)
     randomize_adapters(model)
     path = export_onnx(model, tmp_path / "tiny16.onnx", dtype="fp16", batch_size=2)
     assert model.has_lora  # the user's model is untouched
@@ -55,13 +54,13 @@ def test_unmerged_model_exports_merged_and_fp16_files_check(tmp_path: Path) -> N
         export_onnx(model, tmp_path / "x.onnx", dtype="bf16")
 
 
-def test_files_without_lorat_metadata_are_refused(tmp_path: Path) -> None:
+def test_files_without_lorat_metadata_are_refused(tmp_path: Path, tiny_config) -> None:
     class Plain(torch.nn.Module):
         def forward(self, z, x, z_feat_mask):
             return x.sum(dim=1), x
 
     path = tmp_path / "plain.onnx"
-    example = build_model(TINY, device="meta").get_sample_data(1, "cpu")
+    example = build_model(tiny_config, device="meta").get_sample_data(1, "cpu")
     with warnings.catch_warnings():  # the TorchScript exporter (export_onnx uses it on purpose) warns it is legacy
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(Plain(), example, str(path), input_names=["z", "x", "z_feat_mask"],
@@ -72,8 +71,8 @@ def test_files_without_lorat_metadata_are_refused(tmp_path: Path) -> None:
         OnnxNetwork(tmp_path / "missing.onnx")
 
 
-def test_engine_on_onnx_tracks_the_reference_sequence_like_torch(tmp_path: Path) -> None:
-    model, frames, init = reference_tracking_fixture()
+def test_engine_on_onnx_tracks_the_reference_sequence_like_torch(tmp_path: Path, reference_tracking) -> None:
+    model, frames, init = reference_tracking()
     frames = frames[:20]  # enough to move the boxes through many crops; the whole sequence adds time, not checks
     path = export_onnx(model, tmp_path / "fixture.onnx")
     torch_engine = TrackingEngine(model, device="cpu", dtype="fp32")

@@ -22,7 +22,6 @@ from lorat_plugin.model import build_model
 from lorat_plugin.speed import (compare_with_fp32, format_speed_report, matmul_peak, network_flops,
                                 measure_speed, timm_blocks)
 
-from conftest import PARITY_FIXTURE, TINY, randomize_adapters, reference_tracking_fixture
 
 # The tolerances docs/speed.md states for stored low-precision weights against the fp32 network / tracker:
 # score logits relative to the largest |logit|, boxes absolute in normalised search-crop units.
@@ -31,15 +30,15 @@ STEP_TOLERANCE_PX = 0.5  # one tracker step from the same previous box, frame pi
 
 
 @pytest.fixture(scope="module")
-def fixture_model():
-    return reference_tracking_fixture()
+def fixture_model(reference_tracking):
+    return reference_tracking()
 
 
 # ---- the low-precision copy -------------------------------------------------------------------------------------
 
-def test_cast_model_leaves_the_users_model_alone_and_keeps_the_boundaries_fp32() -> None:
+def test_cast_model_leaves_the_users_model_alone_and_keeps_the_boundaries_fp32(tiny_config) -> None:
     torch.manual_seed(0)
-    model = build_model(TINY, merge=True)
+    model = build_model(tiny_config, merge=True)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     fast = cast_model(model, torch.bfloat16)
     assert all(p.dtype == torch.float32 for p in model.parameters())
@@ -56,17 +55,18 @@ def test_cast_model_leaves_the_users_model_alone_and_keeps_the_boundaries_fp32()
     assert out["score_map"].dtype == out["boxes"].dtype == torch.float32
 
 
-def test_cast_model_needs_a_merged_model() -> None:
+def test_cast_model_needs_a_merged_model(tiny_config) -> None:
     with pytest.raises(ValueError, match="merged"):
-        cast_model(build_model(TINY), torch.bfloat16)
+        cast_model(build_model(tiny_config), torch.bfloat16)
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_stored_precision_network_matches_fp32_within_the_stated_tolerance(fixture_model, dtype) -> None:
+def test_stored_precision_network_matches_fp32_within_the_stated_tolerance(fixture_model, dtype,
+                                                                           reference_fixture) -> None:
     model, _, _ = fixture_model
     from safetensors.torch import load_file
 
-    io = load_file(str(PARITY_FIXTURE / "io.safetensors"))
+    io = load_file(str(reference_fixture("reference-parity-s224") / "io.safetensors"))
     inputs = (io["z"], io["x"], io["z_feat_mask"])
     reference = TorchNetwork(model, "cpu", "fp32")(*inputs)
     fast = CastNetwork(model, "cpu", dtype)(*inputs)
@@ -102,11 +102,11 @@ def test_tracker_steps_match_fp32_on_the_tiny_model(tiny_checkpoint: Path, movin
 # ---- oneDNN fused blocks -----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("ffn", ["mlp", "swiglu"])
-def test_onednn_blocks_match_the_eager_blocks(ffn: str) -> None:
+def test_onednn_blocks_match_the_eager_blocks(ffn: str, tiny_config) -> None:
     if not onednn_available():
         pytest.skip("this torch build has no oneDNN fused linear kernels")
     torch.manual_seed(0)
-    model = build_model(dataclasses.replace(TINY, ffn=ffn), merge=True)
+    model = build_model(dataclasses.replace(tiny_config, ffn=ffn), merge=True)
     for block in model.blocks:  # LayerScale away from its init, so that folding it into the weights is tested
         block.ls1.gamma.data.uniform_(0.5, 1.5)
         block.ls2.gamma.data.uniform_(0.5, 1.5)
@@ -124,8 +124,8 @@ def test_onednn_blocks_match_the_eager_blocks(ffn: str) -> None:
     assert torch.allclose(one[1], fused(*inputs)[1][:1], atol=1e-6)
 
 
-def test_onednn_is_the_bf16_default_only_where_bf16_is_native(monkeypatch) -> None:
-    model = build_model(TINY, merge=True)
+def test_onednn_is_the_bf16_default_only_where_bf16_is_native(monkeypatch, tiny_config) -> None:
+    model = build_model(tiny_config, merge=True)
     monkeypatch.setattr(cast, "cpu_has_native_bf16", lambda: False)
     assert not CastNetwork(model, "cpu", "bf16").onednn  # forced bf16 on an older CPU: eager kernels
     monkeypatch.setattr(cast, "cpu_has_native_bf16", lambda: True)
@@ -133,8 +133,8 @@ def test_onednn_is_the_bf16_default_only_where_bf16_is_native(monkeypatch) -> No
     assert not CastNetwork(model, "cpu", "fp16").onednn and not CastNetwork(model, "cpu", "fp32").onednn
 
 
-def test_onednn_fuses_only_plain_blocks() -> None:
-    model = build_model(TINY)  # unmerged: LoRA-wrapped linear layers
+def test_onednn_fuses_only_plain_blocks(tiny_config) -> None:
+    model = build_model(tiny_config)  # unmerged: LoRA-wrapped linear layers
     assert not fusable(model.blocks[0])
     model.strip_lora()
     assert fusable(model.blocks[0])
@@ -148,8 +148,8 @@ def test_onednn_fuses_only_plain_blocks() -> None:
 
 # ---- choosing the backend ---------------------------------------------------------------------------------------
 
-def test_build_network_picks_the_backend() -> None:
-    model = build_model(TINY, merge=True)
+def test_build_network_picks_the_backend(tiny_config) -> None:
+    model = build_model(tiny_config, merge=True)
     assert isinstance(build_network(model, "cpu", "fp32"), TorchNetwork)
     fast = build_network(model, "cpu", "bf16")
     assert isinstance(fast, CastNetwork) and fast.dtype == torch.bfloat16 and fast.model is model
@@ -164,9 +164,9 @@ def test_build_network_picks_the_backend() -> None:
         build_network(model, "cpu", "bf16", autocast=True, compile=True)
 
 
-def test_unmerged_model_is_merged_into_a_copy() -> None:
+def test_unmerged_model_is_merged_into_a_copy(tiny_config, randomize_adapters) -> None:
     torch.manual_seed(0)
-    model = build_model(TINY)
+    model = build_model(tiny_config)
     randomize_adapters(model)
     inputs = model.get_sample_data(1)
     network = CastNetwork(model, "cpu", "fp32")
@@ -187,9 +187,9 @@ def test_buckets_and_padding() -> None:
     assert padded.shape == (4, 2) and torch.equal(padded[3], x[2]) and torch.equal(padded[:3], x)
 
 
-def test_compiled_network_matches_eager_at_a_padded_batch() -> None:
+def test_compiled_network_matches_eager_at_a_padded_batch(tiny_config) -> None:
     torch.manual_seed(0)
-    model = build_model(TINY, merge=True)
+    model = build_model(tiny_config, merge=True)
     inputs = model.get_sample_data(3)  # padded to the bucket of 4 and cut back
     eager = CastNetwork(model, "cpu", "bf16")(*inputs)
     compiled = CastNetwork(model, "cpu", "bf16", compile=True)(*inputs)
@@ -214,8 +214,8 @@ def test_yardstick_is_the_same_size_as_the_model() -> None:
         p.numel() for p in build_model(giant, device="meta", merge=True).blocks.parameters()) + 2 * 1536
 
 
-def test_network_flops_counts_every_block_with_its_attention() -> None:
-    config = TINY.replace(depth=1)
+def test_network_flops_counts_every_block_with_its_attention(tiny_config) -> None:
+    config = tiny_config.replace(depth=1)
     one, two = (network_flops(build_model(c, merge=True).eval()) for c in (config, config.replace(depth=2)))
     n, d, hidden = config.tokens, config.embed_dim, config.ffn_hidden
     block = 2 * n * (3 * d * d + d * d + 2 * d * hidden) + 2 * 2 * n * n * d  # qkv, proj, fc1, fc2; QK^T and AV
@@ -225,13 +225,13 @@ def test_network_flops_counts_every_block_with_its_attention() -> None:
 
 
 @pytest.mark.parametrize("merge", [True, False])
-def test_network_flops_on_a_meta_copy_equal_a_cpu_forward(merge: bool) -> None:
+def test_network_flops_on_a_meta_copy_equal_a_cpu_forward(merge: bool, tiny_config, randomize_adapters) -> None:
     """Counted on a meta copy (no arithmetic): the same count as a real fp32 forward on the CPU, LoRA included."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
 
     torch.manual_seed(0)
-    model = randomize_adapters(build_model(TINY, merge=merge).eval())
+    model = randomize_adapters(build_model(tiny_config, merge=merge).eval())
     before = {k: v.clone() for k, v in model.state_dict().items()}
     with torch.inference_mode(), sdpa_kernel([SDPBackend.MATH]), FlopCounterMode(display=False) as counter:
         model(*model.get_sample_data(1))
