@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..distributed import local_device
 from ..geometry import normalize_images, template_mask
 from ..model import LoRAT, ModelConfig, build_model, get_config
 from .config import LossSection, OptimSection
@@ -113,7 +114,7 @@ def build_train_step(variant: str | ModelConfig, *, tuning: str = "lora", dtype:
         step = build_train_step("B-224", tuning="lora", dtype="fp16", device="cuda")
         report = step.run(synthetic_batch(step.model.config, 16))  # StepReport(loss=..., loss_scale=...)
     """
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = local_device(device)
     config = get_config(variant).replace(tuning=tuning)
     torch.manual_seed(seed)
     model = build_model(config, device=device).train()
