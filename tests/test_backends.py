@@ -34,6 +34,15 @@ def test_default_precision_per_device(monkeypatch) -> None:
     assert default_precision("cpu") == torch.float32
 
 
+@pytest.mark.parametrize("cap, native", [("AVX2", False), ("avx512_core_vnni", False), ("AVX512_CORE_BF16", None),
+                                         ("AVX512_CORE_AMX", None), ("", None)])
+def test_a_onednn_cap_below_bf16_holds_the_bf16_decision(monkeypatch, cap: str, native: bool | None) -> None:
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    unheld = precision.cpu_has_native_bf16()
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+    assert precision.cpu_has_native_bf16() is (unheld if native is None else native)
+
+
 def test_precision_names_round_trip() -> None:
     for name in ("fp32", "bf16", "fp16"):
         assert precision_name(resolve_precision(name, "cpu")) == name

@@ -48,6 +48,31 @@ def test_dynamic_quantisation_keeps_zero_exact_and_the_range() -> None:
     values, scale, zero = quantize_dynamic(x.bfloat16())
     assert values.dtype == torch.uint8 and values[0, 1] == zero
     assert torch.allclose((values.float() - zero) * scale, x, atol=scale / 2 + 1e-6)
+    big = torch.randn(64, 96).bfloat16()
+    values, scale, zero = quantize_dynamic(big)  # a plain uint8 tensor over the quantised bytes, torch's rounding
+    assert type(values) is torch.Tensor and not values.is_quantized and values.shape == big.shape
+    assert torch.equal(values, torch.quantize_per_tensor(big.float(), scale, zero, torch.quint8).int_repr())
+    assert quantize_dynamic(torch.zeros(3, 4))[0].eq(0).all()
+    assert quantize_dynamic(torch.tensor([[1.0, float("nan")]])) is None
+    assert quantize_dynamic(torch.tensor([[1.0, float("inf")]])) is None
+
+
+def test_non_finite_activations_come_out_as_nan(tiny_config) -> None:
+    block = Int8Block(_tiny_model(tiny_config).blocks[0], tokens=40, dtype=torch.float32)
+    x = torch.randn(1, 40, tiny_config.embed_dim)
+    assert torch.isfinite(block(x)).all()
+    x[0, 3, 5] = float("inf")
+    assert torch.isnan(block(x)).any()  # as the fp32 block: the engine reports it (confidence 0, a warning)
+
+
+def test_int8_attention_matches_the_fused_kernel_at_bf16_tolerance(tiny_config) -> None:
+    block = Int8Block(_tiny_model(tiny_config).blocks[0], tokens=40, dtype=torch.bfloat16)
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(3, 2, 6, 40, 64) * 2).bfloat16().unbind(0)  # logits up to ~30: softmax near one-hot
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    reference = sdpa(q.float(), k.float(), v.float())
+    fused_error = (sdpa(q, k, v).float() - reference).abs().max()
+    assert (block._attention(q, k, v).float() - reference).abs().max() <= 10 * fused_error
 
 
 @pytest.mark.parametrize("native_bf16", [True, False])

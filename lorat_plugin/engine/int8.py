@@ -6,6 +6,7 @@ attention, the norms and the rest of the network run at bf16 (fp32 without nativ
 """
 from __future__ import annotations
 
+import math
 import warnings
 
 import torch
@@ -14,7 +15,7 @@ from .onednn import OneDNNBlock, onednn_available
 
 
 # torch 2.14 deprecates creating quantised tensors; this one lives for one call and never leaves this module, and
-# quantize_per_tensor_dynamic is the one fused min/max-and-round op (tests/test_int8.py fails if it goes away).
+# quantize_per_tensor is the one vectorised scale-round-clamp op (tests/test_int8.py fails if it goes away).
 warnings.filterwarnings("ignore", message=r"torch\.quantize_per_tensor", category=UserWarning, module=__name__)
 
 
@@ -23,10 +24,19 @@ def int8_available() -> bool:
     return onednn_available() and hasattr(getattr(torch.ops, "onednn", None), "qlinear_pointwise")
 
 
-def quantize_dynamic(x: torch.Tensor) -> tuple[torch.Tensor, float, int]:
-    """(uint8 values, scale, zero point) of ``x`` over its own range, zero included (so zero stays exact)."""
-    quantized = torch.quantize_per_tensor_dynamic(x.float(), torch.quint8, False)
-    return quantized.int_repr(), quantized.q_scale(), quantized.q_zero_point()
+def quantize_dynamic(x: torch.Tensor) -> tuple[torch.Tensor, float, int] | None:
+    """(uint8 values, scale, zero point) of ``x`` over its own range, zero included (so zero stays exact);
+    ``None`` when ``x`` holds inf or nan, which 8 bits cannot carry."""
+    low, high = (float(v) for v in torch.aminmax(x))  # one pass over x, in its own dtype
+    low, high = min(low, 0.0), max(high, 0.0)
+    scale = (high - low) / 255 or 1.0  # an all-zero input: any scale is exact
+    if not math.isfinite(scale):
+        return None
+    zero = min(255, max(0, round(-low / scale)))
+    quantized = torch.quantize_per_tensor(x.float(), scale, zero, torch.quint8)
+    # the quantised tensor's bytes as a plain uint8 tensor: int_repr() would copy them in a scalar loop
+    values = torch.empty(0, dtype=torch.uint8, device=x.device)
+    return values.set_(quantized.untyped_storage(), 0, quantized.shape, quantized.stride()), scale, zero
 
 
 class Int8Block(OneDNNBlock):
@@ -41,9 +51,21 @@ class Int8Block(OneDNNBlock):
 
     def _linear(self, x: torch.Tensor, packed: tuple[torch.Tensor, ...], gelu: bool = False,
                 residual: torch.Tensor | None = None) -> torch.Tensor:
-        q, scale, zero = quantize_dynamic(x)
+        quantized = quantize_dynamic(x)
+        if quantized is None:  # inf/nan pass on as nan, as in the fp32 blocks: the tracking engine reports them
+            return torch.full((x.shape[0], packed[1].numel()), float("nan"), dtype=self._dtype, device=x.device)
+        q, scale, zero = quantized
         if residual is not None:
             return torch.ops.onednn.qlinear_pointwise.binary(q, scale, zero, *packed[:3], residual, packed[3], 1.0, 0,
                                                              self._dtype, 1.0, 0, "add", 1.0, "none", [], "")
         return torch.ops.onednn.qlinear_pointwise(q, scale, zero, *packed, 1.0, 0, self._dtype,
                                                   "gelu" if gelu else "none", [], "none" if gelu else "")
+
+    def _attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        if self._dtype != torch.bfloat16:
+            return super()._attention(q, k, v)
+        # Two bf16 matmuls and a softmax: ~2x faster than the fused CPU kernel at LoRAT's few hundred tokens on
+        # CPUs without AMX. The logits are rounded to bf16 (the fused kernel keeps fp32), an error below that of
+        # the int8 q and k they come from (docs/speed.md, "CPU int8").
+        scaled = q * q.shape[-1] ** -0.5  # a power of two for LoRAT's head size 64: exact
+        return torch.softmax(scaled @ k.transpose(-1, -2), dim=-1) @ v

@@ -82,12 +82,15 @@ class OneDNNBlock(nn.Module):
             return torch.ops.mkldnn._linear_pointwise.binary(x, residual, *packed, "add")
         return torch.ops.mkldnn._linear_pointwise(x, *packed, "gelu" if gelu else "none", [], "none" if gelu else "")
 
+    def _attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return F.scaled_dot_product_attention(q, k, v)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, tokens, dim = x.shape
         x = x.reshape(batch * tokens, dim)
         qkv = self._linear(self.norm1(x), self.qkv)
         q, k, v = qkv.view(batch, tokens, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
-        attended = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(batch * tokens, dim)
+        attended = self._attention(q, k, v).transpose(1, 2).reshape(batch * tokens, dim)
         x = self._linear(attended, self.proj, residual=x)
         if self.gated:
             gate, up = self._linear(self.norm2(x), self.fc1).chunk(2, dim=-1)

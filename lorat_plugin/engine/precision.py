@@ -6,6 +6,7 @@ bf16 natively (AVX512-BF16 or AMX), fp32 elsewhere (Apple MPS, other CPUs); fp32
 from __future__ import annotations
 
 import contextlib
+import os
 import platform
 from typing import Iterator
 
@@ -31,8 +32,16 @@ def resolve_device(device: torch.device | str | None = None) -> torch.device:
     return device
 
 
+# oneDNN instruction-set caps (its ONEDNN_MAX_CPU_ISA) below the first with native bf16 products
+_ONEDNN_ISAS_WITHOUT_BF16 = {"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI"}
+
+
 def cpu_has_native_bf16() -> bool:
-    """x86 CPUs with AVX512-BF16 or AMX (Intel Cooper Lake+, AMD Zen 4+): bf16 products beat fp32 (else emulated)."""
+    """x86 CPUs with AVX512-BF16 or AMX (Intel Cooper Lake+, AMD Zen 4+): bf16 products beat fp32 (else emulated).
+    False when ``ONEDNN_MAX_CPU_ISA`` holds oneDNN, which runs every bf16 product, below AVX512-BF16: such a held
+    CPU then gets what a CPU without bf16 gets (the cap's values: oneDNN's docs, "CPU dispatcher control")."""
+    if os.environ.get("ONEDNN_MAX_CPU_ISA", os.environ.get("DNNL_MAX_CPU_ISA", "")).upper() in _ONEDNN_ISAS_WITHOUT_BF16:
+        return False
     probes = [getattr(torch.cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
     with contextlib.suppress(RuntimeError):  # a torch build without the probes' backend
         return any(probe is not None and probe() for probe in probes)
