@@ -3,7 +3,8 @@
 B-224 (or --variant) with random weights, batch 1, interleaved repeats, medians and per-round ratios to the default.
 Candidates: torch.ao dynamic quantisation (quantized::linear_dynamic; FBGEMM via the x86 engine), torchao's
 Int8DynamicActivationInt8WeightConfig (eager), oneDNN qlinear kernels with dynamic per-tensor activations (the
-engine's int8 backend, lorat_plugin.engine.int8), and ONNX Runtime's quantize_dynamic of the fp32 ONNX export.
+engine's int8 backend, lorat_plugin.engine.int8), and ONNX Runtime on the int8 file `lorat export --dtype int8`
+writes (its quantize_dynamic of the fp32 export).
 
     python benchmarks/int8_candidates.py --variant B-224 --threads 2 --repeats 9
     ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 python benchmarks/int8_candidates.py
@@ -47,12 +48,10 @@ def torchao(model):
 
 
 def onnx_runtime(model, threads: int, folder: Path):
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
+    """The files `lorat export` writes: fp32, and int8 (only the blocks' products with a weight quantised)."""
     from lorat_plugin.engine.onnx import OnnxNetwork, export_onnx
     fp32 = export_onnx(model, folder / "fp32.onnx")
-    int8 = folder / "int8.onnx"
-    quantize_dynamic(fp32, int8, per_channel=True, weight_type=QuantType.QInt8)
+    int8 = export_onnx(model, folder / "int8.onnx", dtype="int8")
     return OnnxNetwork(int8, threads=threads), OnnxNetwork(fp32, threads=threads)
 
 
@@ -81,10 +80,13 @@ def main() -> None:
     if "torch.ao" not in skip:
         candidates["torch.ao dynamic (x86/FBGEMM)"] = torch_ao(model)
     if "torchao" not in skip:
-        candidates["torchao int8 dyn (eager)"] = torchao(model)
+        try:
+            candidates["torchao int8 dyn (eager)"] = torchao(model)
+        except ImportError as e:  # an optional candidate: `pip install torchao`
+            print(f"torchao candidate skipped: {e}")
     folder = Path(tempfile.mkdtemp())
     if "ort" not in skip:
-        candidates["ORT int8 quantize_dynamic"], candidates["ORT fp32"] = onnx_runtime(model, args.threads, folder)
+        candidates["ORT int8 file (lorat export)"], candidates["ORT fp32"] = onnx_runtime(model, args.threads, folder)
     reference = candidates["fp32"](*inputs)
     with torch.inference_mode():
         calls = {name: (lambda f=f: f(*inputs)) for name, f in candidates.items()}

@@ -3,6 +3,7 @@ docs/speed.md states, the int8 ONNX file, and where int8 is refused. No timed as
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import numpy as np
@@ -158,6 +159,7 @@ def test_dtype_int8_on_the_command_line(tiny_checkpoint: Path, tmp_path: Path, c
     text = capsys.readouterr().out
     assert "int8 blocks" in text and "stored bfloat16 weights" in text and "fp32 weights" in text
     assert text.count("one-step max") == 2 and "agreement with fp32" in text
+    assert len(re.findall(r"batch 1: network \d+\.\d\dx", text)) == 2  # the two others over the CPU's default
     path = tmp_path / "tiny-int8.onnx"
     assert main(["export", "--checkpoint", str(tiny_checkpoint), "-o", str(path), "--dtype", "int8"]) == 0
     assert "int8" in capsys.readouterr().out

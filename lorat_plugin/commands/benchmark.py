@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..engine.accelerate import CastNetwork, build_network, describe_network
-    from ..engine.precision import resolve_device
+    from ..engine.precision import default_precision, resolve_device
     from ..model.sources import ModelSpec
     from ..speed import format_speed_report, measure_speed, network_flops
 
@@ -87,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
                 CastNetwork(model, device, main.dtype, onednn=False)
                 if args.compare_unfused and getattr(main, "onednn", False) else None]
     backends = {describe_network(network): network for network in compared if network is not None}
+    default = default_precision(device)  # speed-ups are over the default when it is among the timed backends
+    baseline = next((name for name, network in backends.items() if network.dtype == default), None)
     if args.onnx:
         from ..engine.onnx import OnnxNetwork
 
@@ -99,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
                            batch_sizes=batch_sizes, repeats=args.repeats, warmup=args.warmup,
                            compare_timm=args.compare_timm, tracker=not args.model_only,
                            frame_size=(width, height), flops_per_frame=network_flops(model),
-                           matmul_dtype=main.dtype if main.dtype.is_floating_point else torch.bfloat16)
+                           matmul_dtype=main.dtype if main.dtype.is_floating_point else torch.bfloat16,
+                           baseline=baseline if len(backends) > 1 else None)
     print(format_speed_report(result))
     if fp32 is not None:
         from ..engine import TrackingEngine

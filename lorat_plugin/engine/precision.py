@@ -1,7 +1,8 @@
 """The precision policy: the device and the precision the network runs at, decided here and nowhere else.
 
 When none is asked for (:func:`default_precision`): fp16 on CUDA (the reference's), bf16 on x86 CPUs that multiply
-bf16 natively (AVX512-BF16 or AMX), fp32 elsewhere (Apple MPS, other CPUs); fp32 on CUDA runs with TF32 off.
+bf16 natively (AVX512-BF16 or AMX, oneDNN not held below it), fp32 elsewhere (Apple MPS, other CPUs); fp32 on CUDA
+runs with TF32 off.
 """
 from __future__ import annotations
 
@@ -40,7 +41,8 @@ def cpu_has_native_bf16() -> bool:
     """x86 CPUs with AVX512-BF16 or AMX (Intel Cooper Lake+, AMD Zen 4+): bf16 products beat fp32 (else emulated).
     False when ``ONEDNN_MAX_CPU_ISA`` holds oneDNN, which runs every bf16 product, below AVX512-BF16: such a held
     CPU then gets what a CPU without bf16 gets (the cap's values: oneDNN's docs, "CPU dispatcher control")."""
-    if os.environ.get("ONEDNN_MAX_CPU_ISA", os.environ.get("DNNL_MAX_CPU_ISA", "")).upper() in _ONEDNN_ISAS_WITHOUT_BF16:
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", os.environ.get("DNNL_MAX_CPU_ISA", ""))  # DNNL_: its older name
+    if cap.upper() in _ONEDNN_ISAS_WITHOUT_BF16:
         return False
     probes = [getattr(torch.cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
     with contextlib.suppress(RuntimeError):  # a torch build without the probes' backend

@@ -32,6 +32,8 @@ class Row:
     batch_speedup: float | None = None    # tracker frames/s at this batch / at batch 1 (same backend)
     model_batch_speedup: float | None = None
     model_tflops: float | None = None     # the network's FLOPs per frame / model time per frame
+    model_speedup: float | None = None    # frames/s over the baseline backend's, median per-repeat ratio, same batch
+    tracker_speedup: float | None = None
 
 
 @dataclass
@@ -48,13 +50,14 @@ class SpeedReport:
     flops_per_frame: int | None = None    # see network_flops
     matmul_tflops: float | None = None    # see matmul_peak: what this device's matrix products reach
     matmul: str | None = None             # which product that was
+    baseline: str | None = None           # the backend the speed-ups are relative to
 
 
 def measure_speed(backends: dict[str, Any], model: LoRAT, *, device: torch.device | str, variant: str,
                   weights: str, batch_sizes: Sequence[int] = (1, 8), repeats: int = 7, warmup: int = 1,
                   compare_timm: bool = True, tracker: bool = True, frame_size: tuple[int, int] = FRAME_SIZE,
                   steps_per_call: int = 1, flops_per_frame: int | None = None,
-                  matmul_dtype: torch.dtype | None = None) -> SpeedReport:
+                  matmul_dtype: torch.dtype | None = None, baseline: str | None = None) -> SpeedReport:
     """Time each backend (name -> :class:`~lorat_plugin.engine.network.NetworkBackend`) alone and inside a
     :class:`~lorat_plugin.engine.TrackingEngine` step, for every batch size, interleaved with the timm yardstick.
 
@@ -62,14 +65,15 @@ def measure_speed(backends: dict[str, Any], model: LoRAT, *, device: torch.devic
     window/argmax post-processing and the box mapped back, from frames that are already decoded (as the
     evaluation harness hands them over). ``steps_per_call`` tracker steps make one timed sample.
     ``flops_per_frame`` (:func:`network_flops`) adds each network's achieved TFLOPS; ``matmul_dtype`` times
-    :func:`matmul_peak` at that precision first, the rate to compare them with. The network inputs are
-    ``model``'s sample data."""
+    :func:`matmul_peak` at that precision first, the rate to compare them with. ``baseline`` (one of the backends'
+    names) adds every other backend's speed-up over it, paired per repeat. The network inputs are ``model``'s
+    sample data."""
     from ..engine import TrackingEngine
 
     config, device = model.config, torch.device(device)
     result = SpeedReport(variant=variant, weights=weights, device=str(device), tokens=config.tokens,
                          frame_size=tuple(frame_size), repeats=repeats, hardware=hardware_info(device),
-                         flops_per_frame=flops_per_frame)
+                         flops_per_frame=flops_per_frame, baseline=baseline)
     if matmul_dtype is not None:
         result.matmul_tflops, result.matmul = matmul_peak(device, matmul_dtype)
     yardstick = timm_blocks(config).to(device) if compare_timm else None
@@ -99,6 +103,10 @@ def measure_speed(backends: dict[str, Any], model: LoRAT, *, device: torch.devic
                       timm_ms=1e3 * statistics.median(timm) if timm else None)
             if flops_per_frame:
                 row.model_tflops = flops_per_frame / row.model_ms / 1e9
+            if baseline is not None and name != baseline:
+                row.model_speedup = median_ratio(per_frame[f"model:{baseline}"], network)
+                if track:
+                    row.tracker_speedup = median_ratio(per_frame[f"tracker:{baseline}"], track)
             if timm:
                 row.model_vs_timm = median_ratio(network, timm)
                 row.tracker_vs_timm = median_ratio(track, timm) if track else None
@@ -155,5 +163,11 @@ def format_speed_report(result: SpeedReport) -> str:
                  "faster). vs batch 1: tracker frames/s over those at the first batch size (same backend). "
                  "TFLOPS: the network's FLOPs per frame over its model time; near the matmul rate above, a larger "
                  "batch has little left to gain."]
+    speedups = [row for row in result.rows if row.model_speedup is not None]
+    if speedups:
+        lines += ["", f"frames/s over {result.baseline} (median of per-repeat ratios, > 1 is faster):"]
+        lines += [f"  {row.backend}, batch {row.batch}: network {row.model_speedup:.2f}x"
+                  + (f", tracker step {row.tracker_speedup:.2f}x" if row.tracker_speedup is not None else "")
+                  for row in speedups]
     lines += result.notes
     return "\n".join(lines)
