@@ -13,6 +13,7 @@ import torch
 from lorat_plugin.cli import main
 from lorat_plugin.engine import TrackingEngine, TorchNetwork
 from lorat_plugin.engine import cast, precision
+from lorat_plugin.engine import int8 as int8_module
 from lorat_plugin.engine.accelerate import build_network, describe_network
 from lorat_plugin.engine.cast import CastNetwork
 from lorat_plugin.engine.int8 import Int8Block, int8_available, quantize_dynamic
@@ -66,8 +67,12 @@ def test_non_finite_activations_come_out_as_nan(tiny_config) -> None:
     assert torch.isnan(block(x)).any()  # as the fp32 block: the engine reports it (confidence 0, a warning)
 
 
-def test_int8_attention_matches_the_fused_kernel_at_bf16_tolerance(tiny_config) -> None:
+@pytest.mark.parametrize("heads_per_call", [None, 1, 4])  # None: all heads of a frame in one product
+def test_int8_attention_matches_the_fused_kernel_at_bf16_tolerance(monkeypatch, tiny_config,
+                                                                  heads_per_call: int | None) -> None:
     block = Int8Block(_tiny_model(tiny_config).blocks[0], tokens=40, dtype=torch.bfloat16)
+    if heads_per_call:
+        monkeypatch.setattr(int8_module, "_LOGITS_BYTES", heads_per_call * 2 * 40 * 40)
     torch.manual_seed(0)
     q, k, v = (torch.randn(3, 2, 6, 40, 64) * 2).bfloat16().unbind(0)  # logits up to ~30: softmax near one-hot
     sdpa = torch.nn.functional.scaled_dot_product_attention
