@@ -17,6 +17,21 @@ from pathlib import Path
 from typing import Iterator
 
 
+def _umask() -> int:
+    """The process's umask: Linux shows it in /proc; elsewhere reading it means setting it for an instant, during
+    which another thread's new file would get mode 0o666."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path to write the whole file to; on success it replaces ``path``.
@@ -32,9 +47,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb") as f:  # on disk before the rename makes it the file
             os.fsync(f.fileno())
-        umask = os.umask(0)  # reading the umask means setting it: put it straight back
-        os.umask(umask)
-        tmp.chmod(0o666 & ~umask)
+        tmp.chmod(0o666 & ~_umask())
         os.replace(tmp, path)
     except OSError as e:
         if e.filename is None or e.errno == errno.ENOSPC:

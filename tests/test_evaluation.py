@@ -427,6 +427,24 @@ def test_per_sequence_table_is_worst_first_and_side_by_side(tmp_path):
     assert "speed_fps" in table(result).splitlines()[1]
 
 
+@pytest.mark.parametrize("proc", [True, False])
+def test_the_umask_is_read_without_changing_it_on_linux(monkeypatch, proc: bool) -> None:
+    from lorat_plugin import files
+
+    if not proc:  # another OS: no /proc, the set-and-restore read
+        monkeypatch.setattr(files, "open", lambda *a, **k: (_ for _ in ()).throw(OSError("no /proc")), raising=False)
+    elif not Path("/proc/self/status").is_file():
+        pytest.skip("no /proc on this OS")
+    old = os.umask(0o027)
+    try:
+        if proc:  # a read that set the umask to 0 would show here
+            monkeypatch.setattr(files.os, "umask", lambda mask: pytest.fail("the umask was set"))
+        assert files._umask() == 0o027
+    finally:
+        monkeypatch.undo()
+        os.umask(old)
+
+
 def test_result_files_get_the_umask_mode(tmp_path):
     make_benchmark(tmp_path / "GOT", "got10k", 2, split="test")
     sequences = load_dataset("got10k", tmp_path / "GOT", "test")

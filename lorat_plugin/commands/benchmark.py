@@ -19,7 +19,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from .common import add_model_arguments
+from .common import add_model_arguments, frame_size
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,20 +40,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compile", action="store_true", help="torch.compile the network (slow to start)")
     parser.add_argument("--cuda-graphs", action="store_true", help="capture CUDA graphs (CUDA only)")
     parser.add_argument("--model-only", action="store_true", help="skip the tracker-step measurement")
-    parser.add_argument("--frame-size", default="640x480", metavar="WxH",
+    parser.add_argument("--frame-size", type=frame_size, default=(640, 480), metavar="WxH",
                         help="size of the synthetic decoded frames the tracker step crops from (default 640x480)")
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     add_model_arguments(parser)
 
 
-def _ints(text: str, what: str, separator: str = ",") -> list[int]:
+def _ints(text: str, what: str) -> list[int]:
     try:
-        values = [int(v) for v in text.lower().split(separator) if v.strip()]
+        values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
         values = []
     if not values or min(values) < 1:
-        raise ValueError(f"{what}: expected positive integers separated by {separator!r}, got {text!r}")
+        raise ValueError(f"{what}: expected positive integers separated by ',', got {text!r}")
     return values
 
 
@@ -66,10 +66,7 @@ def run(args: argparse.Namespace) -> int:
     from ..speed import format_speed_report, measure_speed, network_flops
 
     batch_sizes = _ints(args.batch_sizes, "--batch-sizes")
-    size = _ints(args.frame_size, "--frame-size", "x")
-    if len(size) != 2:
-        raise ValueError(f"--frame-size: expected WxH, e.g. 640x480, got {args.frame_size!r}")
-    width, height = size
+    width, height = args.frame_size
     if args.repeats < 1 or args.warmup < 0:
         raise ValueError("--repeats must be >= 1 and --warmup >= 0")
     if args.threads:

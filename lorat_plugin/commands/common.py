@@ -8,6 +8,17 @@ from typing import Any
 from ..model.sources import ENV
 
 
+def frame_size(text: str) -> tuple[int, int]:
+    """The argparse type of every ``WxH`` option: two positive integers, e.g. ``640x480``."""
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WxH, e.g. 640x480, got {text!r}") from None
+    if width < 1 or height < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive width and height, got {text!r}")
+    return width, height
+
+
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model (default: the shipped demo model)")
     group.add_argument("--variant", help=f"S-224, B-224, B-378, L-224, L-378, g-224, g-378 or demo (default: the one "
