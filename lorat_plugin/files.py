@@ -18,8 +18,7 @@ from typing import Iterator
 
 
 def _umask() -> int:
-    """The process's umask: Linux shows it in /proc; elsewhere reading it means setting it for an instant, during
-    which another thread's new file would get mode 0o666."""
+    """The umask, from /proc on Linux: elsewhere reading it sets it for an instant (a thread's new file: 0o666)."""
     try:
         with open("/proc/self/status", encoding="ascii") as status:
             for line in status:

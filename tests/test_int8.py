@@ -13,7 +13,6 @@ import torch
 from lorat_plugin.cli import main
 from lorat_plugin.engine import TrackingEngine, TorchNetwork
 from lorat_plugin.engine import cast, precision
-from lorat_plugin.engine import int8 as int8_module
 from lorat_plugin.engine.accelerate import build_network, describe_network
 from lorat_plugin.engine.cast import CastNetwork
 from lorat_plugin.engine.int8 import Int8Block, int8_available, quantize_dynamic
@@ -72,7 +71,7 @@ def test_int8_attention_matches_the_fused_kernel_at_bf16_tolerance(monkeypatch, 
                                                                   heads_per_call: int | None) -> None:
     block = Int8Block(_tiny_model(tiny_config).blocks[0], tokens=40, dtype=torch.bfloat16)
     if heads_per_call:
-        monkeypatch.setattr(int8_module, "_LOGITS_BYTES", heads_per_call * 2 * 40 * 40)
+        monkeypatch.setattr(Int8Block, "logits_bytes", heads_per_call * 2 * 40 * 40)
     torch.manual_seed(0)
     q, k, v = (torch.randn(3, 2, 6, 40, 64) * 2).bfloat16().unbind(0)  # logits up to ~30: softmax near one-hot
     sdpa = torch.nn.functional.scaled_dot_product_attention

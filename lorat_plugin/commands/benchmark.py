@@ -66,7 +66,6 @@ def run(args: argparse.Namespace) -> int:
     from ..speed import format_speed_report, measure_speed, network_flops
 
     batch_sizes = _ints(args.batch_sizes, "--batch-sizes")
-    width, height = args.frame_size
     if args.repeats < 1 or args.warmup < 0:
         raise ValueError("--repeats must be >= 1 and --warmup >= 0")
     if args.threads:
@@ -97,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     result = measure_speed(backends, model, device=device, variant=spec.variant or "from the weights", weights=weights,
                            batch_sizes=batch_sizes, repeats=args.repeats, warmup=args.warmup,
                            compare_timm=args.compare_timm, tracker=not args.model_only,
-                           frame_size=(width, height), flops_per_frame=network_flops(model),
+                           frame_size=args.frame_size, flops_per_frame=network_flops(model),
                            matmul_dtype=main.dtype if main.dtype.is_floating_point else torch.bfloat16,
                            baseline=baseline if len(backends) > 1 else None)
     print(format_speed_report(result))
@@ -106,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         from ..data.synthetic import moving_box_video
         from ..speed import compare_with_fp32
 
-        frames, truth = moving_box_video(20, (width, height))
+        frames, truth = moving_box_video(20, args.frame_size)
         print("agreement with fp32 on a synthetic sequence (20 frames; one step: from the fp32 tracker's box):")
         for name, network in backends.items():
             if network is not fp32:

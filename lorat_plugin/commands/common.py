@@ -13,9 +13,9 @@ def frame_size(text: str) -> tuple[int, int]:
     try:
         width, height = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WxH, e.g. 640x480, got {text!r}") from None
+        width = height = 0
     if width < 1 or height < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive width and height, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected WxH, a positive width and height, e.g. 640x480, got {text!r}")
     return width, height
 
 

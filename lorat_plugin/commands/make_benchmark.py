@@ -25,7 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="which photographs to use: the train and test splits share none (default: test)")
     parser.add_argument("--sequences", type=int, default=16, metavar="N", help="number of sequences (default: 16)")
     parser.add_argument("--frames", type=int, default=100, metavar="N", help="frames per sequence (default: 100)")
-    parser.add_argument("--size", type=frame_size, default=(320, 240), metavar="WxH", help="frame size (default: 320x240)")
+    parser.add_argument("--size", type=frame_size, default=(320, 240), metavar="WxH",
+                        help="frame size (default: 320x240)")
     parser.add_argument("--seed", type=int, default=0, help="random seed; same seed, same benchmark (default: 0)")
     parser.add_argument("--layout", choices=("got10k", "lasot"), default="got10k",
                         help="folder layout (default: got10k)")

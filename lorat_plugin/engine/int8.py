@@ -2,7 +2,7 @@
 
 :class:`Int8Block` is :class:`~lorat_plugin.engine.onednn.OneDNNBlock` with int8 products: weights quantised once
 per output channel (LayerScale folded in), inputs per call to uint8 over their own range (no calibration state);
-attention, the norms and the rest of the network run at bf16 (fp32 without native bf16). Tolerances: docs/speed.md.
+attention (bf16 matmuls), the norms and the rest run at bf16 (fp32 without native bf16). Tolerances: docs/speed.md.
 """
 from __future__ import annotations
 
@@ -39,12 +39,10 @@ def quantize_dynamic(x: torch.Tensor) -> tuple[torch.Tensor, float, int] | None:
     return values.set_(quantized.untyped_storage(), 0, quantized.shape, quantized.stride()), scale, zero
 
 
-_LOGITS_BYTES = 5 << 19  # 2.5 MiB: one frame's logits of a 12-head, 320-token attention
-
-
 class Int8Block(OneDNNBlock):
     """A timm ``Block`` with int8 linear layers (see the module docstring); ``dtype`` is the precision of
     everything else (bf16 or fp32)."""
+    logits_bytes = 5 << 19  # 2.5 MiB: one frame's logits of a 12-head, 320-token attention
 
     def _pack(self, weight: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, ...]:
         scales = weight.abs().amax(dim=1).clamp(min=1e-12) / 127
@@ -67,14 +65,12 @@ class Int8Block(OneDNNBlock):
     def _attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         if self._dtype != torch.bfloat16:
             return super()._attention(q, k, v)
-        # Two bf16 matmuls and a softmax per group of heads: 2-2.5x faster than the fused CPU kernel on CPUs without
-        # AMX, at 320 tokens and at 925. The logits are rounded to bf16 (the fused kernel keeps fp32), an error
-        # below that of the int8 q and k they come from (docs/speed.md, "CPU int8"). Groups keep each call's
-        # logits within _LOGITS_BYTES: in cache, and small enough that glibc does not map fresh pages per call.
+        # bf16 matmuls per group of heads: 2-2.5x the fused CPU kernel, logits rounded to bf16 (an error below the
+        # int8 q and k's; docs/speed.md). Each group's logits fit logits_bytes: in cache, no fresh pages per call.
         batch, heads, tokens, _ = q.shape
         q = q * q.shape[-1] ** -0.5  # a power of two for LoRAT's head size 64: exact
         out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
-        step = max(1, _LOGITS_BYTES // (q.element_size() * tokens * tokens))
+        step = max(1, self.logits_bytes // (q.element_size() * tokens * tokens))
         for b in range(batch):
             for h in range(0, heads, step):
                 group = slice(h, h + step)

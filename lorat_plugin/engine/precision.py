@@ -39,8 +39,7 @@ _ONEDNN_ISAS_WITHOUT_BF16 = {"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2",
 
 def cpu_has_native_bf16() -> bool:
     """x86 CPUs with AVX512-BF16 or AMX (Intel Cooper Lake+, AMD Zen 4+): bf16 products beat fp32 (else emulated).
-    False when ``ONEDNN_MAX_CPU_ISA`` holds oneDNN, which runs every bf16 product, below AVX512-BF16: such a held
-    CPU then gets what a CPU without bf16 gets (the cap's values: oneDNN's docs, "CPU dispatcher control")."""
+    Not when ``ONEDNN_MAX_CPU_ISA`` holds oneDNN (oneDNN docs, "CPU dispatcher control") below AVX512-BF16."""
     cap = os.environ.get("ONEDNN_MAX_CPU_ISA", os.environ.get("DNNL_MAX_CPU_ISA", ""))  # DNNL_: its older name
     if cap.upper() in _ONEDNN_ISAS_WITHOUT_BF16:
         return False

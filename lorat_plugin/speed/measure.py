@@ -105,8 +105,7 @@ def measure_speed(backends: dict[str, Any], model: LoRAT, *, device: torch.devic
                 row.model_tflops = flops_per_frame / row.model_ms / 1e9
             if baseline is not None and name != baseline:
                 row.model_speedup = median_ratio(per_frame[f"model:{baseline}"], network)
-                if track:
-                    row.tracker_speedup = median_ratio(per_frame[f"tracker:{baseline}"], track)
+                row.tracker_speedup = median_ratio(per_frame[f"tracker:{baseline}"], track) if track else None
             if timm:
                 row.model_vs_timm = median_ratio(network, timm)
                 row.tracker_vs_timm = median_ratio(track, timm) if track else None
