@@ -4,7 +4,8 @@ B-224 (or --variant) with random weights, batch 1, interleaved repeats, medians 
 Candidates: torch.ao dynamic quantisation (quantized::linear_dynamic; FBGEMM via the x86 engine), torchao's
 Int8DynamicActivationInt8WeightConfig (eager), oneDNN qlinear kernels with dynamic per-tensor activations (the
 engine's int8 backend, lorat_plugin.engine.int8), and ONNX Runtime on the int8 file `lorat export --dtype int8`
-writes (its quantize_dynamic of the fp32 export).
+writes (its quantize_dynamic of the fp32 export); beside them, the bf16 default with int8's attention (what part of
+int8's gain is attention).
 
     python benchmarks/int8_candidates.py --variant B-224 --threads 2 --repeats 9
     ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 python benchmarks/int8_candidates.py
@@ -15,6 +16,7 @@ import argparse
 import copy
 import statistics
 import tempfile
+import types
 from pathlib import Path
 
 import torch
@@ -47,6 +49,16 @@ def torchao(model):
     return lambda *inputs: fast(*inputs)
 
 
+def bf16_with_int8_attention(model):
+    """The bf16 default with int8's attention (bf16 logits) patched in: how much of int8's gain is attention."""
+    from lorat_plugin.engine.int8 import Int8Block
+    network = build_network(model, "cpu", "bf16")
+    for block in network.module.blocks:
+        block._attention = types.MethodType(Int8Block._attention, block)
+        block.logits_bytes = Int8Block.logits_bytes
+    return network
+
+
 def onnx_runtime(model, threads: int, folder: Path):
     """The files `lorat export` writes: fp32, and int8 (only the blocks' products with a weight quantised)."""
     from lorat_plugin.engine.onnx import OnnxNetwork, export_onnx
@@ -72,6 +84,8 @@ def main() -> None:
     candidates = {"fp32": build_network(model, "cpu", "fp32")}
     if "bf16" not in skip:
         candidates["bf16 default"] = build_network(model, "cpu", "bf16")
+    if "bf16-attention" not in skip:
+        candidates["bf16 default, int8's attention"] = bf16_with_int8_attention(model)
     if "int8" not in skip:
         candidates["int8 oneDNN (engine)"] = build_network(model, "cpu", "int8")
     if "int8-fp32" not in skip:  # what CPUs without native bf16 run (and a CPU held below AVX512-BF16 needs)

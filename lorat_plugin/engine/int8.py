@@ -65,8 +65,8 @@ class Int8Block(OneDNNBlock):
     def _attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         if self._dtype != torch.bfloat16:
             return super()._attention(q, k, v)
-        # bf16 matmuls per group of heads: 2-2.5x the fused CPU kernel, logits rounded to bf16 (an error below the
-        # int8 q and k's; docs/speed.md). Each group's logits fit logits_bytes: in cache, no fresh pages per call.
+        # bf16 matmuls per group of heads, faster than the fused CPU kernel; logits rounded to bf16, an error below
+        # the int8 q and k's (docs/speed.md). Groups' logits fit logits_bytes: in cache, no fresh pages per call.
         batch, heads, tokens, _ = q.shape
         q = q * q.shape[-1] ** -0.5  # a power of two for LoRAT's head size 64: exact
         out = torch.empty(q.shape, dtype=q.dtype, device=q.device)

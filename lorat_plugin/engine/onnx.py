@@ -144,7 +144,7 @@ class OnnxNetwork:
         options.intra_op_num_threads = int(threads or torch.get_num_threads())
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         # Idle ONNX Runtime threads otherwise spin after each call, taking the cores from the tracker's own PyTorch
-        # work between calls and from whatever `lorat benchmark` times next (measured: the bf16 network 1.4x slower).
+        # work between calls and from whatever `lorat benchmark` times next (docs/speed.md, "CPU int8").
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(str(self.path), options,
