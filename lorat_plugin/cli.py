@@ -34,11 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
     for verb, (module_name, help_text) in COMMANDS.items():
         module = importlib.import_module(f"lorat_plugin.commands.{module_name}")
         command = sub.add_parser(verb, help=help_text, description=(module.__doc__ or help_text).strip(),
-                                 formatter_class=argparse.RawDescriptionHelpFormatter, conflict_handler="resolve")
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
         command.add_argument("-q", "--quiet", action="store_true",
                              help="no progress bars and no info logs (results, warnings and errors stay)")
-        command.add_argument("--no-progress", dest="quiet", action="store_true", help=argparse.SUPPRESS)  # old name
-        module.add_arguments(command)  # (a verb may give an old spelling its own meaning: its definition wins)
+        command.add_argument("--no-progress", action="store_true",
+                             help="no progress bars; log lines stay (for job logs)")
+        module.add_arguments(command)
         command.set_defaults(run=module.run)
     return parser
 
@@ -49,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         if argv[i - 1].startswith("--") and re.fullmatch(r"-[\d.]+([,;\s]+-?[\d.]+)+", argv[i]):
             argv[i - 1:i + 1] = [f"{argv[i - 1]}={argv[i]}"]
     args = build_parser().parse_args(argv)
+    args.progress = not (args.quiet or args.no_progress)
     logging.basicConfig(format="%(levelname)s %(message)s")
     logging.getLogger().setLevel(logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO)
     tune_cpu_allocator()  # process-wide, so only here at the program's entry

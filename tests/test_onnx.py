@@ -35,7 +35,7 @@ def test_export_round_trips_with_a_dynamic_batch(tmp_path: Path, tiny_config) ->
             expected = model(*inputs)
         score_map, boxes = network(*inputs)
         assert score_map.shape == (batch, 4, 4) and boxes.shape == (batch, 4, 4, 4)
-        assert torch.allclose(boxes, expected["boxes"], atol=TOLERANCE["fp32"][1])
+        assert torch.allclose(boxes, expected.boxes, atol=TOLERANCE["fp32"][1])
     assert not list(tmp_path.glob(".*"))  # no temporary file left beside it
 
 

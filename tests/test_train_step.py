@@ -32,7 +32,7 @@ def test_one_step_reproduces_the_reference_loss_and_gradients(reference_fixture,
         assert mask.flatten().nonzero().flatten().tolist() == cells
 
     out = model(io["z"], io["x"], io["z_feat_mask"])
-    loss, parts = tracking_loss(out["score_map"], out["boxes"], positive,
+    loss, parts = tracking_loss(out.score_map, out.boxes, positive,
                                 torch.stack([torch.from_numpy(normalized_box(b, size)) for b in boxes]))
     loss.backward()
     for ours, key in ((loss.detach(), "loss"), (parts["cls"], "cls_loss"), (parts["box"], "box_loss"),

@@ -77,11 +77,11 @@ class ServerSettings:
 
 def build_tracker(settings: ServerSettings) -> tuple[Any, Callable | None, str]:
     """(engine, masker or None, one-line description) for the settings. Raises with a clear message."""
-    from ..engine import TrackingEngine, precision_name, resolve_device
+    from ..engine import TrackingEngine, precision_name
     from .segmentify import BoxMasker, SamMasker
 
     spec = settings.model
-    engine = TrackingEngine(spec.load(), device=resolve_device(spec.device), dtype=spec.dtype)
+    engine = TrackingEngine(spec.load(), device=spec.device, dtype=spec.dtype)
     identity = spec.identity(precision_name(engine.dtype))
     config = engine.config
     description = (f"{identity['name']} ({spec.describe()}): width {config.embed_dim}, depth {config.depth}, "

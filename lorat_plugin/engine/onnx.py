@@ -23,9 +23,10 @@ from torch import nn
 
 from ..files import atomic_path
 from ..model import LoRAT, ModelConfig
+from ..model.network import NetworkOutput
 from .cast import cast_model
+from .backends import backend_for
 from .network import merged_model
-from .precision import PRECISIONS
 
 INPUT_NAMES = ("z", "x", "z_feat_mask")
 OUTPUT_NAMES = ("score_map", "boxes")
@@ -42,24 +43,11 @@ class OnnxExportError(RuntimeError):
     """The exported file does not reproduce PyTorch within :data:`TOLERANCE`."""
 
 
-class _NetworkCall(nn.Module):
-    """The model with the engine's call signature and a tuple of outputs (ONNX graphs return tensors, not dicts)."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, z: torch.Tensor, x: torch.Tensor, z_feat_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.model(z, x, z_feat_mask)
-        return out["score_map"], out["boxes"]
-
-
 def _export_module(model: LoRAT, dtype: str) -> nn.Module:
     if dtype not in TOLERANCE:
         raise ValueError(f"ONNX export precision must be fp32, fp16 or int8, got {dtype!r}")
     model = merged_model(model)
-    return _NetworkCall(cast_model(model, torch.float16, "cpu") if dtype == "fp16" else
-                        copy.deepcopy(model).cpu().eval())
+    return cast_model(model, torch.float16, "cpu") if dtype == "fp16" else copy.deepcopy(model).cpu().eval()
 
 
 def export_onnx(model: LoRAT, path: str | os.PathLike, *, dtype: str = "fp32", opset: int = DEFAULT_OPSET,
@@ -156,22 +144,22 @@ class OnnxNetwork:
             raise ValueError(f"{self.path} has no LoRAT model config in its metadata: export it with `lorat export`")
         self.config = ModelConfig.from_json(metadata[METADATA_CONFIG])
         self.precision = metadata.get(METADATA_DTYPE, "fp32")
-        self.dtype = PRECISIONS.get(self.precision, torch.float32)
+        self.dtype = backend_for(self.precision).dtype
         self.device = torch.device("cpu")
+        self.description = f"ONNX Runtime CPU, {self.precision} ({self.path.name})"
         names = [i.name for i in self.session.get_inputs()]
         if tuple(names) != INPUT_NAMES:
             raise ValueError(f"{self.path}: inputs {names}, expected {list(INPUT_NAMES)}")
         batch = self.session.get_inputs()[1].shape[0]
         self.fixed_batch: int | None = batch if isinstance(batch, int) else None
 
-    def __call__(self, z: torch.Tensor, x: torch.Tensor, z_feat_mask: torch.Tensor
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, z: torch.Tensor, x: torch.Tensor, z_feat_mask: torch.Tensor) -> NetworkOutput:
         if self.fixed_batch is not None and x.shape[0] != self.fixed_batch:
             raise ValueError(f"{self.path} was exported for batch size {self.fixed_batch}, got {x.shape[0]}: "
                              "export with a dynamic batch (the default) to track other batch sizes")
         feeds = {"z": _array(z, np.float32), "x": _array(x, np.float32), "z_feat_mask": _array(z_feat_mask, np.int64)}
         score_map, boxes = self.session.run(list(OUTPUT_NAMES), feeds)
-        return torch.from_numpy(score_map), torch.from_numpy(boxes)
+        return NetworkOutput(torch.from_numpy(score_map), torch.from_numpy(boxes))
 
 
 def _array(tensor: torch.Tensor, dtype: Any) -> np.ndarray:
