@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import re
 import sys
 
@@ -44,6 +45,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_device_and_precision(args: argparse.Namespace) -> None:
+    """``--device`` and ``--dtype`` through the one device parser and the backend table, before any file is read,
+    so that a typo is named first."""
+    if not hasattr(args, "device"):  # a verb without the model arguments
+        return
+    from .devices import parse_device
+    from .engine.precision import resolve_precision
+    from .model.sources import ENV
+
+    device_setting, device = "--device", args.device
+    if device is None and os.environ.get(ENV["device"], "").strip():
+        device_setting, device = ENV["device"], os.environ[ENV["device"]]
+    device = parse_device(device, setting=device_setting)
+    dtype = args.dtype or os.environ.get(ENV["dtype"], "").strip() or None
+    if dtype is not None:
+        resolve_precision(dtype, device)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     for i in range(len(argv) - 1, 0, -1):  # "--init -5,-5,40,40": argparse would read the leading minus as an option
@@ -55,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger().setLevel(logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO)
     tune_cpu_allocator()  # process-wide, so only here at the program's entry
     try:
+        check_device_and_precision(args)
         return int(args.run(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -175,6 +175,7 @@ class _Inner:
 
     def __init__(self, cuda: _FakeCuda, config: ModelConfig) -> None:
         self.config, self.device, self.dtype = config, torch.device("cuda:1"), torch.float16
+        self.description = "fake fp16 network"
         self.cuda, self.calls = cuda, []
 
     def __call__(self, z, x, mask):

@@ -98,8 +98,8 @@ def test_merge_unmerge_round_trip(tiny_backbone: Path, tiny_config) -> None:
         model.unmerge_lora()
         back = model(z, x, mask)
     for key in ("score_map", "boxes"):
-        torch.testing.assert_close(merged[key], ref[key], atol=1e-5, rtol=0)
-        torch.testing.assert_close(back[key], ref[key], atol=1e-6, rtol=0)
+        torch.testing.assert_close(getattr(merged, key), getattr(ref, key), atol=1e-5, rtol=0)
+        torch.testing.assert_close(getattr(back, key), getattr(ref, key), atol=1e-6, rtol=0)
     for key, value in model.state_dict().items():
         torch.testing.assert_close(value, before[key], atol=1e-6, rtol=0)
 
