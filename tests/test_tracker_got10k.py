@@ -142,7 +142,7 @@ def test_default_track_loop_and_misuse(tmp_path: Path, tiny_tracker: LoRATTracke
 
 @pytest.mark.parametrize("bad_init", [(10, 10, 0, 5), (1, 2, 3), (500, 500, 10, 10)])
 def test_update_after_a_failed_init_is_an_error(tiny_tracker: LoRATTracker, bad_init) -> None:
-    """Never the previous sequence's box (issue 15): a failed init leaves no state to track from."""
+    """Never the previous sequence's box: a failed init leaves no state to track from."""
     frames, boxes = _frames(3, (96, 72), 0)
     tiny_tracker.init(frames[0], boxes[0])
     tiny_tracker.update(frames[1])

@@ -86,7 +86,7 @@ def build_tracker(settings: ServerSettings) -> tuple[Any, Callable | None, str]:
     config = engine.config
     description = (f"{identity['name']} ({spec.describe()}): width {config.embed_dim}, depth {config.depth}, "
                    f"search {config.search_size} px, {engine.device} {identity['precision']}, "
-                   f"{type(engine.network).__name__}")
+                   f"{engine.network.description}")
     masker = None
     if settings.output == "mask":
         if settings.sam_checkpoint:
