@@ -54,7 +54,7 @@ setup(
         "baselines": ["opencv-contrib-python-headless", "got10k>=0.1.3"],  # got10k Tracker subclasses
         "demo": ["scikit-image", "opencv-contrib-python-headless", "got10k>=0.1.3", "av", "imageio", "imageio-ffmpeg"],
         "sam": ["segment-anything"],
-        "test": ["pytest", "pytest-timeout"],
+        "test": ["pytest", "pytest-timeout", "vermin"],  # vermin: tests/test_python_floor.py
     },
     entry_points={"console_scripts": ["lorat=lorat_plugin.cli:main"]},
 )

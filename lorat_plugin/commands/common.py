@@ -108,7 +108,10 @@ def engine_from_args(args: argparse.Namespace, device: str | None = None) -> tup
                              f"{', '.join(refused)} cannot apply to it (export another file with `lorat export "
                              "--dtype ...`, or drop --onnx)")
         from ..engine.onnx import OnnxNetwork
+        from ..engine.per_sequence import PerSequenceNetwork
 
-        return TrackingEngine(OnnxNetwork(onnx)), None
+        network = OnnxNetwork(onnx)
+        # one call per sequence, as the PyTorch CPU default (an int8 file's activation scale spans its batch)
+        return TrackingEngine(network if network.fixed_batch else PerSequenceNetwork(network)), None
     spec = ModelSpec.from_args(args)
     return TrackingEngine(spec.load(), device=device or spec.device, dtype=spec.dtype, **backend_flags(args)), spec

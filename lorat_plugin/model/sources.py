@@ -201,8 +201,12 @@ def file_digest(path: Path) -> str:
 
 @functools.cache
 def _digest(path: str, size: int, mtime_ns: int) -> str:
+    sha = hashlib.sha256()
     with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+        # read in chunks (hashlib.file_digest would do this, but needs Python 3.11; setup.py allows 3.10)
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            sha.update(chunk)
+    return sha.hexdigest()
 
 
 def state_digest(model: torch.nn.Module) -> str:
