@@ -41,7 +41,8 @@ def test_evaluate_then_report_with_the_engine(tmp_path, tiny_checkpoint, capsys,
     precision = model["precision"]  # the precision policy's default for this CPU
     assert name == model["name"] == f"LoRAT-tiny-{model['weights'][:8]}-{precision}"
     assert model["files"] == ["tiny.safetensors"] and precision in ("fp32", "bf16")
-    assert f"{name}: tiny.safetensors, weights {model['weights']}, {precision}, backend eager" in printed
+    assert f"{name}: tiny.safetensors, weights {model['weights']}, {precision}, backend {info['backend']}" in printed
+    assert info['backend'].startswith(('stored bf16 weights', 'fp32 weights')) and 'one call per sequence' in info['backend']
     metrics = json.loads((out / "report" / "metrics.json").read_text())
     entry = metrics["trackers"][name]
     assert metrics["dataset"] == dataset and entry["runs"] == 1 and entry["fps"] > 0
