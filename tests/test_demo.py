@@ -183,4 +183,9 @@ def test_demo_table_and_page_say_what_the_demo_model_is(tmp_path, tiny_checkpoin
     assert (tmp_path / "report" / "demo_table.txt").read_text() == result.table + "\n"
     page = (tmp_path / "report" / "report.html").read_text()
     assert "from scratch" in page and "LaSOT 71.7 AUC" in page and page.count("<h3>") == 2  # strips: 2 sequences
+    # one speed: the table's FPS per sequence is metrics.json's and the page's; the static box runs no model
+    fps = json.loads((tmp_path / "report" / "metrics.json").read_text())["trackers"]["LoRAT-demo"]["fps"]
+    assert lines[3].split()[-1] == f"{fps:.1f}" and f"<td>{fps:.1f}</td>" in page
+    assert lines[4].split()[-2:] == ["no", "model"] and "<td>no model</td>" in page
+    assert "FPS at 16 sequences per call: frames per second per sequence" in lines[1]
 
