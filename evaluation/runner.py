@@ -165,9 +165,7 @@ def run_benchmark(tracker: BatchTracker, sequences: Seq[Sequence], output_dir: s
         mine = [_Active(by_name[name], run, sequence_fingerprint(by_name[name]))
                 for name, run in plan.pending[rank::world]]
         _Scheduler(tracker, mine, output_dir, summary, options, plan.environment_of_rank[rank]).run()
-        if group is not None:
-            dist.barrier(group=group)
-        _count_every_rank(summary, group)
+        _count_every_rank(summary, group)  # a collective: past it, every rank's records are on disk
         summary.environments = [e for i, e in enumerate(every_rank) if e not in every_rank[:i]]
         if rank == 0:
             summary.failures = load_failures(output_dir)

@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 
 from lorat_plugin.data.datasets import load_dataset
-from lorat_plugin.evaluation import evaluate, load_results, per_sequence_table, run_benchmark, table, write_report
+from lorat_plugin.evaluation import (RunOptions, evaluate, load_results, per_sequence_table, run_benchmark, table,
+                                     write_report)
 from lorat_plugin.evaluation.records import load_records
 
 from evaluation_support import BrightBoxTracker, generated_sequence, make_benchmark
@@ -401,10 +402,11 @@ def test_speed_is_per_sequence_whatever_the_batch_and_warm_up_is_left_out(tmp_pa
     make_benchmark(tmp_path / "OTB", "otb", 4)
     sequences = load_dataset("otb", tmp_path / "OTB")  # lengths 12, 15, 18, 21: 66 frames
     speeds = {}
+    options = RunOptions(tracker_name="t", progress=False, batch_size=8)
     for batch in (1, 3):
-        out = tmp_path / f"batch{batch}"
-        summary = run_benchmark(BrightBoxTracker(), sequences, out, tracker_name="t", batch_size=batch,
-                                progress=False, clock=fixed_clock(0.004))
+        out = tmp_path / f"batch{batch}"  # the options as one object, a field replaced by a keyword
+        summary = run_benchmark(BrightBoxTracker(), sequences, out, options, batch_size=batch,
+                                clock=fixed_clock(0.004))
         entry = evaluate("otb", sequences, [load_results(out, "otb", sequences)])["trackers"]["t"]
         speeds[batch] = entry["speed"]
         assert summary.fps == entry["fps"] == entry["speed"]["fps"] == pytest.approx(250.0)

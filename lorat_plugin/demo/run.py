@@ -37,7 +37,6 @@ def run_demo(output: str | Path, model: Any = None, *, tracker_name: str = DEMO_
     Re-running reuses the benchmark and the baselines' results; the model is always run again. ``identity``
     (``ModelSpec.identity``) names the model in its ``run.json``; without it, a hash of the model's tensors does."""
     from ..evaluation import evaluate, load_results, render_table, run_benchmark, write_html_report, write_report
-    from ..evaluation.report import SPEED_NOTES
     from ..trackers.baselines import baseline
 
     output = Path(output)
@@ -77,8 +76,9 @@ def run_demo(output: str | Path, model: Any = None, *, tracker_name: str = DEMO_
     frames = sum(len(s) for s in sequences)
     table = render_table(metrics, header=[
         f"Procedural test split: {len(sequences)} sequences, {frames} frames, photographs never seen in training",
-        "AO, SR0.5, SR0.75: GOT-10k protocol; AUC, P@20: OPE (pytracking); "
-        f"FPS at {batch_size} sequences per call: {SPEED_NOTES['FPS'].removeprefix('FPS: ')}"],
+        "AO, SR0.5, SR0.75: GOT-10k protocol; AUC, P@20: OPE (pytracking)",
+        f"FPS: frames per second per sequence with {batch_size} sequences per call (each call counted whole, "
+        "warm-up left out); throughput: all sequences' frames per second (docs/evaluation.md, \"Speed\")"],
         footer=footer and ["", *footer], decimals=1)
     reports.append(output / "report" / "demo_table.txt")
     atomic_write_text(reports[-1], table + "\n")
@@ -95,16 +95,18 @@ def run_demo(output: str | Path, model: Any = None, *, tracker_name: str = DEMO_
 
 
 def combined_metrics(got10k: dict, ope: dict) -> dict[str, dict[str, float | str | None]]:
-    """The demo table: GOT-10k and OPE scores in percent, and the FPS per sequence of `lorat report`'s table."""
+    """The demo table: GOT-10k and OPE scores in percent, then the FPS per sequence and the throughput of
+    `lorat report`'s table."""
     from ..evaluation.report import speed_columns
 
     rows = {}
     for name, entry in got10k["trackers"].items():
         overall = entry["got10k"]["overall"]
         scores = ope["trackers"][name]["ope"]
+        speed = speed_columns(entry)
         rows[name] = {"AO": 100 * overall["ao"], "SR0.5": 100 * overall["sr50"], "SR0.75": 100 * overall["sr75"],
                       "AUC": 100 * scores["auc"], "P@20": 100 * scores["precision"],
-                      "FPS": speed_columns(entry)["FPS"]}
+                      "FPS": speed["FPS"], "throughput": speed["throughput"]}
     return rows
 
 
