@@ -10,7 +10,8 @@ from .report import (evaluate, load_results, per_sequence_scores, per_sequence_t
                      write_report)
 from .runner import BatchTracker, RunOptions, RunSummary, export_results, run_benchmark
 
-__all__ = ["run_benchmark", "RunOptions", "export_results", "RunSummary", "BatchTracker", "Speed", "speed_of", "BENCHMARKS", "FORMATS", "Benchmark",
+__all__ = ["run_benchmark", "RunOptions", "export_results", "RunSummary", "BatchTracker", "Speed", "speed_of",
+           "BENCHMARKS", "FORMATS", "Benchmark",
            "benchmark", "TrackerResults", "pack_got10k", "pack_trackingnet", "read_layout", "write_format",
            "Record", "load_record", "load_records", "save_record", "evaluate", "load_results", "table",
            "write_report", "per_sequence_table", "per_sequence_scores", "render_table",
