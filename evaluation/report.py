@@ -18,6 +18,7 @@ import numpy as np
 
 from lorat_plugin.data.annotations import format_table
 from lorat_plugin.data.sequence import Sequence
+from lorat_plugin.environment import format_environment
 from lorat_plugin.files import atomic_write_text
 
 from . import metrics as M
@@ -287,7 +288,7 @@ def speed_notes(trackers: dict[str, dict]) -> list[str]:
         if not speed.get("timed", True):
             lines.append(f"{name}: {NO_MODEL}: its time is the harness's, not a tracker's speed")
         elif speed.get("convention") == DIVIDED and speed.get("fps") is not None:
-            lines.append(f"{name}: {OLDER} records of schema 2, whose times were divided by the sequences per call "
+            lines.append(f"{name}: {OLDER} records before schema 3, whose times were divided by the sequences per call "
                          "(a throughput, not per sequence); `lorat evaluate` into a new folder gives the FPS")
         elif speed.get("convention") == TIME_FILES and speed.get("fps") is not None:
             lines.append(f"{name}: FPS from its time files (frames after the first over their times)")
@@ -295,14 +296,12 @@ def speed_notes(trackers: dict[str, dict]) -> list[str]:
             lines.append(f"{name}: warm-up left out: {speed['warmup_frames']} frames, "
                          f"{speed['warmup_seconds']:.2f} s of tracker calls")
         if speed.get("older_records"):
-            lines.append(f"{name}: {speed['older_records']} records of schema 2 left out of its speed")
+            lines.append(f"{name}: {speed['older_records']} records before schema 3 left out of its speed")
     return lines
 
 
 def environment_notes(trackers: dict[str, dict]) -> list[str]:
     """How each evaluation folder's records were tracked (run.json's environments), one line each."""
-    from lorat_plugin.environment import format_environment
-
     return [f"{name} ran on: {format_environment(environment)}" for name, entry in trackers.items()
             for environment in entry.get("environments", [])]
 

@@ -451,7 +451,7 @@ def test_speed_of_older_folders_is_labelled_and_untimed_trackers_are_marked(tmp_
     old_row, static_row = (line.split() for line in text.splitlines()[2:4])
     assert old_row[-5:-1] == ["500.0", "(old)", "-", "-"] and float(old_row[-1]) > 0  # FPS, batch, throughput
     assert static_row[1:4] != ["-"] * 3 and static_row[-5:] == ["no", "model", "-", "-", "-"]
-    assert "old: (old) records of schema 2, whose times were divided by the sequences per call" in text
+    assert "old: (old) records before schema 3, whose times were divided by the sequences per call" in text
     assert "static: no model: its time is the harness's, not a tracker's speed" in text
     assert "speed_fps: the got10k toolkit's figure, the mean of per-frame 1/t" in text
 
