@@ -187,6 +187,7 @@ class TrackerResults:
     times: dict[str, np.ndarray] = field(default_factory=dict)  # sequence -> N x runs seconds (may be absent)
     source: str = ""
     model: dict = field(default_factory=dict)  # an evaluation folder's model identity, precision and backend
+    how_it_ran: dict = field(default_factory=dict)  # an evaluation folder's speed, "timed" and environments
 
 
 def read_layout(folder: Path, sequences: list[Sequence], dataset: str, *, name: str | None = None) -> TrackerResults:

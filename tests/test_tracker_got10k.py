@@ -154,6 +154,7 @@ def test_update_after_a_failed_init_is_an_error(tiny_tracker: LoRATTracker, bad_
 
 
 def test_default_name_is_the_model_identity(tiny_checkpoint: Path, tmp_path: Path, caplog) -> None:
+    from lorat_plugin.environment import format_environment, run_environment
     from lorat_plugin.model.sources import ModelSpec
 
     caplog.set_level("INFO")
@@ -161,6 +162,7 @@ def test_default_name_is_the_model_identity(tiny_checkpoint: Path, tmp_path: Pat
     identity = ModelSpec.resolve(checkpoint=tiny_checkpoint, env={}).identity("fp32")
     assert tracker.name == identity["name"] and tracker.name.startswith("LoRAT-tiny-") and tracker.identity == identity
     assert identity["name"] in caplog.text and "cpu" in caplog.text  # identity and backend in the log
+    assert f"runs on: {format_environment(run_environment('cpu', batch_size=1, world_size=1))}" in caplog.text
     assert LoRATTracker(checkpoint=tiny_checkpoint, device="cpu", dtype="bf16").name.endswith("-bf16")
     assert LoRATTracker(checkpoint=tiny_checkpoint, device="cpu", name="mine").name == "mine"
     # a built model: named from its tensors, so two different models never share a results folder

@@ -22,6 +22,7 @@ from got10k.experiments import ExperimentOTB, ExperimentTColor128
 from got10k.trackers import Tracker
 
 from ..engine import TrackingEngine, TrackState, precision_name
+from ..environment import format_environment, run_environment
 from .baselines import as_rgb
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,8 @@ class LoRATTracker(Tracker):
         super().__init__(name=name or self.identity["name"], is_deterministic=True)
         log.info("LoRATTracker %s: %s on %s, %s", self.name, self.identity, self.engine.device,
                  type(self.engine.network).__name__)
+        log.info("LoRATTracker %s runs on: %s", self.name,
+                 format_environment(run_environment(self.engine.device, batch_size=1, world_size=1)))
         self.offset = 1.0 if one_based else 0.0
         self.state: TrackState | None = None
 

@@ -29,6 +29,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from ..environment import format_environment, run_environment
 from ..model.sources import PATH_VARIABLES, ModelSpec
 from .vot_registry import MODEL_VARIABLE
 
@@ -263,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         engine, masker, description = build_tracker(ServerSettings.from_env())
         log.info("%s (loaded in %.1f s)", description, time.perf_counter() - started)
+        log.info("runs on: %s; batch: the objects of each VOT frame",
+                 format_environment(run_environment(engine.device, world_size=1)))
     except Exception as e:  # noqa: BLE001 -- reported through TraX below, and here in the log
         log.error("cannot load the model: %s", e, exc_info=log.isEnabledFor(logging.DEBUG))
         startup_error = f"lorat: cannot load the model: {e}"

@@ -13,8 +13,12 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .common import add_backend_arguments, add_model_arguments
+
+if TYPE_CHECKING:
+    from ..evaluation import RunSummary
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -71,8 +75,7 @@ def run(args: argparse.Namespace) -> int:
                             progress=args.progress, model=model, backend=backend)
     if summary.rank != 0:
         return 0
-    print(f"{summary.tracker_name}: {len(summary.completed)} runs tracked here, {summary.skipped} already done"
-          + (f", {summary.fps:.1f} frames/s in the tracker" if summary.frames else ""))
+    print_summary(summary)
     if summary.retracked:
         print(f"re-tracked {len(summary.retracked)} runs whose sequence changed: {', '.join(summary.retracked)}")
     for path in summary.outputs:
@@ -86,3 +89,22 @@ def run(args: argparse.Namespace) -> int:
     print(f"score it with: lorat report {args.output}")
     return 0
 
+
+def print_summary(summary: "RunSummary") -> None:
+    """What this call tracked, over every rank, and its speed: the figure `lorat report` shows for the same runs."""
+    from ..environment import format_environment
+    from ..evaluation.report import SPEED_NOTES
+
+    processes = f" by {summary.world_size} processes" if summary.world_size > 1 else ""
+    print(f"{summary.tracker_name}: {len(summary.completed)} runs tracked{processes}, {summary.skipped} already done")
+    speed = summary.speed
+    if speed is not None and speed.fps is not None:
+        throughput = ""
+        if speed.throughput is not None:
+            per_process = " per process" if summary.world_size > 1 else ""
+            throughput = f"; throughput at batch {speed.batch}: {speed.throughput:.1f} frames/s{per_process}"
+        print(f"  FPS {speed.fps:.1f} frames/s per sequence{throughput}; warm-up left out: {speed.warmup_frames} "
+              f"frames, {speed.warmup_seconds:.2f} s")
+        print(f"  ({SPEED_NOTES['FPS']})")
+    for environment in summary.environments:
+        print(f"  ran on: {format_environment(environment)}")

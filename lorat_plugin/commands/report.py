@@ -1,5 +1,6 @@
-"""Score result folders by the benchmark's official metric definition: prints a table and writes metrics.json,
-table.txt and success/precision plots (PNG; LaSOT also per challenge attribute). Several folders = several
+"""Score result folders by the benchmark's official metric definition: prints a table (with the speed in frames per
+second per sequence, and how each evaluation ran) and writes metrics.json, table.txt, report.html and
+success/precision plots (PNG; LaSOT also per challenge attribute). Several folders = several
 trackers side by side. A folder is a ``lorat evaluate`` output or any folder in the got10k, OTB, LaSOT-toolkit,
 pytracking or TrackingNet layout (e.g. another tracker's published raw results).
 
