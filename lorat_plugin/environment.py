@@ -53,8 +53,8 @@ def _device(device: torch.device) -> dict[str, Any]:
         return {"type": "cuda", "name": torch.cuda.get_device_name(index), "cuda": torch.version.cuda}
     if device.type == "mps":
         return {"type": "mps", "name": f"Apple MPS ({platform.machine()})"}
-    described: dict[str, Any] = {"type": "cpu", "name": _cpu_name(), "capability": None,
-                                 "instruction_sets": _instruction_sets()}
+    described: dict[str, Any] = {"type": "cpu", "name": cpu_name(), "capability": None,
+                                 "instruction_sets": instruction_sets()}
     with contextlib.suppress(Exception):  # a build without ATen's CPU dispatch report
         described["capability"] = torch.backends.cpu.get_cpu_capability()
     # oneDNN uses the best instruction set above unless this caps it (oneDNN docs, "CPU dispatcher control")
@@ -64,7 +64,7 @@ def _device(device: torch.device) -> dict[str, Any]:
     return described
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
     """The CPU's model name: /proc/cpuinfo on Linux, else what the platform says."""
     with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
         for line in cpuinfo:
@@ -73,7 +73,7 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine() or "unknown CPU"
 
 
-def _instruction_sets() -> list[str]:
+def instruction_sets() -> list[str]:
     capabilities = getattr(torch.cpu, "get_capabilities", None)
     supported: dict[str, bool] = {}
     with contextlib.suppress(Exception):  # a torch build without the cpuinfo report
