@@ -29,7 +29,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from ..model.sources import PATH_VARIABLES, ModelSpec
+from ..model.sources import PATH_VARIABLES, ModelSpec, model_identity
 
 log = logging.getLogger("lorat.trax")
 
@@ -82,7 +82,7 @@ def build_tracker(settings: ServerSettings) -> tuple[Any, Callable | None, str]:
 
     spec = settings.model
     engine = TrackingEngine(spec.load(), device=resolve_device(spec.device), dtype=spec.dtype)
-    identity = spec.identity(precision_name(engine.dtype))
+    identity = model_identity(precision_name(engine.dtype), spec=spec)
     config = engine.config
     description = (f"{identity['name']} ({spec.describe()}): width {config.embed_dim}, depth {config.depth}, "
                    f"search {config.search_size} px, {engine.device} {identity['precision']}, "

@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from ..distributed import local_device
     from ..engine import precision_name
     from ..evaluation import run_benchmark
-    from ..model.sources import file_digest, make_identity
+    from ..model.sources import model_identity
     from .common import engine_from_args
 
     dataset = dataset_key(args.dataset)
@@ -59,11 +59,8 @@ def run(args: argparse.Namespace) -> int:
         device = str(local_device(device, key="--device"))
     engine, spec = engine_from_args(args, device)
     precision = precision_name(engine.dtype)
-    if spec is not None:
-        model = spec.identity(precision)
-    else:  # --onnx: the exported file is the weights
-        onnx = Path(args.onnx)
-        model = make_identity(onnx.stem, None, file_digest(onnx)[:12], [onnx.name], precision)
+    # with --onnx there is no spec: the exported file is the weights
+    model = model_identity(precision, spec=spec, exported=None if spec is not None else Path(args.onnx))
     backend = "onnx" if args.onnx else "+".join(
         f.replace("_", "-") for f in ("compile", "cuda_graphs", "autocast") if getattr(args, f)) or "eager"
     summary = run_benchmark(engine, sequences, Path(args.output), tracker_name=args.tracker_name or model["name"],
