@@ -2,7 +2,7 @@
 batch tracker (runner.py), result layouts and server zips (formats.py), official metrics (metrics.py), metrics.json,
 tables and plots (report.py, plots.py), the HTML report (html.py). See docs/evaluation.md.
 """
-from .benchmarks import BENCHMARKS, FORMATS, Benchmark, benchmark
+from .benchmarks import FORMATS, Benchmark, benchmark
 from .formats import TrackerResults, pack_got10k, pack_trackingnet, read_layout, write_format
 from .html import write_html_report
 from .records import Record, load_record, load_records, save_record
@@ -10,7 +10,7 @@ from .report import (evaluate, load_results, per_sequence_scores, per_sequence_t
                      write_report)
 from .runner import BatchTracker, RunSummary, export_results, run_benchmark
 
-__all__ = ["run_benchmark", "export_results", "RunSummary", "BatchTracker", "BENCHMARKS", "FORMATS", "Benchmark",
+__all__ = ["run_benchmark", "export_results", "RunSummary", "BatchTracker", "FORMATS", "Benchmark",
            "benchmark", "TrackerResults", "pack_got10k", "pack_trackingnet", "read_layout", "write_format",
            "Record", "load_record", "load_records", "save_record", "evaluate", "load_results", "table",
            "write_report", "per_sequence_table", "per_sequence_scores", "render_table",

@@ -98,7 +98,7 @@ def run_benchmark(tracker: BatchTracker, sequences: Seq[Sequence], output_dir: s
     if len({s.name for s in sequences}) != len(sequences):
         raise ValueError("sequence names must be unique within a benchmark")
     output_dir = Path(output_dir)
-    dataset = dataset or sequences[0].dataset
+    dataset = benchmark(dataset or sequences[0].dataset).key  # an unknown benchmark fails before any tracking
     tracker_name = safe_name(tracker_name)
     rank, world, group, created = _distributed()
     summary = RunSummary(output_dir, tracker_name, rank=rank, world_size=world)

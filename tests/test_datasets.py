@@ -7,9 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from lorat_plugin.data import AnnotationError
-from lorat_plugin.data.datasets import DATASETS, dataset_key, load_dataset
+from lorat_plugin.data.datasets import DATASETS, DatasetInfo, dataset_info, dataset_key, load_dataset
+from lorat_plugin.data.datasets import registry
 from lorat_plugin.data.datasets.write import write_dataset
 
 from evaluation_support import generated_sequence
@@ -125,9 +127,11 @@ def test_tnl2k_lists_frames_in_natural_order(tmp_path):
 
 
 def test_registry_names_and_root_errors(tmp_path):
-    assert set(DATASETS) >= {"got10k", "lasot", "lasot_ext", "trackingnet", "otb", "uav123", "nfs", "tnl2k"}
+    assert set(DATASETS) >= {"got10k", "lasot", "lasot_ext", "trackingnet", "otb", "uav123", "nfs", "tnl2k",
+                             "procedural", "custom", "coco"}
     assert dataset_key("LaSOT_Extension") == "lasot_ext" and dataset_key("GOT-10k") == "got10k"
-    with pytest.raises(ValueError, match="unknown dataset"):
+    assert dataset_key("OTB2015") == "otb" and dataset_key(" UAV ") == "uav123"
+    with pytest.raises(ValueError, match="unknown dataset 'imagenet'; known: got10k, lasot, .*procedural, custom"):
         load_dataset("imagenet", tmp_path)
     with pytest.raises(FileNotFoundError, match="root not found"):
         load_dataset("lasot", tmp_path / "nowhere")
@@ -224,3 +228,69 @@ def test_an_annotation_shorter_than_the_frames_follows_the_benchmark_rule(tmp_pa
     else:
         with pytest.raises(AnnotationError, match=f"{gt}: 10 annotated frames but 12 images"):
             load_dataset(dataset, tmp_path, split)
+
+
+def test_each_reader_declares_its_conventions_once():
+    """The facts evaluation used to keep in a second table, now registered by the readers themselves."""
+    got10k, lasot, otb, uav = (dataset_info(k) for k in ("got10k", "lasot", "otb", "uav123"))
+    assert (got10k.protocol, got10k.one_based, got10k.formats, got10k.default_split) == ("got10k", False, ("got10k",),
+                                                                                          None)
+    assert (lasot.one_based, lasot.ope_kind, lasot.also_lasot_toolkit, lasot.splits) == (True, "lasot", True,
+                                                                                         ("test", "train", "all"))
+    assert otb.one_based and otb.also_got10k_otb and uav.pytracking_prefix == "uav_" and uav.ope_kind == "uav"
+    assert dataset_info("trackingnet").protocol == "trackingnet" and dataset_info("coco").protocol is None
+    custom, procedural = dataset_info("custom"), dataset_info("procedural")
+    assert (custom.protocol, custom.one_based, procedural.protocol, procedural.one_based) == ("ope", False, "ope", False)
+
+
+def test_a_new_reader_is_one_registration(tmp_path, monkeypatch):
+    """Adding a benchmark reader: its module registers one entry; names, help and errors follow from it."""
+    monkeypatch.setattr(registry, "DATASETS", dict(registry.DATASETS))
+    stub = DatasetInfo("stub", "Stub benchmark", lambda root, split: [], splits=("easy", "hard"),
+                       default_split="easy", one_based=True, aliases=("stub-2024",))
+    registry.register(stub)
+    assert dataset_key("Stub-2024") == "stub" and dataset_info("stub") is stub
+    assert "stub: easy|hard" in registry.split_help() and registry.dataset_help().endswith("stub")
+    assert load_dataset("stub", tmp_path) == []
+    with pytest.raises(ValueError, match="dataset names already registered: otb2015"):
+        registry.register(DatasetInfo("otb_copy", "OTB again", stub.load, splits=("all",), default_split="all",
+                                      aliases=("otb2015",)))
+    with pytest.raises(ValueError, match="unknown protocol 'auc'"):
+        DatasetInfo("bad", "Bad", stub.load, splits=("all",), default_split="all", protocol="auc")
+    with pytest.raises(ValueError, match="default split 'test' is not one of its splits"):
+        DatasetInfo("bad", "Bad", stub.load, splits=("all",), default_split="test")
+
+
+def test_custom_sequences_are_read_zero_based_from_img_or_beside(tmp_path):
+    root = tmp_path / "mine"
+    for name, image_dir in (("walk", "img"), ("run", "")):
+        sequence = generated_sequence(name, 6, seed=len(name))
+        folder = root / name / image_dir
+        folder.mkdir(parents=True)
+        for number, image in enumerate(sequence.images, start=1):
+            Image.fromarray(image).save(folder / f"frame{number}.png")
+        np.savetxt(root / name / "groundtruth.txt", sequence.boxes, fmt="%.4f", delimiter=",")
+    loaded = load_dataset("custom", root)
+    assert [s.name for s in loaded] == ["run", "walk"] and all(s.dataset == "custom" for s in loaded)
+    assert [f.name for f in loaded[1].frames][:2] == ["frame1.png", "frame2.png"] and len(loaded[1]) == 6
+    np.testing.assert_allclose(loaded[0].boxes, generated_sequence("run", 6, seed=3).boxes, atol=1e-4)
+    (root / "run" / "frame6.png").unlink()
+    with pytest.raises(AnnotationError, match="groundtruth.txt: 6 annotated frames but 5 images"):
+        load_dataset("custom", root)
+    with pytest.raises(ValueError, match="a custom dataset has no splits"):
+        load_dataset("custom", root, "test")
+
+
+@pytest.mark.parametrize("verb", ["evaluate", "report"])
+def test_dataset_and_split_help_come_from_the_registry(verb, capsys, monkeypatch):
+    from lorat_plugin.cli import main
+
+    monkeypatch.setenv("COLUMNS", "1000")  # one help entry per line
+    with pytest.raises(SystemExit):
+        main([verb, "--help"])
+    lines = capsys.readouterr().out.splitlines()
+    dataset_line = next(line for line in lines if line.strip().startswith("--dataset"))
+    split_line = next(line for line in lines if line.strip().startswith("--split"))
+    for key, info in DATASETS.items():
+        assert (key in dataset_line) == (info.protocol is not None), key  # training-only data is not scored
+        assert (f"{key}: {info.split_help}" in split_line) == (info.protocol is not None), key

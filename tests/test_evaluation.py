@@ -461,3 +461,56 @@ def test_result_files_get_the_umask_mode(tmp_path):
     kinds = {p.suffix for p in files}
     assert {".npz", ".json", ".txt", ".zip", ".png"} <= kinds
     assert {oct(p.stat().st_mode & 0o777) for p in files} == {"0o644"}
+
+
+def test_an_unknown_benchmark_key_is_an_error_before_any_tracking(tmp_path):
+    from lorat_plugin.evaluation import benchmark
+
+    make_benchmark(tmp_path / "GOT", "got10k", 1, split="val")
+    sequences = load_dataset("got10k", tmp_path / "GOT", "val")
+    tracker = BrightBoxTracker()
+    with pytest.raises(ValueError, match="unknown dataset 'got10k_val'; known: got10k, .*, procedural, custom"):
+        run_benchmark(tracker, sequences, tmp_path / "run", tracker_name="bright", dataset="got10k_val",
+                      progress=False)
+    assert tracker.init_calls == 0
+    with pytest.raises(ValueError, match="unknown dataset 'imagenet'"):
+        evaluate("imagenet", sequences, [])
+    with pytest.raises(ValueError, match="coco is training data only"):
+        benchmark("coco")
+
+
+def test_sequences_naming_no_benchmark_are_custom_zero_based_ope(tmp_path):
+    from dataclasses import replace
+
+    make_benchmark(tmp_path / "OTB", "otb", 2, length=6)
+    one_based = load_dataset("otb", tmp_path / "OTB")
+    sequences = [replace(s, dataset="") for s in one_based]  # e.g. built by hand in Python
+    out = tmp_path / "run"
+    run_benchmark(BrightBoxTracker(), sequences, out, tracker_name="bright", progress=False)
+    assert json.loads((out / "run.json").read_text())["dataset"] == "custom"
+    result = evaluate("custom", sequences, [load_results(out, "custom", sequences)])
+    assert result["title"] == "Custom sequences" and "got10k_otb" not in result["trackers"]["bright"]
+    first = sequences[0]
+    written = np.loadtxt(out / "pytracking" / "bright" / f"{first.name}.txt", delimiter="\t")
+    records = load_records(out)
+    np.testing.assert_allclose(written, records[first.name][1].boxes, atol=5e-4)  # 0-based, as tracked
+
+
+def test_a_registered_reader_is_scored_by_its_own_conventions(tmp_path, monkeypatch):
+    """A new benchmark reader registers its conventions once; the runner and the report read them from there."""
+    from dataclasses import replace
+
+    from lorat_plugin.data.datasets import DatasetInfo, registry
+
+    make_benchmark(tmp_path / "OTB", "otb", 2, length=6)
+    sequences = [replace(s, dataset="stub") for s in load_dataset("otb", tmp_path / "OTB")]
+    monkeypatch.setattr(registry, "DATASETS", dict(registry.DATASETS))
+    registry.register(DatasetInfo("stub", "Stub benchmark", lambda root, split: sequences, splits=("all",),
+                                  default_split="all", one_based=True, formats=("lasot",)))
+    out = tmp_path / "run"
+    run_benchmark(BrightBoxTracker(), sequences, out, tracker_name="bright", progress=False)
+    first = sequences[0]
+    written = np.loadtxt(out / "lasot" / "bright_tracking_result" / f"{first.name}.txt", delimiter=",")
+    np.testing.assert_allclose(written[:, :2], load_records(out)[first.name][1].boxes[:, :2] + 1, atol=5e-4)
+    result = evaluate("stub", sequences, [load_results(out, "stub", sequences)])
+    assert result["title"] == "Stub benchmark" and "auc" in result["trackers"]["bright"]["ope"]

@@ -18,11 +18,11 @@ from .common import add_backend_arguments, add_model_arguments
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", required=True,
-                        help="got10k, lasot, lasot_ext, trackingnet, otb, uav123, nfs, tnl2k")
+    from ..data.datasets import dataset_help, split_help
+
+    parser.add_argument("--dataset", required=True, help=dataset_help(scored_only=True))
     parser.add_argument("--root", required=True, help="the benchmark's folder in its standard layout")
-    parser.add_argument("--split", help="got10k: train|val|test; trackingnet: test|TRAIN_<k>; lasot: test|train|all; "
-                                        "otb: otb100|otb2013|tb50; uav123: UAV123|UAV20L; nfs: 30|240")
+    parser.add_argument("--split", help=f"{split_help(scored_only=True)} (default first)")
     parser.add_argument("--output", required=True, help="evaluation folder (created; reused to resume)")
     parser.add_argument("--tracker-name", help="name in result files and reports (default: the model's identity, "
                                                "LoRAT-<variant or checkpoint stem>-<weights hash>-<precision>)")

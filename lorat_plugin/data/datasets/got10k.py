@@ -15,6 +15,7 @@ import numpy as np
 from ..sequence import AnnotationError, Sequence
 from ..annotations import (list_images, numbered_frames, read_boxes, read_flags, read_name_list, read_text,
                            require_dir, sequence_folders)
+from .registry import DatasetInfo, register
 
 SPLITS = ("train", "val", "test")
 _RESOLUTION = re.compile(r"\(\s*(\d+)\s*,\s*(\d+)\s*\)")
@@ -99,3 +100,7 @@ def read_meta_info(path: Path) -> dict[str, str]:
             raise AnnotationError(f"{path}, line {number}: expected 'key: value', got {line!r}")
         meta[key.strip()] = value.strip()
     return meta
+
+
+register(DatasetInfo("got10k", "GOT-10k", load, splits=SPLITS, default_split=None, protocol="got10k",
+                     formats=("got10k",), aliases=("got-10k",)))

@@ -15,6 +15,7 @@ import numpy as np
 from ..sequence import AnnotationError, Sequence
 from ..annotations import (natural_key, numbered_frames, read_boxes, read_flags, read_name_list, read_text,
                            require_dir, sequence_folders)
+from .registry import DatasetInfo, register
 
 # the columns of the LaSOT toolkit's annos/att/<seq>.txt, in order (Illumination Variation ... Aspect Ratio Change)
 ATTRIBUTE_NAMES = ("IV", "POC", "DEF", "MB", "CM", "ROT", "BC", "VC", "SV", "FOC", "FM", "OV", "LR", "ARC")
@@ -107,3 +108,10 @@ def _load_sequence(folder: Path, dataset: str, attribute_dir: Path | None) -> Se
         raise AnnotationError(f"{gt_file}, line {bad + 1}: a visible frame needs a finite box")
     visible &= np.all(boxes[:, 2:] > 0, axis=1)  # a zero-size box cannot be tracked or trained on
     return Sequence(folder.name, frames, boxes, visible, dataset=dataset, attributes=attributes)
+
+
+register(DatasetInfo("lasot", "LaSOT", load, splits=("test", "train", "all"), default_split="test", one_based=True,
+                     ope_kind="lasot", formats=("lasot", "pytracking"), also_lasot_toolkit=True))
+register(DatasetInfo("lasot_ext", "LaSOT_ext", load_ext, splits=("test",), default_split="test", one_based=True,
+                     ope_kind="lasot", formats=("lasot", "pytracking"), also_lasot_toolkit=True,
+                     aliases=("lasot_extension", "lasotext")))

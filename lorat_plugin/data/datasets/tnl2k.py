@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..sequence import Sequence
 from ..annotations import check_frame_count, list_images, read_boxes, read_text, require_dir, sequence_folders
+from .registry import DatasetInfo, register
 
 
 def load(root: str | Path, split: str | None = None) -> list[Sequence]:
@@ -29,3 +30,6 @@ def load(root: str | Path, split: str | None = None) -> list[Sequence]:
             attributes["language"] = read_text(language).strip()
         sequences.append(Sequence(folder.name, frames[:len(boxes)], boxes, dataset="tnl2k", attributes=attributes))
     return sequences
+
+
+register(DatasetInfo("tnl2k", "TNL2K", load, splits=("test",), default_split="test", formats=("lasot", "pytracking")))
