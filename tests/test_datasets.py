@@ -294,3 +294,43 @@ def test_dataset_and_split_help_come_from_the_registry(verb, capsys, monkeypatch
     for key, info in DATASETS.items():
         assert (key in dataset_line) == (info.protocol is not None), key  # training-only data is not scored
         assert (f"{key}: {info.split_help}" in split_line) == (info.protocol is not None), key
+
+
+def test_custom_layout_round_trips_through_the_one_writer(tmp_path):
+    written = _written(tmp_path, "custom", ["walk", "run-2"], hidden=())
+    _check_boxes(load_dataset("custom", tmp_path), written)
+
+
+def test_a_new_layout_is_one_function_and_sequences_are_written_whole(tmp_path, monkeypatch):
+    from lorat_plugin.data.datasets import write
+
+    monkeypatch.setattr(write, "LAYOUTS", dict(write.LAYOUTS))
+
+    @write.layout("flat", folder=lambda name, split: f"{split}/{name}", frames="frames/%03d.png", first_frame=0,
+                  listing=lambda split: f"{split}/names.txt")
+    def _flat(s, split, box_format):
+        return {f"{split}/{s.name}/boxes.txt": write.box_lines(s.boxes, box_format, one_based=True),
+                f"{split}/index/{s.name}.txt": f"{len(s.boxes)}\n"}  # a file outside the sequence's folder
+
+    sequence = generated_sequence("a", 3)
+    sequence.boxes[1] = 0  # no target
+    write.write_dataset(tmp_path, "flat", [sequence], split="s", box_format="%.2f")
+    folder = tmp_path / "s" / "a"
+    assert sorted(p.name for p in (folder / "frames").iterdir()) == ["000.png", "001.png", "002.png"]
+    lines = (folder / "boxes.txt").read_text().splitlines()
+    x, y, w, h = sequence.boxes[0]
+    assert lines[0] == f"{x + 1:.2f},{y + 1:.2f},{w:.2f},{h:.2f}" and lines[1] == "0,0,0,0"
+    assert (tmp_path / "s" / "index" / "a.txt").read_text() == "3\n"
+    write.write_dataset(tmp_path, "flat", [generated_sequence("b", 2)], split="s")
+    assert (tmp_path / "s" / "names.txt").read_text() == "a\nb\n"
+
+    broken = generated_sequence("a", 3)
+    broken.images[2] = np.zeros((4, 4, 3), dtype=bool)  # not an image: the write fails on the last frame
+    with pytest.raises(ValueError):
+        write.write_sequence(tmp_path, "flat", broken, split="s")
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == ["a", "b", "index", "names.txt"]  # no partial
+    assert (folder / "boxes.txt").read_text().splitlines()[1] == "0,0,0,0"  # the earlier sequence, untouched
+    write.write_sequence(tmp_path, "flat", generated_sequence("a", 2), split="s")  # a rewrite replaces it whole
+    assert sorted(p.name for p in (folder / "frames").iterdir()) == ["000.png", "001.png"]
+    with pytest.raises(ValueError, match="no layout writer for dataset 'vot2099'"):
+        write.write_dataset(tmp_path, "vot2099", [])

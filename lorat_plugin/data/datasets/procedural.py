@@ -14,7 +14,6 @@ from .registry import DatasetInfo, register
 
 SPLITS = ("test", "train")
 GOT10K_SUBSETS = {"test": "val", "train": "train"}  # the GOT-10k layout writes the test split as val
-LASOT_LISTS = {"test": "testing_set.txt", "train": "training_set.txt"}
 
 
 def load(root: str | Path, split: str | None = None) -> list[Sequence]:
@@ -24,10 +23,10 @@ def load(root: str | Path, split: str | None = None) -> list[Sequence]:
         raise ValueError(f"unknown procedural split {split!r} (expected one of {', '.join(SPLITS)})")
     if (root / GOT10K_SUBSETS[split] / "list.txt").is_file():
         return got10k.load(root, GOT10K_SUBSETS[split])
-    if (root / LASOT_LISTS[split]).is_file():
+    if (root / lasot.SPLIT_LISTS[split]).is_file():
         return lasot.load(root, split)
     raise FileNotFoundError(f"no procedural {split} split under {root}: expected "
-                            f"{root / GOT10K_SUBSETS[split] / 'list.txt'} or {root / LASOT_LISTS[split]} "
+                            f"{root / GOT10K_SUBSETS[split] / 'list.txt'} or {root / lasot.SPLIT_LISTS[split]} "
                             "(written by `lorat make-benchmark`)")
 
 
