@@ -334,3 +334,49 @@ def test_a_new_layout_is_one_function_and_sequences_are_written_whole(tmp_path, 
     assert sorted(p.name for p in (folder / "frames").iterdir()) == ["000.png", "001.png"]
     with pytest.raises(ValueError, match="no layout writer for dataset 'vot2099'"):
         write.write_dataset(tmp_path, "vot2099", [])
+
+
+BAD_NAMES = {"dot": ".", "dot_dot": "..", "absolute": "/etc", "separator": "a/b", "backslash": "a\\b",
+             "escape": "a\x1b]0;title\x07", "form_feed": "a\x0cb"}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_NAMES))
+@pytest.mark.parametrize("dataset", ["got10k", "lasot", "vot"])
+def test_a_listed_sequence_name_that_is_a_path_is_refused_naming_the_file_and_line(tmp_path, dataset, case):
+    """list.txt (GOT-10k, VOT) and testing_set.txt (LaSOT): a line `..` once made `<output>/GOT-10k/.._001.txt`."""
+    if dataset == "vot":
+        from lorat_plugin.data.datasets.vot import find_sequences
+
+        (tmp_path / "first").mkdir()  # checked as a name only: the list's bad line comes first
+        listing = tmp_path / "list.txt"
+        listing.write_text(f"first\n{BAD_NAMES[case]}\n")
+        load = lambda: find_sequences(tmp_path)  # noqa: E731
+    else:
+        names = ["GOT-10k_Val_000001"] if dataset == "got10k" else ["cat-1"]
+        _written(tmp_path, dataset, names, split="val" if dataset == "got10k" else "test")
+        listing = tmp_path / ("val/list.txt" if dataset == "got10k" else "testing_set.txt")
+        listing.write_text(f"{names[0]}\n{BAD_NAMES[case]}\n")
+        load = lambda: load_dataset(dataset, tmp_path, "val" if dataset == "got10k" else "test")  # noqa: E731
+    with pytest.raises(AnnotationError) as error:
+        load()
+    message = str(error.value)
+    assert message.startswith(f"{listing}, line 2: sequence name {BAD_NAMES[case]!r}") and "\n" not in message
+    assert "\x1b" not in message and "\r" not in message
+
+
+@pytest.mark.parametrize("dataset", ["got10k", "lasot", "trackingnet", "tnl2k", "custom"])
+def test_a_folder_or_file_name_with_a_control_character_is_refused_naming_the_folder(tmp_path, dataset):
+    """Names read from folder and file names (no list file) are checked as well, by every reader."""
+    name = {"lasot": "cat-\x1b[31m1", "trackingnet": "a\x07_0"}.get(dataset, "GOT-10k_Val_\x1b[31m1")
+    split = {"got10k": "val", "trackingnet": "TRAIN_0"}.get(dataset)
+    _written(tmp_path, dataset, [name], split=split)
+    for listing in (tmp_path / "val" / "list.txt", tmp_path / "testing_set.txt"):
+        listing.unlink(missing_ok=True)  # names come from the folders
+    with pytest.raises(AnnotationError, match=r"sequence name .* holds a control character") as error:
+        load_dataset(dataset, tmp_path, split)
+    assert "\x1b" not in str(error.value) and "\x07" not in str(error.value)
+
+
+def test_names_with_glob_characters_are_plain_names(tmp_path):
+    written = _written(tmp_path, "got10k", ["seq[1]", "seq1", "star*", "what?"], split="val")
+    assert sorted(s.name for s in load_dataset("got10k", tmp_path, "val")) == sorted(written)

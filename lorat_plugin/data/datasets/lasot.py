@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from ..sequence import AnnotationError, Sequence
-from ..annotations import (natural_key, numbered_frames, read_boxes, read_flags, read_name_list, read_text,
-                           require_dir, sequence_folders)
+from ..annotations import natural_key, numbered_frames, read_boxes, read_flags, read_text, require_dir, sequence_folders
+from .names import read_sequence_list
 from .registry import DatasetInfo, register
 
 # the columns of the LaSOT toolkit's annos/att/<seq>.txt, in order (Illumination Variation ... Aspect Ratio Change)
@@ -71,7 +71,7 @@ def _split_names(root: Path, split: str | None) -> list[str] | None:
         raise ValueError(f"unknown LaSOT split {split!r} (expected train, test or all)")
     list_file = root / SPLIT_LISTS[wanted]
     if list_file.is_file():
-        return read_name_list(list_file)
+        return read_sequence_list(list_file)
     try:  # the split the got10k package bundles
         import got10k.datasets
 

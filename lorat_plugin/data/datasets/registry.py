@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..sequence import Sequence
+from .names import check_sequence_name
 
 Loader = Callable[[Path, "str | None"], "list[Sequence]"]
 
@@ -87,7 +88,13 @@ def dataset_info(name: str) -> DatasetInfo:
 
 
 def load_dataset(name: str, root: str | Path, split: str | None = None) -> list[Sequence]:
-    return dataset_info(name).load(Path(root).expanduser(), split)
+    """The sequences of a dataset; every name checked (list files are checked line by line as they are read)."""
+    root = Path(root).expanduser()
+    sequences = dataset_info(name).load(root, split)
+    for sequence in sequences:  # names that came from folder or file names
+        source = sequence.frames[0].parent if len(sequence.frames) else root
+        check_sequence_name(sequence.name, source)
+    return sequences
 
 
 def dataset_help(*, scored_only: bool = False) -> str:
