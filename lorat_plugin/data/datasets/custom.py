@@ -8,26 +8,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..sequence import Sequence
-from ..annotations import check_frame_count, list_images, read_boxes, require_dir, sequence_folders
+from ..annotations import require_dir
 from .registry import DatasetInfo, register
+from .tnl2k import annotated_folders  # the same folder layout, without the language file
 
 
 def load(root: str | Path, split: str | None = None) -> list[Sequence]:
     root = require_dir(root, "custom dataset")
     if split not in (None, "all"):
         raise ValueError(f"a custom dataset has no splits: pass the folder you want as the root (got split={split!r})")
-    folders = sequence_folders(root, "groundtruth.txt")
-    if not folders:
-        raise FileNotFoundError(f"no sequences (<seq>/groundtruth.txt) under {root}")
-    sequences = []
-    for folder in folders:
-        gt_file = folder / "groundtruth.txt"
-        boxes = read_boxes(gt_file)
-        image_dir = next((d for d in (folder / "img", folder / "imgs") if d.is_dir()), folder)
-        frames = list_images(image_dir)
-        check_frame_count(gt_file, len(boxes), len(frames), image_dir, rule="equal")
-        sequences.append(Sequence(folder.name, frames, boxes, dataset="custom"))
-    return sequences
+    return [Sequence(folder.name, frames, boxes, dataset="custom") for folder, frames, boxes in
+            annotated_folders(root, "custom", image_dirs=("img", "imgs", ""), rule="equal")]
 
 
 register(DatasetInfo("custom", "Custom sequences", load, splits=("all",), default_split="all"))

@@ -29,7 +29,7 @@ class DatasetInfo:
     key: str
     title: str
     load: Loader
-    splits: tuple[str, ...]        # what the reader's ``split`` accepts, as the help shows it (``TRAIN_<k>``: a pattern)
+    splits: tuple[str, ...]        # what the reader's ``split`` accepts, as help shows it (``TRAIN_<k>``: a pattern)
     default_split: str | None      # the split read when none is given; None: the user must choose
     one_based: bool = False        # the files use 1-based MATLAB pixels (sequences are always 0-based)
     protocol: str | None = "ope"   # one of PROTOCOLS; None: training data, not scored

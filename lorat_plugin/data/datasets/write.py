@@ -66,7 +66,8 @@ LAYOUTS: dict[str, Layout] = {}
 
 
 def layout(name: str, *, folder: Callable[[str, str | None], str], frames: str, first_frame: int = 1,
-           listing: Callable[[str | None], str | None] = lambda split: None) -> Callable[[FilesFunction], FilesFunction]:
+           listing: Callable[[str | None], str | None] = lambda split: None
+           ) -> Callable[[FilesFunction], FilesFunction]:
     """Register ``files`` as the text files of layout ``name`` (a decorator)."""
     def register(files: FilesFunction) -> FilesFunction:
         LAYOUTS[name] = Layout(name, folder, frames, first_frame, files, listing)
