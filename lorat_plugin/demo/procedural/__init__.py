@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ...files import atomic_write_text
 from ...data.datasets.write import write_listing
+from ...files import atomic_write_text
 from .layouts import LAYOUTS, groundtruth_digest, layout_split, list_file, sequence_folder, write_sequence
 from .photos import PHOTOGRAPHS, SPLITS, load_photograph, photograph_split, split_photographs, texture_names
 from .plan import CHALLENGES, ScenePlan, plan_sequence
