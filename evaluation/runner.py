@@ -144,7 +144,7 @@ def run_benchmark(tracker: BatchTracker, sequences: Seq[Sequence], output_dir: s
     if not getattr(tracker, "timed", True):  # the tracker says its time is not a model's
         options = replace(options, timed=False)
     output_dir = Path(output_dir)
-    dataset = options.dataset or sequences[0].dataset
+    dataset = benchmark(options.dataset or sequences[0].dataset).key  # an unknown benchmark fails before tracking
     tracker_name = safe_name(options.tracker_name)
     rank, world, group, created = _distributed()
     summary = RunSummary(output_dir, tracker_name, rank=rank, world_size=world)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -20,7 +21,7 @@ import pytest
 from lorat_plugin.data.datasets import load_dataset
 from lorat_plugin.evaluation import (RunOptions, evaluate, load_results, per_sequence_table, run_benchmark, table,
                                      write_report)
-from lorat_plugin.evaluation.records import load_records
+from lorat_plugin.evaluation.records import load_records, record_path
 
 from evaluation_support import BrightBoxTracker, generated_sequence, make_benchmark
 
@@ -574,3 +575,115 @@ def test_the_environment_module_loads_no_other_layer():
              "print(sorted(m for m in sys.modules if m.startswith('lorat_plugin')))")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "['lorat_plugin', 'lorat_plugin.environment']"
+
+
+def test_an_unknown_benchmark_key_is_an_error_before_any_tracking(tmp_path):
+    from lorat_plugin.evaluation import benchmark
+
+    make_benchmark(tmp_path / "GOT", "got10k", 1, split="val")
+    sequences = load_dataset("got10k", tmp_path / "GOT", "val")
+    tracker = BrightBoxTracker()
+    with pytest.raises(ValueError, match="unknown dataset 'got10k_val'; known: got10k, .*, procedural, custom"):
+        run_benchmark(tracker, sequences, tmp_path / "run", tracker_name="bright", dataset="got10k_val",
+                      progress=False)
+    assert tracker.init_calls == 0
+    with pytest.raises(ValueError, match="unknown dataset 'imagenet'"):
+        evaluate("imagenet", sequences, [])
+    with pytest.raises(ValueError, match="coco is training data only"):
+        benchmark("coco")
+
+
+def test_sequences_naming_no_benchmark_are_custom_zero_based_ope(tmp_path):
+    from dataclasses import replace
+
+    make_benchmark(tmp_path / "OTB", "otb", 2, length=6)
+    one_based = load_dataset("otb", tmp_path / "OTB")
+    sequences = [replace(s, dataset="") for s in one_based]  # e.g. built by hand in Python
+    out = tmp_path / "run"
+    run_benchmark(BrightBoxTracker(), sequences, out, tracker_name="bright", progress=False)
+    assert json.loads((out / "run.json").read_text())["dataset"] == "custom"
+    result = evaluate("custom", sequences, [load_results(out, "custom", sequences)])
+    assert result["title"] == "Custom sequences" and "got10k_otb" not in result["trackers"]["bright"]
+    first = sequences[0]
+    written = np.loadtxt(out / "pytracking" / "bright" / f"{first.name}.txt", delimiter="\t")
+    records = load_records(out)
+    np.testing.assert_allclose(written, records[first.name][1].boxes, atol=5e-4)  # 0-based, as tracked
+
+
+def test_a_registered_reader_is_scored_by_its_own_conventions(tmp_path, monkeypatch):
+    """A new benchmark reader registers its conventions once; the runner and the report read them from there."""
+    from dataclasses import replace
+
+    from lorat_plugin.data.datasets import DatasetInfo, registry
+
+    make_benchmark(tmp_path / "OTB", "otb", 2, length=6)
+    sequences = [replace(s, dataset="stub") for s in load_dataset("otb", tmp_path / "OTB")]
+    monkeypatch.setattr(registry, "DATASETS", dict(registry.DATASETS))
+    registry.register(DatasetInfo("stub", "Stub benchmark", lambda root, split: sequences, splits=("all",),
+                                  default_split="all", one_based=True, formats=("lasot",)))
+    out = tmp_path / "run"
+    run_benchmark(BrightBoxTracker(), sequences, out, tracker_name="bright", progress=False)
+    first = sequences[0]
+    written = np.loadtxt(out / "lasot" / "bright_tracking_result" / f"{first.name}.txt", delimiter=",")
+    np.testing.assert_allclose(written[:, :2], load_records(out)[first.name][1].boxes[:, :2] + 1, atol=5e-4)
+    result = evaluate("stub", sequences, [load_results(out, "stub", sequences)])
+    assert result["title"] == "Stub benchmark" and "auc" in result["trackers"]["bright"]["ope"]
+
+
+def _test_split_run(tmp_path: Path, names: list[str]) -> tuple[Path, Path]:
+    """A GOT-10k test split with these sequence names, tracked: (benchmark root, evaluation folder)."""
+    from lorat_plugin.data.datasets.write import write_dataset
+
+    root = write_dataset(tmp_path / "GOT", "got10k", [generated_sequence(n, 5 + i, seed=i) for i, n in
+                                                       enumerate(names)], split="test")
+    sequences = load_dataset("got10k", root, "test")
+    out = tmp_path / "run"
+    run_benchmark(BrightBoxTracker(), sequences, out, tracker_name="bright", dataset="got10k", split="test",
+                  progress=False)
+    return root, out
+
+
+def test_sequence_names_with_glob_characters_are_packed(tmp_path, capsys):
+    from lorat_plugin.cli import main
+
+    names = ["seq[1]", "seq1", "star*", "what?"]  # as globs, seq[1] would match seq1 and miss itself
+    root, out = _test_split_run(tmp_path, names)
+    with zipfile.ZipFile(out / "bright_got10k.zip") as archive:  # the runner's own zip
+        assert {m.split("/")[0] for m in archive.namelist()} == set(names)
+    assert main(["pack", "--format", "got10k", str(out), "-o", str(tmp_path / "sub.zip")]) == 0
+    with zipfile.ZipFile(tmp_path / "sub.zip") as archive:
+        assert sorted(archive.namelist()) == sorted(
+            [f"{n}/" for n in names] + [f"{n}/{n}_001.txt" for n in names] + [f"{n}/{n}_time.txt" for n in names])
+    assert f"wrote {tmp_path / 'sub.zip'}" in capsys.readouterr().out
+    sequences = load_dataset("got10k", root, "test")
+    assert sorted(load_results(out / "GOT-10k" / "bright", "got10k", sequences).runs) == sorted(names)
+
+
+def test_pack_fails_naming_the_sequences_of_the_run_without_results(tmp_path, capsys):
+    from lorat_plugin.cli import main
+
+    _, out = _test_split_run(tmp_path, ["GOT-10k_Test_000001", "GOT-10k_Test_000002", "GOT-10k_Test_000003"])
+    for name in ("GOT-10k_Test_000001", "GOT-10k_Test_000003"):  # e.g. failed: no record, no layout files
+        record_path(out, name, 1).unlink()
+        shutil.rmtree(out / "GOT-10k" / "bright" / name)
+    assert main(["pack", "--format", "got10k", str(out), "-o", str(tmp_path / "sub.zip")]) == 2
+    error = capsys.readouterr().err
+    assert "2 of 3 sequences have no results" in error and "GOT-10k_Test_000001, GOT-10k_Test_000003" in error
+    assert not (tmp_path / "sub.zip").exists()
+
+
+def test_pack_checks_the_zip_against_the_run_before_saying_wrote(tmp_path, capsys, monkeypatch):
+    from lorat_plugin.cli import main
+    from lorat_plugin.evaluation import formats
+
+    _, out = _test_split_run(tmp_path, ["GOT-10k_Test_000001", "GOT-10k_Test_000002"])
+    write_zip = formats.write_zip
+
+    def losing_one(path, members):  # a zip writer that drops a sequence's files
+        return write_zip(path, {k: v for k, v in members.items() if not k.startswith("GOT-10k_Test_000002/")})
+
+    monkeypatch.setattr(formats, "write_zip", losing_one)
+    assert main(["pack", "--format", "got10k", str(out), "-o", str(tmp_path / "sub.zip")]) == 2
+    captured = capsys.readouterr()
+    assert "1 of 2 sequences are not in the zip: GOT-10k_Test_000002" in captured.err
+    assert "wrote" not in captured.out and not (tmp_path / "sub.zip").exists()

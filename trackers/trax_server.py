@@ -30,7 +30,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from ..environment import format_environment, run_environment
-from ..model.sources import PATH_VARIABLES, ModelSpec
+from ..model.sources import PATH_VARIABLES, ModelSpec, model_identity
 from .vot_registry import MODEL_VARIABLE
 
 log = logging.getLogger("lorat.trax")
@@ -86,7 +86,7 @@ def build_tracker(settings: ServerSettings) -> tuple[Any, Callable | None, str]:
 
     spec = settings.model
     engine = TrackingEngine(spec.load(), device=spec.device, dtype=spec.dtype)
-    identity = spec.identity(precision_name(engine.dtype))
+    identity = model_identity(precision_name(engine.dtype), spec=spec)
     if settings.expected_model and identity["name"] != settings.expected_model:
         # The toolkit would store these boxes beside the results of the model the entry was prepared for.
         raise ValueError(f"the trackers.ini entry was prepared for {settings.expected_model} (its results are named "

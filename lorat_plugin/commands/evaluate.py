@@ -22,11 +22,11 @@ if TYPE_CHECKING:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", required=True,
-                        help="got10k, lasot, lasot_ext, trackingnet, otb, uav123, nfs, tnl2k")
+    from ..data.datasets import dataset_help, split_help
+
+    parser.add_argument("--dataset", required=True, help=dataset_help(scored_only=True))
     parser.add_argument("--root", required=True, help="the benchmark's folder in its standard layout")
-    parser.add_argument("--split", help="got10k: train|val|test; trackingnet: test|TRAIN_<k>; lasot: test|train|all; "
-                                        "otb: otb100|otb2013|tb50; uav123: UAV123|UAV20L; nfs: 30|240")
+    parser.add_argument("--split", help=f"{split_help(scored_only=True)} (default first)")
     parser.add_argument("--output", required=True, help="evaluation folder (created; reused to resume)")
     parser.add_argument("--tracker-name", help="name in result files and reports (default: the model's identity, "
                                                "LoRAT-<variant or checkpoint stem>-<weights hash>-<precision>)")
@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from ..distributed import local_device
     from ..engine import precision_name
     from ..evaluation import run_benchmark
-    from ..model.sources import file_digest, make_identity
+    from ..model.sources import model_identity
     from .common import engine_from_args
 
     dataset = dataset_key(args.dataset)
@@ -63,11 +63,8 @@ def run(args: argparse.Namespace) -> int:
         device = str(local_device(device, key="--device"))
     engine, spec = engine_from_args(args, device)
     precision = precision_name(engine.dtype)
-    if spec is not None:
-        model = spec.identity(precision)
-    else:  # --onnx: the exported file is the weights
-        onnx = Path(args.onnx)
-        model = make_identity(onnx.stem, None, file_digest(onnx)[:12], [onnx.name], precision)
+    # with --onnx there is no spec: the exported file is the weights
+    model = model_identity(precision, spec=spec, exported=None if spec is not None else Path(args.onnx))
     backend = engine.network.description
     summary = run_benchmark(engine, sequences, Path(args.output), tracker_name=args.tracker_name or model["name"],
                             dataset=dataset, split=args.split, root=Path(args.root).resolve(), repeats=args.runs,

@@ -16,10 +16,14 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..data.datasets import dataset_help, split_help
+
     parser.add_argument("results", nargs="+", help="evaluation folders or result-layout folders, one per tracker")
-    parser.add_argument("--dataset", help="benchmark (default: from the first evaluation folder)")
+    parser.add_argument("--dataset", help=f"benchmark: {dataset_help(scored_only=True)} (default: from the first "
+                                          "evaluation folder)")
     parser.add_argument("--root", help="benchmark folder with the ground truth (default: from the evaluation folder)")
-    parser.add_argument("--split", help="benchmark split (default: from the evaluation folder)")
+    parser.add_argument("--split", help=f"benchmark split: {split_help(scored_only=True)} (default: from the "
+                                        "evaluation folder, else the first)")
     parser.add_argument("--tracker-name", nargs="+", dest="names", metavar="NAME",
                         help="display names, one per results folder")
     parser.add_argument("--names", nargs="+", help=argparse.SUPPRESS)  # old name

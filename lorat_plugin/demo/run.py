@@ -45,11 +45,10 @@ def run_demo(output: str | Path, model: Any = None, *, tracker_name: str = DEMO_
     model_identity = None
     if model is not None:
         from ..engine import TrackingEngine, precision_name
-        from ..model.sources import make_identity, state_digest
+        from ..model import sources
         engine = TrackingEngine(model, device=device, dtype=dtype)
         precision = precision_name(engine.dtype)
-        model_identity = identity(precision) if identity else make_identity(
-            "model", None, state_digest(model), [], precision)
+        model_identity = identity(precision) if identity else sources.model_identity(precision, model=model)
         trackers.append((tracker_name, engine))
     trackers += [(adapter.name, adapter) for adapter in map(baseline, baselines)]
     untimed = {baseline(name).name for name in baselines if name in UNTIMED_BASELINES}
