@@ -20,7 +20,7 @@ from lorat_plugin.commands.train import tracking_validation
 from lorat_plugin.geometry import normalize_images
 from lorat_plugin.model import ModelConfig, build_model, read_weights
 from lorat_plugin.train import build_training_model, load_config, train, tracking_loss
-from lorat_plugin.train.data import PairDataset
+from lorat_plugin.train.loader import PairDataset
 from lorat_plugin.train.pairs import PairRecipe
 from lorat_plugin.train.source import build_source
 
