@@ -64,6 +64,8 @@ class LoRALinear(nn.Module):
         with NaN or inf (broken adapters, or a sum beyond fp16's range), as peft's ``safe_merge`` does."""
         weight = self.base.weight
         merged = (weight.float() + self.delta_weight()).to(weight.dtype)
+        if merged.is_meta:  # a model built for counting or deferred loading holds no values to check
+            return merged
         bad = int((~torch.isfinite(merged)).sum())
         if bad:
             raise NonFiniteMergeError(f"merging the LoRA adapters gives {bad} non-finite (NaN/inf) of {merged.numel()} "
