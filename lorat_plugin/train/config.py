@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import yaml
 
-from ..model import ModelConfig, get_config
+from ..model.config import ModelConfig, get_config
 
 PACKAGED_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
