@@ -114,7 +114,7 @@ def test_torchrun_processes_take_their_local_rank_s_gpu(monkeypatch) -> None:
     assert distributed.local_device("cuda:0") == torch.device("cuda", 0)  # one process: any GPU it names
 
 
-def test_head_from_warm_starts_the_head_and_not_the_adapters(tmp_path, tiny_config) -> None:
+def test_head_from_warm_starts_the_head_and_not_the_adapters(tmp_path, tiny_config, monkeypatch) -> None:
     """The demo's stage 2: a frozen stage-1 backbone with fresh LoRA, the head and token types taken from stage 1."""
     from lorat_plugin.model import save_checkpoint
     from lorat_plugin.model.lora import lora_layers
@@ -125,6 +125,7 @@ def test_head_from_warm_starts_the_head_and_not_the_adapters(tmp_path, tiny_conf
     path = save_checkpoint(stage1, tmp_path / "stage1.safetensors")
     arch = [f"model.{k}={getattr(tiny_config, k)}"
             for k in ("embed_dim", "depth", "num_heads", "template_size", "search_size", "pretrain_grid")]
+    monkeypatch.setenv("LORAT_DATA", str(tmp_path))  # the default datasets' folder, read when the config loads
     config = load_config(None, ["model.variant=null", *arch, f"model.backbone_weights={path}",
                                 f"model.head_from={path}", "model.tuning=lora"])
     model = build_training_model(config)
