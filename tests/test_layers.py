@@ -29,6 +29,7 @@ LAYER_OF_PREFIX = {
     "lorat_plugin.geometry": "geometry",
     "lorat_plugin.distributed": "distributed",
     "lorat_plugin.allocator": "allocator",
+    "lorat_plugin.lazy": "lazy",
     "lorat_plugin.model": "model",
     "lorat_plugin.data": "data",
     "lorat_plugin.engine": "engine",
@@ -40,14 +41,15 @@ LAYER_OF_PREFIX = {
     "lorat_plugin.cli": "applications",
     "lorat_plugin.demo": "applications",
 }
-LOWEST = {"files", "geometry", "distributed"}
+LOWEST = {"files", "geometry", "distributed", "lazy"}
 # Layer -> the other layers its modules may import (any package may name the root package for its version).
 MAY_IMPORT: dict[str, set[str]] = {
     "files": set(),
     "geometry": set(),
     "distributed": set(),
+    "lazy": set(),
     "allocator": set(),  # tunes glibc's allocator; imported by the CLI's entry only
-    "root": {"model"},
+    "root": {"model", "lazy"},
     "model": LOWEST,
     "data": LOWEST,
     "engine": LOWEST | {"model", "data"},
@@ -66,6 +68,7 @@ THIRD_PARTY_ONLY: dict[str, set[str]] = {
     "files": set(),
     "geometry": {"numpy", "torch"},
     "distributed": {"torch"},
+    "lazy": set(),
     "allocator": set(),
 }
 # What a DataLoader worker imports: the pair dataset and everything it unpickles into.

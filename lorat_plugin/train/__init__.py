@@ -8,21 +8,10 @@ neither the network nor timm.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ..lazy import exports_on_first_use
 
-# name -> the module of this package that defines it
-_ON_FIRST_USE = {"TrainConfig": "config", "ConfigError": "config", "load_config": "config", "tracking_loss": "loss",
-                 "train": "trainer", "TrainResult": "trainer", "build_training_model": "trainer"}
+__getattr__, __dir__ = exports_on_first_use(__name__, {
+    "TrainConfig": "config", "ConfigError": "config", "load_config": "config", "tracking_loss": "loss",
+    "train": "trainer", "TrainResult": "trainer", "build_training_model": "trainer"})
 __all__ = ["TrainConfig", "ConfigError", "load_config", "train", "TrainResult", "build_training_model",
            "tracking_loss"]
-
-
-def __getattr__(name: str) -> Any:
-    if name in _ON_FIRST_USE:
-        return getattr(importlib.import_module(f".{_ON_FIRST_USE[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + __all__)
