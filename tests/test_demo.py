@@ -145,7 +145,7 @@ def test_package_demo_model_labels_and_halves(tmp_path, tiny_checkpoint, tiny_co
     mask = torch.zeros(1, 2, 2, dtype=torch.long)
     with torch.no_grad():
         a, b = original(z, x, mask), loaded(z, x, mask)
-    torch.testing.assert_close(a["boxes"], b["boxes"], atol=2e-2, rtol=0)
+    torch.testing.assert_close(a.boxes, b.boxes, atol=2e-2, rtol=0)
     full = build_model(tiny_config.replace(tuning="full"))
     full_path = save_checkpoint(full, tmp_path / "full.safetensors")
     with pytest.raises(ValueError, match="not a LoRA checkpoint"):

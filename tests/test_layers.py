@@ -27,6 +27,7 @@ LAYER_OF_PREFIX = {
     "lorat_plugin": "root",  # the package itself: the version, and the model API re-exported on first use
     "lorat_plugin.files": "files",
     "lorat_plugin.geometry": "geometry",
+    "lorat_plugin.devices": "devices",
     "lorat_plugin.distributed": "distributed",
     "lorat_plugin.allocator": "allocator",
     "lorat_plugin.lazy": "lazy",
@@ -41,15 +42,16 @@ LAYER_OF_PREFIX = {
     "lorat_plugin.cli": "applications",
     "lorat_plugin.demo": "applications",
 }
-LOWEST = {"files", "geometry", "distributed", "lazy"}
+LOWEST = {"files", "geometry", "devices", "distributed", "lazy"}
 # Layer -> the other layers its modules may import (any package may name the root package for its version).
 MAY_IMPORT: dict[str, set[str]] = {
     "files": set(),
     "geometry": set(),
-    "distributed": set(),
+    "devices": set(),
+    "distributed": {"devices"},
     "lazy": set(),
     "allocator": set(),  # tunes glibc's allocator; imported by the CLI's entry only
-    "root": {"model", "lazy"},
+    "root": {"lazy"},
     "model": LOWEST,
     "data": LOWEST,
     "engine": LOWEST | {"model", "data"},
@@ -67,6 +69,7 @@ NEVER: dict[str, tuple[str, ...]] = {
 THIRD_PARTY_ONLY: dict[str, set[str]] = {
     "files": set(),
     "geometry": {"numpy", "torch"},
+    "devices": {"torch"},
     "distributed": {"torch"},
     "lazy": set(),
     "allocator": set(),

@@ -123,7 +123,7 @@ def test_one_based_boxes_are_shifted_both_ways(tiny_tracker: LoRATTracker, tiny_
     np.testing.assert_allclose(one_based.update(frames[1]), tiny_tracker.update(frames[1]) + (1, 1, 0, 0))
 
 
-def test_default_track_loop_and_misuse(tmp_path: Path, tiny_tracker: LoRATTracker) -> None:
+def test_default_track_loop_and_misuse(tmp_path: Path, tiny_tracker: LoRATTracker, tiny_checkpoint: Path) -> None:
     frames, boxes = _frames(4, (96, 72), 3)
     files = []
     for i, frame in enumerate(frames):
@@ -131,18 +131,18 @@ def test_default_track_loop_and_misuse(tmp_path: Path, tiny_tracker: LoRATTracke
         Image.fromarray(frame).save(files[-1])
     result, times = tiny_tracker.track([str(f) for f in files], boxes[0])
     assert result.shape == (4, 4) and (times >= 0).all()
-    fresh = LoRATTracker(tiny_tracker.engine.network.model, device="cpu")
+    fresh = LoRATTracker(build_model(checkpoint=tiny_checkpoint, merge=True), device="cpu")
     with pytest.raises(RuntimeError, match="without a successful init"):
         fresh.update(frames[0])
     with pytest.raises(ValueError, match="zero or negative size"):
         fresh.init(frames[0], (10, 10, 0, 5))
     with pytest.raises(ValueError, match="either a built model"):
-        LoRATTracker(tiny_tracker.engine.network.model, variant="B-224")
+        LoRATTracker(build_model(checkpoint=tiny_checkpoint, merge=True), variant="B-224")
 
 
 @pytest.mark.parametrize("bad_init", [(10, 10, 0, 5), (1, 2, 3), (500, 500, 10, 10)])
 def test_update_after_a_failed_init_is_an_error(tiny_tracker: LoRATTracker, bad_init) -> None:
-    """Never the previous sequence's box (issue 15): a failed init leaves no state to track from."""
+    """Never the previous sequence's box: a failed init leaves no state to track from."""
     frames, boxes = _frames(3, (96, 72), 0)
     tiny_tracker.init(frames[0], boxes[0])
     tiny_tracker.update(frames[1])

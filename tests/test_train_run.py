@@ -150,7 +150,7 @@ def test_training_lowers_the_loss(workspace: Path, tiny_config: ModelConfig) -> 
     def loss(model) -> float:
         with torch.no_grad():
             out = model(normalize_images(batch["z"]), normalize_images(batch["x"]), batch["z_feat_mask"])
-            return tracking_loss(out["score_map"], out["boxes"], batch["positive"], batch["box"])[0].item()
+            return tracking_loss(out.score_map, out.boxes, batch["positive"], batch["box"])[0].item()
 
     result = train(config, workspace / "longer", progress=False, validation=tracking_validation(config))
     after = build_model(backbone_weights=config.model.backbone_weights, checkpoint=result.checkpoint).eval()

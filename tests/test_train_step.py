@@ -32,7 +32,7 @@ def test_one_step_reproduces_the_reference_loss_and_gradients(reference_fixture,
         assert mask.flatten().nonzero().flatten().tolist() == cells
 
     out = model(io["z"], io["x"], io["z_feat_mask"])
-    loss, parts = tracking_loss(out["score_map"], out["boxes"], positive,
+    loss, parts = tracking_loss(out.score_map, out.boxes, positive,
                                 torch.stack([torch.from_numpy(normalized_box(b, size)) for b in boxes]))
     loss.backward()
     for ours, key in ((loss.detach(), "loss"), (parts["cls"], "cls_loss"), (parts["box"], "box_loss"),
@@ -102,6 +102,7 @@ def test_torchrun_processes_take_their_local_rank_s_gpu(monkeypatch) -> None:
 
     chosen = []
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("LOCAL_RANK", "1")

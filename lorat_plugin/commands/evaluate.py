@@ -64,12 +64,11 @@ def run(args: argparse.Namespace) -> int:
     else:  # --onnx: the exported file is the weights
         onnx = Path(args.onnx)
         model = make_identity(onnx.stem, None, file_digest(onnx)[:12], [onnx.name], precision)
-    backend = "onnx" if args.onnx else "+".join(
-        f.replace("_", "-") for f in ("compile", "cuda_graphs", "autocast") if getattr(args, f)) or "eager"
+    backend = engine.network.description
     summary = run_benchmark(engine, sequences, Path(args.output), tracker_name=args.tracker_name or model["name"],
                             dataset=dataset, split=args.split, root=Path(args.root).resolve(), repeats=args.runs,
                             batch_size=args.batch_size, formats=args.formats, decode_threads=args.decode_threads,
-                            progress=not args.quiet, model=model, backend=backend)
+                            progress=args.progress, model=model, backend=backend)
     if summary.rank != 0:
         return 0
     print(f"{summary.tracker_name}: {len(summary.completed)} runs tracked here, {summary.skipped} already done"

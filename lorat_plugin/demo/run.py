@@ -61,7 +61,7 @@ def run_demo(output: str | Path, model: Any = None, *, tracker_name: str = DEMO_
         run_benchmark(tracker, sequences, folder, tracker_name=name, dataset="got10k", split="val",
                       root=output / "benchmark", batch_size=batch_size, progress=progress,
                       model=model_identity if name == tracker_name else None,
-                      backend="eager" if name == tracker_name else None)
+                      backend=engine.network.description if name == tracker_name else None)
         results.append(load_results(folder, "got10k", sequences, name=name))
 
     got10k = evaluate("got10k", sequences, results)

@@ -25,6 +25,7 @@ from typing import Any, Mapping
 
 import torch
 
+from ..devices import parse_device
 from .config import (DINOV2_FILES, RELEASED_CHECKPOINTS, VARIANTS, backbone_size, canonical_variant, dinov2_hint,
                      get_config)
 
@@ -113,7 +114,12 @@ class ModelSpec:
         if not (variant or checkpoint or backbone_weights):
             variant, checkpoint, backbone_weights = (from_env(f) for f in ("variant", "checkpoint", "backbone_weights"))
         folder = _existing(weights_dir or from_env("weights_dir"), "weights folder", folder=True)
-        runtime = dict(weights_dir=folder, device=device or from_env("device"), dtype=dtype or from_env("dtype"))
+        if device is None and from_env("device") is not None:
+            device = from_env("device")
+            parse_device(device, setting=ENV["device"])  # a bad variable is named before any weights load
+        elif device is not None:
+            parse_device(device, setting="--device")
+        runtime = dict(weights_dir=folder, device=device, dtype=dtype or from_env("dtype"))
         checkpoint = _existing(checkpoint, "LoRAT checkpoint", hint=RELEASES_URL)
         backbone = _existing(backbone_weights, "DINOv2 backbone file")
         if str(variant).lower() == DEMO or not (variant or checkpoint or backbone or folder):
@@ -195,8 +201,12 @@ def file_digest(path: Path) -> str:
 
 @functools.cache
 def _digest(path: str, size: int, mtime_ns: int) -> str:
+    sha = hashlib.sha256()
     with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+        # read in chunks (hashlib.file_digest would do this, but needs Python 3.11; setup.py allows 3.10)
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            sha.update(chunk)
+    return sha.hexdigest()
 
 
 def state_digest(model: torch.nn.Module) -> str:
