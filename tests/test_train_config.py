@@ -43,7 +43,8 @@ def test_config_errors_name_the_key(tmp_path: Path) -> None:
         load_config(None, ["data.batch_size=96", "optim.accumulation_steps=5", "data.samples_per_epoch=960"])
     bad = tmp_path / "bad.yaml"
     bad.write_text("data:\n  datasets:\n    - {name: got10k, root: /x, roots: 3}\n")
-    with pytest.raises(ConfigError, match=r"bad\.yaml: unknown key data\.datasets\.0\.roots \(did you mean root\? known: name, root"):
+    with pytest.raises(ConfigError, match=r"bad\.yaml: unknown key data\.datasets\.0\.roots "
+                                          r"\(did you mean root\? known: name, root"):
         load_config(bad)
     bad.write_text("data:\n  datasets:\n    - {name: got10k, root: /x, weight: heavy}\n")
     with pytest.raises(ConfigError, match=r"bad\.yaml: data\.datasets\.0\.weight must be a number, got 'heavy'$"):

@@ -342,15 +342,16 @@ def _describe(error: Any, *, value: str | None = None, layer: dict[str, Any] | N
         return (f"{key}: {raw!r} interpolates a key that does not exist; an environment variable is written "
                 f"${{oc.env:{name}}}")
     if isinstance(error, InterpolationResolutionError) and raw is not None:
-        unset = [name for name in re.findall(r"\$\{oc\.env:([^,}]+)\}", raw) if name.strip() not in os.environ]
+        # The value names the variables; the unset one is the one os.environ lacks.
+        unset = [name.strip() for name in re.findall(r"\$\{oc\.env:([^,}]+)\}", raw) if name.strip() not in os.environ]
         if unset:
-            return (f"{key}: environment variable {unset[0].strip()} is not set ({raw}); set it, give a default "
-                    f"(${{oc.env:{unset[0].strip()},/path}}) or override the key, e.g. {key}=/path")
+            return (f"{key}: environment variable {unset[0]} is not set ({raw}); set it, give a default "
+                    f"(${{oc.env:{unset[0]},/path}}) or override the key, e.g. {key}=/path")
     if isinstance(error, ValidationError):
-        parent = error.parent_node
-        if isinstance(error.key, int) and isinstance(parent, ListConfig) and not -len(parent) <= error.key < len(parent):
-            return f"{key}: there is no item {error.key} in a list of {len(parent)}"
-        if isinstance(error.key, int) and typing.get_args(error.ref_type):  # an item of a typed list
+        parent, index = error.parent_node, error.key
+        if isinstance(index, int) and isinstance(parent, ListConfig) and not -len(parent) <= index < len(parent):
+            return f"{key}: there is no item {index} in a list of {len(parent)}"
+        if isinstance(index, int) and typing.get_args(error.ref_type):  # an item of a typed list
             expected = _type_in_words(typing.get_args(error.ref_type)[0])
         else:
             expected = _expected_type(error.object_type, error.key)
