@@ -29,7 +29,7 @@ LAYER_OF_PREFIX = {
     "lorat_plugin.geometry": "geometry",
     "lorat_plugin.devices": "devices",
     "lorat_plugin.distributed": "distributed",
-    "lorat_plugin.allocator": "allocator",
+    "lorat_plugin.process": "process",
     "lorat_plugin.lazy": "lazy",
     "lorat_plugin.environment": "environment",  # how a run ran: every layer records it
     "lorat_plugin.model": "model",
@@ -43,7 +43,7 @@ LAYER_OF_PREFIX = {
     "lorat_plugin.cli": "applications",
     "lorat_plugin.demo": "applications",
 }
-LOWEST = {"files", "geometry", "devices", "distributed", "lazy", "environment"}
+LOWEST = {"files", "geometry", "devices", "distributed", "lazy", "environment", "process"}
 # Layer -> the other layers its modules may import (any package may name the root package for its version).
 MAY_IMPORT: dict[str, set[str]] = {
     "files": set(),
@@ -52,8 +52,8 @@ MAY_IMPORT: dict[str, set[str]] = {
     "distributed": {"devices"},
     "lazy": set(),
     "environment": set(),
-    "allocator": set(),  # tunes glibc's allocator; imported by the CLI's entry only
-    "root": {"lazy"},
+    "process": set(),  # process-wide tuning (OpenMP wait policy, glibc allocator): the standard library only
+    "root": {"lazy", "process"},
     "model": LOWEST,
     "data": LOWEST,
     "engine": LOWEST | {"model", "data"},
@@ -75,7 +75,7 @@ THIRD_PARTY_ONLY: dict[str, set[str]] = {
     "distributed": {"torch"},
     "lazy": set(),
     "environment": {"torch"},
-    "allocator": set(),
+    "process": set(),
 }
 # What a DataLoader worker imports: the pair dataset and everything it unpickles into.
 WORKER_MODULES = ("lorat_plugin.train.loader", "lorat_plugin.train.pairs", "lorat_plugin.train.source",
@@ -190,7 +190,7 @@ def loaded_at_import(module: str) -> set[str]:
 def test_every_module_belongs_to_a_layer_and_every_layer_has_modules() -> None:
     names = module_names()
     assert {"lorat_plugin.trackers.got10k", "lorat_plugin.evaluation.runner", "lorat_plugin.demo.procedural",
-            "lorat_plugin.data.datasets", "lorat_plugin.allocator"} <= set(names)
+            "lorat_plugin.data.datasets", "lorat_plugin.process"} <= set(names)
     assert not [name for name in names if layer_of(name) is None]
     assert {layer_of(name) for name in names} == set(MAY_IMPORT)
 
