@@ -37,26 +37,16 @@ from lorat_plugin.model.config import VARIANTS
 THREADS = "1"  # OMP_NUM_THREADS of every process: `lorat evaluate`, each torchrun rank, got10k's, the TraX program
 SEQUENCES, FRAMES = 4, 12  # calls of 1 sequence, 3 then 1, all 4 (the default batch size), 2 per torchrun rank
 RUNS = ("--batch-size 1", "--batch-size 3", "default batch size", "torchrun --nproc-per-node 2")
-# Batch effects inside the network, to be removed by per-sequence calls on CPU. int8: one activation scale per
-# tensor over the whole batch. fp32 at B-224 widths: the eager network's output at batch 1 differs from batch 2 and 3
-# (5e-8 in the score map, 4e-6 px in one box here); the demo model's width hides it.
-INT8_PENDING = pytest.mark.xfail(strict=True, reason="batch-dependent int8 scale: engine change pending")
-FP32_PENDING = pytest.mark.xfail(strict=True, reason="batch-dependent fp32 network output at B-224 widths (batch 1 "
-                                                     "vs 2+): engine change pending")
 NATIVE_BF16 = pytest.mark.skipif(not cpu_has_native_bf16(),
                                  reason="this CPU has no native bf16 (AVX512-BF16/AMX): bf16 is emulated, not shipped")
 
 
-def cases(exact_records: bool) -> list:
-    """(model, dtype) for both models and the CPU precisions; ``exact_records``: the test compares float64 records of
-    different batch sizes, close enough to see every batch effect of the network (the files' 3 and 4 decimals hide
-    fp32's)."""
+def cases() -> list:
+    """(model, dtype) for both models and the CPU precisions."""
     params = []
     for model in ("b224x2", "demo"):
         for dtype in ("fp32", "bf16", "int8"):
-            marks = [NATIVE_BF16] if dtype == "bf16" else [INT8_PENDING] if dtype == "int8" else []
-            if exact_records and (model, dtype) == ("b224x2", "fp32"):
-                marks.append(FP32_PENDING)
+            marks = [NATIVE_BF16] if dtype == "bf16" else []
             params.append(pytest.param(model, dtype, id=f"{model}-{dtype}", marks=marks))
     return params
 
@@ -207,7 +197,7 @@ def got10k_box_files(folder: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model, dtype", cases(exact_records=True))
+@pytest.mark.parametrize("model, dtype", cases())
 def test_evaluate_records_are_equal_at_every_batch_size_and_under_torchrun(entry_points: EntryPoints, model: str,
                                                                           dtype: str) -> None:
     first = entry_points.evaluate(model, dtype, RUNS[0])
@@ -222,7 +212,7 @@ def test_evaluate_records_are_equal_at_every_batch_size_and_under_torchrun(entry
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model, dtype", cases(exact_records=False))
+@pytest.mark.parametrize("model, dtype", cases())
 def test_got10k_toolkit_files_equal_the_evaluate_layout(entry_points: EntryPoints, model: str, dtype: str) -> None:
     pytest.importorskip("got10k")
     evaluated = entry_points.evaluate(model, dtype, "default batch size") / "GOT-10k"
@@ -235,7 +225,7 @@ def test_got10k_toolkit_files_equal_the_evaluate_layout(entry_points: EntryPoint
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model, dtype", cases(exact_records=False))
+@pytest.mark.parametrize("model, dtype", cases())
 def test_vot_unsupervised_boxes_are_the_records_at_trax_precision(entry_points: EntryPoints, model: str,
                                                                   dtype: str) -> None:
     pytest.importorskip("vot", reason="the VOT toolkit is not installed (pip install 'lorat-plugin[vot]')")
