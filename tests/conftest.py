@@ -19,6 +19,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 REPO = Path(__file__).resolve().parents[1]
+# The sequence of the precision, int8 and ONNX tests; every tracking-*.safetensors is a case of the faithfulness test.
 TRACKING_FIXTURE = "tracking-s224-d2-r64.safetensors"
 
 # Width 32, 2 blocks, 28 px template (2x2 tokens), 56 px search (4x4 tokens): builds and runs in milliseconds.
@@ -124,14 +125,17 @@ def load_reference_case(name: str, folder: Path) -> ReferenceCase:
     config = ModelConfig(embed_dim=shape["embed_dim"], depth=shape["depth"], num_heads=shape["num_heads"],
                          ffn=shape["ffn"], patch_size=shape["patch_size"], pretrain_grid=shape["pretrain_grid"],
                          template_size=shape["template_size"], search_size=shape["search_size"],
-                         lora_rank=shape["lora_rank"], lora_alpha=shape["lora_alpha"])
+                         lora_rank=shape["lora_rank"], lora_alpha=shape["lora_alpha"],
+                         template_area_factor=shape["template_area_factor"],
+                         search_area_factor=shape["search_area_factor"])
     return ReferenceCase(name, config, folder / "dinov2_backbone.pth", folder / "lorat_checkpoint.safetensors",
                          inputs, expected, record)
 
 
-# Every network fixture is one parametrisation of the parity test: a new file is tested without a code change.
+# Every file is one parametrisation of its faithfulness test: a new fixture is tested without a code change.
 NETWORK_FIXTURES = sorted(path.name for path in FIXTURES.glob("network-*.safetensors"))
-assert NETWORK_FIXTURES, f"no network-*.safetensors in {FIXTURES}"
+TRACKING_FIXTURES = sorted(path.name for path in FIXTURES.glob("tracking-*.safetensors"))
+assert NETWORK_FIXTURES and TRACKING_FIXTURE in TRACKING_FIXTURES, f"reference fixtures missing from {FIXTURES}"
 
 
 @pytest.fixture(scope="session")
@@ -166,12 +170,13 @@ def moving_video() -> Callable[..., tuple[list[np.ndarray], np.ndarray]]:
 
 @pytest.fixture(scope="session")
 def reference_tracking(reference_case) -> Callable[..., tuple[torch.nn.Module, list[np.ndarray], np.ndarray]]:
-    """``reference_tracking(merge=True)``: (model, frames, init box) of the sequence that the reference tracked."""
-    def load(merge: bool = True) -> tuple[torch.nn.Module, list[np.ndarray], np.ndarray]:
-        case = reference_case(TRACKING_FIXTURE)
+    """``reference_tracking(merge=True, name=TRACKING_FIXTURE)``: (model, frames, init box) of a sequence that the
+    reference tracked."""
+    def load(merge: bool = True, name: str = TRACKING_FIXTURE) -> tuple[torch.nn.Module, list[np.ndarray], np.ndarray]:
+        case = reference_case(name)
         frames, first_box = case_frames(case.record)
         if digest({str(i): frame for i, frame in enumerate(frames)}) != case.record["sha256"]["frames"]:
-            pytest.fail(f"{TRACKING_FIXTURE}: the regenerated frames differ from those the reference tracked")
+            pytest.fail(f"{name}: the regenerated frames differ from those the reference tracked")
         model = build_model(case.config, backbone_weights=case.backbone, checkpoint=case.checkpoint, merge=merge)
         return model, frames, first_box
     return load
