@@ -3,7 +3,7 @@ from pathlib import Path
 
 from setuptools import find_packages, setup
 
-# `trackers/` and `evaluation/` sit at the repository root (the design card's shape) but are installed only as
+# `trackers/` and `evaluation/` sit at the repository root (the plugin's top-level shape) but are installed only as
 # sub-packages of lorat_plugin: the top-level names `trackers` and `evaluation` belong to other PyPI projects.
 MAPPED = {"lorat_plugin.trackers": "trackers", "lorat_plugin.evaluation": "evaluation"}
 
@@ -54,7 +54,7 @@ setup(
         "baselines": ["opencv-contrib-python-headless", "got10k>=0.1.3"],  # got10k Tracker subclasses
         "demo": ["scikit-image", "opencv-contrib-python-headless", "got10k>=0.1.3", "av", "imageio", "imageio-ffmpeg"],
         "sam": ["segment-anything"],
-        "test": ["pytest", "pytest-timeout"],
+        "test": ["pytest", "pytest-timeout", "vermin"],  # vermin: tests/test_python_floor.py
     },
     entry_points={"console_scripts": ["lorat=lorat_plugin.cli:main"]},
 )

@@ -105,7 +105,7 @@ def network_difference(reference: Callable, candidate: Callable, inputs: tuple) 
 # ---- inference speed -----------------------------------------------------------------------------------------------
 
 def _speed(run: Run, compiled: bool) -> dict:
-    from lorat_plugin.engine.accelerate import build_network
+    from lorat_plugin.engine import build_network
     from lorat_plugin.engine.cuda_graphs import CUDAGraphNetwork
     from lorat_plugin.speed import measure_speed
 
@@ -163,7 +163,7 @@ def fps(run: Run) -> dict:
                  "boxes), at batch 3 (padded to 4) and 1, and the graph network called outside inference mode")
 def graphs(run: Run) -> dict:
     from lorat_plugin.engine import TrackingEngine
-    from lorat_plugin.engine.accelerate import build_network
+    from lorat_plugin.engine import build_network
     from lorat_plugin.data.synthetic import moving_box_videos
 
     model = run.model("B-224").eval()
@@ -191,11 +191,36 @@ def graphs(run: Run) -> dict:
     return {"rows": rows}
 
 
+@check("batch", "batch invariance on the device: a sequence's B-224 network outputs alone and inside a batch of 8 "
+                "(the other rows with another range), fp16 and fp32, batched (the GPU default) and one call per "
+                "sequence (the CPU default); reported, not required (docs/speed.md, 'Batch invariance')")
+def batch(run: Run) -> dict:
+    from lorat_plugin.engine import build_network
+
+    model = run.model("B-224").eval()
+    z, x, mask = model.get_sample_data(run.batch(8), run.device, seed=4)
+    x[1:] *= 3
+    rows = []
+    for precision in ("fp16", "fp32"):
+        for per_sequence in (False, True):
+            network = build_network(model, run.device, precision, per_sequence=per_sequence)
+            together = network(z, x, mask)
+            alone = network(z[:1], x[:1], mask[:1])
+            rows.append({"precision": precision, "calls": "one per sequence" if per_sequence else "one per batch",
+                         "score logits max diff": float((together.score_map[:1] - alone.score_map).abs().max()),
+                         "boxes max diff": float((together.boxes[:1] - alone.boxes).abs().max()),
+                         "bit-identical": bool(torch.equal(together.score_map[:1], alone.score_map)
+                                               and torch.equal(together.boxes[:1], alone.boxes))})
+            del network
+        run.reset_memory()
+    return {"rows": rows}
+
+
 @check("fp16", "fp16 against fp32 (TF32 off) network agreement for B-224, L-224 and g-378: stored fp16 weights "
                "(fp16 residual stream and LayerScale) and the reference's autocast, plus one tracker step in px")
 def fp16(run: Run) -> dict:
     from lorat_plugin.engine import TrackingEngine
-    from lorat_plugin.engine.accelerate import build_network
+    from lorat_plugin.engine import build_network
     from lorat_plugin.data.synthetic import moving_box_videos
     from lorat_plugin.speed import compare_with_fp32
 

@@ -23,8 +23,8 @@ import torch
 from torch import nn
 
 from lorat_plugin.allocator import tune_cpu_allocator
-from lorat_plugin.engine.accelerate import build_network
-from lorat_plugin.engine.cast import cast_model
+from lorat_plugin.engine import backends
+from lorat_plugin.engine.backends import build_network
 from lorat_plugin.model import build_model
 from lorat_plugin.speed import median_ratio, time_interleaved
 
@@ -52,7 +52,7 @@ def torchao(model):
 def bf16_with_int8_attention(model):
     """The bf16 default with int8's attention (bf16 logits) patched in: how much of int8's gain is attention."""
     from lorat_plugin.engine.int8 import Int8Block
-    network = build_network(model, "cpu", "bf16")
+    network = build_network(model, "cpu", "bf16", per_sequence=False)
     for block in network.module.blocks:
         block._attention = types.MethodType(Int8Block._attention, block)
         block.logits_bytes = Int8Block.logits_bytes
@@ -89,8 +89,12 @@ def main() -> None:
     if "int8" not in skip:
         candidates["int8 oneDNN (engine)"] = build_network(model, "cpu", "int8")
     if "int8-fp32" not in skip:  # what CPUs without native bf16 run (and a CPU held below AVX512-BF16 needs)
-        fp32_int8 = cast_model(model, torch.float32, "cpu", int8=True)
-        candidates["int8 oneDNN, fp32 attention/norms"] = lambda *inputs: fp32_int8(*inputs)
+        held = backends.cpu_has_native_bf16
+        backends.cpu_has_native_bf16 = lambda: False  # what the int8 row builds where bf16 is not native
+        try:
+            candidates["int8 oneDNN, fp32 attention/norms"] = build_network(model, "cpu", "int8")
+        finally:
+            backends.cpu_has_native_bf16 = held
     if "torch.ao" not in skip:
         candidates["torch.ao dynamic (x86/FBGEMM)"] = torch_ao(model)
     if "torchao" not in skip:
@@ -106,7 +110,6 @@ def main() -> None:
         calls = {name: (lambda f=f: f(*inputs)) for name, f in candidates.items()}
         for name, f in candidates.items():
             out = f(*inputs)
-            out = (out["score_map"], out["boxes"]) if isinstance(out, dict) else out
             print(f"{name}: score max|diff| {float((out[0].float() - reference[0]).abs().max()):.3g}, "
                   f"boxes {float((out[1].float() - reference[1]).abs().max()):.3g}")
         samples = time_interleaved(calls, repeats=args.repeats, warmup=2)

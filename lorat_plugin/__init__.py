@@ -5,19 +5,9 @@ The model API is re-exported here on first use, so importing a light sub-package
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .lazy import exports_on_first_use
 
 __version__ = "0.1.0"
 __all__ = ["ModelConfig", "VARIANTS", "build_model", "get_config", "list_variants", "save_checkpoint",
            "WeightsError", "__version__"]
-
-
-def __getattr__(name: str) -> Any:
-    if name in __all__:
-        return getattr(importlib.import_module(".model", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + __all__)
+__getattr__, __dir__ = exports_on_first_use(__name__, {name: "model" for name in __all__ if name != "__version__"})

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import re
 import sys
 
@@ -26,6 +27,33 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+# Optional packages by the module name Python reports missing -> the extra that installs them (setup.py's
+# extras_require; tests/test_cli.py keeps the two in step).
+EXTRAS: dict[str, str] = {
+    "av": "video", "imageio": "video", "imageio_ffmpeg": "video",
+    "got10k": "got10k",
+    "vot": "vot", "trax": "vot", "attributee": "vot",
+    "onnx": "export", "onnxruntime": "export",
+    "cv2": "baselines",
+    "skimage": "demo",
+    "pycocotools": "train", "tensorboard": "train",
+    "segment_anything": "sam",
+    "pytest": "test",
+}
+
+
+def missing_extra(error: ImportError) -> str:
+    """One line for an optional package that is not installed: what is missing and the ``pip install`` that adds it
+    (an error that already says how, as the readers' do, is kept as it is)."""
+    if "pip install" in str(error):
+        return str(error)
+    module = (error.name or "").split(".")[0]
+    extra = EXTRAS.get(module)
+    if extra is None:
+        return f"a package is missing: {error}"
+    return f"{module} is not installed: pip install 'lorat-plugin[{extra}]'"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lorat", description="LoRAT visual object tracker (ECCV 2024)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -34,13 +62,32 @@ def build_parser() -> argparse.ArgumentParser:
     for verb, (module_name, help_text) in COMMANDS.items():
         module = importlib.import_module(f"lorat_plugin.commands.{module_name}")
         command = sub.add_parser(verb, help=help_text, description=(module.__doc__ or help_text).strip(),
-                                 formatter_class=argparse.RawDescriptionHelpFormatter, conflict_handler="resolve")
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
         command.add_argument("-q", "--quiet", action="store_true",
                              help="no progress bars and no info logs (results, warnings and errors stay)")
-        command.add_argument("--no-progress", dest="quiet", action="store_true", help=argparse.SUPPRESS)  # old name
-        module.add_arguments(command)  # (a verb may give an old spelling its own meaning: its definition wins)
+        command.add_argument("--no-progress", action="store_true",
+                             help="no progress bars; log lines stay (for job logs)")
+        module.add_arguments(command)
         command.set_defaults(run=module.run)
     return parser
+
+
+def check_device_and_precision(args: argparse.Namespace) -> None:
+    """``--device`` and ``--dtype`` through the one device parser and the backend table, before any file is read,
+    so that a typo is named first."""
+    if not hasattr(args, "device"):  # a verb without the model arguments
+        return
+    from .devices import parse_device
+    from .engine.precision import resolve_precision
+    from .model.sources import ENV
+
+    device_setting, device = "--device", args.device
+    if device is None and os.environ.get(ENV["device"], "").strip():
+        device_setting, device = ENV["device"], os.environ[ENV["device"]]
+    device = parse_device(device, setting=device_setting)
+    dtype = args.dtype or os.environ.get(ENV["dtype"], "").strip() or None
+    if dtype is not None:
+        resolve_precision(dtype, device)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,10 +96,12 @@ def main(argv: list[str] | None = None) -> int:
         if argv[i - 1].startswith("--") and re.fullmatch(r"-[\d.]+([,;\s]+-?[\d.]+)+", argv[i]):
             argv[i - 1:i + 1] = [f"{argv[i - 1]}={argv[i]}"]
     args = build_parser().parse_args(argv)
+    args.progress = not (args.quiet or args.no_progress)
     logging.basicConfig(format="%(levelname)s %(message)s")
     logging.getLogger().setLevel(logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO)
     tune_cpu_allocator()  # process-wide, so only here at the program's entry
     try:
+        check_device_and_precision(args)
         return int(args.run(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -61,6 +110,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.verbose:
             raise
         print(f"lorat {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except ImportError as e:  # an optional extra that is not installed (our own import errors are bugs: raised)
+        if args.verbose or (e.name or "").startswith("lorat_plugin") or (
+                not isinstance(e, ModuleNotFoundError) and "pip install" not in str(e)):
+            raise
+        print(f"lorat {args.command}: error: {missing_extra(e)}", file=sys.stderr)
         return 2
 
 

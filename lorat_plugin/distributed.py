@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from .devices import parse_device
+
 log = logging.getLogger(__name__)
 
 
@@ -45,10 +47,8 @@ def local_device(device: str | None = None, key: str = "device") -> torch.device
     if device is None or device == "auto":
         chosen = torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
     else:
-        chosen = torch.device(device)
+        chosen = parse_device(device, setting=key)
         if chosen.type == "cuda":
-            if not torch.cuda.is_available():
-                raise ValueError(f"{key}={device} but CUDA is not available (torch {torch.__version__})")
             world_size = int(os.environ.get("WORLD_SIZE", "1"))
             if chosen.index is not None and world_size > 1:
                 raise ValueError(f"{key}={device} would put all {world_size} torchrun processes on one GPU: use "

@@ -140,7 +140,7 @@ assert NETWORK_FIXTURES and TRACKING_FIXTURE in TRACKING_FIXTURES, f"reference f
 
 @pytest.fixture(scope="session")
 def reference_case(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], ReferenceCase]:
-    """``reference_case("network-b378-d2-r64.safetensors")``: a fixture of tests/fixtures/, weights on disk."""
+    """``reference_case("network-b224-d2-r16.safetensors")``: a fixture of tests/fixtures/, weights on disk."""
     cache: dict[str, ReferenceCase] = {}
 
     def load(name: str) -> ReferenceCase:
@@ -152,7 +152,7 @@ def reference_case(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], 
 
 @pytest.fixture(scope="session")
 def reference_fixture() -> Callable[[str], Path]:
-    """``reference_fixture("reference-tracking-s224")``: that file or folder of tests/fixtures/."""
+    """``reference_fixture("tracking-s224-d2-r64.safetensors")``: that file of tests/fixtures/ (it must exist)."""
     return reference_fixture_path
 
 

@@ -10,10 +10,11 @@ import torch
 
 from lorat_plugin import allocator
 from lorat_plugin.engine import precision
-from lorat_plugin.engine.cast import BATCH_BUCKETS
-from lorat_plugin.engine.cast import CastNetwork
+from lorat_plugin.engine.backends import build_network
+from lorat_plugin.engine.compiled import BATCH_BUCKETS
 from lorat_plugin.engine.cuda_graphs import CUDAGraphNetwork
-from lorat_plugin.engine.precision import (default_precision, full_fp32, precision_name, resolve_device,
+from lorat_plugin.devices import parse_device
+from lorat_plugin.engine.precision import (default_precision, full_fp32, precision_name,
                                            resolve_precision)
 from lorat_plugin.model import ModelConfig, build_model
 
@@ -56,12 +57,19 @@ def test_precision_names_round_trip() -> None:
         precision_name(torch.int32)
 
 
-def test_resolve_device() -> None:
-    assert resolve_device("cpu") == torch.device("cpu")
-    if not torch.cuda.is_available():
-        assert resolve_device(None) in (torch.device("cpu"), torch.device("mps"))
-        with pytest.raises(ValueError, match="CUDA is not available"):
-            resolve_device("cuda:1")
+@pytest.mark.parametrize("text", ["toaster", "cuda:x", "cpu:zero", "", "auto", "cpu", "CPU", " cpu ", "cuda:1", "mps",
+                                  "meta", "cuda:99"])
+def test_one_parser_for_device_strings(text: str) -> None:
+    usable = {"", "auto", "cpu", " cpu "} | ({"cuda:1"} if torch.cuda.device_count() > 1 else set()) | (
+        {"mps"} if torch.backends.mps.is_available() else set())
+    if text in usable:
+        assert parse_device(text).type in ("cpu", "cuda", "mps")
+        return
+    with pytest.raises(ValueError) as error:
+        parse_device(text, setting="--device")
+    message = str(error.value)
+    assert message.startswith(f"--device {text.strip()!r}" if text.strip() == text else "--device ")
+    assert "use one of cpu" in message and "\n" not in message
 
 
 def test_fp32_on_cuda_runs_without_tf32_and_restores_the_flags() -> None:
@@ -86,7 +94,7 @@ def test_compile_keeps_a_graph_per_bucket(tiny_config) -> None:
     try:
         setattr(config, name, 8)
         # compiles lazily, on the first call
-        CastNetwork(build_model(tiny_config, merge=True), "cpu", "fp32", compile=True)
+        build_network(build_model(tiny_config, merge=True), "cpu", "fp32", compile=True)
         assert getattr(config, name) >= len(BATCH_BUCKETS)
     finally:
         setattr(config, name, saved)
@@ -167,6 +175,7 @@ class _Inner:
 
     def __init__(self, cuda: _FakeCuda, config: ModelConfig) -> None:
         self.config, self.device, self.dtype = config, torch.device("cuda:1"), torch.float16
+        self.description = "fake fp16 network"
         self.cuda, self.calls = cuda, []
 
     def __call__(self, z, x, mask):

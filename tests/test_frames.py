@@ -1,5 +1,5 @@
-"""Frames of every dtype reach the tracker as the picture they hold, or are refused in one line (issue 15 item 3);
-a numbered frame folder with a gap is refused (item 7)."""
+"""Frames of every dtype reach the tracker as the picture they hold, or are refused in one line;
+a numbered frame folder with a gap is refused."""
 from __future__ import annotations
 
 import struct

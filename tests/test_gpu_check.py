@@ -12,7 +12,7 @@ import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 SCRIPT = BENCHMARKS / "gpu_check.py"
-CHECK_NAMES = ("fps", "graphs", "fp16", "train", "full", "ddp-compile", "fps-compiled")
+CHECK_NAMES = ("fps", "graphs", "batch", "fp16", "train", "full", "ddp-compile", "fps-compiled")
 
 
 def run_script(*args: str) -> subprocess.CompletedProcess:

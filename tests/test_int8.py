@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from lorat_plugin.cli import main
-from lorat_plugin.engine import TrackingEngine, TorchNetwork
-from lorat_plugin.engine import cast, precision
-from lorat_plugin.engine.accelerate import build_network, describe_network
-from lorat_plugin.engine.cast import CastNetwork
+from lorat_plugin.engine import TrackingEngine
+from lorat_plugin.engine import precision
+from lorat_plugin.engine import backends
+from lorat_plugin.engine.backends import build_network
 from lorat_plugin.engine.int8 import Int8Block, int8_available, quantize_dynamic
 from lorat_plugin.engine.precision import precision_name, resolve_precision
 from lorat_plugin.model import ModelConfig, build_model
@@ -87,28 +87,30 @@ def test_int8_attention_matches_the_fused_kernel_at_bf16_tolerance(monkeypatch, 
 def test_int8_blocks_match_fp32_within_the_stated_tolerance(monkeypatch, native_bf16: bool, ffn: str,
                                                             tiny_config) -> None:
     model = _tiny_model(tiny_config, ffn)
-    monkeypatch.setattr(cast, "cpu_has_native_bf16", lambda: native_bf16)
+    monkeypatch.setattr(backends, "cpu_has_native_bf16", lambda: native_bf16)
     inputs = model.get_sample_data(3)
-    reference = TorchNetwork(model, "cpu", "fp32")(*inputs)
-    int8 = build_network(model, "cpu", "int8")
-    assert isinstance(int8, CastNetwork) and int8.dtype == torch.int8
+    reference = build_network(model, "cpu", "fp32")(*inputs)
+    int8 = build_network(model, "cpu", "int8", per_sequence=False)
+    assert int8.dtype == torch.int8
     assert all(type(block) is Int8Block for block in int8.module.blocks)
     compute = torch.bfloat16 if native_bf16 else torch.float32  # attention and norms: bf16 only where native
     assert int8.module.blocks[0].norm1.weight.dtype == compute and int8.module.norm.weight.dtype == torch.float32
-    assert describe_network(int8).startswith("int8 blocks") and str(compute).split(".")[1] in describe_network(int8)
+    assert int8.description.startswith("int8 blocks") and str(compute).split(".")[1] in int8.description
     out = int8(*inputs)
     assert out[0].dtype == out[1].dtype == torch.float32
     assert _within_tolerance(out, reference)
     # the products really are int8: the int8 network is neither the fp32 nor the bf16 one
     assert not torch.equal(out[1], reference[1]) and not torch.equal(out[1], build_network(model, "cpu", "bf16")(*inputs)[1])
     one = int8(*(t[:1] for t in inputs))  # packed for one frame, any batch size runs
-    assert torch.allclose(one[1], out[1][:1], atol=1e-3)
+    assert torch.allclose(one[1], out[1][:1], atol=1e-3)  # batched: one activation scale for the three
+    per_sequence = build_network(model, "cpu", "int8")(*inputs)
+    assert torch.equal(per_sequence.boxes[:1], one.boxes)
 
 
 def test_int8_is_cpu_only_and_opt_in(tiny_config) -> None:
     assert resolve_precision("int8", "cpu") == torch.int8 and precision_name(torch.int8) == "int8"
     for device in ("cuda", "cuda:1", "mps"):
-        with pytest.raises(ValueError, match="int8 runs on CPUs only"):
+        with pytest.raises(ValueError, match="int8 runs on cpu only"):
             resolve_precision("int8", device)
     model = _tiny_model(tiny_config)
     with pytest.raises(ValueError, match="int8"):
@@ -122,7 +124,7 @@ def test_int8_on_the_reference_fixtures(reference_tracking, reference_case) -> N
     model, frames, init = reference_tracking()
     io = reference_case(TRACKING_FIXTURE).inputs
     inputs = (io["z"], io["x"], io["z_feat_mask"])
-    assert _within_tolerance(CastNetwork(model, "cpu", "int8")(*inputs), TorchNetwork(model, "cpu", "fp32")(*inputs))
+    assert _within_tolerance(build_network(model, "cpu", "int8")(*inputs), build_network(model, "cpu", "fp32")(*inputs))
     agreement = compare_with_fp32(TrackingEngine(model, device="cpu", dtype="fp32"),
                                   TrackingEngine(model, device="cpu", dtype="int8"), frames, init)
     assert np.percentile(agreement.step_px, 95) <= STEP_P95_PX, agreement.summary()
@@ -144,8 +146,8 @@ def test_int8_onnx_round_trip(tmp_path: Path, tiny_config) -> None:
     check_onnx(path, model)  # raises beyond the tolerance
     inputs = model.get_sample_data(2)
     out = network(*inputs)
-    assert _within_tolerance(out, TorchNetwork(model, "cpu", "fp32")(*inputs))
-    assert not torch.equal(out[1], TorchNetwork(model, "cpu", "fp32")(*inputs)[1])
+    assert _within_tolerance(out, build_network(model, "cpu", "fp32")(*inputs))
+    assert not torch.equal(out[1], build_network(model, "cpu", "fp32")(*inputs)[1])
 
 
 def test_int8_onnx_round_trip_on_the_reference_fixture(tmp_path: Path, reference_tracking) -> None:
@@ -157,11 +159,10 @@ def test_int8_onnx_round_trip_on_the_reference_fixture(tmp_path: Path, reference
 
 
 def test_dtype_int8_on_the_command_line(tiny_checkpoint: Path, tmp_path: Path, capsys) -> None:
-    assert main(["benchmark", "--checkpoint", str(tiny_checkpoint), "--dtype", "int8", "--compare-bf16",
-                 "--compare-fp32", "--model-only", "--batch-sizes", "1", "--repeats", "1", "--frame-size",
-                 "96x64"]) == 0
+    assert main(["benchmark", "--checkpoint", str(tiny_checkpoint), "--dtype", "int8", "--compare", "bf16,fp32",
+                 "--model-only", "--batch-sizes", "1", "--repeats", "1", "--frame-size", "96x64"]) == 0
     text = capsys.readouterr().out
-    assert "int8 blocks" in text and "stored bfloat16 weights" in text and "fp32 weights" in text
+    assert "int8 blocks" in text and "stored bf16 weights" in text and "fp32 weights" in text
     assert text.count("one-step max") == 2 and "agreement with fp32" in text
     assert len(re.findall(r"batch 1: network \d+\.\d\dx", text)) == 2  # the two others over the CPU's default
     path = tmp_path / "tiny-int8.onnx"

@@ -37,9 +37,9 @@ def test_reference_parity(fixture: str, merge: bool, reference_case) -> None:
     expected = {key: case.expected[f"{key}_merged" if merge else key] for key in ("score_map", "boxes")}
     with torch.no_grad():
         out = model(io["z"], io["x"], io["z_feat_mask"])
-    assert out["score_map"].shape == expected["score_map"].shape and out["boxes"].shape == expected["boxes"].shape
-    torch.testing.assert_close(out["score_map"], expected["score_map"], atol=1e-4, rtol=0)
-    torch.testing.assert_close(out["boxes"], expected["boxes"], atol=1e-4, rtol=0)
+    assert out.score_map.shape == expected["score_map"].shape and out.boxes.shape == expected["boxes"].shape
+    torch.testing.assert_close(out.score_map, expected["score_map"], atol=1e-4, rtol=0)
+    torch.testing.assert_close(out.boxes, expected["boxes"], atol=1e-4, rtol=0)
 
 
 # ---- variants and parameter counts (meta device: no memory) -------------------------------------------------------
@@ -103,8 +103,8 @@ def test_merge_unmerge_round_trip(tiny_backbone: Path, tiny_config) -> None:
         model.unmerge_lora()
         back = model(z, x, mask)
     for key in ("score_map", "boxes"):
-        torch.testing.assert_close(merged[key], ref[key], atol=1e-5, rtol=0)
-        torch.testing.assert_close(back[key], ref[key], atol=1e-6, rtol=0)
+        torch.testing.assert_close(getattr(merged, key), getattr(ref, key), atol=1e-5, rtol=0)
+        torch.testing.assert_close(getattr(back, key), getattr(ref, key), atol=1e-6, rtol=0)
     for key, value in model.state_dict().items():
         torch.testing.assert_close(value, before[key], atol=1e-6, rtol=0)
 
@@ -129,7 +129,7 @@ def test_trainable_set_is_lora_token_types_and_head(tiny_config) -> None:
 def test_gradients_reach_only_trainable_parameters(tiny_config) -> None:
     model = build_model(tiny_config)
     out = model(*_inputs(tiny_config))
-    (out["score_map"].sum() + out["boxes"].sum()).backward()
+    (out.score_map.sum() + out.boxes.sum()).backward()
     for name, p in model.named_parameters():
         assert (p.grad is not None) == p.requires_grad, name
 
@@ -173,7 +173,7 @@ def test_own_checkpoint_round_trip(tmp_path: Path, ffn: str, tiny_config, dinov2
                         build_model(checkpoint=full), build_model(checkpoint=full, merge=True)):
             assert rebuilt.config == config
             out = rebuilt.eval()(*inputs)
-            torch.testing.assert_close(out["score_map"], ref["score_map"], atol=1e-5, rtol=0)
+            torch.testing.assert_close(out.score_map, ref.score_map, atol=1e-5, rtol=0)
     keys = load_file(str(trainable)).keys()
     mlp = ("w12", "w3") if ffn == "swiglu" else ("fc1", "fc2")
     assert {f"blocks.0.attn.qkv.{t}.lora.A" for t in "qkv"} <= keys
@@ -190,7 +190,7 @@ def test_released_checkpoint_assumes_alpha_equals_rank(tmp_path: Path, tiny_back
     assert loaded.config.lora_alpha == loaded.config.lora_rank == 4
     inputs = _inputs(tiny_config)
     with torch.no_grad():
-        torch.testing.assert_close(loaded.eval()(*inputs)["boxes"], model.eval()(*inputs)["boxes"])
+        torch.testing.assert_close(loaded.eval()(*inputs).boxes, model.eval()(*inputs).boxes)
 
 
 # ---- error paths: clear messages, never a half-loaded model ----------------------------------------------------------

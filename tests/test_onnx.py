@@ -35,7 +35,7 @@ def test_export_round_trips_with_a_dynamic_batch(tmp_path: Path, tiny_config) ->
             expected = model(*inputs)
         score_map, boxes = network(*inputs)
         assert score_map.shape == (batch, 4, 4) and boxes.shape == (batch, 4, 4, 4)
-        assert torch.allclose(boxes, expected["boxes"], atol=TOLERANCE["fp32"][1])
+        assert torch.allclose(boxes, expected.boxes, atol=TOLERANCE["fp32"][1])
     assert not list(tmp_path.glob(".*"))  # no temporary file left beside it
 
 
@@ -106,3 +106,40 @@ def test_export_and_track_commands(tmp_path: Path, tiny_checkpoint: Path, capsys
     assert main(["track", str(folder), "--init", "1,1,5,5", "--onnx", str(path), "--variant", "B-224"]) == 2
     assert "--onnx" in capsys.readouterr().err
     assert main(["export", "--checkpoint", str(tiny_checkpoint), "-o", str(path), "--dtype", "bf16"]) == 2
+
+
+def test_a_failed_check_writes_nothing_and_says_why_in_one_line(tmp_path: Path, tiny_checkpoint: Path, capsys,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    path = out / "tiny.onnx"
+    monkeypatch.setitem(TOLERANCE, "fp32", (-1.0, -1.0))  # no file can pass: the check fails as a broken one would
+    assert main(["export", str(path), "--checkpoint", str(tiny_checkpoint)]) == 1
+    captured = capsys.readouterr()
+    error, = captured.err.strip().splitlines()
+    assert error.startswith(f"lorat export: error: {path} not written: ONNX Runtime differs") and "allowed" in error
+    assert "wrote" not in captured.out and "Traceback" not in captured.err
+    assert not list(out.iterdir())  # neither the file nor its temporary copy
+    path.write_bytes(b"an earlier export")  # a failed export does not replace an existing file either
+    assert main(["export", "-o", str(path), "--checkpoint", str(tiny_checkpoint)]) == 1
+    assert path.read_bytes() == b"an earlier export" and list(out.iterdir()) == [path]
+
+
+def test_output_is_positional_or_dash_o_not_two_files(tmp_path: Path, tiny_checkpoint: Path, capsys) -> None:
+    assert main(["export", "--checkpoint", str(tiny_checkpoint), "--no-check"]) == 2
+    assert "lorat export FILE" in capsys.readouterr().err
+    assert main(["export", str(tmp_path / "a.onnx"), "-o", str(tmp_path / "b.onnx"), "--no-check"]) == 2
+    assert "give one" in capsys.readouterr().err and not list(tmp_path.glob("*.onnx"))
+    path = tmp_path / "same.onnx"
+    assert main(["export", str(path), "-o", str(path), "--checkpoint", str(tiny_checkpoint), "--no-check"]) == 0
+    assert OnnxNetwork(path).precision == "fp32"
+
+
+@pytest.mark.slow
+def test_the_shipped_demo_model_exports_to_int8(tmp_path: Path, capsys) -> None:
+    """The demo model (192 wide, trained briefly) is further from fp32 in int8 than the fixture model; its file is
+    checked against PyTorch's own int8 network, and must pass."""
+    path = tmp_path / "demo_int8.onnx"
+    assert main(["export", str(path), "--dtype", "int8"]) == 0, capsys.readouterr().err
+    assert OnnxNetwork(path).precision == "int8"
+    assert "boxes" in capsys.readouterr().out

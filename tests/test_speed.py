@@ -13,11 +13,13 @@ import torch
 
 from lorat_plugin.cli import main
 from lorat_plugin.engine import TrackingEngine, TorchNetwork
-from lorat_plugin.engine import cast
-from lorat_plugin.engine.accelerate import build_network, describe_network
-from lorat_plugin.engine.cast import CastNetwork, bucket_size, cast_model, pad_batch
+from lorat_plugin.engine import backends
+from lorat_plugin.engine.backends import build_network
+from lorat_plugin.engine.cast import cast_model
+from lorat_plugin.engine.compiled import CompiledNetwork, bucket_size, pad_batch
+from lorat_plugin.engine.per_sequence import PerSequenceNetwork
 from lorat_plugin.engine.precision import default_precision
-from lorat_plugin.engine.onednn import OneDNNBlock, fusable, onednn_available
+from lorat_plugin.engine.onednn import OneDNNBlock, fusable, fuse_blocks, onednn_available
 from lorat_plugin.model import build_model
 from lorat_plugin.speed import (compare_with_fp32, format_speed_report, matmul_peak, network_flops,
                                 measure_speed, timm_blocks)
@@ -54,7 +56,7 @@ def test_cast_model_leaves_the_users_model_alone_and_keeps_the_boundaries_fp32(t
         assert fp32.dtype == torch.float32
     assert fast.pos_embed.data_ptr() == model.pos_embed.data_ptr()  # shared, not copied
     out = fast(*model.get_sample_data(2))
-    assert out["score_map"].dtype == out["boxes"].dtype == torch.float32
+    assert out.score_map.dtype == out.boxes.dtype == torch.float32
 
 
 def test_cast_model_needs_a_merged_model(tiny_config) -> None:
@@ -68,13 +70,13 @@ def test_stored_precision_network_matches_fp32_within_the_stated_tolerance(fixtu
     model, _, _ = fixture_model
     io = reference_case(TRACKING_FIXTURE).inputs
     inputs = (io["z"], io["x"], io["z_feat_mask"])
-    reference = TorchNetwork(model, "cpu", "fp32")(*inputs)
-    fast = CastNetwork(model, "cpu", dtype)(*inputs)
+    reference = build_network(model, "cpu", "fp32")(*inputs)
+    fast = build_network(model, "cpu", dtype)(*inputs)
     score_tol, box_tol = NETWORK_TOLERANCE[dtype]
     assert (fast[0] - reference[0]).abs().max() <= score_tol * reference[0].abs().max()
     assert (fast[1] - reference[1]).abs().max() <= box_tol
     # ... and the stored-weights path is at least as close as the reference's autocast AMP.
-    amp = TorchNetwork(model, "cpu", dtype)(*inputs)
+    amp = build_network(model, "cpu", dtype, autocast=True)(*inputs)
     assert (fast[1] - reference[1]).abs().max() <= (amp[1].float() - reference[1]).abs().max() + 1e-6
 
 
@@ -85,7 +87,7 @@ def test_tracker_steps_match_fp32_on_the_reference_sequence(fixture_model, dtype
         frames = frames[:15]  # fp16 matrix products are slow on most CPUs; the bf16 case runs the whole sequence
     reference = TrackingEngine(model, device="cpu", dtype="fp32")
     fast = TrackingEngine(model, device="cpu", dtype=dtype)
-    assert isinstance(fast.network, CastNetwork)
+    assert "stored" in fast.network.description
     agreement = compare_with_fp32(reference, fast, frames, init)
     assert agreement.step_px.max() <= STEP_TOLERANCE_PX, agreement.summary()
     assert np.all(np.isfinite(agreement.closed_iou))
@@ -111,11 +113,13 @@ def test_onednn_blocks_match_the_eager_blocks(ffn: str, tiny_config) -> None:
         block.ls1.gamma.data.uniform_(0.5, 1.5)
         block.ls2.gamma.data.uniform_(0.5, 1.5)
     inputs = model.get_sample_data(3)
-    reference = TorchNetwork(model, "cpu", "fp32")(*inputs)
-    eager = CastNetwork(model, "cpu", "bf16", onednn=False)
-    fused = CastNetwork(model, "cpu", "bf16", onednn=True)
-    assert not eager.onednn and all(isinstance(b, OneDNNBlock) for b in fused.module.blocks)
-    assert "oneDNN" in describe_network(fused) and "oneDNN" not in describe_network(eager)
+    reference = build_network(model, "cpu", "fp32")(*inputs)
+    eager = build_network(model, "cpu", "bf16", fused=False, per_sequence=False)
+    fused = TorchNetwork(cast_model(model, torch.bfloat16, "cpu"), torch.device("cpu"), torch.bfloat16, "fused")
+    assert fuse_blocks(fused.module.blocks, model.config.tokens) == len(model.blocks)
+    assert all(isinstance(b, OneDNNBlock) for b in fused.module.blocks)
+    assert not any(isinstance(b, OneDNNBlock) for b in eager.module.blocks)
+    assert "oneDNN" not in eager.description
     score_tol, box_tol = NETWORK_TOLERANCE[torch.bfloat16]
     for out in (eager(*inputs), fused(*inputs)):
         assert (out[0] - reference[0]).abs().max() <= score_tol * reference[0].abs().max()
@@ -126,11 +130,15 @@ def test_onednn_blocks_match_the_eager_blocks(ffn: str, tiny_config) -> None:
 
 def test_onednn_is_the_bf16_default_only_where_bf16_is_native(monkeypatch, tiny_config) -> None:
     model = build_model(tiny_config, merge=True)
-    monkeypatch.setattr(cast, "cpu_has_native_bf16", lambda: False)
-    assert not CastNetwork(model, "cpu", "bf16").onednn  # forced bf16 on an older CPU: eager kernels
-    monkeypatch.setattr(cast, "cpu_has_native_bf16", lambda: True)
-    assert CastNetwork(model, "cpu", "bf16").onednn == onednn_available()
-    assert not CastNetwork(model, "cpu", "fp16").onednn and not CastNetwork(model, "cpu", "fp32").onednn
+
+    def fused(dtype: str) -> bool:
+        return "oneDNN" in build_network(model, "cpu", dtype).description
+
+    monkeypatch.setattr(backends, "cpu_has_native_bf16", lambda: False)
+    assert not fused("bf16")  # forced bf16 on an older CPU: eager kernels
+    monkeypatch.setattr(backends, "cpu_has_native_bf16", lambda: True)
+    assert fused("bf16") == onednn_available()
+    assert not fused("fp16") and not fused("fp32")
 
 
 def test_onednn_fuses_only_plain_blocks(tiny_config) -> None:
@@ -138,10 +146,9 @@ def test_onednn_fuses_only_plain_blocks(tiny_config) -> None:
     assert not fusable(model.blocks[0])
     model.strip_lora()
     assert fusable(model.blocks[0])
-    with pytest.raises(ValueError, match="bf16 on CPU"):
-        cast_model(model, torch.float16, "cpu", onednn=True)
     if onednn_available():
-        fast = cast_model(model, torch.bfloat16, "cpu", onednn=True)
+        fast = cast_model(model, torch.bfloat16, "cpu")
+        fuse_blocks(fast.blocks, model.config.tokens)
         with pytest.raises(TypeError, match="cannot be copied"):
             copy.deepcopy(fast.blocks[0])
 
@@ -150,18 +157,24 @@ def test_onednn_fuses_only_plain_blocks(tiny_config) -> None:
 
 def test_build_network_picks_the_backend(tiny_config) -> None:
     model = build_model(tiny_config, merge=True)
-    assert isinstance(build_network(model, "cpu", "fp32"), TorchNetwork)
+    exact = build_network(model, "cpu", "fp32", per_sequence=False)
+    assert isinstance(exact, TorchNetwork) and exact.module is model and exact.description == "fp32 weights"
     fast = build_network(model, "cpu", "bf16")
-    assert isinstance(fast, CastNetwork) and fast.dtype == torch.bfloat16 and fast.model is model
+    assert isinstance(fast, PerSequenceNetwork) and fast.dtype == torch.bfloat16
+    assert fast.inner.module.blocks[0].norm1.weight.dtype == torch.bfloat16 and fast.inner.module is not model
     amp = build_network(model, "cpu", "bf16", autocast=True)
-    assert isinstance(amp, TorchNetwork) and amp.dtype == torch.bfloat16
-    assert "autocast" in describe_network(amp) and "stored bfloat16" in describe_network(fast)
+    assert amp.dtype == torch.bfloat16 and amp.inner.autocast and amp.inner.module is model
+    assert amp.description.startswith("bf16 autocast") and fast.description.startswith("stored bf16 weights")
     engine = TrackingEngine(model, device="cpu")
     assert engine.dtype == default_precision("cpu")
     with pytest.raises(ValueError, match="CUDA"):
         build_network(model, "cpu", "fp32", cuda_graphs=True)
     with pytest.raises(ValueError, match="autocast"):
         build_network(model, "cpu", "bf16", autocast=True, compile=True)
+    with pytest.raises(ValueError, match="autocast runs bf16 or fp16"):
+        build_network(model, "cpu", "fp32", autocast=True)
+    with pytest.raises(TypeError, match="unknown backend options"):
+        build_network(model, "cpu", "fp32", fast=True)
 
 
 def test_unmerged_model_is_merged_into_a_copy(tiny_config, randomize_adapters) -> None:
@@ -169,11 +182,11 @@ def test_unmerged_model_is_merged_into_a_copy(tiny_config, randomize_adapters) -
     model = build_model(tiny_config)
     randomize_adapters(model)
     inputs = model.get_sample_data(1)
-    network = CastNetwork(model, "cpu", "fp32")
+    network = build_network(model, "cpu", "fp32", per_sequence=False)
     assert model.has_lora and not network.module.has_lora
     with torch.no_grad():
         expected = model.eval()(*inputs)
-    assert torch.allclose(network(*inputs)[1], expected["boxes"], atol=1e-5)
+    assert torch.allclose(network(*inputs)[1], expected.boxes, atol=1e-5)
 
 
 # ---- static batch sizes: buckets, torch.compile -------------------------------------------------------------------
@@ -191,8 +204,10 @@ def test_compiled_network_matches_eager_at_a_padded_batch(tiny_config) -> None:
     torch.manual_seed(0)
     model = build_model(tiny_config, merge=True)
     inputs = model.get_sample_data(3)  # padded to the bucket of 4 and cut back
-    eager = CastNetwork(model, "cpu", "bf16")(*inputs)
-    compiled = CastNetwork(model, "cpu", "bf16", compile=True)(*inputs)
+    eager = build_network(model, "cpu", "bf16", per_sequence=False)(*inputs)
+    compiled_network = build_network(model, "cpu", "bf16", compile=True, per_sequence=False)
+    assert isinstance(compiled_network, CompiledNetwork)
+    compiled = compiled_network(*inputs)
     assert compiled[0].shape == (3, 4, 4) and compiled[1].shape == (3, 4, 4, 4)
     assert (compiled[0] - eager[0]).abs().max() <= NETWORK_TOLERANCE[torch.bfloat16][0] * eager[0].abs().max() + 1e-3
     assert (compiled[1] - eager[1]).abs().max() <= NETWORK_TOLERANCE[torch.bfloat16][1]
@@ -260,14 +275,20 @@ def test_measure_speed_reports_every_backend_and_batch(tiny_checkpoint: Path) ->
 
 def test_lorat_benchmark_command(tiny_checkpoint: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "bench.json"
-    assert main(["benchmark", "--checkpoint", str(tiny_checkpoint), "--device", "cpu", "--compare-timm",
-                 "--compare-fp32", "--compare-autocast", "--dtype", "bf16", "--batch-sizes", "1,2", "--repeats", "2",
+    assert main(["benchmark", "--checkpoint", str(tiny_checkpoint), "--device", "cpu", "--compare",
+                 "timm,fp32,autocast,batched", "--dtype", "bf16", "--batch-sizes", "1,2", "--repeats", "2",
                  "--frame-size", "96x64", "--json", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "stored bfloat16 weights" in text and "fp32 weights" in text and "bfloat16 autocast" in text
+    assert "stored bf16 weights" in text and "fp32 weights" in text and "bf16 autocast" in text
     assert "model/timm" in text and "vs batch 1" in text and "GFLOP per frame" in text and "TFLOPS" in text
     data = json.loads(out.read_text())
-    assert len(data["rows"]) == 6 and data["hardware"]["cpu"]
+    names = {row["backend"] for row in data["rows"]}
+    assert len(data["rows"]) == 8 and data["hardware"]["cpu"] and len(names) == 4
+    assert sum("one call per sequence" not in name for name in names) == 1  # --compare batched
+    for bad in ("toaster", "onnx", "fp32=1"):
+        with pytest.raises(SystemExit):
+            main(["benchmark", "--checkpoint", str(tiny_checkpoint), "--compare", bad])
+        assert "--compare" in capsys.readouterr().err
     assert data["flops_per_frame"] > 0 and data["matmul_tflops"] > 0
     assert all(row["model_tflops"] > 0 for row in data["rows"])
     assert main(["benchmark", "--checkpoint", str(tiny_checkpoint), "--batch-sizes", "0"]) == 2

@@ -42,6 +42,14 @@ def run_vot(args: list[str], tmp_path: Path, timeout: float = 300, cwd: Path | N
     return result
 
 
+def lorat_results(workspace: Path) -> Path:
+    """The `lorat` entry's results folder: results/lorat@<its model's identity> (the entry's tracker version)."""
+    from vot.tracker import Registry
+
+    entry = Registry([str(workspace / "trackers.ini")], root=str(workspace))["lorat"]
+    return workspace / "results" / entry.reference
+
+
 def analysis(workspace: Path, name: str) -> dict:
     return json.loads((workspace / "analysis" / f"{name}.json").read_text())
 
@@ -65,7 +73,7 @@ def test_box_stack_with_multistart(tmp_path: Path, tiny_checkpoint: Path) -> Non
 
     run = run_vot(["evaluate", "--workspace", str(ws), "lorat"], tmp_path)
     assert "Evaluation concluded successfuly" in run.stdout + run.stderr, run.stdout + run.stderr
-    results = ws / "results" / "lorat"
+    results = lorat_results(ws)
     for sequence, frames in anchors.items():
         for experiment in ("baseline", "realtime"):
             for anchor in frames:
@@ -102,7 +110,7 @@ def test_multiobject_stack_with_masks(tmp_path: Path, tiny_checkpoint: Path) -> 
     from vot.region import Mask
     from vot.region.io import read_trajectory
     for obj in ("1", "2"):
-        trajectory = read_trajectory(str(ws / "results" / "lorat" / "baseline" / "pair" / f"pair_{obj}_001.bin"))
+        trajectory = read_trajectory(str(lorat_results(ws) / "baseline" / "pair" / f"pair_{obj}_001.bin"))
         assert len(trajectory) == 8 and all(isinstance(region, Mask) for region in trajectory[1:])
 
     run = run_vot(["analysis", "--workspace", str(ws), "lorat", "--name", "mo"], tmp_path)
@@ -131,7 +139,7 @@ def test_broken_weights_path_fails_fast_with_the_message(tmp_path: Path, tiny_ch
     assert "did not reply" not in output and elapsed < 60  # the tracker's own message, not the 300 s timeout
     logs = list((ws / "logs").glob("lorat_*.log"))
     assert logs and str(missing) in logs[0].read_text()
-    assert not (ws / "results" / "lorat" / "baseline" / "car" / "car_001.bin").exists()
+    assert not (lorat_results(ws) / "baseline" / "car" / "car_001.bin").exists()
     shutil.rmtree(tmp_path / "tmp", ignore_errors=True)
 
 
@@ -149,3 +157,31 @@ def test_hand_written_workspace_with_the_packaged_registry(tmp_path: Path, tiny_
     run = run_vot(args, tmp_path, cwd=ws, LORAT_CHECKPOINT=str(tiny_checkpoint))
     assert "Evaluation concluded successfuly" in run.stdout + run.stderr, run.stdout + run.stderr
     assert (ws / "results" / "lorat" / "baseline" / "car" / "car_001.bin").is_file()
+
+
+def test_another_precision_tracks_again_and_keeps_the_earlier_results(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    """`lorat vot-workspace` again with another --dtype, then `vot evaluate lorat`: the toolkit reuses whatever the
+    tracker's results folder holds, so each model gets its own (the entry's version) and the new one is tracked."""
+    source = write_dataset(tmp_path / "data", {"car": dict(objects=[object_boxes(6, (20, 20), (3, 2), (24, 18))])})
+    ws = tmp_path / "ws"
+    prepare = ["vot-workspace", str(ws), "--stack", "tests/basic", "--sequences-dir", str(source),
+               "--checkpoint", str(tiny_checkpoint), "--device", "cpu"]
+    results = {}
+    for dtype in ("fp32", "bf16"):
+        assert lorat([*prepare, "--dtype", dtype]) == 0
+        folder = lorat_results(ws)
+        assert folder.name.startswith("lorat@LoRAT-tiny-") and folder.name.endswith(f"-{dtype}")
+        run = run_vot(["evaluate", "--workspace", str(ws), "lorat"], tmp_path)
+        assert "Evaluation concluded successfuly" in run.stdout + run.stderr, run.stdout + run.stderr
+        results[dtype] = folder / "baseline" / "car" / "car_001.bin"
+        assert results[dtype].is_file()  # tracked now (only the tracker writes this folder)
+        if dtype == "fp32":
+            fp32_bytes = results["fp32"].read_bytes()
+    assert results["fp32"].read_bytes() == fp32_bytes  # the earlier model's results stay as they were
+    assert not (ws / "results" / "lorat").exists()
+
+    # both models side by side: `lorat@` is every version the workspace holds
+    run = run_vot(["analysis", "--workspace", str(ws), "lorat@", "--name", "both"], tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    trackers = analysis(ws, "both")["trackers"]
+    assert len(trackers) == 2, trackers

@@ -162,3 +162,76 @@ def test_clear_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     (broken / "a" / "color" / "00000001.jpg").unlink()
     with pytest.raises(FileNotFoundError, match="first frame not found: .*00000001.jpg"):
         prepare_workspace(tmp_path / "ws", "tests/basic", sequences=broken, model=ModelSpec.resolve(env={}))
+
+
+def test_each_model_and_precision_gets_its_own_results_folder(tmp_path: Path, tiny_checkpoint: Path,
+                                                              capsys: pytest.CaptureFixture) -> None:
+    source = write_dataset(tmp_path / "data", {"a": dict(objects=boxes())})
+    ws = tmp_path / "ws"
+    (ws / "results" / "lorat" / "baseline").mkdir(parents=True)  # a workspace from before versions: model unknown
+    (ws / "results" / "lorat" / "baseline" / "old.txt").write_text("boxes of some model\n")
+    prepare = ["vot-workspace", str(ws), "--stack", "tests/basic", "--sequences-dir", str(source),
+               "--checkpoint", str(tiny_checkpoint), "--device", "cpu"]
+    assert main([*prepare, "--dtype", "fp32"]) == 0
+    out = capsys.readouterr().out
+    fp32 = ModelSpec.resolve(checkpoint=tiny_checkpoint, env={}).identity("fp32")["name"]
+    registry = toolkit_registry(ws / "trackers.ini")
+    lorat = registry["lorat"]
+    assert lorat.version == fp32 and lorat.reference == f"lorat@{fp32}"
+    assert lorat._envvars["LORAT_DTYPE"] == "fp32" and lorat._envvars["LORAT_VOT_MODEL"] == fp32
+    assert registry["lorat_B224"].version == "fp32" and registry["lorat_B224"]._envvars["LORAT_DTYPE"] == "fp32"
+    assert (ws / "results" / "lorat@unrecorded" / "baseline" / "old.txt").is_file()
+    assert not (ws / "results" / "lorat").exists() and "lorat@unrecorded" in out
+    assert f"results/lorat@{fp32}" in out
+
+    (ws / "results" / f"lorat@{fp32}" / "baseline").mkdir(parents=True)  # as `vot evaluate lorat` leaves it
+    report = prepare_workspace(ws, "tests/basic", model=ModelSpec.resolve(checkpoint=tiny_checkpoint, dtype="bf16",
+                                                                          device="cpu", env={}))
+    bf16 = report.model_name
+    assert bf16 == fp32.replace("-fp32", "-bf16") and report.results == ws / "results" / f"lorat@{bf16}"
+    assert report.previous_model == fp32 and report.previous_results == ws / "results" / f"lorat@{fp32}"
+    assert toolkit_registry(ws / "trackers.ini")["lorat"].version == bf16
+    report = prepare_workspace(ws, "tests/basic", model=ModelSpec.resolve(checkpoint=tiny_checkpoint, dtype="bf16",
+                                                                          device="cpu", env={}))
+    assert report.previous_model is None  # the same model again: its results are its own
+
+
+def test_a_checkpoint_name_becomes_a_version_the_toolkit_accepts(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    from lorat_plugin.trackers.vot_registry import results_version
+
+    checkpoint = tmp_path / "run 3.v2%.safetensors"
+    checkpoint.write_bytes(tiny_checkpoint.read_bytes())
+    model = ModelSpec.resolve(checkpoint=checkpoint, dtype="fp32", env={})
+    identity = model.identity("fp32")
+    text, _ = render_trackers_ini(registry_template(), model, identity=identity)
+    (tmp_path / "trackers.ini").write_text(text)
+    lorat = toolkit_registry(tmp_path / "trackers.ini")["lorat"]  # the toolkit raises on an illegal version
+    assert identity["name"].startswith("LoRAT-run 3.v2%-")
+    assert lorat.version == results_version(identity["name"]) == "LoRAT-run_3_v2_-" + identity["name"][16:]
+    assert lorat._envvars["LORAT_VOT_MODEL"] == identity["name"]  # the TraX program compares the real name
+
+
+def test_the_tracker_refuses_a_model_other_than_the_one_its_results_are_named_after(tmp_path: Path,
+                                                                                    tiny_checkpoint: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    from lorat_plugin.trackers.trax_server import ServerSettings, build_tracker
+
+    checkpoint = tmp_path / "mine.safetensors"
+    checkpoint.write_bytes(tiny_checkpoint.read_bytes())
+    ws = tmp_path / "ws"
+    source = write_dataset(tmp_path / "data", {"a": dict(objects=boxes())})
+    assert main(["vot-workspace", str(ws), "--stack", "tests/basic", "--sequences-dir", str(source),
+                 "--checkpoint", str(checkpoint), "--device", "cpu", "--dtype", "fp32"]) == 0
+    env = toolkit_registry(ws / "trackers.ini")["lorat"]._envvars
+    build_tracker(ServerSettings.from_env(env))  # the model it was prepared for: fine
+
+    from safetensors import safe_open
+    with safe_open(str(checkpoint), "pt") as f:
+        metadata = f.metadata()
+    tensors = load_file(str(checkpoint))
+    name = next(key for key in tensors if tensors[key].is_floating_point())
+    tensors[name] = tensors[name] + 1  # the checkpoint rewritten in place, as a new training run would
+    save_file(tensors, str(checkpoint), metadata=metadata)
+    with pytest.raises(ValueError, match=rf"prepared for {env['LORAT_VOT_MODEL']} .* now loads LoRAT-mine-"):
+        build_tracker(ServerSettings.from_env(env))

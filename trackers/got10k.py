@@ -22,6 +22,7 @@ from got10k.experiments import ExperimentOTB, ExperimentTColor128
 from got10k.trackers import Tracker
 
 from ..engine import TrackingEngine, TrackState, precision_name
+from ..environment import format_environment, run_environment
 from .baselines import as_rgb
 
 log = logging.getLogger(__name__)
@@ -48,8 +49,7 @@ class LoRATTracker(Tracker):
                  backbone_weights: str | os.PathLike | None = None, checkpoint: str | os.PathLike | None = None,
                  weights_dir: str | os.PathLike | None = None, device: torch.device | str | None = None,
                  dtype: torch.dtype | str | None = None, name: str | None = None, one_based: bool = False) -> None:
-        from ..model.config import canonical_variant
-        from ..model.sources import ModelSpec, make_identity, state_digest
+        from ..model.sources import ModelSpec, model_identity
 
         spec = None
         if model is None:
@@ -60,12 +60,12 @@ class LoRATTracker(Tracker):
             raise ValueError("pass either a built model or variant/weight paths, not both")
         self.engine = TrackingEngine(model, device=device, dtype=dtype)
         precision = precision_name(self.engine.dtype)
-        self.identity = spec.identity(precision) if spec is not None else make_identity(
-            canonical_variant(model.config) or "model", canonical_variant(model.config), state_digest(model), [],
-            precision)
+        self.identity = model_identity(precision, spec=spec, model=model)
         super().__init__(name=name or self.identity["name"], is_deterministic=True)
         log.info("LoRATTracker %s: %s on %s, %s", self.name, self.identity, self.engine.device,
                  type(self.engine.network).__name__)
+        log.info("LoRATTracker %s runs on: %s", self.name,
+                 format_environment(run_environment(self.engine.device, batch_size=1, world_size=1)))
         self.offset = 1.0 if one_based else 0.0
         self.state: TrackState | None = None
 

@@ -29,7 +29,9 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from ..model.sources import PATH_VARIABLES, ModelSpec
+from ..environment import format_environment, run_environment
+from ..model.sources import PATH_VARIABLES, ModelSpec, model_identity
+from .vot_registry import MODEL_VARIABLE
 
 log = logging.getLogger("lorat.trax")
 
@@ -48,6 +50,7 @@ class ServerSettings:
     output: str = "rectangle"
     sam_checkpoint: str | None = None
     sam_model: str | None = None
+    expected_model: str | None = None  # the identity the entry's results folder is named after (LORAT_VOT_MODEL)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "ServerSettings":
@@ -72,21 +75,27 @@ class ServerSettings:
             raise ValueError(f"LORAT_VOT_OUTPUT={output!r}: use rectangle or mask")
         return cls(model=ModelSpec.resolve(env=env), output=output,
                    sam_checkpoint=(env.get("LORAT_SAM_CHECKPOINT") or "").strip() or None,
-                   sam_model=(env.get("LORAT_SAM_MODEL") or "").strip() or None)
+                   sam_model=(env.get("LORAT_SAM_MODEL") or "").strip() or None,
+                   expected_model=(env.get(MODEL_VARIABLE) or "").strip() or None)
 
 
 def build_tracker(settings: ServerSettings) -> tuple[Any, Callable | None, str]:
     """(engine, masker or None, one-line description) for the settings. Raises with a clear message."""
-    from ..engine import TrackingEngine, precision_name, resolve_device
+    from ..engine import TrackingEngine, precision_name
     from .segmentify import BoxMasker, SamMasker
 
     spec = settings.model
-    engine = TrackingEngine(spec.load(), device=resolve_device(spec.device), dtype=spec.dtype)
-    identity = spec.identity(precision_name(engine.dtype))
+    engine = TrackingEngine(spec.load(), device=spec.device, dtype=spec.dtype)
+    identity = model_identity(precision_name(engine.dtype), spec=spec)
+    if settings.expected_model and identity["name"] != settings.expected_model:
+        # The toolkit would store these boxes beside the results of the model the entry was prepared for.
+        raise ValueError(f"the trackers.ini entry was prepared for {settings.expected_model} (its results are named "
+                         f"after it), but it now loads {identity['name']} (weights or precision changed since): "
+                         "run `lorat vot-workspace` again")
     config = engine.config
     description = (f"{identity['name']} ({spec.describe()}): width {config.embed_dim}, depth {config.depth}, "
                    f"search {config.search_size} px, {engine.device} {identity['precision']}, "
-                   f"{type(engine.network).__name__}")
+                   f"{engine.network.description}")
     masker = None
     if settings.output == "mask":
         if settings.sam_checkpoint:
@@ -255,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         engine, masker, description = build_tracker(ServerSettings.from_env())
         log.info("%s (loaded in %.1f s)", description, time.perf_counter() - started)
+        log.info("runs on: %s; batch: the objects of each VOT frame",
+                 format_environment(run_environment(engine.device, world_size=1)))
     except Exception as e:  # noqa: BLE001 -- reported through TraX below, and here in the log
         log.error("cannot load the model: %s", e, exc_info=log.isEnabledFor(logging.DEBUG))
         startup_error = f"lorat: cannot load the model: {e}"

@@ -4,15 +4,26 @@ from __future__ import annotations
 
 import configparser
 import io
+import re
 import shlex
 import sys
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from ..model.sources import ENV, ModelSpec
 
 REGISTRY_FILE = "tracker_registry.ini"
 DEFAULT_TRACKER = "lorat"
+# The identity name (``ModelSpec.identity``) the TraX program must load for an entry; it refuses another model.
+MODEL_VARIABLE = "LORAT_VOT_MODEL"
+_NOT_IN_VERSIONS = re.compile(r"[^a-zA-Z0-9_-]")  # the toolkit's tracker versions: [a-zA-Z0-9-_]+ (vot/tracker)
+
+
+def results_version(model_name: str) -> str:
+    """A model's identity name as a VOT tracker version: the toolkit keeps each version's results in
+    ``results/<entry>@<version>/``, so results of different models or precisions never mix."""
+    return _NOT_IN_VERSIONS.sub("_", model_name)
 
 
 def registry_template() -> Path:
@@ -43,13 +54,16 @@ def _ini_value(value: str) -> str:
 
 def render_trackers_ini(template: Path, model: ModelSpec, *, python: str = sys.executable,
                         extra_env: dict[str, str] | None = None, keep: configparser.ConfigParser | None = None,
-                        ) -> tuple[str, list[str]]:
+                        identity: dict[str, Any] | None = None) -> tuple[str, list[str]]:
     """trackers.ini text for this installation, and the LoRAT entry names it holds.
 
     ``lorat`` gets the resolved model as explicit ``env_LORAT_*`` lines (absolute files; empty = unset, so that the
     variables of the shell running ``vot`` cannot change what it means); the per-variant entries get the model's
     weights folder when it has one, else keep their ``${LORAT_WEIGHTS_DIR}`` reference. ``extra_env`` (device, dtype,
     output format, SAM) goes to every entry. Sections of ``keep`` that are not LoRAT entries are carried over unchanged.
+    ``identity`` (``model.identity(precision)``, the precision the entries run): ``lorat`` gets it as its tracker
+    ``version`` and as :data:`MODEL_VARIABLE`, the per-variant entries (whose weights are found where ``vot`` runs)
+    the precision as their version.
     """
     source = read_ini(template)
     names = source.sections()
@@ -64,6 +78,11 @@ def render_trackers_ini(template: Path, model: ModelSpec, *, python: str = sys.e
         elif model.weights_dir and f"env_{ENV['weights_dir']}" in values:
             values[f"env_{ENV['weights_dir']}"] = _ini_value(str(model.weights_dir))
         values.update({f"env_{key}": _ini_value(value) for key, value in (extra_env or {}).items()})
+        if identity is not None:
+            is_default = name == DEFAULT_TRACKER
+            values["version"] = results_version(identity["name"] if is_default else identity["precision"])
+            if is_default:
+                values[f"env_{MODEL_VARIABLE}"] = _ini_value(identity["name"])
         sections[name] = values
     if keep is not None:
         sections.update({name: dict(keep[name]) for name in keep.sections() if name not in names})

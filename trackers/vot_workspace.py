@@ -6,6 +6,11 @@
 the toolkit from downloading the stack's dataset). It checks what the toolkit would otherwise stumble on mid-run:
 unknown stacks, multistart experiments on sequences without ``anchor.value`` or with an anchor on an unannotated
 frame, sequence folders without frames or ground truth.
+
+Results belong to one model: the toolkit reuses whatever ``results/<tracker reference>/`` holds, so the ``lorat``
+entry's tracker version is the model's identity (``ModelSpec.identity``: weights and precision) and its results go
+to ``results/lorat@<identity>/``; another model or precision gets another folder, and the earlier results stay
+beside it under their model's name. The precision is resolved here and pinned in ``trackers.ini``.
 """
 from __future__ import annotations
 
@@ -19,10 +24,15 @@ from pathlib import Path
 
 import yaml
 
+import torch
+
 from ..data.datasets.vot import VotSequence, find_sequences
+from ..devices import parse_device
+from ..engine import precision_name, resolve_precision
 from ..files import atomic_write_text
 from ..model.sources import ENV, ModelSpec
-from .vot_registry import DEFAULT_TRACKER, read_ini, registry_template, render_trackers_ini
+from .vot_registry import (DEFAULT_TRACKER, MODEL_VARIABLE, read_ini, registry_template, render_trackers_ini,
+                           results_version)
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +68,10 @@ class WorkspaceReport:
     sequences: list[VotSequence] = field(default_factory=list)
     trackers: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    model_name: str = ""  # the identity name of the `lorat` entry's model at its precision
+    results: Path | None = None  # where `vot evaluate lorat` keeps that model's results
+    previous_model: str | None = None  # the `lorat` entry's model before, when it was another one
+    previous_results: Path | None = None  # that model's results folder, when it holds any
 
     def next_steps(self) -> str:
         ws = shlex.quote(str(self.directory))
@@ -86,6 +100,32 @@ def resolve_stack(name: str, workspace: Path) -> StackInfo:
     return StackInfo(name=name, experiments={key: str(exp.get("type", "")) for key, exp in experiments.items()},
                      multiobject=any(str(exp.get("multiobject")).lower() == "true" for exp in experiments.values()),
                      dataset=data.get("dataset"))
+
+
+def running_precision(model: ModelSpec) -> str:
+    """The precision the TraX program will run ``model`` in on this machine (the engine's rule for ``dtype=None``)."""
+    # An unavailable device named explicitly is not refused here: the workspace may be run on another machine.
+    device = parse_device(model.device, setting="--device")
+    return precision_name(resolve_precision(model.dtype, device))
+
+
+def set_results_aside(results: Path, entries: list[str]) -> list[str]:
+    """Move each entry's unversioned results folder (written before entries had a version: its model is unknown)
+    to ``<entry>@unrecorded``, where the toolkit still lists it but never takes it for the current model's."""
+    notes = []
+    for entry in entries:
+        folder = results / entry
+        if not folder.is_dir() or not any(folder.iterdir()):
+            continue
+        target = results / f"{entry}@unrecorded"
+        suffix = 1
+        while target.exists():
+            suffix += 1
+            target = results / f"{entry}@unrecorded{suffix}"
+        folder.rename(target)
+        notes.append(f"results/{entry} held results of a model the workspace did not record: moved to "
+                     f"results/{target.name} (`vot evaluate {entry}` tracks again, into a folder named after its model)")
+    return notes
 
 
 def install_sequences(sequences: list[VotSequence], target: Path, *, copy: bool = False) -> None:
@@ -176,8 +216,11 @@ def prepare_workspace(directory: str | os.PathLike, stack: str, *, sequences: st
         masks = info.name in MASK_STACKS or info.name.startswith("vots") or any(s.masks for s in report.sequences)
         region = "mask" if masks else "rectangle"
     report.region = region
-    extra_env = {"LORAT_VOT_OUTPUT": region} | {ENV[key]: getattr(model, key) for key in ("device", "dtype")
-                                                if getattr(model, key)}
+    # The precision is pinned (not left to the machine or shell running `vot`): it is part of the results' model.
+    precision = running_precision(model)
+    extra_env = {"LORAT_VOT_OUTPUT": region, ENV["dtype"]: precision}
+    if model.device:
+        extra_env[ENV["device"]] = model.device
     if sam_checkpoint:
         if region != "mask":
             raise WorkspaceError("--sam-checkpoint makes masks: it needs mask output (--region mask)")
@@ -191,10 +234,22 @@ def prepare_workspace(directory: str | os.PathLike, stack: str, *, sequences: st
     # trackers.ini and config.yaml
     trackers_file = directory / "trackers.ini"
     keep = read_ini(trackers_file) if trackers_file.is_file() else None
+    identity = model.identity(precision)
     text, report.trackers = render_trackers_ini(registry_template(), model, python=python, extra_env=extra_env,
-                                                keep=keep)
+                                                keep=keep, identity=identity)
+    results = directory / "results"
+    results.mkdir(exist_ok=True)
+    report.warnings += set_results_aside(results, report.trackers)
+    report.model_name = identity["name"]
+    report.results = results / f"{DEFAULT_TRACKER}@{results_version(identity['name'])}"
+    if keep is not None and keep.has_section(DEFAULT_TRACKER):
+        before = keep[DEFAULT_TRACKER]
+        previous = before.get(f"env_{MODEL_VARIABLE}", "").replace("%%", "%") or None
+        if previous and previous != report.model_name:
+            report.previous_model = previous
+            folder = results / f"{DEFAULT_TRACKER}@{before.get('version', '')}"
+            report.previous_results = folder if folder.is_dir() and any(folder.iterdir()) else None
     atomic_write_text(trackers_file, text)
     config = {"registry": ["./trackers.ini"], "stack": info.name, "sequences": "sequences"}
     atomic_write_text(config_file, yaml.safe_dump(config, sort_keys=False))
-    (directory / "results").mkdir(exist_ok=True)
     return report

@@ -1,15 +1,15 @@
 """Measure LoRAT frames per second on this machine: the network alone and the whole tracker step (crop, network,
 post-processing, from already-decoded frames), at batch 1 and batched across sequences, on the current device and
-precision, with the hardware named. --compare-timm times the bare timm ViT blocks of the same size over the same
-tokens in fp32 in the same run, as the yardstick. The model is the one the model arguments (or LORAT_* variables)
-name, the shipped demo model when none is; a --variant without weights is randomly initialised (speed does not
-depend on the weights; the output says so).
+precision, with the hardware named. ``--compare`` times other backends in the same interleaved run and prints each
+one's speed-up over the device's default precision (see COMPARISONS below, or --help). The model is the one the model
+arguments (or LORAT_* variables) name, the shipped demo model when none is; a --variant without weights is randomly
+initialised (speed does not depend on the weights; the output says so).
 
 examples:
-  lorat benchmark --variant B-224 --compare-timm
-  lorat benchmark --variant B-224 --compare-timm --compare-fp32 --onnx b224.onnx --batch-sizes 1,8 --repeats 9
-  lorat benchmark --variant B-224 --compare-timm --compare-unfused --batch-sizes 1,8
-  lorat benchmark --variant B-224 --dtype int8 --compare-bf16 --compare-fp32 --model-only --batch-sizes 1
+  lorat benchmark --variant B-224 --compare timm
+  lorat benchmark --variant B-224 --compare timm,fp32,onnx=b224.onnx --batch-sizes 1,8 --repeats 9
+  lorat benchmark --variant B-224 --compare timm,unfused,batched --batch-sizes 1,8
+  lorat benchmark --variant B-224 --dtype int8 --compare bf16,fp32 --model-only --batch-sizes 1
   lorat benchmark --variant L-224 --device cuda --batch-sizes 1,32 --cuda-graphs
 """
 from __future__ import annotations
@@ -17,34 +17,107 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
-from .common import add_model_arguments, frame_size
+from .common import add_backend_arguments, add_model_arguments, backend_flags, frame_size, set_threads
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One entry of ``--compare``: what it times beside the main backend. ``build(model, device, main, value)``
+    returns the backend to time, or ``None`` when it would time the main backend again; ``value`` is the text
+    after ``=`` (for entries that take one)."""
+
+    help: str
+    build: Callable[[Any, Any, Any, str | None], Any] | None = None  # None: not a network (the timm yardstick)
+    takes_value: bool = False
+
+
+def _precision(name: str) -> Callable[[Any, Any, Any, str | None], Any]:
+    def build(model: Any, device: Any, main: Any, value: str | None) -> Any:
+        from ..engine import build_network, precision_name
+
+        return None if precision_name(main.dtype) == name else build_network(model, device, name)
+    return build
+
+
+def _autocast(model: Any, device: Any, main: Any, value: str | None) -> Any:
+    from ..engine import build_network
+
+    return build_network(model, device, main.dtype, autocast=True)
+
+
+def _unfused(model: Any, device: Any, main: Any, value: str | None) -> Any:
+    from ..engine import build_network
+
+    network = build_network(model, device, "bf16", fused=False)
+    return None if network.description == main.description else network
+
+
+def _batched(model: Any, device: Any, main: Any, value: str | None) -> Any:
+    from ..engine import build_network
+
+    network = build_network(model, device, main.dtype, per_sequence=False)
+    return None if network.description == main.description else network
+
+
+def _onnx(model: Any, device: Any, main: Any, value: str | None) -> Any:
+    from ..engine.onnx import OnnxNetwork
+
+    network = OnnxNetwork(value)
+    if network.config != model.config:
+        raise ValueError(f"{value} was exported for another model than the one benchmarked ({network.config.embed_dim}"
+                         f" wide, {network.config.depth} deep): pass the same --variant")
+    return network
+
+
+# A new comparison is one row here.
+COMPARISONS: dict[str, Comparison] = {
+    "timm": Comparison("the bare timm ViT blocks (fp32) over the same tokens: the yardstick, with ratios"),
+    "fp32": Comparison("the fp32 network (and every other backend's agreement with it)", _precision("fp32")),
+    "bf16": Comparison("the bf16 network", _precision("bf16")),
+    "fp16": Comparison("the fp16 network", _precision("fp16")),
+    "int8": Comparison("the int8 network (CPU)", _precision("int8")),
+    "autocast": Comparison("the reference's AMP (autocast around fp32 weights) at the same precision", _autocast),
+    "unfused": Comparison("stored-bf16 blocks on eager PyTorch kernels (without oneDNN fusion)", _unfused),
+    "batched": Comparison("the same backend with one network call for the whole batch (faster, but a sequence's "
+                          "boxes then depend on the batch: docs/speed.md, 'Batch invariance')", _batched),
+    "onnx": Comparison("an exported file with ONNX Runtime (CPU): onnx=FILE", _onnx, takes_value=True),
+}
+
+
+def parse_compare(text: str) -> list[tuple[str, str | None]]:
+    """``--compare`` as (entry, value) pairs: comma-separated names of :data:`COMPARISONS`, ``onnx=FILE``."""
+    entries = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        name, _, value = item.partition("=")
+        comparison = COMPARISONS.get(name)
+        if comparison is None:
+            raise argparse.ArgumentTypeError(f"unknown comparison {name!r}: use {', '.join(COMPARISONS)}")
+        if comparison.takes_value != bool(value):
+            raise argparse.ArgumentTypeError(f"{name} {'needs' if comparison.takes_value else 'takes no'} a value"
+                                             + (f" ({name}=...)" if comparison.takes_value else ""))
+        entries.append((name, value or None))
+    return entries
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-sizes", default="1,8", help="comma-separated batch sizes (default 1,8)")
     parser.add_argument("--repeats", type=int, default=7, help="timed repeats per measurement; medians (default 7)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first (default 1)")
-    parser.add_argument("--compare-timm", action="store_true",
-                        help="also time the bare timm ViT blocks (fp32) over the same tokens and print ratios")
-    parser.add_argument("--compare-fp32", action="store_true",
-                        help="also time the fp32 network, and print each other backend's agreement with it")
-    parser.add_argument("--compare-bf16", action="store_true",
-                        help="also time the bf16 network (e.g. with --dtype int8)")
-    parser.add_argument("--compare-autocast", action="store_true",
-                        help="also time the reference's AMP (autocast around fp32 weights) at the same precision")
-    parser.add_argument("--compare-unfused", action="store_true",
-                        help="also time the stored-bf16 blocks as eager PyTorch kernels (without oneDNN fusion)")
-    parser.add_argument("--onnx", metavar="FILE", help="also time this exported network with ONNX Runtime (CPU)")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the network (slow to start)")
-    parser.add_argument("--cuda-graphs", action="store_true", help="capture CUDA graphs (CUDA only)")
+    parser.add_argument("--compare", type=parse_compare, default=[], metavar="A,B,...",
+                        help="also time, in the same interleaved run: "
+                             + "; ".join(f"{name}: {c.help}" for name, c in COMPARISONS.items()))
     parser.add_argument("--model-only", action="store_true", help="skip the tracker-step measurement")
     parser.add_argument("--frame-size", type=frame_size, default=(640, 480), metavar="WxH",
                         help="size of the synthetic decoded frames the tracker step crops from (default 640x480)")
-    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     add_model_arguments(parser)
+    add_backend_arguments(parser)
 
 
 def _ints(text: str, what: str) -> list[int]:
@@ -60,48 +133,54 @@ def _ints(text: str, what: str) -> list[int]:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..engine.accelerate import CastNetwork, build_network, describe_network
-    from ..engine.precision import default_precision, resolve_device
+    from ..devices import parse_device
+    from ..engine import TrackingEngine, default_precision
     from ..model.sources import ModelSpec
     from ..speed import format_speed_report, measure_speed, network_flops
+    from .common import engine_from_args
 
     batch_sizes = _ints(args.batch_sizes, "--batch-sizes")
     if args.repeats < 1 or args.warmup < 0:
         raise ValueError("--repeats must be >= 1 and --warmup >= 0")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    spec = ModelSpec.from_args(args, random_weights=True)  # a bare --variant: random weights (speed only)
-    model = spec.load()
-    weights = ("weights: " + spec.describe()) if spec.files else "random weights: timing only, not meaningful boxes"
-    device = resolve_device(spec.device)
-    main = build_network(model, device, spec.dtype, compile=args.compile, cuda_graphs=args.cuda_graphs)
-    fp32 = build_network(model, device, "fp32") if args.compare_fp32 and main.dtype != torch.float32 else None
-    compared = [main, fp32,
-                build_network(model, device, "bf16") if args.compare_bf16 and main.dtype != torch.bfloat16 else None,
-                build_network(model, device, main.dtype, autocast=True)
-                if args.compare_autocast and main.dtype != torch.float32 else None,
-                CastNetwork(model, device, main.dtype, onednn=False)
-                if args.compare_unfused and getattr(main, "onednn", False) else None]
-    backends = {describe_network(network): network for network in compared if network is not None}
-    default = default_precision(device)  # speed-ups are over the default when it is among the timed backends
-    baseline = next((name for name, network in backends.items() if network.dtype == default), None)
-    if args.onnx:
-        from ..engine.onnx import OnnxNetwork
+    set_threads(args)
+    if args.onnx:  # the exported file is the main backend: a random model of its shape gives the example inputs
+        from ..model import build_model
 
-        ort = OnnxNetwork(args.onnx)
-        if ort.config != model.config:
-            raise ValueError(f"{args.onnx} was exported for another model than the one benchmarked "
-                             f"({ort.config.embed_dim} wide, {ort.config.depth} deep): pass the same --variant")
-        backends[f"ONNX Runtime CPU, {ort.precision} ({Path(args.onnx).name})"] = ort
-    result = measure_speed(backends, model, device=device, variant=spec.variant or "from the weights", weights=weights,
+        main = engine_from_args(args)[0].network
+        model, weights = build_model(main.config, merge=True).eval(), f"exported file {args.onnx}"
+        variant = "exported"
+        needs_model = [name for name, _ in args.compare if name not in ("timm", "onnx")]
+        if needs_model:
+            raise ValueError(f"--onnx times the exported file; --compare {','.join(needs_model)} needs the PyTorch "
+                             "model: give its --variant/--checkpoint and --compare onnx=FILE instead")
+    else:
+        spec = ModelSpec.from_args(args, random_weights=True)  # a bare --variant: random weights (speed only)
+        model = spec.load()
+        weights = ("weights: " + spec.describe()) if spec.files else "random weights: timing only, not meaningful boxes"
+        variant = spec.variant or "from the weights"
+        main = TrackingEngine(model, device=spec.device, dtype=spec.dtype, **backend_flags(args)).network
+    device = parse_device(main.device)
+    backends = {main.description: main}
+    fp32 = None
+    for name, value in args.compare:
+        build = COMPARISONS[name].build
+        network = build(model, device, main, value) if build is not None else None
+        if network is not None:
+            backends.setdefault(network.description, network)
+            fp32 = network if name == "fp32" else fp32
+    fp32 = fp32 or (main if main.dtype == torch.float32 and any(n == "fp32" for n, _ in args.compare) else None)
+    default = default_precision(device)  # speed-ups are over the default when it is among the timed backends
+    baseline = next((name for name, network in backends.items() if network.dtype == default
+                     and "one call per sequence" in network.description), None) or next(
+        (name for name, network in backends.items() if network.dtype == default), None)
+    result = measure_speed(backends, model, device=device, variant=variant, weights=weights,
                            batch_sizes=batch_sizes, repeats=args.repeats, warmup=args.warmup,
-                           compare_timm=args.compare_timm, tracker=not args.model_only,
+                           compare_timm=any(name == "timm" for name, _ in args.compare), tracker=not args.model_only,
                            frame_size=args.frame_size, flops_per_frame=network_flops(model),
                            matmul_dtype=main.dtype if main.dtype.is_floating_point else torch.bfloat16,
                            baseline=baseline if len(backends) > 1 else None)
     print(format_speed_report(result))
-    if fp32 is not None:
-        from ..engine import TrackingEngine
+    if fp32 is not None and len(backends) > 1:
         from ..data.synthetic import moving_box_video
         from ..speed import compare_with_fp32
 

@@ -33,9 +33,10 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                             f"[env {ENV['weights_dir']}]")
     group.add_argument("--device", default=None,
                        help=f"cpu, cuda, cuda:1, mps (default: the best available) [env {ENV['device']}]")
-    group.add_argument("--dtype", default=None, choices=["fp32", "bf16", "fp16", "int8"],
-                       help="inference precision (default: the precision policy for the device; int8: CPU, opt-in; "
-                            f"see docs/speed.md) [env {ENV['dtype']}]")
+    group.add_argument("--dtype", default=None,
+                       help="inference precision, a row of the backend table: fp32, bf16, fp16, int8 (default: the "
+                            "precision policy for the device; int8: CPU, opt-in; see docs/speed.md) "
+                            f"[env {ENV['dtype']}]")
 
 
 def model_from_args(args: argparse.Namespace, *, merge: bool = True) -> Any:
@@ -54,6 +55,38 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--cuda-graphs", action="store_true", help="capture and replay CUDA graphs (CUDA only)")
     group.add_argument("--autocast", action="store_true",
                        help="bf16/fp16 as autocast around fp32 weights (the reference's AMP; slower)")
+    group.add_argument("--threads", type=positive_int, metavar="N",
+                       help="torch intra-op threads in this process, set once before the model loads (default: "
+                            "torch's choice, OMP_NUM_THREADS where set; torchrun sets 1 per process). Boxes are "
+                            "reproducible at a fixed count (docs/evaluation.md)")
+
+
+def positive_int(text: str) -> int:
+    """The argparse type of counts that must be at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
+BACKEND_FLAGS = ("compile", "cuda_graphs", "autocast")
+
+
+def backend_flags(args: argparse.Namespace) -> dict[str, bool]:
+    """The backend options the flags of :func:`add_backend_arguments` ask for (only those set)."""
+    return {name: True for name in BACKEND_FLAGS if getattr(args, name, False)}
+
+
+def set_threads(args: argparse.Namespace) -> None:
+    """Apply ``--threads`` once, before any network runs (the count every result of this process is made with)."""
+    threads = getattr(args, "threads", None)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def engine_from_args(args: argparse.Namespace, device: str | None = None) -> tuple[Any, Any]:
@@ -62,19 +95,23 @@ def engine_from_args(args: argparse.Namespace, device: str | None = None) -> tup
     from ..engine import TrackingEngine
     from ..model.sources import ModelSpec
 
+    set_threads(args)
     onnx = getattr(args, "onnx", None)
     if onnx:
         if args.variant or args.backbone_weights or args.checkpoint or args.weights_dir:
             raise ValueError("--onnx runs the exported file: give no --variant/--checkpoint/weights with it")
+        refused = [flag for flag, value in (("--dtype", args.dtype), ("--device", args.device),
+                                            *((f"--{name.replace('_', '-')}", True) for name in backend_flags(args)))
+                   if value]
+        if refused:
+            raise ValueError(f"--onnx runs the exported file on the CPU at the precision it was exported with: "
+                             f"{', '.join(refused)} cannot apply to it (export another file with `lorat export "
+                             "--dtype ...`, or drop --onnx)")
         from ..engine.onnx import OnnxNetwork
+        from ..engine.per_sequence import PerSequenceNetwork
 
-        return TrackingEngine(OnnxNetwork(onnx)), None
+        network = OnnxNetwork(onnx)
+        # one call per sequence, as the PyTorch CPU default (an int8 file's activation scale spans its batch)
+        return TrackingEngine(network if network.fixed_batch else PerSequenceNetwork(network)), None
     spec = ModelSpec.from_args(args)
-    device = device or spec.device
-    model = spec.load()
-    flags = {name: bool(getattr(args, name, False)) for name in ("autocast", "compile", "cuda_graphs")}
-    if any(flags.values()):
-        from ..engine.accelerate import build_network
-
-        model = build_network(model, device, spec.dtype, **flags)
-    return TrackingEngine(model, device=device, dtype=spec.dtype), spec
+    return TrackingEngine(spec.load(), device=device or spec.device, dtype=spec.dtype, **backend_flags(args)), spec

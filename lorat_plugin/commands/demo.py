@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     spec = ModelSpec.from_args(args)
     result = run_demo(args.output, spec.load(), tracker_name=DEMO_TRACKER if spec.is_demo else "LoRAT",
                       baselines=baselines, video=not args.no_video, video_sequence=args.video_sequence,
-                      batch_size=args.batch_size, device=spec.device, dtype=spec.dtype, progress=not args.quiet,
+                      batch_size=args.batch_size, device=spec.device, dtype=spec.dtype, progress=args.progress,
                       identity=spec.identity,
                       benchmark={"seed": args.seed, "sequences": args.sequences, "frames": args.frames})
     print(f"\n{result.table}\n\nresults: {result.output / 'results'}\nreports and plots: {result.output / 'report'}")

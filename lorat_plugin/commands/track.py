@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     sink = sys.stdout if partial is None else open(partial, "w", encoding="utf-8", buffering=1)
     count, started = 0, time.perf_counter()
     try:
-        with tqdm(total=len(source) or None, unit="frame", desc=Path(args.input).name, disable=args.quiet,
+        with tqdm(total=len(source) or None, unit="frame", desc=Path(args.input).name, disable=not args.progress,
                   file=sys.stderr, dynamic_ncols=True) as bar:
             for index, (frame, box, score) in enumerate(track_frames(engine, source, init_box)):
                 x, y, w, h = box + offset

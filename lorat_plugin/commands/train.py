@@ -33,7 +33,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue the run in --output from its state.pt")
     parser.add_argument("--stop-after-steps", type=int, metavar="N",
                         help="stop (resumably) after N optimiser steps in total, e.g. for time-limited jobs")
-    parser.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. optim.lr=2e-4")
 
 
@@ -49,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger().setLevel(logging.WARNING)  # one process talks
     output = args.output or resolve_path(config.train.output, "train.output")
     result = train(config, output, resume=args.resume, stop_after_steps=args.stop_after_steps,
-                   progress=not (args.no_progress or args.quiet),
+                   progress=args.progress,
                    validation=tracking_validation(config) if config.validation.dataset is not None else None)
     if int(os.environ.get("RANK", "0")) == 0:
         if result.finished:

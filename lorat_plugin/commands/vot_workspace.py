@@ -6,11 +6,14 @@ so that nothing is downloaded). Then: vot evaluate|analysis|report --workspace D
 
 Entries: `lorat` (the model the arguments or LORAT_* variables name; nothing named: the shipped demo model) and
 lorat_S224, lorat_B224, lorat_B378, lorat_L224, lorat_L378, lorat_g224, lorat_g378 (from the weights folder).
-See docs/vot.md.
+Results belong to one model: `lorat`'s go to DIR/results/lorat@<model identity>, so preparing the workspace again
+for other weights or another --dtype makes `vot evaluate lorat` track again instead of reusing the earlier
+model's results, which stay beside them under that model's name. See docs/vot.md.
 """
 from __future__ import annotations
 
 import argparse
+import shlex
 
 from .common import add_model_arguments
 
@@ -54,7 +57,13 @@ def run(args: argparse.Namespace) -> int:
     if report.sequences:
         print(f"  sequences  {len(report.sequences)} {'copied' if args.copy else 'linked'} from {args.sequences_dir}")
     print(f"  trackers   {', '.join(report.trackers)} (trackers.ini), reporting {report.region}s")
-    print(f"  lorat      {model.describe()}")
+    print(f"  lorat      {report.model_name}: {model.describe()}")
+    print(f"  results    `vot evaluate lorat` keeps them in {report.results}")
+    if report.previous_model:
+        kept = (f"stay in {report.previous_results}" if report.previous_results
+                else "were not written (nothing to keep)")
+        print(f"  before     the entry ran {report.previous_model}; its results {kept}. "
+              f"Both in one analysis: vot analysis --workspace {shlex.quote(str(report.directory))} lorat@")
     print(f"  variants   weights from {model.weights_dir}" if model.weights_dir
           else "  variants   need LORAT_WEIGHTS_DIR where `vot` runs (or --weights-dir here)")
     for warning in report.warnings:

@@ -8,7 +8,8 @@ from typing import Any, Callable
 import torch
 
 from ..model import ModelConfig
-from .cast import BATCH_BUCKETS, bucket_size, pad_batch
+from ..model.network import NetworkOutput
+from .compiled import BATCH_BUCKETS, bucket_size, pad_batch
 from .network import NetworkBackend
 
 log = logging.getLogger(__name__)
@@ -31,13 +32,13 @@ class CUDAGraphNetwork:
         self.config: ModelConfig = inner.config
         self.device: torch.device = inner.device
         self.dtype: torch.dtype = inner.dtype
+        self.description = f"{inner.description}, CUDA graphs"
         self.max_graphs = max_graphs
         # batch bucket -> (static input buffers, the graph's static outputs, its replay)
         self._graphs: dict[int, tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...], Callable[[], None]]] = {}
         self._pool: Any = None
 
-    def __call__(self, z: torch.Tensor, x: torch.Tensor, z_feat_mask: torch.Tensor
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, z: torch.Tensor, x: torch.Tensor, z_feat_mask: torch.Tensor) -> NetworkOutput:
         batch = x.shape[0]
         size = bucket_size(batch)
         captured = self._graphs.get(size)
@@ -50,7 +51,7 @@ class CUDAGraphNetwork:
             for buffer, value in zip(inputs, pad_batch((z, x, z_feat_mask), size)):
                 buffer.copy_(value, non_blocking=True)
             replay()
-        return score_map[:batch].clone(), boxes[:batch].clone()
+        return NetworkOutput(score_map[:batch].clone(), boxes[:batch].clone())
 
     def _capture(self, inputs: tuple[torch.Tensor, ...]) -> tuple:
         with torch.cuda.device(self.device):

@@ -4,14 +4,17 @@ can replace :class:`TorchNetwork` without touching the cropping or post-processi
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 from typing import Protocol
 
 import torch
+from torch import nn
 
 from ..model import LoRAT, ModelConfig
-from .precision import full_fp32, resolve_device, resolve_precision
+from ..model.network import NetworkOutput
+from .precision import full_fp32
 
 log = logging.getLogger(__name__)
 
@@ -22,9 +25,9 @@ class NetworkBackend(Protocol):
     config: ModelConfig
     device: torch.device
     dtype: torch.dtype  # the compute precision; inputs are always passed as float32
+    description: str    # one line naming what runs, for logs, results and the benchmark's table
 
-    def __call__(self, z: torch.Tensor, x: torch.Tensor, z_feat_mask: torch.Tensor
-                 ) -> tuple[torch.Tensor, torch.Tensor]: ...
+    def __call__(self, z: torch.Tensor, x: torch.Tensor, z_feat_mask: torch.Tensor) -> NetworkOutput: ...
 
 
 def merged_model(model: LoRAT) -> LoRAT:
@@ -40,20 +43,22 @@ def merged_model(model: LoRAT) -> LoRAT:
 
 
 class TorchNetwork:
-    """The merged LoRAT module (:func:`merged_model`) in eval mode under ``torch.inference_mode`` and, for bf16/fp16,
-    autocast around fp32 weights (the reference's AMP inference). A merged model is moved to ``device`` and switched
-    to eval mode in place (deep-copy a model that is still being trained)."""
+    """A prepared LoRAT module (merged; for low precision the copy :func:`~lorat_plugin.engine.cast.cast_model`
+    makes) run in eval mode under ``torch.inference_mode``; with ``autocast`` under ``torch.autocast`` at ``dtype``
+    around its fp32 weights (the reference's AMP inference). The backend table
+    (:mod:`lorat_plugin.engine.backends`) builds it with resolved values: nothing is decided here."""
 
-    def __init__(self, model: LoRAT, device: torch.device | str | None = None,
-                 dtype: torch.dtype | str | None = None) -> None:
-        self.device = resolve_device(device)
-        self.dtype = resolve_precision(dtype, self.device)
-        self.model = merged_model(model).to(self.device).eval()
-        self.config: ModelConfig = self.model.config
+    def __init__(self, module: nn.Module, device: torch.device, dtype: torch.dtype, description: str, *,
+                 autocast: bool = False) -> None:
+        self.module = module.eval()
+        self.config: ModelConfig = module.config
+        self.device = device
+        self.dtype = dtype
+        self.description = description
+        self.autocast = autocast
 
-    def __call__(self, z: torch.Tensor, x: torch.Tensor, z_feat_mask: torch.Tensor
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
-        with torch.inference_mode(), full_fp32(self.device, self.dtype), torch.autocast(
-                self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
-            out = self.model(z, x, z_feat_mask)
-        return out["score_map"], out["boxes"]
+    def __call__(self, z: torch.Tensor, x: torch.Tensor, z_feat_mask: torch.Tensor) -> NetworkOutput:
+        amp = (torch.autocast(self.device.type, dtype=self.dtype) if self.autocast
+               else contextlib.nullcontext())
+        with torch.inference_mode(), full_fp32(self.device, self.dtype), amp:
+            return self.module(z, x, z_feat_mask)

@@ -12,6 +12,7 @@ quantised by ONNX Runtime's ``quantize_dynamic``: the deployment form of ``--dty
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -23,9 +24,10 @@ from torch import nn
 
 from ..files import atomic_path
 from ..model import LoRAT, ModelConfig
+from ..model.network import NetworkOutput
+from .backends import backend_for, build_network
 from .cast import cast_model
 from .network import merged_model
-from .precision import PRECISIONS
 
 INPUT_NAMES = ("z", "x", "z_feat_mask")
 OUTPUT_NAMES = ("score_map", "boxes")
@@ -36,30 +38,22 @@ METADATA_DTYPE = "lorat_dtype"
 # normalised search-crop units; 1e-4 of a 224 px crop is 0.02 px). fp16 is compared with PyTorch's fp16 path.
 # int8 is compared with PyTorch fp32, its score tolerance relative to the largest |logit| (the int8 network's own).
 TOLERANCE = {"fp32": (1e-3, 1e-4), "fp16": (2e-2, 2e-3), "int8": (2e-2, 2e-3)}
+# How far an int8 file may be from fp32 relative to PyTorch's own int8 network on the same inputs. Rounding to 8 bits
+# costs what it costs for a given model (a small model trained briefly, like the shipped demo one, is further from
+# fp32 than the int8 tolerance above); the file must not be much further than `--dtype int8` in PyTorch is, while a
+# broken graph is off by orders of magnitude.
+INT8_MARGIN = 2.0
 
 
 class OnnxExportError(RuntimeError):
     """The exported file does not reproduce PyTorch within :data:`TOLERANCE`."""
 
 
-class _NetworkCall(nn.Module):
-    """The model with the engine's call signature and a tuple of outputs (ONNX graphs return tensors, not dicts)."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, z: torch.Tensor, x: torch.Tensor, z_feat_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.model(z, x, z_feat_mask)
-        return out["score_map"], out["boxes"]
-
-
 def _export_module(model: LoRAT, dtype: str) -> nn.Module:
     if dtype not in TOLERANCE:
         raise ValueError(f"ONNX export precision must be fp32, fp16 or int8, got {dtype!r}")
     model = merged_model(model)
-    return _NetworkCall(cast_model(model, torch.float16, "cpu") if dtype == "fp16" else
-                        copy.deepcopy(model).cpu().eval())
+    return cast_model(model, torch.float16, "cpu") if dtype == "fp16" else copy.deepcopy(model).cpu().eval()
 
 
 def export_onnx(model: LoRAT, path: str | os.PathLike, *, dtype: str = "fp32", opset: int = DEFAULT_OPSET,
@@ -101,14 +95,23 @@ def _quantize_blocks(path: Path) -> None:
     weights = {tensor.name for tensor in graph.initializer}
     nodes = [node.name for node in graph.node
              if node.op_type == "MatMul" and "/blocks." in node.name and node.input[1] in weights]
-    with atomic_path(path) as quantized:
-        quantize_dynamic(path, quantized, per_channel=True, weight_type=QuantType.QInt8, nodes_to_quantize=nodes)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # quantize_dynamic logs a line per tensor, and advice, on the root logger
+    try:
+        with atomic_path(path) as quantized:
+            quantize_dynamic(path, quantized, per_channel=True, weight_type=QuantType.QInt8, nodes_to_quantize=nodes)
+    finally:
+        root.setLevel(level)
 
 
 def check_onnx(path: str | os.PathLike, model: LoRAT, *, batch_size: int = 2, seed: int = 0,
                threads: int | None = None) -> dict[str, float]:
-    """Run the file with ONNX Runtime (CPU) and the PyTorch model on the same inputs; the largest absolute
-    differences of the score logits and the boxes. Raises :class:`OnnxExportError` beyond :data:`TOLERANCE`."""
+    """Run the file with ONNX Runtime (CPU) and the PyTorch model on the same inputs. Returns the largest absolute
+    differences (``score_map``: score logits, ``boxes``) and what is allowed for each (``score_map_allowed``,
+    ``boxes_allowed``: :data:`TOLERANCE`; for int8 files also up to :data:`INT8_MARGIN` times PyTorch's own int8
+    network's difference from fp32 on the same inputs, where PyTorch can run int8). Raises
+    :class:`OnnxExportError` (one line: the measured differences and the allowed ones) beyond them."""
     network = OnnxNetwork(path, threads=threads)
     if network.fixed_batch is not None:
         batch_size = network.fixed_batch
@@ -116,16 +119,34 @@ def check_onnx(path: str | os.PathLike, model: LoRAT, *, batch_size: int = 2, se
     inputs = model.get_sample_data(batch_size, "cpu", seed=seed)
     with torch.inference_mode():
         expected = module(*inputs)
-    got = network(*inputs)
-    diffs = {"score_map": float((got[0] - expected[0].float()).abs().max()),
-             "boxes": float((got[1] - expected[1].float()).abs().max())}
+    diffs = _largest_differences(network(*inputs), expected)
     score_tol, box_tol = TOLERANCE[network.precision]
+    allowed = {"score_map": score_tol, "boxes": box_tol}
     if network.precision == "int8":
-        score_tol *= float(expected[0].abs().max())
-    if not (diffs["score_map"] <= score_tol and diffs["boxes"] <= box_tol):
-        raise OnnxExportError(f"{path}: ONNX Runtime differs from PyTorch by {diffs['score_map']:.2e} (score logits, "
-                              f"allowed {score_tol:g}) and {diffs['boxes']:.2e} (boxes, allowed {box_tol:g})")
+        allowed["score_map"] *= float(expected[0].abs().max())
+        torch_int8 = _torch_int8_differences(model, inputs, expected)
+        if torch_int8 is not None:
+            allowed = {key: max(value, INT8_MARGIN * torch_int8[key]) for key, value in allowed.items()}
+    diffs |= {f"{key}_allowed": value for key, value in allowed.items()}
+    if not all(diffs[key] <= allowed[key] for key in allowed):
+        raise OnnxExportError(f"ONNX Runtime differs from PyTorch by {diffs['score_map']:.2e} (score logits, allowed "
+                              f"{allowed['score_map']:.2e}) and {diffs['boxes']:.2e} (boxes, allowed "
+                              f"{allowed['boxes']:.2e} in normalised crop units)")
     return diffs
+
+
+def _largest_differences(got: Sequence[torch.Tensor], expected: Sequence[torch.Tensor]) -> dict[str, float]:
+    return {name: float((a.float() - b.float()).abs().max()) for name, a, b in zip(OUTPUT_NAMES, got, expected)}
+
+
+def _torch_int8_differences(model: LoRAT, inputs: Sequence[torch.Tensor], expected: Sequence[torch.Tensor]
+                            ) -> dict[str, float] | None:
+    """PyTorch's int8 network (``--dtype int8``) against fp32 on ``inputs``; ``None`` where it cannot run."""
+    try:
+        network = build_network(model, "cpu", "int8", per_sequence=False)  # one call, as the file runs
+    except ValueError:  # no oneDNN quantised kernels in this torch build (e.g. not x86)
+        return None
+    return _largest_differences(network(*inputs), expected)
 
 
 class OnnxNetwork:
@@ -156,22 +177,22 @@ class OnnxNetwork:
             raise ValueError(f"{self.path} has no LoRAT model config in its metadata: export it with `lorat export`")
         self.config = ModelConfig.from_json(metadata[METADATA_CONFIG])
         self.precision = metadata.get(METADATA_DTYPE, "fp32")
-        self.dtype = PRECISIONS.get(self.precision, torch.float32)
+        self.dtype = backend_for(self.precision).dtype
         self.device = torch.device("cpu")
+        self.description = f"ONNX Runtime CPU, {self.precision} ({self.path.name})"
         names = [i.name for i in self.session.get_inputs()]
         if tuple(names) != INPUT_NAMES:
             raise ValueError(f"{self.path}: inputs {names}, expected {list(INPUT_NAMES)}")
         batch = self.session.get_inputs()[1].shape[0]
         self.fixed_batch: int | None = batch if isinstance(batch, int) else None
 
-    def __call__(self, z: torch.Tensor, x: torch.Tensor, z_feat_mask: torch.Tensor
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, z: torch.Tensor, x: torch.Tensor, z_feat_mask: torch.Tensor) -> NetworkOutput:
         if self.fixed_batch is not None and x.shape[0] != self.fixed_batch:
             raise ValueError(f"{self.path} was exported for batch size {self.fixed_batch}, got {x.shape[0]}: "
                              "export with a dynamic batch (the default) to track other batch sizes")
         feeds = {"z": _array(z, np.float32), "x": _array(x, np.float32), "z_feat_mask": _array(z_feat_mask, np.int64)}
         score_map, boxes = self.session.run(list(OUTPUT_NAMES), feeds)
-        return torch.from_numpy(score_map), torch.from_numpy(boxes)
+        return NetworkOutput(torch.from_numpy(score_map), torch.from_numpy(boxes))
 
 
 def _array(tensor: torch.Tensor, dtype: Any) -> np.ndarray:

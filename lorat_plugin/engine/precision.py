@@ -1,4 +1,4 @@
-"""The precision policy: the device and the precision the network runs at, decided here and nowhere else.
+"""The precision policy: the precision the network runs at when none is asked for, and the names of precisions.
 
 When none is asked for (:func:`default_precision`): fp16 on CUDA (the reference's), bf16 on x86 CPUs that multiply
 bf16 natively (AVX512-BF16 or AMX, oneDNN not held below it), fp32 elsewhere (Apple MPS, other CPUs); fp32 on CUDA
@@ -13,24 +13,7 @@ from typing import Iterator
 
 import torch
 
-# int8: int8 linear layers in the transformer blocks, CPU only (lorat_plugin.engine.int8); opt-in, never a default.
-PRECISIONS: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16,
-                                      "int8": torch.int8}
 _ALIASES = {"float32": "fp32", "float": "fp32", "bfloat16": "bf16", "float16": "fp16", "half": "fp16"}
-
-
-def resolve_device(device: torch.device | str | None = None) -> torch.device:
-    """``None``/``"auto"``: CUDA if present, else Apple MPS, else CPU. An unavailable device is a ``ValueError``."""
-    has_mps = torch.backends.mps.is_available()
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device} requested but CUDA is not available (torch {torch.__version__}); "
-                         "use --device cpu")
-    if device.type == "mps" and not has_mps:
-        raise ValueError(f"device {device} requested but Apple MPS is not available; use --device cpu")
-    return device
 
 
 # oneDNN instruction-set caps (its ONEDNN_MAX_CPU_ISA) below the first with native bf16 products
@@ -60,26 +43,32 @@ def default_precision(device: torch.device | str) -> torch.dtype:
 
 
 def resolve_precision(dtype: torch.dtype | str | None, device: torch.device | str) -> torch.dtype:
-    """``dtype`` (``fp32``, ``bf16``, ``fp16``, ``int8``, an alias such as ``half``, or a torch dtype) as a torch
-    dtype; ``None``: :func:`default_precision` of ``device``."""
+    """``dtype`` (a precision of the backend table, ``lorat_plugin.engine.backends.BACKENDS``: ``fp32``, ``bf16``,
+    ``fp16``, ``int8``; an alias such as ``half``; or a torch dtype) as a torch dtype, checked against the device
+    types its row runs on; ``None``: :func:`default_precision` of ``device``."""
+    from .backends import BACKENDS
+
     if dtype is None:
         return default_precision(device)
     name = precision_name(dtype) if isinstance(dtype, torch.dtype) else str(dtype).lower().replace("torch.", "")
-    resolved = PRECISIONS.get(_ALIASES.get(name, name))
-    if resolved is None:
-        raise ValueError(f"unknown inference precision {dtype!r}: use {', '.join(PRECISIONS)}")
-    if resolved == torch.int8 and torch.device(device).type != "cpu":
-        raise ValueError(f"int8 runs on CPUs only (oneDNN's quantised kernels), not on {device}: "
-                         "use fp16 or bf16 there")
-    return resolved
+    row = BACKENDS.get(_ALIASES.get(name, name))
+    if row is None:
+        raise ValueError(f"unknown inference precision {dtype!r}: use {', '.join(BACKENDS)}")
+    device_type = torch.device(device).type
+    if device_type not in row.devices:
+        hint = "use fp16 or bf16 there" if device_type != "cpu" else "use fp32 or bf16"
+        raise ValueError(f"{row.precision} runs on {' and '.join(row.devices)} only, not on {device}: {hint}")
+    return row.dtype
 
 
 def precision_name(dtype: torch.dtype) -> str:
     """The short name (``fp32``, ``bf16``, ...) of a precision, as results and logs record it."""
-    names = {value: name for name, value in PRECISIONS.items()}
-    if dtype not in names:
-        raise ValueError(f"{dtype} is not an inference precision: use {', '.join(PRECISIONS)}")
-    return names[dtype]
+    from .backends import BACKENDS
+
+    for row in BACKENDS.values():
+        if row.dtype == dtype:
+            return row.precision
+    raise ValueError(f"{dtype} is not an inference precision: use {', '.join(BACKENDS)}")
 
 
 @contextlib.contextmanager

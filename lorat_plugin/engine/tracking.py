@@ -30,7 +30,7 @@ from ..data.sequence import to_rgb
 from ..model import ModelConfig
 from ..geometry import (apply_transform, clip_box, crop_image, crop_transform, invert_transform, normalize_images,
                         template_mask, xywh_to_xyxy, xyxy_to_xywh)
-from .accelerate import build_network
+from .backends import build_network
 from .network import NetworkBackend
 from .postprocess import WINDOW_PENALTY, hann_window, select_boxes
 
@@ -59,10 +59,12 @@ class TrackState:
 class TrackingEngine:
     """Batched LoRAT inference.
 
-    ``model``: a LoRAT network (``build_model`` / ``load_model``; unmerged adapters are merged into a copy) or a
-    ready :class:`~lorat_plugin.engine.network.NetworkBackend`. ``device``: ``cpu``, ``cuda:1``, ``mps`` ... or
-    ``None`` (best available); ``dtype``: ``fp32``, ``bf16``, ``fp16``, ``int8`` or ``None`` (``default_precision``),
-    run by :func:`~lorat_plugin.engine.accelerate.build_network`.
+    ``model``: a LoRAT network (``build_model`` / ``load_model``; unmerged adapters are merged into a copy), run by
+    :func:`~lorat_plugin.engine.backends.build_network` on ``device`` (``cpu``, ``cuda:1``, ``mps`` ... or ``None``:
+    the best available) at ``dtype`` (``fp32``, ``bf16``, ``fp16``, ``int8`` or ``None``: the device's default
+    precision) with the backend ``options`` (``compile=True``, ``cuda_graphs=True``, ... :class:`BackendOptions`);
+    or a ready :class:`~lorat_plugin.engine.network.NetworkBackend`, which is already bound to its device and
+    precision (passing those too is an error).
     ``window_penalty`` / ``min_object_size``: the reference's Hann window weight (0.45) and least box side (10 px).
 
     ``initialize(frames, boxes)`` starts one sequence per frame; ``track(states, frames)`` advances each state by
@@ -72,11 +74,17 @@ class TrackingEngine:
 
     def __init__(self, model: Any, *, device: torch.device | str | None = None,
                  dtype: torch.dtype | str | None = None, window_penalty: float = WINDOW_PENALTY,
-                 min_object_size: float = MIN_OBJECT_SIZE) -> None:
+                 min_object_size: float = MIN_OBJECT_SIZE, **options: bool | None) -> None:
         if isinstance(model, torch.nn.Module):
-            self.network: NetworkBackend = build_network(model, device, dtype)
+            self.network: NetworkBackend = build_network(model, device, dtype, **options)
         else:
-            self.network = model  # a backend already bound to its device and precision
+            given = [name for name, value in (("device", device), ("dtype", dtype), *options.items())
+                     if value is not None]
+            if given:
+                raise ValueError(f"TrackingEngine got a built network backend ({type(model).__name__}) and "
+                                 f"{', '.join(given)}: a backend is already bound to its device, precision and "
+                                 "options; pass the model instead, or the backend alone")
+            self.network = model
         self.config: ModelConfig = self.network.config
         self.device: torch.device = self.network.device
         self.window_penalty = float(window_penalty)

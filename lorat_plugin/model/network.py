@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from functools import partial
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -10,11 +11,20 @@ from timm.models.vision_transformer import Block
 from torch import nn
 
 from .config import ModelConfig
-from .lora import attach_lora, lora_layers, strip_lora
+from .lora import attach_lora, lora_layers, merge_lora, strip_lora, unmerge_lora
+
+
+class NetworkOutput(NamedTuple):
+    """What the network returns, in the one form the engine's backends, the ONNX file and the training loss share."""
+
+    score_map: torch.Tensor  # B x h x w score logits, float32
+    boxes: torch.Tensor      # B x h x w x 4, normalised x1 y1 x2 y2 in search-crop units, float32
 
 
 class MlpHead(nn.Module):
-    """Three Linear layers with GELU between them (the reference's ``Mlp(num_layers=3)``)."""
+    """Three Linear layers with GELU between them (the reference's ``Mlp(num_layers=3)``). The hidden layers run
+    at their weights' precision; the output layer's input is cast to its own weights' (float32 in a low-precision
+    copy, so the outputs are not rounded to 8 mantissa bits)."""
 
     def __init__(self, dim: int, out_dim: int, **factory) -> None:
         super().__init__()
@@ -22,9 +32,14 @@ class MlpHead(nn.Module):
                                      nn.Linear(dim, out_dim, **factory)])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for i, layer in enumerate(self.layers):
-            x = layer(x) if i == len(self.layers) - 1 else F.gelu(layer(x))
-        return x
+        *hidden, output = self.layers
+        x = x.to(hidden[0].weight.dtype)
+        for layer in hidden:
+            x = F.gelu(layer(x))
+        return output(x.to(output.weight.dtype))
+
+    def low_precision_modules(self) -> list[nn.Module]:
+        return list(self.layers[:-1])
 
 
 class AnchorFreeHead(nn.Module):
@@ -39,12 +54,16 @@ class AnchorFreeHead(nn.Module):
         cy, cx = torch.meshgrid(centres, centres, indexing="ij")
         self.register_buffer("cell_centres", torch.stack((cx, cy), dim=-1), persistent=False)  # H x W x 2
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> NetworkOutput:
         b = x.shape[0]
         score_map = self.cls_mlp(x).float().view(b, self.grid, self.grid)
         lt, rb = self.reg_mlp(x).float().view(b, self.grid, self.grid, 4).sigmoid().chunk(2, dim=-1)
         centres = self.cell_centres.to(lt.device)
-        return {"score_map": score_map, "boxes": torch.cat((centres - lt, centres + rb), dim=-1)}
+        return NetworkOutput(score_map, torch.cat((centres - lt, centres + rb), dim=-1))
+
+    def low_precision_modules(self) -> list[nn.Module]:
+        """The hidden layers: rounding them costs little, rounding the output layers moves boxes (docs/speed.md)."""
+        return self.cls_mlp.low_precision_modules() + self.reg_mlp.low_precision_modules()
 
 
 def _ffn_layer(config: ModelConfig):
@@ -79,6 +98,9 @@ class LoRAT(nn.Module):
             for _ in range(config.depth)])
         self.norm = norm(dim, **factory)
         self.head = AnchorFreeHead(dim, grid, **factory)
+        # the precision the blocks compute in; a low-precision inference copy sets it (float32 while training,
+        # where autocast decides)
+        self.compute_dtype: torch.dtype = torch.float32
         self.reset_parameters()
 
     def group_matcher(self, coarse: bool = False) -> dict:
@@ -95,15 +117,28 @@ class LoRAT(nn.Module):
                 nn.init.trunc_normal_(layer.weight, std=0.02)
                 nn.init.zeros_(layer.bias)
 
-    def forward(self, z: torch.Tensor, x: torch.Tensor, z_feat_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, z: torch.Tensor, x: torch.Tensor, z_feat_mask: torch.Tensor) -> NetworkOutput:
+        # The precision boundary (see low_precision_modules): images go in at the patch embedding's precision, the
+        # token sums and the final norm run in float32, the blocks at compute_dtype; all casts are no-ops in fp32.
         g, t = self.config.search_grid, self.config.template_grid
+        embed_dtype = self.patch_embed.proj.weight.dtype
         pos = self.pos_embed.view(1, g, g, -1)
-        z = self.patch_embed(z) + pos[:, :t, :t].flatten(1, 2) + self.token_type_embed[z_feat_mask.flatten(1).long()]
-        x = self.patch_embed(x) + self.pos_embed + self.token_type_embed[2]
-        tokens = torch.cat((z, x), dim=1)
+        z = (self.patch_embed(z.to(embed_dtype)).float() + pos[:, :t, :t].flatten(1, 2)
+             + self.token_type_embed[z_feat_mask.flatten(1).long()])
+        x = self.patch_embed(x.to(embed_dtype)).float() + self.pos_embed + self.token_type_embed[2]
+        tokens = torch.cat((z, x), dim=1).to(self.compute_dtype)
         for block in self.blocks:
             tokens = block(tokens)
-        return self.head(self.norm(tokens)[:, z.shape[1]:])
+        return self.head(self.norm(tokens.float())[:, z.shape[1]:])
+
+    def low_precision_modules(self) -> list[nn.Module]:
+        """The modules whose weights may be stored in bf16/fp16 (or run as int8) for inference: the patch embedding,
+        the blocks and what the head names (``head.low_precision_modules()``; a head without it stays float32).
+        Everything else, the embedding tables, the final norm and the head's output layers, stays float32; the
+        forward pass casts at these boundaries, so a copy with these modules cast (and ``compute_dtype`` set to
+        the blocks' precision) runs without hooks (``lorat_plugin.engine.cast.cast_model``)."""
+        head = getattr(self.head, "low_precision_modules", None)
+        return [self.patch_embed, self.blocks, *(head() if head is not None else [])]
 
     def get_sample_data(self, batch_size: int = 1, device: torch.device | str | None = None,
                         dtype: torch.dtype | None = None, *, seed: int = 0
@@ -131,12 +166,11 @@ class LoRAT(nn.Module):
         attach_lora(self.blocks, rank, alpha)
 
     def merge_lora(self) -> None:
-        for _, layer in lora_layers(self):
-            layer.merge()
+        """Fold every adapter into its frozen weight, or none (a NaN/inf result is an error naming the layer)."""
+        merge_lora(self)
 
     def unmerge_lora(self) -> None:
-        for _, layer in lora_layers(self):
-            layer.unmerge()
+        unmerge_lora(self)
 
     def strip_lora(self) -> None:
         """Merge and remove the adapters for good: the inference graph is the plain ViT."""

@@ -25,6 +25,7 @@ from typing import Any, Mapping
 
 import torch
 
+from ..devices import parse_device
 from .config import (DINOV2_FILES, RELEASED_CHECKPOINTS, VARIANTS, backbone_size, canonical_variant, dinov2_hint,
                      get_config)
 
@@ -113,7 +114,12 @@ class ModelSpec:
         if not (variant or checkpoint or backbone_weights):
             variant, checkpoint, backbone_weights = (from_env(f) for f in ("variant", "checkpoint", "backbone_weights"))
         folder = _existing(weights_dir or from_env("weights_dir"), "weights folder", folder=True)
-        runtime = dict(weights_dir=folder, device=device or from_env("device"), dtype=dtype or from_env("dtype"))
+        if device is None and from_env("device") is not None:
+            device = from_env("device")
+            parse_device(device, setting=ENV["device"])  # a bad variable is named before any weights load
+        elif device is not None:
+            parse_device(device, setting="--device")
+        runtime = dict(weights_dir=folder, device=device, dtype=dtype or from_env("dtype"))
         checkpoint = _existing(checkpoint, "LoRAT checkpoint", hint=RELEASES_URL)
         backbone = _existing(backbone_weights, "DINOv2 backbone file")
         if str(variant).lower() == DEMO or not (variant or checkpoint or backbone or folder):
@@ -181,8 +187,26 @@ class ModelSpec:
         return make_identity(label, self.variant, digest, [p.name for p in self.files], precision)
 
 
+def model_identity(precision: str, *, spec: ModelSpec | None = None, model: torch.nn.Module | None = None,
+                   exported: Path | None = None) -> dict[str, Any]:
+    """The identity of the model that runs, for every entry point: a resolved ``spec`` names its files
+    (:meth:`ModelSpec.identity`); an ``exported`` file (ONNX) is its own weights; a ``model`` built in memory is
+    named by its config's variant (``model`` when it is none of the known ones) and a hash of its tensors.
+    ``precision`` is what actually runs (``precision_name(engine.dtype)``)."""
+    if spec is not None:
+        return spec.identity(precision)
+    if exported is not None:
+        exported = Path(exported)
+        return make_identity(exported.stem, None, file_digest(exported)[:12], [exported.name], precision)
+    if model is None:
+        raise ValueError("model_identity needs a spec, an exported file or a model")
+    config = getattr(model, "config", None)
+    variant = canonical_variant(config) if config is not None else None
+    return make_identity(variant or "model", variant, state_digest(model), [], precision)
+
+
 def make_identity(label: str, variant: str | None, digest: str, files: list[str], precision: str) -> dict[str, Any]:
-    """The identity dict of :meth:`ModelSpec.identity` (also for models built in memory: see :func:`state_digest`)."""
+    """The identity dict itself (:func:`model_identity` chooses its parts)."""
     return {"name": f"LoRAT-{label}-{digest[:8]}-{precision}", "variant": variant, "weights": digest,
             "files": files, "precision": precision}
 
@@ -195,8 +219,12 @@ def file_digest(path: Path) -> str:
 
 @functools.cache
 def _digest(path: str, size: int, mtime_ns: int) -> str:
+    sha = hashlib.sha256()
     with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+        # read in chunks (hashlib.file_digest would do this, but needs Python 3.11; setup.py allows 3.10)
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            sha.update(chunk)
+    return sha.hexdigest()
 
 
 def state_digest(model: torch.nn.Module) -> str:

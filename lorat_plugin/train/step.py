@@ -77,7 +77,7 @@ class TrainStep:
         with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp != torch.float32), \
                 attention_kernel(self.attention):
             out = self.network(z, x, batch["z_feat_mask"])
-        loss, parts = tracking_loss(out["score_map"], out["boxes"], batch["positive"], batch["box"],
+        loss, parts = tracking_loss(out.score_map, out.boxes, batch["positive"], batch["box"],
                                     cls_weight=self.loss.cls_weight, box_weight=self.loss.box_weight,
                                     iou_aware=self.loss.iou_aware)
         self.scaler.scale(loss / accumulation).backward()
