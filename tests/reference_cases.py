@@ -23,13 +23,17 @@ import torch
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
-def scale_for(key: str, shape: tuple[int, ...]) -> tuple[float, float]:
+def scale_for(key: str, shape: tuple[int, ...], block_gain: float = 1.0) -> tuple[float, float]:
     """(centre, half-width) of the uniform draw for one tensor, chosen so that every part of the model moves the output.
 
     Linear weights get a unit-variance-preserving range; layer-scale gammas and norm weights sit well away from 0
     (DINOv2's own gammas are ~1e-5 at initialisation, which would hide the blocks); the LoRA factors are as large as
-    the frozen weights they adapt, so merged and unmerged graphs differ visibly.
+    the frozen weights they adapt, so merged and unmerged graphs differ visibly. ``block_gain`` scales the blocks'
+    weight matrices and LoRA ``B`` factors (a trained network's blocks are gentler than unit gain).
     """
+    if key.startswith("blocks.") and len(shape) == 2 and not key.endswith(".lora.A") and block_gain != 1.0:
+        centre, half_width = scale_for(key, shape)
+        return centre, half_width * block_gain
     if key.endswith(("ls1.gamma", "ls2.gamma")):
         return 0.75, 0.25
     if key.endswith("norm1.weight") or key.endswith("norm2.weight") or key == "norm.weight":
@@ -49,7 +53,7 @@ def scale_for(key: str, shape: tuple[int, ...]) -> tuple[float, float]:
 
 
 def fill(manifest: Iterable[tuple[str, tuple[int, ...]]], seed: int,
-         ranges: dict[str, tuple[float, float]] | None = None) -> dict[str, torch.Tensor]:
+         ranges: dict[str, tuple[float, float]] | None = None, block_gain: float = 1.0) -> dict[str, torch.Tensor]:
     """One float32 tensor per (key, shape), drawn in manifest order from ``RandomState(seed)``.
 
     ``ranges``: (centre, half-width) for some keys instead of :func:`scale_for`'s.
@@ -57,7 +61,7 @@ def fill(manifest: Iterable[tuple[str, tuple[int, ...]]], seed: int,
     rng = np.random.RandomState(seed)
     tensors = {}
     for key, shape in manifest:
-        centre, half_width = (ranges or {}).get(key) or scale_for(key, tuple(shape))
+        centre, half_width = (ranges or {}).get(key) or scale_for(key, tuple(shape), block_gain)
         values = centre + (rng.random_sample(tuple(shape)) * 2.0 - 1.0) * half_width
         tensors[key] = torch.from_numpy(values.astype(np.float32))
     return tensors
@@ -124,8 +128,9 @@ def digest(tensors: dict[str, torch.Tensor]) -> str:
 def case_tensors(record: dict) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """(backbone in Meta's DINOv2 layout, LoRAT checkpoint in the reference's layout, inputs) of a fixture's record."""
     config, seeds = record["config"], record["seeds"]
-    backbone = fill(record["backbone_manifest"], seeds["backbone"])
-    checkpoint = fill(record["checkpoint_manifest"], seeds["checkpoint"], record.get("checkpoint_ranges"))
+    gain = record.get("block_gain", 1.0)
+    backbone = fill(record["backbone_manifest"], seeds["backbone"], block_gain=gain)
+    checkpoint = fill(record["checkpoint_manifest"], seeds["checkpoint"], record.get("checkpoint_ranges"), gain)
     inputs = random_inputs(config["template_size"], config["search_size"], config["patch_size"], record["batch"],
                            seeds["inputs"])
     return backbone, checkpoint, inputs
