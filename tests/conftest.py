@@ -1,7 +1,7 @@
-"""Shared test fixtures: tiny generated models and weights files, and the reference fixtures when present."""
+"""Shared test fixtures: tiny generated models and weights files, and the reference fixtures of tests/fixtures/."""
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
 from pathlib import Path
 from typing import Callable
@@ -13,43 +13,17 @@ import torch
 
 from lorat_plugin.data.synthetic import moving_box_video
 from lorat_plugin.model import ModelConfig, build_model, save_checkpoint
+from reference_cases import FIXTURES, case_frames, case_tensors, decode_metadata, digest
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("LORAT_SHARED_DIR", REPO.parent / "shared"))
-PARITY_FIXTURE = SHARED / "fixtures" / "reference-parity-s224"
-TRACKING_FIXTURE = SHARED / "fixtures" / "reference-tracking-s224"
+# The sequence of the precision, int8 and ONNX tests; every tracking-*.safetensors is a case of the faithfulness test.
+TRACKING_FIXTURE = "tracking-s224-d2-r64.safetensors"
 
 # Width 32, 2 blocks, 28 px template (2x2 tokens), 56 px search (4x4 tokens): builds and runs in milliseconds.
 TINY = ModelConfig(embed_dim=32, depth=2, num_heads=2, template_size=28, search_size=56, lora_rank=4, lora_alpha=8)
-
-
-def require_fixture(path: Path) -> Path:
-    if not path.is_dir():
-        pytest.skip(f"reference fixture {path} is absent (it lives in ../shared/fixtures beside a development "
-                    "checkout; a user's checkout has none)")
-    return path
-
-
-def fixture_config() -> ModelConfig:
-    """The model shape of the reference fixtures (reference-parity-s224/config.json)."""
-    shape = json.loads((require_fixture(PARITY_FIXTURE) / "config.json").read_text())
-    return ModelConfig(embed_dim=shape["embed_dim"], depth=shape["depth"], num_heads=shape["num_heads"],
-                       ffn=shape["ffn"], template_size=shape["template_size"], search_size=shape["search_size"],
-                       lora_rank=shape["lora_r"], lora_alpha=shape["lora_alpha"])
-
-
-def load_reference_tracking(merge: bool = True) -> tuple[torch.nn.Module, list[np.ndarray], np.ndarray]:
-    """(model, frames, init box) of reference-tracking-s224: the parity backbone + that folder's checkpoint."""
-    from lorat_plugin.data import read_image
-
-    tracking = require_fixture(TRACKING_FIXTURE)
-    model = build_model(fixture_config(), backbone_weights=PARITY_FIXTURE / "dinov2_backbone.pth",
-                        checkpoint=tracking / "lorat_checkpoint.safetensors", merge=merge)
-    frames = [read_image(f) for f in sorted((tracking / "frames").glob("*.png"))]
-    return model, frames, np.loadtxt(tracking / "init_box.txt", delimiter=",")
 
 
 def randomize_lora(model: torch.nn.Module, std: float = 0.1) -> torch.nn.Module:
@@ -110,15 +84,76 @@ def repo_root() -> Path:
     return REPO
 
 
+@dataclasses.dataclass(frozen=True)
+class ReferenceCase:
+    """One file of tests/fixtures/ with the model and inputs the reference implementation computed it from."""
+
+    name: str
+    config: ModelConfig
+    backbone: Path  # Meta's dinov2_vit*14_pretrain.pth layout (torch.save)
+    checkpoint: Path  # the trainable tensors, keyed as the reference writes its checkpoints (safetensors)
+    inputs: dict[str, torch.Tensor]  # z, x, z_feat_mask
+    expected: dict[str, torch.Tensor]  # what the reference computed (the file's tensors)
+    record: dict  # the file's metadata: shapes, seeds, digests, and any scalar results
+
+
+def reference_fixture_path(name: str) -> Path:
+    path = FIXTURES / name
+    if not path.exists():
+        raise FileNotFoundError(f"reference fixture {path} is missing: tests/fixtures/README.md says how to "
+                                "regenerate it")
+    return path
+
+
+def load_reference_case(name: str, folder: Path) -> ReferenceCase:
+    """Regenerate the weights and inputs of fixture ``name`` and write them where the loaders read them."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(reference_fixture_path(name)), "pt") as f:
+        record = decode_metadata(f.metadata())
+        expected = {key: f.get_tensor(key) for key in f.keys()}
+    backbone, checkpoint, inputs = case_tensors(record)
+    for what, tensors in (("backbone", backbone), ("checkpoint", checkpoint), ("inputs", inputs)):
+        if digest(tensors) != record["sha256"][what]:
+            pytest.fail(f"{name}: the regenerated {what} differs from the one the reference saw "
+                        "(tests/reference_cases.py or NumPy's RandomState changed)")
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(backbone, folder / "dinov2_backbone.pth")
+    save_file(checkpoint, str(folder / "lorat_checkpoint.safetensors"))
+    shape = record["config"]
+    config = ModelConfig(embed_dim=shape["embed_dim"], depth=shape["depth"], num_heads=shape["num_heads"],
+                         ffn=shape["ffn"], patch_size=shape["patch_size"], pretrain_grid=shape["pretrain_grid"],
+                         template_size=shape["template_size"], search_size=shape["search_size"],
+                         lora_rank=shape["lora_rank"], lora_alpha=shape["lora_alpha"],
+                         template_area_factor=shape["template_area_factor"],
+                         search_area_factor=shape["search_area_factor"])
+    return ReferenceCase(name, config, folder / "dinov2_backbone.pth", folder / "lorat_checkpoint.safetensors",
+                         inputs, expected, record)
+
+
+# Every file is one parametrisation of its faithfulness test: a new fixture is tested without a code change.
+NETWORK_FIXTURES = sorted(path.name for path in FIXTURES.glob("network-*.safetensors"))
+TRACKING_FIXTURES = sorted(path.name for path in FIXTURES.glob("tracking-*.safetensors"))
+assert NETWORK_FIXTURES and TRACKING_FIXTURE in TRACKING_FIXTURES, f"reference fixtures missing from {FIXTURES}"
+
+
+@pytest.fixture(scope="session")
+def reference_case(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], ReferenceCase]:
+    """``reference_case("network-b224-d2-r16.safetensors")``: a fixture of tests/fixtures/, weights on disk."""
+    cache: dict[str, ReferenceCase] = {}
+
+    def load(name: str) -> ReferenceCase:
+        if name not in cache:
+            cache[name] = load_reference_case(name, tmp_path_factory.mktemp(name.split(".")[0]))
+        return cache[name]
+    return load
+
+
 @pytest.fixture(scope="session")
 def reference_fixture() -> Callable[[str], Path]:
-    """``reference_fixture("reference-parity-s224")``: that folder of ../shared/fixtures, or the test skips."""
-    return lambda name: require_fixture(SHARED / "fixtures" / name)
-
-
-@pytest.fixture(scope="session")
-def parity_config() -> ModelConfig:
-    return fixture_config()
+    """``reference_fixture("tracking-s224-d2-r64.safetensors")``: that file of tests/fixtures/ (it must exist)."""
+    return reference_fixture_path
 
 
 @pytest.fixture(scope="session")
@@ -134,9 +169,17 @@ def moving_video() -> Callable[..., tuple[list[np.ndarray], np.ndarray]]:
 
 
 @pytest.fixture(scope="session")
-def reference_tracking() -> Callable[..., tuple[torch.nn.Module, list[np.ndarray], np.ndarray]]:
-    """``reference_tracking(merge=True)``: (model, frames, init box) of reference-tracking-s224, or the test skips."""
-    return load_reference_tracking
+def reference_tracking(reference_case) -> Callable[..., tuple[torch.nn.Module, list[np.ndarray], np.ndarray]]:
+    """``reference_tracking(merge=True, name=TRACKING_FIXTURE)``: (model, frames, init box) of a sequence that the
+    reference tracked."""
+    def load(merge: bool = True, name: str = TRACKING_FIXTURE) -> tuple[torch.nn.Module, list[np.ndarray], np.ndarray]:
+        case = reference_case(name)
+        frames, first_box = case_frames(case.record)
+        if digest({str(i): frame for i, frame in enumerate(frames)}) != case.record["sha256"]["frames"]:
+            pytest.fail(f"{name}: the regenerated frames differ from those the reference tracked")
+        model = build_model(case.config, backbone_weights=case.backbone, checkpoint=case.checkpoint, merge=merge)
+        return model, frames, first_box
+    return load
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,8 @@ from lorat_plugin.geometry import (IMAGENET_MEAN, IMAGENET_STD, apply_transform,
                                    invert_transform, xywh_to_xyxy)
 from lorat_plugin.model import ModelConfig, build_model
 
+from conftest import TRACKING_FIXTURES
+
 
 
 # ---- a stub network that "sees" the target: geometry without a trained model -------------------------------------
@@ -133,10 +135,12 @@ def test_small_boxes_are_searched_as_at_least_10_px() -> None:
 
 # ---- the reference implementation's own boxes -------------------------------------------------------------------
 
-def test_reproduces_the_reference_tracker_frame_by_frame(reference_tracking, reference_fixture) -> None:
-    model, frames, init = reference_tracking()
-    reference = np.loadtxt(reference_fixture("reference-tracking-s224") / "reference_boxes.txt", delimiter=",")
-    assert len(frames) == len(reference) == 40
+@pytest.mark.parametrize("fixture", TRACKING_FIXTURES)
+def test_reproduces_the_reference_tracker_frame_by_frame(fixture: str, reference_tracking, reference_case) -> None:
+    """The 224 geometry (search factor 4) and the 378 one (factor 5), frames of 320x240 and 400x300."""
+    model, frames, init = reference_tracking(name=fixture)
+    reference = reference_case(fixture).expected["boxes"].numpy()  # x, y, w, h; row 0 is the init box
+    assert len(frames) == len(reference) >= 12
     engine = TrackingEngine(model, device="cpu", dtype="fp32")
     # Batched with a second sequence (the same frames backwards) that must not disturb the first.
     states = engine.initialize([frames[0], frames[-1]], [init, reference[-1]])

@@ -20,6 +20,8 @@ from lorat_plugin.engine.precision import precision_name, resolve_precision
 from lorat_plugin.model import ModelConfig, build_model
 from lorat_plugin.speed import compare_with_fp32
 
+from conftest import TRACKING_FIXTURE
+
 
 pytestmark = pytest.mark.skipif(not int8_available(), reason="this torch build has no oneDNN int8 kernels")
 
@@ -118,11 +120,9 @@ def test_int8_is_cpu_only_and_opt_in(tiny_config) -> None:
     assert precision.default_precision("cpu") != torch.int8  # never a default
 
 
-def test_int8_on_the_reference_fixtures(reference_tracking, reference_fixture) -> None:
+def test_int8_on_the_reference_fixtures(reference_tracking, reference_case) -> None:
     model, frames, init = reference_tracking()
-    from safetensors.torch import load_file
-
-    io = load_file(str(reference_fixture("reference-parity-s224") / "io.safetensors"))
+    io = reference_case(TRACKING_FIXTURE).inputs
     inputs = (io["z"], io["x"], io["z_feat_mask"])
     assert _within_tolerance(build_network(model, "cpu", "int8")(*inputs), build_network(model, "cpu", "fp32")(*inputs))
     agreement = compare_with_fp32(TrackingEngine(model, device="cpu", dtype="fp32"),

@@ -12,6 +12,8 @@ from lorat_plugin.model import VARIANTS, count_parameters, get_config
 from lorat_plugin.model.lora import LoRALinear
 from lorat_plugin.model.weights import read_weights, trainable_to_reference
 
+from conftest import NETWORK_FIXTURES
+
 
 
 def _inputs(config: ModelConfig, batch: int = 2, seed: int = 0):
@@ -25,16 +27,19 @@ def _inputs(config: ModelConfig, batch: int = 2, seed: int = 0):
 # ---- parity with the reference implementation ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("merge", [False, True], ids=["unmerged", "merged"])
-def test_reference_parity(merge: bool, reference_fixture, parity_config) -> None:
-    fixture = reference_fixture("reference-parity-s224")
-    model = build_model(parity_config, backbone_weights=fixture / "dinov2_backbone.pth",
-                        checkpoint=fixture / "lorat_checkpoint.safetensors", merge=merge).eval()
-    io = load_file(str(fixture / "io.safetensors"))
+@pytest.mark.parametrize("fixture", NETWORK_FIXTURES)
+def test_reference_parity(fixture: str, merge: bool, reference_case) -> None:
+    """Widths S and B, 2-4 blocks, the 224 and 378 geometries, the MLP and SwiGLU FFNs (tests/fixtures/README.md)."""
+    case = reference_case(fixture)
+    model = build_model(case.config, backbone_weights=case.backbone, checkpoint=case.checkpoint, merge=merge).eval()
+    io = case.inputs
+    # The reference's own inference graph merges the adapters when it loads a checkpoint: compare like with like.
+    expected = {key: case.expected[f"{key}_merged" if merge else key] for key in ("score_map", "boxes")}
     with torch.no_grad():
         out = model(io["z"], io["x"], io["z_feat_mask"])
-    assert out.score_map.shape == io["score_map"].shape and out.boxes.shape == io["boxes"].shape
-    torch.testing.assert_close(out.score_map, io["score_map"], atol=1e-4, rtol=0)
-    torch.testing.assert_close(out.boxes, io["boxes"], atol=1e-4, rtol=0)
+    assert out.score_map.shape == expected["score_map"].shape and out.boxes.shape == expected["boxes"].shape
+    torch.testing.assert_close(out.score_map, expected["score_map"], atol=1e-4, rtol=0)
+    torch.testing.assert_close(out.boxes, expected["boxes"], atol=1e-4, rtol=0)
 
 
 # ---- variants and parameter counts (meta device: no memory) -------------------------------------------------------

@@ -24,6 +24,8 @@ from lorat_plugin.model import build_model
 from lorat_plugin.speed import (compare_with_fp32, format_speed_report, matmul_peak, network_flops,
                                 measure_speed, timm_blocks)
 
+from conftest import TRACKING_FIXTURE
+
 
 # The tolerances docs/speed.md states for stored low-precision weights against the fp32 network / tracker:
 # score logits relative to the largest |logit|, boxes absolute in normalised search-crop units.
@@ -64,11 +66,9 @@ def test_cast_model_needs_a_merged_model(tiny_config) -> None:
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_stored_precision_network_matches_fp32_within_the_stated_tolerance(fixture_model, dtype,
-                                                                           reference_fixture) -> None:
+                                                                           reference_case) -> None:
     model, _, _ = fixture_model
-    from safetensors.torch import load_file
-
-    io = load_file(str(reference_fixture("reference-parity-s224") / "io.safetensors"))
+    io = reference_case(TRACKING_FIXTURE).inputs
     inputs = (io["z"], io["x"], io["z_feat_mask"])
     reference = build_network(model, "cpu", "fp32")(*inputs)
     fast = build_network(model, "cpu", dtype)(*inputs)

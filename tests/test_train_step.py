@@ -1,13 +1,11 @@
 """One training step: the reference's loss and gradients (fixture), the GradScaler path, the step API."""
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from lorat_plugin.model import build_model
 from lorat_plugin.model.weights import trainable_to_reference
@@ -19,13 +17,12 @@ from lorat_plugin.train.state import restore_scaler
 from lorat_plugin.train.step import TrainStep, build_train_step, synthetic_batch
 
 
-def test_one_step_reproduces_the_reference_loss_and_gradients(reference_fixture, parity_config) -> None:
-    parity, expected_dir = reference_fixture("reference-parity-s224"), reference_fixture("reference-train-step-s224")
-    expected = json.loads((expected_dir / "reference_loss.json").read_text())
-    model = build_model(parity_config, backbone_weights=parity / "dinov2_backbone.pth",
-                        checkpoint=parity / "lorat_checkpoint.safetensors").train()
-    io = load_file(str(parity / "io.safetensors"))
-    size, grid = parity_config.search_size, parity_config.search_grid
+def test_one_step_reproduces_the_reference_loss_and_gradients(reference_case) -> None:
+    case = reference_case("train-step-s224-d2-r8.safetensors")
+    expected = case.record
+    model = build_model(case.config, backbone_weights=case.backbone, checkpoint=case.checkpoint).train()
+    io = case.inputs
+    size, grid = case.config.search_size, case.config.search_grid
     boxes = [np.asarray(b, dtype=np.float64) for b in expected["search_boxes_xyxy_crop_px"]]
     positive = torch.stack([torch.from_numpy(positive_cells(b, size, grid)) for b in boxes])
     for mask, cells in zip(positive, expected["positive_cells"], strict=True):
@@ -45,7 +42,7 @@ def test_one_step_reproduces_the_reference_loss_and_gradients(reference_fixture,
             if p.requires_grad:
                 p.copy_(p.grad)
     grads = trainable_to_reference(model)
-    reference = load_file(str(expected_dir / "reference_grads.safetensors"))
+    reference = case.expected  # the reference's gradients, keyed like its checkpoints
     assert sorted(grads) == sorted(reference)
     for key, grad in grads.items():
         torch.testing.assert_close(grad, reference[key], rtol=1e-4, atol=1e-4 * reference[key].abs().max().item(),
