@@ -81,7 +81,7 @@ def test_objects_are_batch_elements_and_late_objects_join(engine: TrackingEngine
         assert region.type == trax.Region.RECTANGLE and 0.0 <= float(properties["confidence"]) <= 1.0
 
     # A batch of the same objects gives what each gives alone (each object is its own batch element).
-    alone = TraxSession(TrackingEngine(engine.network, device="cpu"))
+    alone = TraxSession(TrackingEngine(engine.network))
     alone.initialize(frame(0), [trax.Rectangle.create(30, 20, 24, 18)])
     alone.frame(frame(1))
     (single, _), = alone.frame(frame(2))
