@@ -350,3 +350,38 @@ def test_a_rerun_that_fails_on_frame_1_keeps_the_previous_partial(tmp_path: Path
     assert "00000001.png" in err and "Traceback" not in err
     assert partial.read_text() == earlier and not output.exists()
     assert [p.name for p in tmp_path.glob("*boxes.txt*")] == ["boxes.txt.partial"]  # no temporary file left
+
+
+def test_a_video_the_decoder_conceals_damage_in_is_reported(tmp_path: Path, tiny_checkpoint: Path, capsys,
+                                                            caplog) -> None:
+    """400 bytes overwritten inside the keyframe: FFmpeg conceals the broken blocks and decodes every frame without
+    an error; the errors it logs are counted, warned once and named in the run's summary."""
+    import av
+
+    frames, _ = moving_box_video(40, SIZE, box=(12, 20, 18, 16), step=(1, 0), seed=0)
+    whole = write_video(tmp_path / "whole.mp4", frames, fps=10)
+    with av.open(str(whole)) as container:
+        keyframe = max((packet for packet in container.demux(container.streams.video[0]) if packet.size),
+                       key=lambda packet: packet.size)
+        start, size = keyframe.pos + keyframe.size // 3, keyframe.size
+    assert size > 1200  # the damage stays inside the keyframe's data
+    damaged = tmp_path / "damaged.mp4"
+    data = bytearray(whole.read_bytes())
+    data[start:start + 400] = bytes(range(200)) * 2
+    damaged.write_bytes(bytes(data))
+
+    source = open_frames(damaged)
+    decoded = list(source)
+    assert len(decoded) == 40 and source.decode_errors > 0  # every frame back, the damage counted
+    assert any(not np.array_equal(a, b) for a, b in zip(decoded, open_frames(whole)))
+    caplog.clear()
+
+    assert track(tmp_path, tiny_checkpoint, damaged, "-o", str(tmp_path / "b.txt")) == 0
+    warnings = [r.getMessage() for r in caplog.records if "the decoder reported" in r.getMessage()]
+    assert len(warnings) == 1 and f"{damaged}: the decoder reported {source.decode_errors} errors" in warnings[0]
+    assert f"{source.decode_errors} decoder errors concealed" in capsys.readouterr().err
+    assert len(read_boxes(tmp_path / "b.txt")) == 40
+    caplog.clear()
+
+    assert track(tmp_path, tiny_checkpoint, whole, "-o", str(tmp_path / "c.txt")) == 0
+    assert "the decoder reported" not in caplog.text and "decoder errors" not in capsys.readouterr().err

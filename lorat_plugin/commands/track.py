@@ -168,6 +168,8 @@ def run(args: argparse.Namespace) -> int:
     if partial is not None:
         partial.finish(output)
     elapsed = time.perf_counter() - started
+    concealed = (f"; {source.decode_errors} decoder errors concealed (damaged video: see the warning)"
+                 if source.decode_errors else "")
     print(f"{count} frames in {elapsed:.1f} s ({count / max(elapsed, 1e-9):.1f} fps)" + (f"; boxes: {output}"
-          if output else "") + (f"; rendering: {writer.path}" if writer else ""), file=sys.stderr)
+          if output else "") + (f"; rendering: {writer.path}" if writer else "") + concealed, file=sys.stderr)
     return 0
