@@ -122,3 +122,16 @@ def test_trax_malformed_input_ends_the_program_with_bounded_memory(tmp_path: Pat
     errors = [line for line in stderr.splitlines() if "ERROR" in line]
     assert len(errors) == 1 and expected in errors[0], stderr[-2000:]
     assert "Traceback" not in stderr
+
+
+def test_trax_messages_are_framed_like_vot_trax_across_reads() -> None:
+    """A newline inside quotes or after a backslash does not end a message, wherever the pipe splits it."""
+    from lorat_plugin.trackers.trax_server import _message_end
+
+    message = b'@@TRAX:frame "color=file:///a\\"b\nc.jpg" "x=1"\n'
+    assert _message_end(bytearray(message), 0, False)[0] == len(message) - 1
+    for split in range(1, len(message)):
+        end, resume, in_quotes = _message_end(bytearray(message[:split]), 0, False)
+        if end is None:
+            end, _, _ = _message_end(bytearray(message), resume, in_quotes)
+        assert end == len(message) - 1, split

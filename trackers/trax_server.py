@@ -252,9 +252,8 @@ class MessageGuard:
                 return None
             pending += chunk
             while True:
-                end, in_quotes = _message_end(pending, scanned, in_quotes)
+                end, scanned, in_quotes = _message_end(pending, scanned, in_quotes)
                 if end is None:
-                    scanned = len(pending)
                     break
                 message, pending = bytes(pending[:end + 1]), pending[end + 1:]
                 scanned, in_quotes = 0, False
@@ -274,8 +273,9 @@ class MessageGuard:
             view = view[os.write(self._sink, view):]
 
 
-def _message_end(data: bytearray, start: int, in_quotes: bool) -> tuple[int | None, bool]:
-    """(index of the newline that ends the first message, or None; whether ``data`` ends inside quotes).
+def _message_end(data: bytearray, start: int, in_quotes: bool) -> tuple[int | None, int, bool]:
+    """Frame ``data`` from ``start``: (index of the newline that ends the first message or None, where to go on
+    scanning when more bytes arrive, whether that point is inside quotes).
 
     As vot-trax frames them: a newline outside double quotes ends a message; a backslash escapes the next byte.
     """
@@ -283,17 +283,18 @@ def _message_end(data: bytearray, start: int, in_quotes: bool) -> tuple[int | No
     while True:
         found = _QUOTE_ESCAPE_OR_END.search(data, position)
         if found is None:
-            return None, in_quotes
-        position = found.end()
+            return None, len(data), in_quotes
         byte = found.group()
         if byte == b"\\":
-            if position >= len(data):  # the escaped byte has not arrived: look at the backslash again
-                return None, in_quotes
-            position += 1
-        elif byte == b'"':
+            if found.end() >= len(data):  # the escaped byte has not arrived: scan the backslash again
+                return None, found.start(), in_quotes
+            position = found.end() + 1
+            continue
+        position = found.end()
+        if byte == b'"':
             in_quotes = not in_quotes
         elif not in_quotes:
-            return found.start(), in_quotes
+            return found.start(), position, in_quotes
 
 
 def _malformed(message: bytes) -> str | None:
