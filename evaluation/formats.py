@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from lorat_plugin.data.annotations import format_table, read_boxes
+from lorat_plugin.data.datasets.names import name_problem
 from lorat_plugin.data.sequence import Sequence
 from lorat_plugin.files import atomic_write_bytes, atomic_write_text
 
@@ -109,17 +111,28 @@ def write_zip(path: Path, members: dict[str, bytes | None]) -> Path:
     return Path(path)
 
 
+def run_files(folder: Path, sequence: str) -> list[Path]:
+    """The got10k layout's box files of one sequence, ``<sequence>_001.txt``, ``_002``, ... in run order. Names are
+    compared as strings: a glob would read ``seq[1]`` as a pattern and miss its files."""
+    if not folder.is_dir():
+        return []
+    prefix = f"{sequence}_"
+    found = [entry.name for entry in os.scandir(folder) if entry.name.startswith(prefix)
+             and re.fullmatch(r"[0-9]{3}\.txt", entry.name[len(prefix):])]
+    return [folder / name for name in sorted(found)]
+
+
 def pack_got10k(results: Path, path: Path, sequences: list[str] | None = None) -> Path:
     """The GOT-10k server zip from a got10k-layout tracker folder: ``<seq>/<seq>_001.txt`` + ``<seq>_time.txt``."""
     results = Path(results)
-    found = sorted(d.name for d in results.iterdir() if d.is_dir() and list(d.glob(f"{d.name}_[0-9][0-9][0-9].txt")))
+    found = sorted(d.name for d in results.iterdir() if d.is_dir() and run_files(d, d.name))
     if not found:
         raise FileNotFoundError(f"no GOT-10k results (<seq>/<seq>_001.txt) in {results}")
     _check_complete(found, sequences, results)
     members: dict[str, bytes | None] = {}
     for sequence in found:
         folder = results / sequence
-        box_files = sorted(folder.glob(f"{sequence}_[0-9][0-9][0-9].txt"))
+        box_files = run_files(folder, sequence)
         time_file = folder / f"{sequence}_time.txt"
         if not time_file.is_file():
             raise FileNotFoundError(f"{time_file} missing: the GOT-10k server needs a time file for every sequence")
@@ -150,8 +163,27 @@ def pack_trackingnet(results: Path, path: Path, sequences: list[str] | None = No
 def _check_complete(found: list[str], expected: list[str] | None, results: Path) -> None:
     missing = sorted(set(expected or ()) - set(found))
     if missing:
-        raise ValueError(f"{len(missing)} of {len(expected)} sequences have no results in {results}, "
-                         f"e.g. {missing[0]}")
+        raise ValueError(f"{len(missing)} of {len(expected)} sequences have no results in {results}: "
+                         f"{_listed(missing)}")
+
+
+def _listed(names: list[str], shown: int = 10) -> str:
+    listed = ", ".join(repr(n) if name_problem(n) else n for n in names[:shown])
+    return listed + (f" and {len(names) - shown} more" if len(names) > shown else "")
+
+
+def check_zip(path: Path, fmt: str, sequences: list[str]) -> None:
+    """Read a written server zip back: every sequence must have its box file (GOT-10k: and its time file); an error
+    names the ones missing."""
+    with zipfile.ZipFile(path) as archive:
+        members = set(archive.namelist())
+    if fmt == "got10k":
+        missing = [s for s in sequences if not {f"{s}/{s}_001.txt", f"{s}/{s}_time.txt"} <= members]
+    else:
+        missing = [s for s in sequences if f"{s}.txt" not in members]
+    if missing:
+        raise ValueError(f"{path}: {len(missing)} of {len(sequences)} sequences are not in the zip: "
+                         f"{_listed(missing)}")
 
 
 def read_result_boxes(path: Path, frames: int | None = None) -> np.ndarray:
@@ -187,6 +219,7 @@ class TrackerResults:
     times: dict[str, np.ndarray] = field(default_factory=dict)  # sequence -> N x runs seconds (may be absent)
     source: str = ""
     model: dict = field(default_factory=dict)  # an evaluation folder's model identity, precision and backend
+    how_it_ran: dict = field(default_factory=dict)  # an evaluation folder's speed, "timed" and environments
 
 
 def read_layout(folder: Path, sequences: list[Sequence], dataset: str, *, name: str | None = None) -> TrackerResults:
@@ -199,7 +232,7 @@ def read_layout(folder: Path, sequences: list[Sequence], dataset: str, *, name: 
     missing = []
     for s in sequences:
         sequence, n = s.name, len(s)
-        nested = sorted((folder / sequence).glob(f"{sequence}_[0-9][0-9][0-9].txt"))
+        nested = run_files(folder / sequence, sequence)
         if nested:
             runs[sequence] = [read_result_boxes(p, n) for p in nested]
             t = read_times(folder / sequence / f"{sequence}_time.txt", n)

@@ -19,7 +19,7 @@ from lorat_plugin.files import atomic_write_text
 from lorat_plugin.geometry import rect_iou
 
 from .formats import TrackerResults, native_boxes
-from .report import describe_model, headline, per_sequence_scores
+from .report import SPEED_DECIMALS, describe_model, environment_notes, headline, per_sequence_scores, speed_notes
 
 PAGE = "report.html"
 GROUND_TRUTH_COLOUR = "#00c800"
@@ -82,8 +82,10 @@ def _uri(data: bytes, mime: str) -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
-def _cell(value: float | None) -> str:
-    return "<td>-</td>" if value is None or not np.isfinite(value) else f"<td>{value:.2f}</td>"
+def _cell(value: float | str | None, decimals: int = 2) -> str:
+    if isinstance(value, str):  # a note in place of a number, e.g. "no model"
+        return f"<td>{_e(value)}</td>"
+    return "<td>-</td>" if value is None or not np.isfinite(value) else f"<td>{value:.{decimals}f}</td>"
 
 
 def _metrics_table(result: dict) -> str:
@@ -94,8 +96,11 @@ def _metrics_table(result: dict) -> str:
     show_models = any(m != "-" for m in models.values())  # variant, weights hash, precision, backend
     head = "".join(f"<th>{_e(c)}</th>" for c in ["tracker", *["model"] * show_models, *columns])
     body = "".join(f"<tr><td>{_e(name)}</td>" + f"<td>{_e(models[name])}</td>" * show_models
-                   + "".join(_cell(row[c]) for c in columns) + "</tr>" for name, row in rows.items())
-    return f"<table><tr>{head}</tr>{body}</table>"
+                   + "".join(_cell(row.get(c), SPEED_DECIMALS.get(c, 2)) for c in columns) + "</tr>"
+                   for name, row in rows.items())
+    # what the speed columns mean and how each run ran, under the table as in table.txt
+    notes = [*speed_notes(result["trackers"]), *environment_notes(result["trackers"])]
+    return f"<table><tr>{head}</tr>{body}</table>" + "".join(f"<p class=note>{_e(line)}</p>" for line in notes)
 
 
 def _per_sequence_table(scores: dict[str, dict[str, dict[str, float]]], order: list[str]) -> str:

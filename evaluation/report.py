@@ -18,12 +18,14 @@ import numpy as np
 
 from lorat_plugin.data.annotations import format_table
 from lorat_plugin.data.sequence import Sequence
+from lorat_plugin.environment import format_environment
 from lorat_plugin.files import atomic_write_text
 
 from . import metrics as M
 from .benchmarks import Benchmark, benchmark
 from .formats import TrackerResults, merge_runs, native_boxes, pytracking_name, read_layout
-from .records import load_records, read_run_info, record_path, sequence_fingerprint
+from .records import (DIVIDED, PER_SEQUENCE, TIME_FILES, load_records, read_run_info, record_path,
+                      sequence_fingerprint, speed_of, speed_of_times)
 
 PROTOCOLS = {
     "got10k": "GOT-10k: got10k toolkit ExperimentGOT10k.report / GOT-10k server (frame 0 excluded, cover > 0, "
@@ -76,7 +78,12 @@ def load_results(path: str | Path, dataset: str, sequences: list[Sequence], *, n
         runs[sequence.name] = [_as_written(native_boxes(by_run[r].boxes, dataset), "%.3f") for r in sorted(by_run)]
         times[sequence.name] = _as_written(np.stack([by_run[r].times for r in sorted(by_run)], axis=1), "%.8f")
     model = {**(info.get("model") or {}), **({"backend": info["backend"]} if info.get("backend") else {})}
-    return TrackerResults(name or info.get("tracker") or path.name, runs, times, str(path), model)
+    scored = [record for s in sequences for record in records[s.name].values()]
+    known = info.get("environments") or []
+    used = sorted({r.environment for r in scored if r.environment is not None and r.environment < len(known)})
+    how_it_ran = {"speed": speed_of(scored).as_dict(), "timed": bool(info.get("timed", True)),
+                  "environments": [known[i] for i in used]}
+    return TrackerResults(name or info.get("tracker") or path.name, runs, times, str(path), model, how_it_ran)
 
 
 _RUN_FOLDER = re.compile(r"(.+)_\d{3}(?:_tracking_result)?")
@@ -107,9 +114,11 @@ def evaluate(dataset: str, sequences: list[Sequence], trackers: list[TrackerResu
         candidates = itertools.chain([tracker.name], (f"{tracker.name} ({k})" for k in itertools.count(2)))
         name = next(n for n in candidates if n not in out["trackers"])
         entry: dict[str, Any] = {"source": tracker.source, "runs": max(len(r) for r in tracker.runs.values()),
-                                 "fps": _fps(tracker, sequences)}
+                                 **_speed(tracker, sequences)}
         if tracker.model:
             entry["model"] = tracker.model
+        if tracker.how_it_ran.get("environments"):
+            entry["environments"] = tracker.how_it_ran["environments"]
         if info.protocol == "got10k":
             entry["got10k"] = _got10k(sequences, tracker)
         elif info.protocol == "trackingnet":
@@ -120,10 +129,14 @@ def evaluate(dataset: str, sequences: list[Sequence], trackers: list[TrackerResu
     return out
 
 
-def _fps(tracker: TrackerResults, sequences: list[Sequence]) -> float | None:
-    t = np.concatenate([tracker.times[s.name].ravel() for s in sequences if s.name in tracker.times] or [[]])
-    t = t[np.isfinite(t) & (t > 0)]
-    return float(len(t) / t.sum()) if len(t) else None
+def _speed(tracker: TrackerResults, sequences: list[Sequence]) -> dict[str, Any]:
+    """``fps`` (the headline, None where there is none) and ``speed``: an evaluation folder's from its records,
+    other results' from their time files (docs/evaluation.md, "Speed")."""
+    speed = tracker.how_it_ran.get("speed")
+    if speed is None:
+        speed = speed_of_times(tracker.times[s.name] for s in sequences if s.name in tracker.times).as_dict()
+    timed = tracker.how_it_ran.get("timed", True)
+    return {"fps": speed["fps"] if timed else None, "speed": {**speed, "timed": timed}}
 
 
 def _got10k(sequences: list[Sequence], tracker: TrackerResults) -> dict:
@@ -210,17 +223,28 @@ def _trackingnet(sequences: list[Sequence], tracker: TrackerResults, dataset: st
     return result
 
 
-SPEED_COLUMNS = {"got10k": "speed_fps", "other": "tracker FPS"}  # see docs/evaluation.md, "Speed"
+# the speed columns of headline(), by what they are (docs/evaluation.md, "Speed")
+SPEED_COLUMNS = {"per_sequence": "FPS", "batch": "batch", "throughput": "throughput", "got10k": "speed_fps"}
+SPEED_DECIMALS = {"FPS": 1, "batch": 0, "throughput": 1, "speed_fps": 1}
+NO_MODEL = "no model"  # the speed cell of a tracker whose time is not a model's
+OLDER = "(old)"        # after the speed of records whose times were divided by the sequences per call
+SPEED_NOTES = {
+    "FPS": "FPS: frames per second per sequence: the frames after the first over the time of the tracker calls that "
+           "advanced the sequence, each call counted whole (not divided by the sequences in it); warm-up calls "
+           "(initialisations, the first call with each number of sequences) left out",
+    "throughput": "throughput: all sequences' frames over the tracker's time at the batch shown, in one process "
+                  "(decoding not counted)",
+    "speed_fps": "speed_fps: the got10k toolkit's figure, the mean of per-frame 1/t over every frame (the fastest "
+                 "frames dominate it)",
+}
 
 
-def headline(entry: dict) -> dict[str, float | None]:
-    """The columns papers report, as percentages; then the speed: for GOT-10k the got10k toolkit's ``speed_fps``
-    (mean of 1 / frame time), elsewhere ``tracker FPS``, frames over the tracker's time (no toolkit reports one)."""
-    fps = entry.get("fps")
+def headline(entry: dict) -> dict[str, float | str | None]:
+    """The columns papers report, as percentages; then the speed: ``FPS`` (per sequence), the ``throughput`` at
+    ``batch`` sequences per call, and for GOT-10k the got10k toolkit's ``speed_fps`` beside them (``SPEED_NOTES``)."""
     if "got10k" in entry:
         o = entry["got10k"]["overall"]
         row = {"AO": o["ao"], "SR0.5": o["sr50"], "SR0.75": o["sr75"]}
-        fps = o["speed_fps"] if o["speed_fps"] > 0 else None  # the toolkit's -1: no times
     elif "trackingnet" in entry:
         t = entry["trackingnet"]
         row = {"AUC": t["success"], "P_norm": t["norm_precision"], "P": t["precision"]}
@@ -235,8 +259,51 @@ def headline(entry: dict) -> dict[str, float | None]:
             row["got10k AUC"] = entry["got10k_otb"]["success_score"]
             row["got10k P@20"] = entry["got10k_otb"]["precision_score"]
     row = {k: None if v is None else 100.0 * v for k, v in row.items()}
-    row[SPEED_COLUMNS["got10k" if "got10k" in entry else "other"]] = fps
-    return row
+    return {**row, **speed_columns(entry)}
+
+
+def speed_columns(entry: dict) -> dict[str, float | str | None]:
+    """``FPS``, ``batch``, ``throughput`` (and ``speed_fps`` for GOT-10k) of one tracker's metrics entry."""
+    speed = entry.get("speed") or {}
+    timed = speed.get("timed", True)
+    fps: float | str | None = speed.get("fps")
+    if not timed:
+        fps = NO_MODEL
+    elif fps is not None and speed.get("convention") == DIVIDED:
+        fps = f"{fps:.1f} {OLDER}"
+    columns = {"FPS": fps, "batch": (speed.get("batch") or None) if timed else None,
+               "throughput": speed.get("throughput") if timed else None}
+    if "got10k" in entry:
+        speed_fps = entry["got10k"]["overall"]["speed_fps"]
+        columns["speed_fps"] = speed_fps if speed_fps > 0 and timed else None  # the toolkit's -1: no times
+    return columns
+
+
+def speed_notes(trackers: dict[str, dict]) -> list[str]:
+    """What the speed columns mean, then per tracker: warm-up left out, older or foreign conventions, no model."""
+    columns = {c for entry in trackers.values() for c, v in speed_columns(entry).items() if v is not None}
+    lines = [note for column, note in SPEED_NOTES.items() if column in columns]
+    for name, entry in trackers.items():
+        speed = entry.get("speed") or {}
+        if not speed.get("timed", True):
+            lines.append(f"{name}: {NO_MODEL}: its time is the harness's, not a tracker's speed")
+        elif speed.get("convention") == DIVIDED and speed.get("fps") is not None:
+            lines.append(f"{name}: {OLDER} records before schema 3, whose times were divided by the sequences per call "
+                         "(a throughput, not per sequence); `lorat evaluate` into a new folder gives the FPS")
+        elif speed.get("convention") == TIME_FILES and speed.get("fps") is not None:
+            lines.append(f"{name}: FPS from its time files (frames after the first over their times)")
+        elif speed.get("convention") == PER_SEQUENCE and speed.get("warmup_frames"):
+            lines.append(f"{name}: warm-up left out: {speed['warmup_frames']} frames, "
+                         f"{speed['warmup_seconds']:.2f} s of tracker calls")
+        if speed.get("older_records"):
+            lines.append(f"{name}: {speed['older_records']} records before schema 3 left out of its speed")
+    return lines
+
+
+def environment_notes(trackers: dict[str, dict]) -> list[str]:
+    """How each evaluation folder's records were tracked (run.json's environments), one line each."""
+    return [f"{name} ran on: {format_environment(environment)}" for name, entry in trackers.items()
+            for environment in entry.get("environments", [])]
 
 
 def render_table(rows: dict[str, dict[str, Any]], *, header: Seq[str] = (), footer: Seq[str] = (),
@@ -245,8 +312,7 @@ def render_table(rows: dict[str, dict[str, Any]], *, header: Seq[str] = (), foot
     lines around them. The one table renderer of reports, the per-sequence view and the demo."""
     columns = list(dict.fromkeys(c for row in rows.values() for c in row))
     places = {c: (column_decimals or {}).get(c, decimals) for c in columns}
-    cells = {name: ["-" if row.get(c) is None or not np.isfinite(row[c]) else f"{row[c]:.{places[c]}f}"
-                    for c in columns] for name, row in rows.items()}
+    cells = {name: [_text(row.get(c), places[c]) for c in columns] for name, row in rows.items()}
     width = max(len(first), *(len(n) for n in rows))
     widths = [max(len(c), *(len(v[i]) for v in cells.values())) for i, c in enumerate(columns)]
     lines = [*header, f"{first:<{width}}  " + "  ".join(f"{c:>{w}}" for c, w in zip(columns, widths))]
@@ -255,13 +321,22 @@ def render_table(rows: dict[str, dict[str, Any]], *, header: Seq[str] = (), foot
     return "\n".join([*lines, *footer])
 
 
+def _text(value: float | str | None, decimals: int) -> str:
+    """A table cell: a number with ``decimals``, a note as it is, ``-`` for none."""
+    if isinstance(value, str):
+        return value
+    return "-" if value is None or not np.isfinite(value) else f"{value:.{decimals}f}"
+
+
 def table(result: dict) -> str:
     """The printed table: one row per tracker, the model and precision of each evaluation folder, then (LaSOT) the
     AUC per challenge attribute."""
     trackers = result["trackers"]
     title = f"{result['title']}{' ' + result['split'] if result.get('split') else ''} ({result['sequences']} sequences)"
     models = [f"{name}: {describe_model(entry['model'])}" for name, entry in trackers.items() if entry.get("model")]
-    text = render_table({name: headline(entry) for name, entry in trackers.items()}, header=[title], footer=models)
+    text = render_table({name: headline(entry) for name, entry in trackers.items()}, header=[title],
+                        footer=[*models, *speed_notes(trackers), *environment_notes(trackers)],
+                        column_decimals=SPEED_DECIMALS)
     counts = next(iter(trackers.values())).get("attributes", {})
     if counts:
         rows = {name: {f"{a}({n['sequences']})": 100 * entry["attributes"][a]["auc"]

@@ -9,7 +9,7 @@ import re
 import sys
 
 from . import __version__
-from .allocator import tune_cpu_allocator
+from .process import tune_cpu_allocator
 
 # verb -> (module in lorat_plugin.commands, one-line help). Modules import heavy libraries inside run().
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -25,6 +25,33 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("export", "export the merged network to ONNX and check it against PyTorch"),
     "info": ("info", "list the variants, or describe weights files"),
 }
+
+
+# Optional packages by the module name Python reports missing -> the extra that installs them (setup.py's
+# extras_require; tests/test_cli.py keeps the two in step).
+EXTRAS: dict[str, str] = {
+    "av": "video", "imageio": "video", "imageio_ffmpeg": "video",
+    "got10k": "got10k",
+    "vot": "vot", "trax": "vot", "attributee": "vot",
+    "onnx": "export", "onnxruntime": "export",
+    "cv2": "baselines",
+    "skimage": "demo",
+    "pycocotools": "train", "tensorboard": "train",
+    "segment_anything": "sam",
+    "pytest": "test",
+}
+
+
+def missing_extra(error: ImportError) -> str:
+    """One line for an optional package that is not installed: what is missing and the ``pip install`` that adds it
+    (an error that already says how, as the readers' do, is kept as it is)."""
+    if "pip install" in str(error):
+        return str(error)
+    module = (error.name or "").split(".")[0]
+    extra = EXTRAS.get(module)
+    if extra is None:
+        return f"a package is missing: {error}"
+    return f"{module} is not installed: pip install 'lorat-plugin[{extra}]'"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,6 +110,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.verbose:
             raise
         print(f"lorat {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except ImportError as e:  # an optional extra that is not installed (our own import errors are bugs: raised)
+        if args.verbose or (e.name or "").startswith("lorat_plugin") or (
+                not isinstance(e, ModuleNotFoundError) and "pip install" not in str(e)):
+            raise
+        print(f"lorat {args.command}: error: {missing_extra(e)}", file=sys.stderr)
         return 2
 
 

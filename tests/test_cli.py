@@ -95,3 +95,34 @@ def test_quiet_hides_info_logs_and_progress_not_results(tmp_path, tiny_checkpoin
         out, err = capsys.readouterr()
         assert len(out.splitlines()) == 3 and logging.getLogger().level == logging.WARNING
         assert err.splitlines() == [err.strip()] and err.startswith("3 frames in")  # the summary line only
+
+
+def test_every_extra_has_its_missing_package_line() -> None:
+    import ast
+    from pathlib import Path
+
+    from lorat_plugin.cli import EXTRAS
+
+    setup = ast.parse((Path(__file__).resolve().parents[1] / "setup.py").read_text())
+    call = next(node for node in ast.walk(setup) if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "setup")
+    extras = next(ast.literal_eval(k.value) for k in call.keywords if k.arg == "extras_require")
+    assert set(EXTRAS.values()) == set(extras)
+
+
+@pytest.mark.parametrize("module, argv", [
+    ("skimage", ["demo", "--output", "{tmp}/demo", "--no-video"]),
+    ("av", ["track", "{tmp}/clip.mp4", "--init", "1,1,5,5"]),
+    ("onnx", ["export", "{tmp}/model.onnx"]),
+    ("vot", ["vot-workspace", "{tmp}/ws", "--stack", "tests/basic"]),
+    ("cv2", ["demo", "--output", "{tmp}/demo", "--no-video", "--baselines", "csrt"]),
+])
+def test_a_missing_extra_is_one_line_in_every_verb(module: str, argv: list[str], tmp_path, monkeypatch,
+                                                    capsys) -> None:
+    from lorat_plugin.cli import EXTRAS
+
+    (tmp_path / "clip.mp4").write_bytes(b"\0" * 64)
+    monkeypatch.setitem(sys.modules, module, None)  # `import module` raises ModuleNotFoundError
+    assert main([a.replace("{tmp}", str(tmp_path)) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err and "pip install" in err, err
+    assert f"lorat-plugin[{EXTRAS[module]}]" in err or "opencv" in err.lower(), err

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from lorat_plugin.data import AnnotationError
-from lorat_plugin.data.datasets import DATASETS, dataset_key, load_dataset
+from lorat_plugin.data.datasets import DATASETS, DatasetInfo, dataset_info, dataset_key, load_dataset
+from lorat_plugin.data.datasets import registry
 from lorat_plugin.data.datasets.write import write_dataset
 
 from evaluation_support import generated_sequence
@@ -125,9 +127,11 @@ def test_tnl2k_lists_frames_in_natural_order(tmp_path):
 
 
 def test_registry_names_and_root_errors(tmp_path):
-    assert set(DATASETS) >= {"got10k", "lasot", "lasot_ext", "trackingnet", "otb", "uav123", "nfs", "tnl2k"}
+    assert set(DATASETS) >= {"got10k", "lasot", "lasot_ext", "trackingnet", "otb", "uav123", "nfs", "tnl2k",
+                             "procedural", "custom", "coco"}
     assert dataset_key("LaSOT_Extension") == "lasot_ext" and dataset_key("GOT-10k") == "got10k"
-    with pytest.raises(ValueError, match="unknown dataset"):
+    assert dataset_key("OTB2015") == "otb" and dataset_key(" UAV ") == "uav123"
+    with pytest.raises(ValueError, match="unknown dataset 'imagenet'; known: got10k, lasot, .*procedural, custom"):
         load_dataset("imagenet", tmp_path)
     with pytest.raises(FileNotFoundError, match="root not found"):
         load_dataset("lasot", tmp_path / "nowhere")
@@ -224,3 +228,155 @@ def test_an_annotation_shorter_than_the_frames_follows_the_benchmark_rule(tmp_pa
     else:
         with pytest.raises(AnnotationError, match=f"{gt}: 10 annotated frames but 12 images"):
             load_dataset(dataset, tmp_path, split)
+
+
+def test_each_reader_declares_its_conventions_once():
+    """The facts evaluation used to keep in a second table, now registered by the readers themselves."""
+    got10k, lasot, otb, uav = (dataset_info(k) for k in ("got10k", "lasot", "otb", "uav123"))
+    assert (got10k.protocol, got10k.one_based, got10k.formats, got10k.default_split) == ("got10k", False, ("got10k",),
+                                                                                          None)
+    assert (lasot.one_based, lasot.ope_kind, lasot.also_lasot_toolkit, lasot.splits) == (True, "lasot", True,
+                                                                                         ("test", "train", "all"))
+    assert otb.one_based and otb.also_got10k_otb and uav.pytracking_prefix == "uav_" and uav.ope_kind == "uav"
+    assert dataset_info("trackingnet").protocol == "trackingnet" and dataset_info("coco").protocol is None
+    custom, procedural = dataset_info("custom"), dataset_info("procedural")
+    assert (custom.protocol, custom.one_based, procedural.protocol, procedural.one_based) == ("ope", False, "ope", False)
+
+
+def test_a_new_reader_is_one_registration(tmp_path, monkeypatch):
+    """Adding a benchmark reader: its module registers one entry; names, help and errors follow from it."""
+    monkeypatch.setattr(registry, "DATASETS", dict(registry.DATASETS))
+    stub = DatasetInfo("stub", "Stub benchmark", lambda root, split: [], splits=("easy", "hard"),
+                       default_split="easy", one_based=True, aliases=("stub-2024",))
+    registry.register(stub)
+    assert dataset_key("Stub-2024") == "stub" and dataset_info("stub") is stub
+    assert "stub: easy|hard" in registry.split_help() and registry.dataset_help().endswith("stub")
+    assert load_dataset("stub", tmp_path) == []
+    with pytest.raises(ValueError, match="dataset names already registered: otb2015"):
+        registry.register(DatasetInfo("otb_copy", "OTB again", stub.load, splits=("all",), default_split="all",
+                                      aliases=("otb2015",)))
+    with pytest.raises(ValueError, match="unknown protocol 'auc'"):
+        DatasetInfo("bad", "Bad", stub.load, splits=("all",), default_split="all", protocol="auc")
+    with pytest.raises(ValueError, match="default split 'test' is not one of its splits"):
+        DatasetInfo("bad", "Bad", stub.load, splits=("all",), default_split="test")
+
+
+def test_custom_sequences_are_read_zero_based_from_img_or_beside(tmp_path):
+    root = tmp_path / "mine"
+    for name, image_dir in (("walk", "img"), ("run", "")):
+        sequence = generated_sequence(name, 6, seed=len(name))
+        folder = root / name / image_dir
+        folder.mkdir(parents=True)
+        for number, image in enumerate(sequence.images, start=1):
+            Image.fromarray(image).save(folder / f"frame{number}.png")
+        np.savetxt(root / name / "groundtruth.txt", sequence.boxes, fmt="%.4f", delimiter=",")
+    loaded = load_dataset("custom", root)
+    assert [s.name for s in loaded] == ["run", "walk"] and all(s.dataset == "custom" for s in loaded)
+    assert [f.name for f in loaded[1].frames][:2] == ["frame1.png", "frame2.png"] and len(loaded[1]) == 6
+    np.testing.assert_allclose(loaded[0].boxes, generated_sequence("run", 6, seed=3).boxes, atol=1e-4)
+    (root / "run" / "frame6.png").unlink()
+    with pytest.raises(AnnotationError, match="groundtruth.txt: 6 annotated frames but 5 images"):
+        load_dataset("custom", root)
+    with pytest.raises(ValueError, match="a custom dataset has no splits"):
+        load_dataset("custom", root, "test")
+
+
+@pytest.mark.parametrize("verb", ["evaluate", "report"])
+def test_dataset_and_split_help_come_from_the_registry(verb, capsys, monkeypatch):
+    from lorat_plugin.cli import main
+
+    monkeypatch.setenv("COLUMNS", "1000")  # one help entry per line
+    with pytest.raises(SystemExit):
+        main([verb, "--help"])
+    lines = capsys.readouterr().out.splitlines()
+    dataset_line = next(line for line in lines if line.strip().startswith("--dataset"))
+    split_line = next(line for line in lines if line.strip().startswith("--split"))
+    for key, info in DATASETS.items():
+        assert (key in dataset_line) == (info.protocol is not None), key  # training-only data is not scored
+        assert (f"{key}: {info.split_help}" in split_line) == (info.protocol is not None), key
+
+
+def test_custom_layout_round_trips_through_the_one_writer(tmp_path):
+    written = _written(tmp_path, "custom", ["walk", "run-2"], hidden=())
+    _check_boxes(load_dataset("custom", tmp_path), written)
+
+
+def test_a_new_layout_is_one_function_and_sequences_are_written_whole(tmp_path, monkeypatch):
+    from lorat_plugin.data.datasets import write
+
+    monkeypatch.setattr(write, "LAYOUTS", dict(write.LAYOUTS))
+
+    @write.layout("flat", folder=lambda name, split: f"{split}/{name}", frames="frames/%03d.png", first_frame=0,
+                  listing=lambda split: f"{split}/names.txt")
+    def _flat(s, split, box_format):
+        return {f"{split}/{s.name}/boxes.txt": write.box_lines(s.boxes, box_format, one_based=True),
+                f"{split}/index/{s.name}.txt": f"{len(s.boxes)}\n"}  # a file outside the sequence's folder
+
+    sequence = generated_sequence("a", 3)
+    sequence.boxes[1] = 0  # no target
+    write.write_dataset(tmp_path, "flat", [sequence], split="s", box_format="%.2f")
+    folder = tmp_path / "s" / "a"
+    assert sorted(p.name for p in (folder / "frames").iterdir()) == ["000.png", "001.png", "002.png"]
+    lines = (folder / "boxes.txt").read_text().splitlines()
+    x, y, w, h = sequence.boxes[0]
+    assert lines[0] == f"{x + 1:.2f},{y + 1:.2f},{w:.2f},{h:.2f}" and lines[1] == "0,0,0,0"
+    assert (tmp_path / "s" / "index" / "a.txt").read_text() == "3\n"
+    write.write_dataset(tmp_path, "flat", [generated_sequence("b", 2)], split="s")
+    assert (tmp_path / "s" / "names.txt").read_text() == "a\nb\n"
+
+    broken = generated_sequence("a", 3)
+    broken.images[2] = np.zeros((4, 4, 3), dtype=bool)  # not an image: the write fails on the last frame
+    with pytest.raises(ValueError):
+        write.write_sequence(tmp_path, "flat", broken, split="s")
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == ["a", "b", "index", "names.txt"]  # no partial
+    assert (folder / "boxes.txt").read_text().splitlines()[1] == "0,0,0,0"  # the earlier sequence, untouched
+    write.write_sequence(tmp_path, "flat", generated_sequence("a", 2), split="s")  # a rewrite replaces it whole
+    assert sorted(p.name for p in (folder / "frames").iterdir()) == ["000.png", "001.png"]
+    with pytest.raises(ValueError, match="no layout writer for dataset 'vot2099'"):
+        write.write_dataset(tmp_path, "vot2099", [])
+
+
+BAD_NAMES = {"dot": ".", "dot_dot": "..", "absolute": "/etc", "separator": "a/b", "backslash": "a\\b",
+             "escape": "a\x1b]0;title\x07", "form_feed": "a\x0cb"}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_NAMES))
+@pytest.mark.parametrize("dataset", ["got10k", "lasot", "vot"])
+def test_a_listed_sequence_name_that_is_a_path_is_refused_naming_the_file_and_line(tmp_path, dataset, case):
+    """list.txt (GOT-10k, VOT) and testing_set.txt (LaSOT): a line `..` once made `<output>/GOT-10k/.._001.txt`."""
+    if dataset == "vot":
+        from lorat_plugin.data.datasets.vot import find_sequences
+
+        (tmp_path / "first").mkdir()  # checked as a name only: the list's bad line comes first
+        listing = tmp_path / "list.txt"
+        listing.write_text(f"first\n{BAD_NAMES[case]}\n")
+        load = lambda: find_sequences(tmp_path)  # noqa: E731
+    else:
+        names = ["GOT-10k_Val_000001"] if dataset == "got10k" else ["cat-1"]
+        _written(tmp_path, dataset, names, split="val" if dataset == "got10k" else "test")
+        listing = tmp_path / ("val/list.txt" if dataset == "got10k" else "testing_set.txt")
+        listing.write_text(f"{names[0]}\n{BAD_NAMES[case]}\n")
+        load = lambda: load_dataset(dataset, tmp_path, "val" if dataset == "got10k" else "test")  # noqa: E731
+    with pytest.raises(AnnotationError) as error:
+        load()
+    message = str(error.value)
+    assert message.startswith(f"{listing}, line 2: sequence name {BAD_NAMES[case]!r}") and "\n" not in message
+    assert "\x1b" not in message and "\r" not in message
+
+
+@pytest.mark.parametrize("dataset", ["got10k", "lasot", "trackingnet", "tnl2k", "custom"])
+def test_a_folder_or_file_name_with_a_control_character_is_refused_naming_the_folder(tmp_path, dataset):
+    """Names read from folder and file names (no list file) are checked as well, by every reader."""
+    name = {"lasot": "cat-\x1b[31m1", "trackingnet": "a\x07_0"}.get(dataset, "GOT-10k_Val_\x1b[31m1")
+    split = {"got10k": "val", "trackingnet": "TRAIN_0"}.get(dataset)
+    _written(tmp_path, dataset, [name], split=split)
+    for listing in (tmp_path / "val" / "list.txt", tmp_path / "testing_set.txt"):
+        listing.unlink(missing_ok=True)  # names come from the folders
+    with pytest.raises(AnnotationError, match=r"sequence name .* holds a control character") as error:
+        load_dataset(dataset, tmp_path, split)
+    assert "\x1b" not in str(error.value) and "\x07" not in str(error.value)
+
+
+def test_names_with_glob_characters_are_plain_names(tmp_path):
+    written = _written(tmp_path, "got10k", ["seq[1]", "seq1", "star*", "what?"], split="val")
+    assert sorted(s.name for s in load_dataset("got10k", tmp_path, "val")) == sorted(written)

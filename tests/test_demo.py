@@ -173,14 +173,20 @@ def test_demo_table_and_page_say_what_the_demo_model_is(tmp_path, tiny_checkpoin
     model = load_model(checkpoint=tiny_checkpoint)
     result = demo.run_demo(tmp_path, model, baselines=("static",), video=False, progress=False)
     lines = result.table.splitlines()
-    assert lines[2].split() == ["tracker", "AO", "SR0.5", "SR0.75", "AUC", "P@20", "FPS"]
-    assert [line.split()[0] for line in lines[3:5]] == ["LoRAT-demo", "StaticBox"]
+    assert lines[3].split() == ["tracker", "AO", "SR0.5", "SR0.75", "AUC", "P@20", "FPS", "throughput"]
+    assert [line.split()[0] for line in lines[4:6]] == ["LoRAT-demo", "StaticBox"]
     size = sum(p.numel() for p in model.parameters()) / 1e6
-    footer = "\n".join(lines[5:])
+    footer = "\n".join(lines[6:])
     for fact in (f"{size:.1f}M-parameter", "width 32, depth 2", "from scratch", "DINOv2", "LaSOT 71.7 AUC",
                  "GOT-10k 72.1 AO", "lorat evaluate --dataset lasot"):
         assert fact in footer
     assert (tmp_path / "report" / "demo_table.txt").read_text() == result.table + "\n"
     page = (tmp_path / "report" / "report.html").read_text()
     assert "from scratch" in page and "LaSOT 71.7 AUC" in page and page.count("<h3>") == 2  # strips: 2 sequences
+    # one speed: the table's FPS per sequence is metrics.json's and the page's; the static box runs no model
+    speed = json.loads((tmp_path / "report" / "metrics.json").read_text())["trackers"]["LoRAT-demo"]["speed"]
+    assert lines[4].split()[-2:] == [f"{speed['fps']:.1f}", f"{speed['throughput']:.1f}"]
+    assert f"<td>{speed['fps']:.1f}</td>" in page
+    assert lines[5].split()[-3:] == ["no", "model", "-"] and "<td>no model</td>" in page
+    assert lines[2].startswith("FPS: frames per second per sequence with 16 sequences per call")
 

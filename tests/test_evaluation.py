@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -18,8 +19,9 @@ import numpy as np
 import pytest
 
 from lorat_plugin.data.datasets import load_dataset
-from lorat_plugin.evaluation import evaluate, load_results, per_sequence_table, run_benchmark, table, write_report
-from lorat_plugin.evaluation.records import load_records
+from lorat_plugin.evaluation import (RunOptions, evaluate, load_results, per_sequence_table, run_benchmark, table,
+                                     write_report)
+from lorat_plugin.evaluation.records import load_records, record_path
 
 from evaluation_support import BrightBoxTracker, generated_sequence, make_benchmark
 
@@ -34,13 +36,18 @@ def fixed_clock(step: float = 0.004):
 
 
 def files_of(folder: Path, *, skip_times: bool = False) -> dict[str, bytes]:
+    """Every file but the records; ``skip_times``: also without the times and how the run ran (run.json's
+    environments), which differ between batch sizes and process counts."""
     out = {}
     for path in sorted(folder.rglob("*")):
         if not path.is_file() or path.suffix == ".npz":
             continue
         if skip_times and (path.name.endswith("_time.txt") or path.suffix == ".zip"):
             continue
-        out[str(path.relative_to(folder))] = path.read_bytes()
+        content = path.read_bytes()
+        if skip_times and path.name == "run.json":
+            content = json.dumps({k: v for k, v in json.loads(content).items() if k != "environments"}).encode()
+        out[str(path.relative_to(folder))] = content
     return out
 
 
@@ -251,6 +258,8 @@ summary = run_benchmark(BrightBoxTracker(), sequences, {out!r}, tracker_name="br
                         batch_size=2, progress=False)
 with open(os.path.join({out!r}, f"rank{{summary.rank}}.json"), "w") as f:
     json.dump({{"rank": summary.rank, "world": summary.world_size, "completed": summary.completed,
+               "completed_here": summary.completed_here, "frames": summary.frames,
+               "seconds": summary.tracker_seconds, "fps": summary.fps,
                "outputs": [str(p) for p in summary.outputs]}}, f)
 """
 
@@ -270,10 +279,19 @@ def test_two_process_torchrun_writes_the_files_of_a_one_process_run(tmp_path):
                           timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     ranks = [json.loads((sharded / f"rank{r}.json").read_text()) for r in (0, 1)]
-    shares = [{tuple(c) for c in r["completed"]} for r in ranks]
+    shares = [{tuple(c) for c in r["completed_here"]} for r in ranks]
     assert all(r["world"] == 2 for r in ranks) and all(shares) and not shares[0] & shares[1]
     assert len(shares[0] | shares[1]) == 10  # 5 sequences x 2 runs, each tracked once
     assert ranks[1]["outputs"] == [] and ranks[0]["outputs"]  # rank 0 merged and wrote the layouts
+    # rank 0's summary (the one `lorat evaluate` prints) counts every rank's work, and its speed is the report's
+    assert {tuple(c) for c in ranks[0]["completed"]} == shares[0] | shares[1]
+    assert ranks[0]["frames"] == 2 * sum(len(s) for s in sequences)  # 2 runs of every frame
+    assert ranks[1]["frames"] < ranks[0]["frames"]
+    assert ranks[0]["seconds"] > ranks[1]["seconds"] > 0
+    report = evaluate("got10k", sequences, [load_results(sharded, "got10k", sequences)])["trackers"]["bright"]
+    assert ranks[0]["fps"] == report["speed"]["fps"] > 0
+    environments = json.loads((sharded / "run.json").read_text())["environments"]
+    assert [(e["world_size"], e["batch_size"], e["threads"]) for e in environments] == [(2, 2, 1)]
     for p in sharded.glob("rank*.json"):
         p.unlink()
     assert files_of(sharded, skip_times=True) == files_of(single, skip_times=True)
@@ -361,7 +379,7 @@ def test_run_json_records_the_model_and_refuses_another_one(tmp_path):
     run_benchmark(BrightBoxTracker(), sequences, out, tracker_name="t", model=model, backend="eager",
                   progress=False)
     info = json.loads((out / "run.json").read_text())
-    assert info["schema_version"] == 2 and info["model"] == model and info["backend"] == "eager"
+    assert info["schema_version"] == 3 and info["model"] == model and info["backend"] == "eager"
     assert str(tmp_path) not in json.dumps(info["model"])
     for change in ({"weights": "ffffffffffff"}, {"precision": "fp32"}):
         with pytest.raises(ValueError, match="holds the results of another model .* pick another --output"):
@@ -372,11 +390,99 @@ def test_run_json_records_the_model_and_refuses_another_one(tmp_path):
                   progress=False)
     printed = table(evaluate("otb", sequences, [load_results(out, "otb", sequences)]))
     assert "t: B-224, weights 0123abcdef01, bf16, backend eager" in printed
-    # a folder written before the schema (no model, no fingerprints) still loads and resumes
-    info = {k: v for k, v in info.items() if k not in ("schema_version", "model", "backend")}
+    # a folder written before the schema (no model, no fingerprints, no environments) still loads and resumes
+    info = {k: v for k, v in info.items() if k not in ("schema_version", "model", "backend", "environments")}
     (out / "run.json").write_text(json.dumps(info))
     assert load_results(out, "otb", sequences).model == {}
     assert run_benchmark(BrightBoxTracker(), sequences, out, tracker_name="t", progress=False).skipped == 2
+
+
+def test_speed_is_per_sequence_whatever_the_batch_and_warm_up_is_left_out(tmp_path):
+    """Every tracker call lasts 4 ms whatever its batch: a sequence advances 250 frames per second at batch 1 and at
+    batch 3 alike, while the throughput grows with the batch (the old convention divided each call by its batch)."""
+    make_benchmark(tmp_path / "OTB", "otb", 4)
+    sequences = load_dataset("otb", tmp_path / "OTB")  # lengths 12, 15, 18, 21: 66 frames
+    speeds = {}
+    options = RunOptions(tracker_name="t", progress=False, batch_size=8)
+    for batch in (1, 3):
+        out = tmp_path / f"batch{batch}"  # the options as one object, a field replaced by a keyword
+        summary = run_benchmark(BrightBoxTracker(), sequences, out, options, batch_size=batch,
+                                clock=fixed_clock(0.004))
+        entry = evaluate("otb", sequences, [load_results(out, "otb", sequences)])["trackers"]["t"]
+        speeds[batch] = entry["speed"]
+        assert summary.fps == entry["fps"] == entry["speed"]["fps"] == pytest.approx(250.0)
+        # the time files hold each frame's whole call: what a one-sequence-at-a-time tracker records
+        np.testing.assert_allclose(np.loadtxt(out / "OTB2015" / "t" / "times" / "Bolt_time.txt"), 0.004)
+    # batch 1: the 4 initialisations and the first call of one sequence are warm-up
+    assert speeds[1]["warmup_frames"] == 4 + 1 and speeds[1]["frames"] == 66 - 5
+    assert speeds[1]["throughput"] == pytest.approx(250.0) and speeds[1]["batch"] == 1
+    # batch 3 (see test_batches_stay_full...): 4 initialisations, then the first calls with 3, 2 and 1 sequences
+    assert speeds[3]["warmup_frames"] == 4 + 3 + 2 + 1 and speeds[3]["frames"] == 66 - 10
+    assert speeds[3]["batch"] == 3 and 2.5 * 250 < speeds[3]["throughput"] < 3 * 250
+    assert speeds[3]["warmup_seconds"] == pytest.approx(0.004 * (2 + 3))  # 2 init calls, 3 first-shape calls
+    result = evaluate("otb", sequences, [load_results(tmp_path / "batch3", "otb", sequences)])
+    lines = table(result).splitlines()
+    header, row = lines[1].split(), lines[2].split()
+    assert header[-3:] == ["FPS", "batch", "throughput"] and row[-3:-1] == ["250.0", "3"]
+    assert any(line.startswith("FPS: frames per second per sequence") for line in lines)
+    assert "t: warm-up left out: 10 frames, 0.02 s of tracker calls" in lines
+
+
+def test_speed_of_older_folders_is_labelled_and_untimed_trackers_are_marked(tmp_path):
+    make_benchmark(tmp_path / "GOT", "got10k", 2, split="val")
+    sequences = load_dataset("got10k", tmp_path / "GOT", "val")
+    out = tmp_path / "old"
+    run_benchmark(BrightBoxTracker(), sequences, out, tracker_name="old", split="val", batch_size=2,
+                  progress=False, clock=fixed_clock(0.004))
+    for path in (out / "records").glob("*.npz"):  # as schema 2 wrote them: each call's time divided by its batch
+        with np.load(path) as data:
+            kept = {k: data[k] for k in data.files if k not in ("warmup", "batch", "environment", "schema_version")}
+        np.savez(path, **{**kept, "times": kept["times"] / 2, "schema_version": np.array(2)})
+    info = json.loads((out / "run.json").read_text())
+    (out / "run.json").write_text(json.dumps({**info, "schema_version": 2, "environments": []}))
+    static = tmp_path / "static"
+    run_benchmark(BrightBoxTracker(), sequences, static, tracker_name="static", split="val", timed=False,
+                  progress=False)
+    result = evaluate("got10k", sequences, [load_results(out, "got10k", sequences),
+                                            load_results(static, "got10k", sequences)])
+    old, untimed = result["trackers"]["old"], result["trackers"]["static"]
+    assert old["speed"]["convention"] == "divided" and old["speed"]["fps"] == pytest.approx(500.0)
+    assert untimed["fps"] is None and not untimed["speed"]["timed"]
+    text = table(result)
+    old_row, static_row = (line.split() for line in text.splitlines()[2:4])
+    assert old_row[-5:-1] == ["500.0", "(old)", "-", "-"] and float(old_row[-1]) > 0  # FPS, batch, throughput
+    assert static_row[1:4] != ["-"] * 3 and static_row[-5:] == ["no", "model", "-", "-", "-"]
+    assert "old: (old) records before schema 3, whose times were divided by the sequences per call" in text
+    assert "static: no model: its time is the harness's, not a tracker's speed" in text
+    assert "speed_fps: the got10k toolkit's figure, the mean of per-frame 1/t" in text
+
+
+def test_run_json_records_how_it_ran(tmp_path, monkeypatch):
+    import torch
+
+    from lorat_plugin import environment
+
+    make_benchmark(tmp_path / "OTB", "otb", 2)
+    sequences = load_dataset("otb", tmp_path / "OTB")
+    out = tmp_path / "run"
+    monkeypatch.setattr(environment, "PACKAGES", (*environment.PACKAGES, "no-such-package"))
+    run_benchmark(BrightBoxTracker(), sequences, out, tracker_name="t", batch_size=3, progress=False)
+    run_benchmark(BrightBoxTracker(), sequences, out, tracker_name="t", batch_size=3, progress=False)  # nothing new
+    (ran,) = json.loads((out / "run.json").read_text())["environments"]
+    assert (ran["batch_size"], ran["world_size"], ran["threads"]) == (3, 1, torch.get_num_threads())
+    assert ran["versions"]["torch"] == torch.__version__ and ran["versions"]["no-such-package"] is None
+    assert set(ran["versions"]) >= {"lorat-plugin", "torch", "timm", "onnxruntime"}
+    assert ran["device"]["type"] == "cpu" and ran["device"]["name"]
+    assert ran["device"]["capability"] == torch.backends.cpu.get_cpu_capability()
+    assert all(r.environment == 0 for runs in load_records(out).values() for r in runs.values())
+    # a resumed run with other settings adds its own, and its records point at it
+    (out / "records" / "Bolt_001.npz").unlink()
+    run_benchmark(BrightBoxTracker(), sequences, out, tracker_name="t", batch_size=1, progress=False)
+    environments = json.loads((out / "run.json").read_text())["environments"]
+    assert [e["batch_size"] for e in environments] == [3, 1]
+    assert load_records(out)["Bolt"][1].environment == 1 and load_records(out)["Basketball"][1].environment == 0
+    text = table(evaluate("otb", sequences, [load_results(out, "otb", sequences)]))
+    assert text.count("t ran on: ") == 2 and "batch 3, 1 process" in text and "no-such-package -" in text
 
 
 @pytest.mark.parametrize("relative, content, match", [
@@ -461,3 +567,115 @@ def test_result_files_get_the_umask_mode(tmp_path):
     kinds = {p.suffix for p in files}
     assert {".npz", ".json", ".txt", ".zip", ".png"} <= kinds
     assert {oct(p.stat().st_mode & 0o777) for p in files} == {"0o644"}
+
+
+def test_an_unknown_benchmark_key_is_an_error_before_any_tracking(tmp_path):
+    from lorat_plugin.evaluation import benchmark
+
+    make_benchmark(tmp_path / "GOT", "got10k", 1, split="val")
+    sequences = load_dataset("got10k", tmp_path / "GOT", "val")
+    tracker = BrightBoxTracker()
+    with pytest.raises(ValueError, match="unknown dataset 'got10k_val'; known: got10k, .*, procedural, custom"):
+        run_benchmark(tracker, sequences, tmp_path / "run", tracker_name="bright", dataset="got10k_val",
+                      progress=False)
+    assert tracker.init_calls == 0
+    with pytest.raises(ValueError, match="unknown dataset 'imagenet'"):
+        evaluate("imagenet", sequences, [])
+    with pytest.raises(ValueError, match="coco is training data only"):
+        benchmark("coco")
+
+
+def test_sequences_naming_no_benchmark_are_custom_zero_based_ope(tmp_path):
+    from dataclasses import replace
+
+    make_benchmark(tmp_path / "OTB", "otb", 2, length=6)
+    one_based = load_dataset("otb", tmp_path / "OTB")
+    sequences = [replace(s, dataset="") for s in one_based]  # e.g. built by hand in Python
+    out = tmp_path / "run"
+    run_benchmark(BrightBoxTracker(), sequences, out, tracker_name="bright", progress=False)
+    assert json.loads((out / "run.json").read_text())["dataset"] == "custom"
+    result = evaluate("custom", sequences, [load_results(out, "custom", sequences)])
+    assert result["title"] == "Custom sequences" and "got10k_otb" not in result["trackers"]["bright"]
+    first = sequences[0]
+    written = np.loadtxt(out / "pytracking" / "bright" / f"{first.name}.txt", delimiter="\t")
+    records = load_records(out)
+    np.testing.assert_allclose(written, records[first.name][1].boxes, atol=5e-4)  # 0-based, as tracked
+
+
+def test_a_registered_reader_is_scored_by_its_own_conventions(tmp_path, monkeypatch):
+    """A new benchmark reader registers its conventions once; the runner and the report read them from there."""
+    from dataclasses import replace
+
+    from lorat_plugin.data.datasets import DatasetInfo, registry
+
+    make_benchmark(tmp_path / "OTB", "otb", 2, length=6)
+    sequences = [replace(s, dataset="stub") for s in load_dataset("otb", tmp_path / "OTB")]
+    monkeypatch.setattr(registry, "DATASETS", dict(registry.DATASETS))
+    registry.register(DatasetInfo("stub", "Stub benchmark", lambda root, split: sequences, splits=("all",),
+                                  default_split="all", one_based=True, formats=("lasot",)))
+    out = tmp_path / "run"
+    run_benchmark(BrightBoxTracker(), sequences, out, tracker_name="bright", progress=False)
+    first = sequences[0]
+    written = np.loadtxt(out / "lasot" / "bright_tracking_result" / f"{first.name}.txt", delimiter=",")
+    np.testing.assert_allclose(written[:, :2], load_records(out)[first.name][1].boxes[:, :2] + 1, atol=5e-4)
+    result = evaluate("stub", sequences, [load_results(out, "stub", sequences)])
+    assert result["title"] == "Stub benchmark" and "auc" in result["trackers"]["bright"]["ope"]
+
+
+def _test_split_run(tmp_path: Path, names: list[str]) -> tuple[Path, Path]:
+    """A GOT-10k test split with these sequence names, tracked: (benchmark root, evaluation folder)."""
+    from lorat_plugin.data.datasets.write import write_dataset
+
+    root = write_dataset(tmp_path / "GOT", "got10k", [generated_sequence(n, 5 + i, seed=i) for i, n in
+                                                       enumerate(names)], split="test")
+    sequences = load_dataset("got10k", root, "test")
+    out = tmp_path / "run"
+    run_benchmark(BrightBoxTracker(), sequences, out, tracker_name="bright", dataset="got10k", split="test",
+                  progress=False)
+    return root, out
+
+
+def test_sequence_names_with_glob_characters_are_packed(tmp_path, capsys):
+    from lorat_plugin.cli import main
+
+    names = ["seq[1]", "seq1", "star*", "what?"]  # as globs, seq[1] would match seq1 and miss itself
+    root, out = _test_split_run(tmp_path, names)
+    with zipfile.ZipFile(out / "bright_got10k.zip") as archive:  # the runner's own zip
+        assert {m.split("/")[0] for m in archive.namelist()} == set(names)
+    assert main(["pack", "--format", "got10k", str(out), "-o", str(tmp_path / "sub.zip")]) == 0
+    with zipfile.ZipFile(tmp_path / "sub.zip") as archive:
+        assert sorted(archive.namelist()) == sorted(
+            [f"{n}/" for n in names] + [f"{n}/{n}_001.txt" for n in names] + [f"{n}/{n}_time.txt" for n in names])
+    assert f"wrote {tmp_path / 'sub.zip'}" in capsys.readouterr().out
+    sequences = load_dataset("got10k", root, "test")
+    assert sorted(load_results(out / "GOT-10k" / "bright", "got10k", sequences).runs) == sorted(names)
+
+
+def test_pack_fails_naming_the_sequences_of_the_run_without_results(tmp_path, capsys):
+    from lorat_plugin.cli import main
+
+    _, out = _test_split_run(tmp_path, ["GOT-10k_Test_000001", "GOT-10k_Test_000002", "GOT-10k_Test_000003"])
+    for name in ("GOT-10k_Test_000001", "GOT-10k_Test_000003"):  # e.g. failed: no record, no layout files
+        record_path(out, name, 1).unlink()
+        shutil.rmtree(out / "GOT-10k" / "bright" / name)
+    assert main(["pack", "--format", "got10k", str(out), "-o", str(tmp_path / "sub.zip")]) == 2
+    error = capsys.readouterr().err
+    assert "2 of 3 sequences have no results" in error and "GOT-10k_Test_000001, GOT-10k_Test_000003" in error
+    assert not (tmp_path / "sub.zip").exists()
+
+
+def test_pack_checks_the_zip_against_the_run_before_saying_wrote(tmp_path, capsys, monkeypatch):
+    from lorat_plugin.cli import main
+    from lorat_plugin.evaluation import formats
+
+    _, out = _test_split_run(tmp_path, ["GOT-10k_Test_000001", "GOT-10k_Test_000002"])
+    write_zip = formats.write_zip
+
+    def losing_one(path, members):  # a zip writer that drops a sequence's files
+        return write_zip(path, {k: v for k, v in members.items() if not k.startswith("GOT-10k_Test_000002/")})
+
+    monkeypatch.setattr(formats, "write_zip", losing_one)
+    assert main(["pack", "--format", "got10k", str(out), "-o", str(tmp_path / "sub.zip")]) == 2
+    captured = capsys.readouterr()
+    assert "1 of 2 sequences are not in the zip: GOT-10k_Test_000002" in captured.err
+    assert "wrote" not in captured.out and not (tmp_path / "sub.zip").exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import re
 import subprocess
 import sys
 import zipfile
@@ -31,11 +32,14 @@ def test_evaluate_then_report_with_the_engine(tmp_path, tiny_checkpoint, capsys,
     root = make_benchmark(tmp_path / "data", dataset, 2, length=6, split=split)
     out = tmp_path / "run"
     _evaluate(root, out, dataset, tiny_checkpoint, *(["--split", split] if split else []))
-    assert "2 runs tracked here" in capsys.readouterr().out
+    summary = capsys.readouterr().out
+    assert "2 runs tracked, 0 already done" in summary and "ran on: " in summary
+    fps = re.search(r"FPS (\d+\.\d) frames/s per sequence; throughput at batch 2: ", summary).group(1)
     _evaluate(root, out, dataset, tiny_checkpoint, *(["--split", split] if split else []))  # resumes: nothing left
-    assert "0 runs tracked here, 2 already done" in capsys.readouterr().out
+    assert "0 runs tracked, 2 already done" in capsys.readouterr().out
     assert main(["report", str(out)]) == 0  # dataset, root and split come from run.json
     printed = capsys.readouterr().out
+    lines = printed.splitlines()
     info = json.loads((out / "run.json").read_text())
     model, name = info["model"], info["tracker"]  # the default name is the model's identity
     precision = model["precision"]  # the precision policy's default for this CPU
@@ -46,6 +50,8 @@ def test_evaluate_then_report_with_the_engine(tmp_path, tiny_checkpoint, capsys,
     metrics = json.loads((out / "report" / "metrics.json").read_text())
     entry = metrics["trackers"][name]
     assert metrics["dataset"] == dataset and entry["runs"] == 1 and entry["fps"] > 0
+    # the evaluate summary's speed is the report's FPS (table.txt and report.html, tests/test_html_report.py)
+    assert f"{entry['fps']:.1f}" == fps and f" {fps} " in lines[2]
     assert (out / "report" / "success_plot.png").stat().st_size > 1000
     if dataset == "got10k":  # the toolkit reads the engine's files and agrees with metrics.json
         toolkit = experiments.ExperimentGOT10k(str(root), subset="val", result_dir=str(out),
@@ -53,7 +59,8 @@ def test_evaluate_then_report_with_the_engine(tmp_path, tiny_checkpoint, capsys,
         overall = toolkit[name]["overall"]
         assert entry["got10k"]["overall"]["ao"] == pytest.approx(overall["ao"], abs=1e-6)
         assert entry["got10k"]["overall"]["speed_fps"] == pytest.approx(overall["speed_fps"], rel=1e-6)
-        assert f"{overall['speed_fps']:.2f}" in printed.splitlines()[2]  # the table's speed_fps column
+        assert lines[2].split()[-1] == f"{overall['speed_fps']:.1f}"  # the table's speed_fps column, beside FPS
+        assert "speed_fps: the got10k toolkit's figure, the mean of per-frame 1/t" in printed
     else:
         headline = entry["trackingnet"]["success"] if dataset == "trackingnet" else entry["ope"]["auc"]
         assert 0.0 < headline <= 1.0
@@ -113,7 +120,16 @@ def test_torchrun_two_processes_write_the_files_of_one(tmp_path, tiny_checkpoint
                 if not p.name.endswith("_time.txt")}
 
     assert box_files(sharded) == box_files(single) and len(box_files(single)) == 6
-    assert (sharded / "run.json").read_text() == (single / "run.json").read_text()
+
+    def how_it_ran(folder):
+        info = json.loads((folder / "run.json").read_text())
+        return info.pop("environments"), info
+
+    (one,), single_info = how_it_ran(single)
+    (two,), sharded_info = how_it_ran(sharded)
+    assert sharded_info == single_info and (one["world_size"], two["world_size"]) == (1, 2)
+    # rank 0's summary counts both ranks' runs (not its share alone)
+    assert "3 runs tracked by 2 processes, 0 already done" in done.stdout and "per process" in done.stdout
 
 
 def test_issue_15_a_folder_reused_for_another_benchmark(tmp_path, tiny_checkpoint, capsys):
@@ -126,7 +142,7 @@ def test_issue_15_a_folder_reused_for_another_benchmark(tmp_path, tiny_checkpoin
     capsys.readouterr()
     _evaluate(b, out, "got10k", tiny_checkpoint, "--split", "val")
     printed = capsys.readouterr().out
-    assert "2 runs tracked here, 0 already done" in printed and "re-tracked 2 runs whose sequence changed" in printed
+    assert "2 runs tracked, 0 already done" in printed and "re-tracked 2 runs whose sequence changed" in printed
     assert main(["report", str(out), "--no-plots", "--per-sequence"]) == 0  # no "60 result boxes for 30 frames"
     printed = capsys.readouterr().out
     assert "per sequence, worst first by AO" in printed and "speed_fps" in printed
@@ -143,12 +159,12 @@ def test_an_unreadable_frame_ends_evaluate_with_the_list_of_failures(tmp_path, t
             "--checkpoint", str(tiny_checkpoint), "--device", "cpu", "--no-progress"]
     assert main(args) == 1
     captured = capsys.readouterr()
-    assert "1 runs tracked here" in captured.out
+    assert "1 runs tracked, 0 already done" in captured.out
     assert "1 runs failed (run the same command again to retry only them)" in captured.err
     assert f"GOT-10k_Val_000002_001: frame 2: cannot decode frame {frame}" in captured.err
     frame.write_bytes(good)
     assert main(args) == 0
-    assert "1 runs tracked here, 1 already done" in capsys.readouterr().out
+    assert "1 runs tracked, 1 already done" in capsys.readouterr().out
 
 
 def test_evaluate_refuses_another_models_results_in_a_folder(tmp_path, tiny_checkpoint, capsys):

@@ -15,7 +15,7 @@ import pytest
 
 from lorat_plugin.cli import main
 from lorat_plugin.data.datasets import load_dataset
-from lorat_plugin.evaluation import evaluate, load_results, run_benchmark
+from lorat_plugin.evaluation import evaluate, load_results, run_benchmark, table
 from lorat_plugin.evaluation.html import write_html_report
 
 from evaluation_support import BrightBoxTracker, make_benchmark
@@ -130,6 +130,13 @@ def test_got10k_page_footer_strip_count_and_no_plots(tmp_path):
     worst = min(seq_wise, key=lambda s: seq_wise[s]["ao"])
     assert re.findall(r"<h3>([^<]+)</h3>", page) == [worst] and page.count("image/jpeg") == 3
     assert "worst first by AO" in page and "<p>LoRAT-demo: &lt;tiny&gt; &amp; trained from scratch</p>" in page
+    # the speed is table.txt's FPS per sequence, got10k's speed_fps beside it with its definition, and how it ran
+    fps_cell = f"<td>{result['trackers']['bright']['fps']:.1f}</td>"
+    text_row = table(result).splitlines()[2].split()
+    assert fps_cell in page and text_row[4] == fps_cell[4:-5]
+    assert "<p class=note>FPS: frames per second per sequence" in page
+    assert "<p class=note>speed_fps: the got10k toolkit&#x27;s figure, the mean of per-frame 1/t" in page
+    assert "<p class=note>bright ran on: " in page
     assert (tmp_path / "page" / "success_plot.png").is_file()  # rendered here: no write_report before
     next(s for s in sequences if s.name == worst).frames[-1].write_bytes(b"not a JPEG")  # a damaged frame
     page = write_html_report(result, tmp_path / "page", sequences, trackers, strips=1).read_text()

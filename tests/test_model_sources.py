@@ -119,3 +119,32 @@ def test_identity_of_a_checkpoint_and_of_the_demo_model(tiny_checkpoint: Path) -
     assert ModelSpec.resolve(checkpoint=tiny_checkpoint, env={}).identity("fp32")["name"].startswith("LoRAT-tiny-")
     demo = ModelSpec.resolve(env={}).identity("fp32")
     assert demo["name"].startswith("LoRAT-demo-") and demo["files"] == ["demo_model.safetensors"]
+
+
+def test_model_identity_of_a_spec_an_exported_file_and_a_model_in_memory(tiny_checkpoint: Path, tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The one identity function every entry point calls (demo, LoRATTracker, evaluate, the TraX program)."""
+    import hashlib
+
+    from lorat_plugin.model import build_model, config as model_config
+    from lorat_plugin.model.sources import model_identity, state_digest
+
+    spec = ModelSpec.resolve(checkpoint=tiny_checkpoint, env={})
+    assert model_identity("bf16", spec=spec) == spec.identity("bf16")
+
+    exported = tmp_path / "tracker.onnx"
+    exported.write_bytes(b"an exported network")
+    digest = hashlib.sha256(b"an exported network").hexdigest()
+    assert model_identity("fp32", exported=exported) == {
+        "name": f"LoRAT-tracker-{digest[:8]}-fp32", "variant": None, "weights": digest[:12],
+        "files": ["tracker.onnx"], "precision": "fp32"}
+
+    model = build_model(checkpoint=tiny_checkpoint)
+    weights = state_digest(model)
+    assert model_identity("fp32", model=model) == {
+        "name": f"LoRAT-model-{weights[:8]}-fp32", "variant": None, "weights": weights, "files": [],
+        "precision": "fp32"}
+    monkeypatch.setitem(model_config.VARIANTS, "T-test", model.config)  # a config that is a known variant
+    assert model_identity("fp32", model=model)["name"] == f"LoRAT-T-test-{weights[:8]}-fp32"
+    with pytest.raises(ValueError, match="needs a spec, an exported file or a model"):
+        model_identity("fp32")

@@ -247,3 +247,35 @@ def test_synthetic_textures_are_seeded_varied_and_train_only(tmp_path):
     assert {p for p in used if p not in textures} <= set(split_photographs("train"))
     frames = load_dataset("got10k", tmp_path / "tex", split="train")[0]
     assert frames.frame(0).shape == (SIZE[1], SIZE[0], 3)
+
+
+@pytest.mark.parametrize("layout", ["got10k", "lasot"])
+def test_the_procedural_reader_reads_either_layout(tmp_path, layout):
+    bench = make_benchmark(tmp_path / layout, split="test", sequences=2, frames=8, size=SIZE, seed=3, layout=layout)
+    ours = load_dataset("procedural", bench.root)
+    direct = load_dataset(layout, bench.root, split=bench.subset)
+    assert [s.name for s in ours] == [s.name for s in direct] == list(bench.names)
+    for a, b in zip(ours, direct):
+        np.testing.assert_array_equal(a.boxes, b.boxes)
+    with pytest.raises(FileNotFoundError, match="no procedural train split under"):
+        load_dataset("procedural", bench.root, split="train")
+
+
+@pytest.mark.parametrize("layout", ["got10k", "lasot"])
+def test_the_layout_writer_writes_the_procedural_ground_truth_with_four_decimals(tmp_path, layout):
+    """The shipped benchmark's ground truth is pinned by SHA-256 (assets/demo_benchmark.json): the one layout
+    writer must write exactly these lines, 1-based for LaSOT, an absent target as 0,0,0,0."""
+    bench = make_benchmark(tmp_path, split="test", sequences=3, frames=30, size=SIZE, seed=11, layout=layout)
+    shift = 1.0 if layout == "lasot" else 0.0
+    absent = 0
+    for folder, plan in zip(bench.folders, bench.plans()):
+        expected = []
+        for frame in render_sequence(plan):
+            if frame.box is None:
+                expected.append("0,0,0,0")
+                absent += 1
+            else:
+                x, y, w, h = frame.box
+                expected.append(f"{x + shift:.4f},{y + shift:.4f},{w:.4f},{h:.4f}")
+        assert (folder / "groundtruth.txt").read_text() == "\n".join(expected) + "\n"
+    assert absent > 0  # the seed gives absent frames, so the 0,0,0,0 rule is exercised

@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+from lorat_plugin.data.datasets.write import SequenceData, write_dataset
 from lorat_plugin.data.synthetic import moving_box_video
 from lorat_plugin.model import build_model
 
@@ -24,35 +25,19 @@ def _frames(n: int, size: tuple[int, int], seed: int) -> tuple[list[np.ndarray],
 
 def write_got10k_val(root: Path, names=("GOT-10k_Val_000001", "GOT-10k_Val_000002"), n: int = 6) -> Path:
     """The GOT-10k val layout got10k 0.1.3 reads: list.txt, frames, groundtruth.txt, meta_info.ini and labels."""
-    val = root / "val"
-    val.mkdir(parents=True)
-    (val / "list.txt").write_text("\n".join(names) + "\n")
+    sequences = []
     for seed, name in enumerate(names):
-        folder = val / name
-        folder.mkdir()
         frames, boxes = _frames(n, (96, 72), seed)
-        for i, frame in enumerate(frames, start=1):
-            Image.fromarray(frame).save(folder / f"{i:08d}.jpg", quality=95)
-        np.savetxt(folder / "groundtruth.txt", boxes, fmt="%.4f", delimiter=",")
-        (folder / "meta_info.ini").write_text("[METAINFO]\nresolution: (96, 72)\nobject_class: red box\n")
         cover = np.full(n, 8)
         cover[3] = 0  # one frame fully occluded: got10k drops it from the score
-        np.savetxt(folder / "cover.label", cover, fmt="%d")
-        np.savetxt(folder / "absence.label", (cover == 0).astype(int), fmt="%d")
-        np.savetxt(folder / "cut_by_image.label", np.zeros(n, int), fmt="%d")
-    return root
+        sequences.append(SequenceData(name, frames, boxes, cover > 0, {"cover": cover, "class": "red box"}))
+    return write_dataset(root, "got10k", sequences, split="val", box_format="%.4f")
 
 
 def write_otb(root: Path, names=("Basketball", "Bolt"), n: int = 5) -> Path:
     """OTB layout (names must be on got10k's hard-coded OTB2015 list); boxes 1-based as in the real files."""
-    for seed, name in enumerate(names):
-        (root / name / "img").mkdir(parents=True)
-        frames, boxes = _frames(n, (80, 64), seed + 10)
-        for i, frame in enumerate(frames, start=1):
-            Image.fromarray(frame).save(root / name / "img" / f"{i:04d}.jpg", quality=95)
-        boxes[:, :2] += 1
-        np.savetxt(root / name / "groundtruth_rect.txt", boxes, fmt="%d", delimiter=",")
-    return root
+    sequences = [SequenceData(name, *_frames(n, (80, 64), seed + 10)) for seed, name in enumerate(names)]
+    return write_dataset(root, "otb", sequences, box_format="%d")
 
 
 @pytest.fixture
@@ -154,6 +139,7 @@ def test_update_after_a_failed_init_is_an_error(tiny_tracker: LoRATTracker, bad_
 
 
 def test_default_name_is_the_model_identity(tiny_checkpoint: Path, tmp_path: Path, caplog) -> None:
+    from lorat_plugin.environment import format_environment, run_environment
     from lorat_plugin.model.sources import ModelSpec
 
     caplog.set_level("INFO")
@@ -161,6 +147,7 @@ def test_default_name_is_the_model_identity(tiny_checkpoint: Path, tmp_path: Pat
     identity = ModelSpec.resolve(checkpoint=tiny_checkpoint, env={}).identity("fp32")
     assert tracker.name == identity["name"] and tracker.name.startswith("LoRAT-tiny-") and tracker.identity == identity
     assert identity["name"] in caplog.text and "cpu" in caplog.text  # identity and backend in the log
+    assert f"runs on: {format_environment(run_environment('cpu', batch_size=1, world_size=1))}" in caplog.text
     assert LoRATTracker(checkpoint=tiny_checkpoint, device="cpu", dtype="bf16").name.endswith("-bf16")
     assert LoRATTracker(checkpoint=tiny_checkpoint, device="cpu", name="mine").name == "mine"
     # a built model: named from its tensors, so two different models never share a results folder

@@ -205,6 +205,7 @@ def test_protocol_session_multiobject_and_quit(tmp_path: Path, tiny_checkpoint: 
     stderr = log.read_text()
     assert code == 0, stderr
     assert "@@TRAX" not in stderr and "width 32, depth 2" in stderr and "quit after 4 frames" in stderr
+    assert "runs on: " in stderr and " threads, 1 process, lorat-plugin " in stderr  # how it ran, in VOT's log
 
 
 def test_end_of_input_ends_the_program(tmp_path: Path, tiny_checkpoint: Path) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import Any
 
 import numpy as np
@@ -21,8 +22,10 @@ import torch
 from got10k.experiments import ExperimentOTB, ExperimentTColor128
 from got10k.trackers import Tracker
 
+from ..data.sequence import read_image
 from ..engine import TrackingEngine, TrackState, precision_name
 from ..engine.tracking import MISSING_FRAME
+from ..environment import format_environment, run_environment
 from .baselines import as_rgb
 
 log = logging.getLogger(__name__)
@@ -49,8 +52,7 @@ class LoRATTracker(Tracker):
                  backbone_weights: str | os.PathLike | None = None, checkpoint: str | os.PathLike | None = None,
                  weights_dir: str | os.PathLike | None = None, device: torch.device | str | None = None,
                  dtype: torch.dtype | str | None = None, name: str | None = None, one_based: bool = False) -> None:
-        from ..model.config import canonical_variant
-        from ..model.sources import ModelSpec, make_identity, state_digest
+        from ..model.sources import ModelSpec, model_identity
 
         spec = None
         if model is None:
@@ -61,12 +63,12 @@ class LoRATTracker(Tracker):
             raise ValueError("pass either a built model or variant/weight paths, not both")
         self.engine = TrackingEngine(model, device=device, dtype=dtype)
         precision = precision_name(self.engine.dtype)
-        self.identity = spec.identity(precision) if spec is not None else make_identity(
-            canonical_variant(model.config) or "model", canonical_variant(model.config), state_digest(model), [],
-            precision)
+        self.identity = model_identity(precision, spec=spec, model=model)
         super().__init__(name=name or self.identity["name"], is_deterministic=True)
         log.info("LoRATTracker %s: %s on %s, %s", self.name, self.identity, self.engine.device,
                  type(self.engine.network).__name__)
+        log.info("LoRATTracker %s runs on: %s", self.name,
+                 format_environment(run_environment(self.engine.device, batch_size=1, world_size=1)))
         self.offset = 1.0 if one_based else 0.0
         self.state: TrackState | None = None
 
@@ -87,6 +89,28 @@ class LoRATTracker(Tracker):
             raise ValueError(f"LoRATTracker.update: {MISSING_FRAME}")
         boxes, _ = self.engine.track([self.state], [as_rgb(image)])
         return boxes[0] + (self.offset, self.offset, 0.0, 0.0)
+
+    def track(self, img_files: list[str], box: Any, visualize: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """got10k's ``Tracker.track`` (what its experiments call) with the frames decoded as `lorat evaluate` decodes
+        them (:func:`lorat_plugin.data.read_image`): got10k's own loop converts every frame with PIL's
+        ``convert("RGB")``, which clips 16-bit and float frames instead of scaling them."""
+        boxes = np.zeros((len(img_files), 4))
+        boxes[0] = box
+        times = np.zeros(len(img_files))
+        for index, file in enumerate(img_files):
+            image = read_image(file)
+            start = time.perf_counter()
+            if index == 0:
+                self.init(image, box)
+            else:
+                boxes[index] = self.update(image)
+            times[index] = time.perf_counter() - start
+            if visualize:
+                from got10k.utils.viz import show_frame
+                from PIL import Image
+
+                show_frame(Image.fromarray(image), boxes[index])
+        return boxes, times
 
     @property
     def score(self) -> float:

@@ -27,7 +27,8 @@ import yaml
 import torch
 
 from ..data.datasets.vot import VotSequence, find_sequences
-from ..engine import precision_name, resolve_device, resolve_precision
+from ..devices import parse_device
+from ..engine import precision_name, resolve_precision
 from ..files import atomic_write_text
 from ..model.sources import ENV, ModelSpec
 from .vot_registry import (DEFAULT_TRACKER, MODEL_VARIABLE, read_ini, registry_template, render_trackers_ini,
@@ -104,7 +105,7 @@ def resolve_stack(name: str, workspace: Path) -> StackInfo:
 def running_precision(model: ModelSpec) -> str:
     """The precision the TraX program will run ``model`` in on this machine (the engine's rule for ``dtype=None``)."""
     # An unavailable device named explicitly is not refused here: the workspace may be run on another machine.
-    device = resolve_device(None) if model.device in (None, "auto") else torch.device(model.device)
+    device = parse_device(model.device, setting="--device")
     return precision_name(resolve_precision(model.dtype, device))
 
 

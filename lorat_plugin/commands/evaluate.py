@@ -13,16 +13,20 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .common import add_backend_arguments, add_model_arguments
 
+if TYPE_CHECKING:
+    from ..evaluation import RunSummary
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", required=True,
-                        help="got10k, lasot, lasot_ext, trackingnet, otb, uav123, nfs, tnl2k")
+    from ..data.datasets import dataset_help, split_help
+
+    parser.add_argument("--dataset", required=True, help=dataset_help(scored_only=True))
     parser.add_argument("--root", required=True, help="the benchmark's folder in its standard layout")
-    parser.add_argument("--split", help="got10k: train|val|test; trackingnet: test|TRAIN_<k>; lasot: test|train|all; "
-                                        "otb: otb100|otb2013|tb50; uav123: UAV123|UAV20L; nfs: 30|240")
+    parser.add_argument("--split", help=f"{split_help(scored_only=True)} (default first)")
     parser.add_argument("--output", required=True, help="evaluation folder (created; reused to resume)")
     parser.add_argument("--tracker-name", help="name in result files and reports (default: the model's identity, "
                                                "LoRAT-<variant or checkpoint stem>-<weights hash>-<precision>)")
@@ -43,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from ..distributed import local_device
     from ..engine import precision_name
     from ..evaluation import run_benchmark
-    from ..model.sources import file_digest, make_identity
+    from ..model.sources import model_identity
     from .common import engine_from_args
 
     if args.runs < 1:  # checked here, before the dataset and the model load, in the words the user typed
@@ -61,11 +65,8 @@ def run(args: argparse.Namespace) -> int:
         device = str(local_device(device, key="--device"))
     engine, spec = engine_from_args(args, device)
     precision = precision_name(engine.dtype)
-    if spec is not None:
-        model = spec.identity(precision)
-    else:  # --onnx: the exported file is the weights
-        onnx = Path(args.onnx)
-        model = make_identity(onnx.stem, None, file_digest(onnx)[:12], [onnx.name], precision)
+    # with --onnx there is no spec: the exported file is the weights
+    model = model_identity(precision, spec=spec, exported=None if spec is not None else Path(args.onnx))
     backend = engine.network.description
     summary = run_benchmark(engine, sequences, Path(args.output), tracker_name=args.tracker_name or model["name"],
                             dataset=dataset, split=args.split, root=Path(args.root).resolve(), repeats=args.runs,
@@ -73,8 +74,7 @@ def run(args: argparse.Namespace) -> int:
                             progress=args.progress, model=model, backend=backend)
     if summary.rank != 0:
         return 0
-    print(f"{summary.tracker_name}: {len(summary.completed)} runs tracked here, {summary.skipped} already done"
-          + (f", {summary.fps:.1f} frames/s in the tracker" if summary.frames else ""))
+    print_summary(summary)
     if summary.retracked:
         print(f"re-tracked {len(summary.retracked)} runs whose sequence changed: {', '.join(summary.retracked)}")
     for path in summary.outputs:
@@ -88,3 +88,22 @@ def run(args: argparse.Namespace) -> int:
     print(f"score it with: lorat report {args.output}")
     return 0
 
+
+def print_summary(summary: "RunSummary") -> None:
+    """What this call tracked, over every rank, and its speed: the figure `lorat report` shows for the same runs."""
+    from ..environment import format_environment
+    from ..evaluation.report import SPEED_NOTES
+
+    processes = f" by {summary.world_size} processes" if summary.world_size > 1 else ""
+    print(f"{summary.tracker_name}: {len(summary.completed)} runs tracked{processes}, {summary.skipped} already done")
+    speed = summary.speed
+    if speed is not None and speed.fps is not None:
+        throughput = ""
+        if speed.throughput is not None:
+            per_process = " per process" if summary.world_size > 1 else ""
+            throughput = f"; throughput at batch {speed.batch}: {speed.throughput:.1f} frames/s{per_process}"
+        print(f"  FPS {speed.fps:.1f} frames/s per sequence{throughput}; warm-up left out: {speed.warmup_frames} "
+              f"frames, {speed.warmup_seconds:.2f} s")
+        print(f"  ({SPEED_NOTES['FPS']})")
+    for environment in summary.environments:
+        print(f"  ran on: {format_environment(environment)}")

@@ -61,5 +61,7 @@ def run(args: argparse.Namespace) -> int:
                            size=args.size, seed=args.seed, layout=args.layout, photographs=photos,
                            textures=args.textures, progress=progress if args.progress else None)
     print(f"wrote {len(bench.names)} sequences to {bench.root} in {time.perf_counter() - started:.1f} s; read them "
-          f"with load_dataset({bench.layout!r}, {str(bench.root)!r}, split={bench.subset!r})")
+          f"with load_dataset('procedural', {str(bench.root)!r}, split={args.split!r}) or "
+          f"load_dataset({bench.layout!r}, {str(bench.root)!r}, split={bench.subset!r}); score a tracker on them "
+          f"with `lorat evaluate --dataset procedural --root {bench.root} --split {args.split} ...`")
     return 0

@@ -1,5 +1,6 @@
-"""Score result folders by the benchmark's official metric definition: prints a table and writes metrics.json,
-table.txt and success/precision plots (PNG; LaSOT also per challenge attribute). Several folders = several
+"""Score result folders by the benchmark's official metric definition: prints a table (with the speed in frames per
+second per sequence, and how each evaluation ran) and writes metrics.json, table.txt, report.html and
+success/precision plots (PNG; LaSOT also per challenge attribute). Several folders = several
 trackers side by side. A folder is a ``lorat evaluate`` output or any folder in the got10k, OTB, LaSOT-toolkit,
 pytracking or TrackingNet layout (e.g. another tracker's published raw results).
 
@@ -15,10 +16,14 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..data.datasets import dataset_help, split_help
+
     parser.add_argument("results", nargs="+", help="evaluation folders or result-layout folders, one per tracker")
-    parser.add_argument("--dataset", help="benchmark (default: from the first evaluation folder)")
+    parser.add_argument("--dataset", help=f"benchmark: {dataset_help(scored_only=True)} (default: from the first "
+                                          "evaluation folder)")
     parser.add_argument("--root", help="benchmark folder with the ground truth (default: from the evaluation folder)")
-    parser.add_argument("--split", help="benchmark split (default: from the evaluation folder)")
+    parser.add_argument("--split", help=f"benchmark split: {split_help(scored_only=True)} (default: from the "
+                                        "evaluation folder, else the first)")
     parser.add_argument("--tracker-name", nargs="+", dest="names", metavar="NAME",
                         help="display names, one per results folder")
     parser.add_argument("--names", nargs="+", help=argparse.SUPPRESS)  # old name

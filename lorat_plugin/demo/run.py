@@ -15,13 +15,15 @@ from .video import render_sequence_video
 log = logging.getLogger(__name__)
 
 DEMO_TRACKER = "LoRAT-demo"
+# baselines that run no model: their time is the harness's, so the table marks them instead of showing a speed
+UNTIMED_BASELINES = ("static",)
 
 
 @dataclass
 class DemoResult:
     output: Path
     table: str
-    metrics: dict[str, dict[str, float | None]]  # tracker -> column -> value (percent; FPS as is)
+    metrics: dict[str, dict[str, float | str | None]]  # tracker -> column -> value (percent; FPS as is)
     reports: list[Path] = field(default_factory=list)
     video: Path | None = None
 
@@ -43,13 +45,13 @@ def run_demo(output: str | Path, model: Any = None, *, tracker_name: str = DEMO_
     model_identity = None
     if model is not None:
         from ..engine import TrackingEngine, precision_name
-        from ..model.sources import make_identity, state_digest
+        from ..model import sources
         engine = TrackingEngine(model, device=device, dtype=dtype)
         precision = precision_name(engine.dtype)
-        model_identity = identity(precision) if identity else make_identity(
-            "model", None, state_digest(model), [], precision)
+        model_identity = identity(precision) if identity else sources.model_identity(precision, model=model)
         trackers.append((tracker_name, engine))
     trackers += [(adapter.name, adapter) for adapter in map(baseline, baselines)]
+    untimed = {baseline(name).name for name in baselines if name in UNTIMED_BASELINES}
     if not trackers:
         raise ValueError("nothing to run: no model and no baselines")
     if model is not None:  # the model may have changed since the last run; the baselines are deterministic
@@ -59,7 +61,7 @@ def run_demo(output: str | Path, model: Any = None, *, tracker_name: str = DEMO_
         folder = output / "results" / name
         log.info("running %s over %d sequences", name, len(sequences))
         run_benchmark(tracker, sequences, folder, tracker_name=name, dataset="got10k", split="val",
-                      root=output / "benchmark", batch_size=batch_size, progress=progress,
+                      root=output / "benchmark", batch_size=batch_size, progress=progress, timed=name not in untimed,
                       model=model_identity if name == tracker_name else None,
                       backend=engine.network.description if name == tracker_name else None)
         results.append(load_results(folder, "got10k", sequences, name=name))
@@ -73,8 +75,10 @@ def run_demo(output: str | Path, model: Any = None, *, tracker_name: str = DEMO_
     frames = sum(len(s) for s in sequences)
     table = render_table(metrics, header=[
         f"Procedural test split: {len(sequences)} sequences, {frames} frames, photographs never seen in training",
-        "AO, SR0.5, SR0.75: GOT-10k protocol; AUC, P@20: OPE (pytracking); FPS: frames over tracker time"],
-        footer=footer and ["", *footer], decimals=1, column_decimals={"FPS": 0})
+        "AO, SR0.5, SR0.75: GOT-10k protocol; AUC, P@20: OPE (pytracking)",
+        f"FPS: frames per second per sequence with {batch_size} sequences per call (each call counted whole, "
+        "warm-up left out); throughput: all sequences' frames per second (docs/evaluation.md, \"Speed\")"],
+        footer=footer and ["", *footer], decimals=1)
     reports.append(output / "report" / "demo_table.txt")
     atomic_write_text(reports[-1], table + "\n")
     # the page with frame strips of the three worst sequences only, so the demo stays about as fast
@@ -89,13 +93,19 @@ def run_demo(output: str | Path, model: Any = None, *, tracker_name: str = DEMO_
     return DemoResult(output, table, metrics, reports, video_path)
 
 
-def combined_metrics(got10k: dict, ope: dict) -> dict[str, dict[str, float | None]]:
+def combined_metrics(got10k: dict, ope: dict) -> dict[str, dict[str, float | str | None]]:
+    """The demo table: GOT-10k and OPE scores in percent, then the FPS per sequence and the throughput of
+    `lorat report`'s table."""
+    from ..evaluation.report import speed_columns
+
     rows = {}
     for name, entry in got10k["trackers"].items():
         overall = entry["got10k"]["overall"]
         scores = ope["trackers"][name]["ope"]
+        speed = speed_columns(entry)
         rows[name] = {"AO": 100 * overall["ao"], "SR0.5": 100 * overall["sr50"], "SR0.75": 100 * overall["sr75"],
-                      "AUC": 100 * scores["auc"], "P@20": 100 * scores["precision"], "FPS": entry.get("fps")}
+                      "AUC": 100 * scores["auc"], "P@20": 100 * scores["precision"],
+                      "FPS": speed["FPS"], "throughput": speed["throughput"]}
     return rows
 
 

@@ -187,8 +187,26 @@ class ModelSpec:
         return make_identity(label, self.variant, digest, [p.name for p in self.files], precision)
 
 
+def model_identity(precision: str, *, spec: ModelSpec | None = None, model: torch.nn.Module | None = None,
+                   exported: Path | None = None) -> dict[str, Any]:
+    """The identity of the model that runs, for every entry point: a resolved ``spec`` names its files
+    (:meth:`ModelSpec.identity`); an ``exported`` file (ONNX) is its own weights; a ``model`` built in memory is
+    named by its config's variant (``model`` when it is none of the known ones) and a hash of its tensors.
+    ``precision`` is what actually runs (``precision_name(engine.dtype)``)."""
+    if spec is not None:
+        return spec.identity(precision)
+    if exported is not None:
+        exported = Path(exported)
+        return make_identity(exported.stem, None, file_digest(exported)[:12], [exported.name], precision)
+    if model is None:
+        raise ValueError("model_identity needs a spec, an exported file or a model")
+    config = getattr(model, "config", None)
+    variant = canonical_variant(config) if config is not None else None
+    return make_identity(variant or "model", variant, state_digest(model), [], precision)
+
+
 def make_identity(label: str, variant: str | None, digest: str, files: list[str], precision: str) -> dict[str, Any]:
-    """The identity dict of :meth:`ModelSpec.identity` (also for models built in memory: see :func:`state_digest`)."""
+    """The identity dict itself (:func:`model_identity` chooses its parts)."""
     return {"name": f"LoRAT-{label}-{digest[:8]}-{precision}", "variant": variant, "weights": digest,
             "files": files, "precision": precision}
 

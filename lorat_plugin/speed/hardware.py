@@ -2,25 +2,22 @@
 and the software versions."""
 from __future__ import annotations
 
-import contextlib
-import importlib.metadata
 import os
 import platform
 from typing import Any
 
 import torch
 
-CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_fp16", "amx_tile")
+from ..environment import cpu_name, instruction_sets, package_versions
 
 
 def hardware_info(device: torch.device | str = "cpu") -> dict[str, Any]:
-    """The CPU (model name, logical cores usable here, bf16/AMX flags), torch's thread count, the GPU when
-    ``device`` is one, and the software versions that matter for speed."""
+    """The CPU (model name, logical cores usable here, the instruction sets torch reports), torch's thread count,
+    the GPU when ``device`` is one, and the software versions that matter for speed
+    (:mod:`lorat_plugin.environment`, what ``run.json`` records)."""
     device = torch.device(device)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    flags = set((_cpuinfo("flags") or "").split())
-    cpu = _cpuinfo("model name") or platform.processor() or platform.machine() or "unknown CPU"
-    info: dict[str, Any] = {"cpu": cpu, "cpu_cores": cores, "cpu_flags": [f for f in CPU_FLAGS if f in flags],
+    info: dict[str, Any] = {"cpu": cpu_name(), "cpu_cores": cores, "cpu_flags": instruction_sets(),
                             "torch_threads": torch.get_num_threads(), "machine": platform.machine(),
                             "os": platform.platform(terse=True), "python": platform.python_version()}
     if device.type == "cuda":
@@ -29,20 +26,8 @@ def hardware_info(device: torch.device | str = "cpu") -> dict[str, Any]:
         info["cuda"] = torch.version.cuda
     elif device.type == "mps":
         info["gpu"] = "Apple MPS"
-    info["versions"] = {"torch": torch.__version__}
-    for package in ("timm", "numpy", "onnxruntime", "onnx"):
-        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-            info["versions"][package] = importlib.metadata.version(package)
+    info["versions"] = {name: version for name, version in package_versions().items() if version is not None}
     return info
-
-
-def _cpuinfo(field: str) -> str | None:
-    """The first ``field`` line of /proc/cpuinfo (Linux only)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            return next((line.split(":", 1)[1].strip() for line in f if line.startswith(field)), None)
-    except OSError:
-        return None
 
 
 def describe_hardware(info: dict[str, Any]) -> str:

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..sequence import AnnotationError, Sequence
 from ..annotations import require_dir
+from .registry import DatasetInfo, register
 
 
 def load(root: str | Path, split: str | None = None) -> list[Sequence]:
@@ -63,3 +64,7 @@ def load(root: str | Path, split: str | None = None) -> list[Sequence]:
                 attributes={"image_id": image_id, "object_id": ann["id"],
                             "class": categories.get(ann["category_id"], str(ann["category_id"]))}))
     return sequences
+
+
+register(DatasetInfo("coco", "COCO", load, splits=("train", "val", "train<year>", "val<year>"), default_split="train",
+                     protocol=None))

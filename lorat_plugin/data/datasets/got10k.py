@@ -13,8 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from ..sequence import AnnotationError, Sequence
-from ..annotations import (list_images, numbered_frames, read_boxes, read_flags, read_name_list, read_text,
-                           require_dir, sequence_folders)
+from ..annotations import (list_images, numbered_frames, read_boxes, read_flags, read_text, require_dir,
+                           sequence_folders)
+from .names import read_sequence_list
+from .registry import DatasetInfo, register
 
 SPLITS = ("train", "val", "test")
 _RESOLUTION = re.compile(r"\(\s*(\d+)\s*,\s*(\d+)\s*\)")
@@ -25,7 +27,7 @@ def load(root: str | Path, split: str | None = None) -> list[Sequence]:
     split_dir = _split_dir(root, split)
     list_file = split_dir / "list.txt"
     if list_file.is_file():
-        folders = [split_dir / name for name in read_name_list(list_file)]
+        folders = [split_dir / name for name in read_sequence_list(list_file)]
         for number, folder in enumerate(folders, start=1):
             if not folder.is_dir():
                 raise AnnotationError(f"{list_file}, line {number}: sequence folder {folder} not found")
@@ -99,3 +101,7 @@ def read_meta_info(path: Path) -> dict[str, str]:
             raise AnnotationError(f"{path}, line {number}: expected 'key: value', got {line!r}")
         meta[key.strip()] = value.strip()
     return meta
+
+
+register(DatasetInfo("got10k", "GOT-10k", load, splits=SPLITS, default_split=None, protocol="got10k",
+                     formats=("got10k",), aliases=("got-10k",)))

@@ -13,11 +13,13 @@ from pathlib import Path
 import numpy as np
 
 from ..sequence import AnnotationError, Sequence
-from ..annotations import (natural_key, numbered_frames, read_boxes, read_flags, read_name_list, read_text,
-                           require_dir, sequence_folders)
+from ..annotations import natural_key, numbered_frames, read_boxes, read_flags, read_text, require_dir, sequence_folders
+from .names import read_sequence_list
+from .registry import DatasetInfo, register
 
 # the columns of the LaSOT toolkit's annos/att/<seq>.txt, in order (Illumination Variation ... Aspect Ratio Change)
 ATTRIBUTE_NAMES = ("IV", "POC", "DEF", "MB", "CM", "ROT", "BC", "VC", "SV", "FOC", "FM", "OV", "LR", "ARC")
+SPLIT_LISTS = {"test": "testing_set.txt", "train": "training_set.txt"}  # the official split lists, one name a line
 
 
 def load(root: str | Path, split: str | None = None) -> list[Sequence]:
@@ -36,7 +38,7 @@ def _load(root: str | Path, split: str | None, *, dataset: str) -> list[Sequence
     if not found:
         raise FileNotFoundError(f"no LaSOT sequences (<class>/<class>-<k>/groundtruth.txt) under {root}")
     names = _split_names(root, split) if dataset == "lasot" else None
-    if names is not None and split is None and not (root / "testing_set.txt").is_file() \
+    if names is not None and split is None and not (root / SPLIT_LISTS["test"]).is_file() \
             and not all(n in found for n in names):
         names = None  # not the full official set and no list of its own: a subset or a custom LaSOT-layout set
     if names is not None:
@@ -67,9 +69,9 @@ def _split_names(root: Path, split: str | None) -> list[str] | None:
     wanted = split or "test"
     if wanted not in ("train", "test"):
         raise ValueError(f"unknown LaSOT split {split!r} (expected train, test or all)")
-    list_file = root / ("testing_set.txt" if wanted == "test" else "training_set.txt")
+    list_file = root / SPLIT_LISTS[wanted]
     if list_file.is_file():
-        return read_name_list(list_file)
+        return read_sequence_list(list_file)
     try:  # the split the got10k package bundles
         import got10k.datasets
 
@@ -107,3 +109,10 @@ def _load_sequence(folder: Path, dataset: str, attribute_dir: Path | None) -> Se
         raise AnnotationError(f"{gt_file}, line {bad + 1}: a visible frame needs a finite box")
     visible &= np.all(boxes[:, 2:] > 0, axis=1)  # a zero-size box cannot be tracked or trained on
     return Sequence(folder.name, frames, boxes, visible, dataset=dataset, attributes=attributes)
+
+
+register(DatasetInfo("lasot", "LaSOT", load, splits=("test", "train", "all"), default_split="test", one_based=True,
+                     ope_kind="lasot", formats=("lasot", "pytracking"), also_lasot_toolkit=True))
+register(DatasetInfo("lasot_ext", "LaSOT_ext", load_ext, splits=("test",), default_split="test", one_based=True,
+                     ope_kind="lasot", formats=("lasot", "pytracking"), also_lasot_toolkit=True,
+                     aliases=("lasot_extension", "lasotext")))

@@ -10,6 +10,7 @@ from pathlib import Path
 from ..sequence import AnnotationError, Sequence
 from ._got10k_toolkit import import_got10k_datasets, load_sequences, quietly
 from ..annotations import read_text, require_dir
+from .registry import DatasetInfo, register
 
 
 def load(root: str | Path, split: str | None = None) -> list[Sequence]:
@@ -35,3 +36,7 @@ def _check_nfs_annotation(path: Path) -> None:
         except ValueError:
             raise AnnotationError(f"{path}, line {number}: expected 'id xmin ymin xmax ymax ...', "
                                   f"got {line.strip()!r}") from None
+
+
+register(DatasetInfo("nfs", "NfS (30 fps)", load, splits=("30", "240"), default_split="30",
+                     formats=("otb", "pytracking"), also_got10k_otb=True, pytracking_prefix="nfs_", aliases=("nfs30",)))

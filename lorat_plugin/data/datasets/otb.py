@@ -11,6 +11,7 @@ from pathlib import Path
 from ..sequence import Sequence
 from ._got10k_toolkit import import_got10k_datasets, load_sequences, quietly
 from ..annotations import require_dir
+from .registry import DatasetInfo, register
 
 VERSIONS = {"otb100": 2015, "otb2015": 2015, "tb100": 2015, "2015": 2015, "otb": 2015,
             "otb2013": 2013, "2013": 2013, "tb50": "tb50", "otb50": "tb50"}
@@ -26,3 +27,8 @@ def load(root: str | Path, split: str | None = None) -> list[Sequence]:
         raise FileNotFoundError(f"no OTB sequences (<Seq>/groundtruth_rect.txt with an official name) under {root}")
     logging.getLogger(__name__).debug("OTB %s: %d sequences found under %s", key, len(dataset), root)
     return load_sequences(dataset, "otb", {"version": key}, one_based=True)
+
+
+register(DatasetInfo("otb", "OTB100", load, splits=("otb100", "otb2013", "tb50"), default_split="otb100",
+                     one_based=True, formats=("otb", "pytracking"), also_got10k_otb=True,
+                     aliases=("otb100", "otb2015")))

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..sequence import AnnotationError, Sequence
 from ..annotations import list_images, natural_key, numbered_frames, read_boxes, require_dir
+from .registry import DatasetInfo, register
 
 
 def load(root: str | Path, split: str | None = None) -> list[Sequence]:
@@ -65,3 +66,7 @@ def _load_sequence(anno: Path, frame_dir: Path, chunk: str) -> Sequence:
         frames = numbered_frames(frame_dir, len(gt), "%d.jpg", start=0, annotation=anno, rule="equal")
         boxes = gt
     return Sequence(anno.stem, frames, boxes, dataset="trackingnet", attributes={"chunk": chunk})
+
+
+register(DatasetInfo("trackingnet", "TrackingNet", load, splits=("test", "train", "TRAIN_<k>"), default_split="test",
+                     protocol="trackingnet", formats=("trackingnet", "pytracking"), aliases=("tracking_net",)))

@@ -11,12 +11,15 @@ from pathlib import Path
 from ..sequence import Sequence
 from ._got10k_toolkit import import_got10k_datasets, load_sequences, quietly
 from ..annotations import require_dir
+from .registry import DatasetInfo, register
+
+VERSIONS = ("UAV123", "UAV20L")
 
 
 def load(root: str | Path, split: str | None = None) -> list[Sequence]:
     root = require_dir(root, "UAV123")
     version = (split or "UAV123").upper()
-    if version not in ("UAV123", "UAV20L"):
+    if version not in VERSIONS:
         raise ValueError(f"unknown UAV123 split {split!r} (expected UAV123 or UAV20L)")
     for folder in (root / "anno" / version, root / "data_seq" / "UAV123"):
         if not folder.is_dir():
@@ -33,3 +36,7 @@ def load(root: str | Path, split: str | None = None) -> list[Sequence]:
         if name not in dataset.seq_metas[version]:
             raise FileNotFoundError(f"{anno_file}: {name} is not a {version} sequence")
     return load_sequences(dataset, "uav123", {"version": version})
+
+
+register(DatasetInfo("uav123", "UAV123", load, splits=VERSIONS, default_split="UAV123", ope_kind="uav",
+                     formats=("otb", "pytracking"), also_got10k_otb=True, pytracking_prefix="uav_", aliases=("uav",)))

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..annotations import read_text
 from ..sequence import AnnotationError
+from .names import check_sequence_name
 
 
 @dataclass
@@ -88,9 +89,10 @@ def find_sequences(source: Path) -> list[VotSequence]:
     listing = source / "list.txt"
     if listing.is_file():
         folders = []
-        for number, line in enumerate(read_text(listing, kind="sequence list").splitlines(), 1):
-            if line.strip():
-                folder = source / line.strip()
+        for number, line in enumerate(read_text(listing, kind="sequence list").split("\n"), 1):
+            name = line.strip(" \t")
+            if name:
+                folder = source / check_sequence_name(name, f"{listing}, line {number}")
                 if not folder.is_dir():
                     raise FileNotFoundError(f"{listing}, line {number}: sequence folder not found: {folder}")
                 folders.append(folder)
@@ -102,6 +104,8 @@ def find_sequences(source: Path) -> list[VotSequence]:
         raise FileNotFoundError(f"no VOT sequences in {source}: expected list.txt or folders holding a `sequence` "
                                 "file or groundtruth.txt with color/00000001.jpg ... (docs/vot.md, 'Sequence format')")
     infos = [inspect_sequence(folder) for folder in folders]
+    for info in infos:  # a folder's own name (a list's lines are checked above)
+        check_sequence_name(info.name, info.path)
     names = [info.name for info in infos]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:

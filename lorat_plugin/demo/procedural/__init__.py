@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from ...data.datasets.write import write_listing
 from ...files import atomic_write_text
-from .layouts import GOT10K_SUBSETS, LAYOUTS, groundtruth_digest, list_file, sequence_folder, write_sequence
+from .layouts import LAYOUTS, groundtruth_digest, layout_split, list_file, sequence_folder, write_sequence
 from .photos import PHOTOGRAPHS, SPLITS, load_photograph, photograph_split, split_photographs, texture_names
 from .plan import CHALLENGES, ScenePlan, plan_sequence
 from .render import MIN_VISIBLE, RenderedFrame, render_sequence
@@ -114,9 +115,9 @@ def make_benchmark(output: str | Path, *, split: str = "test", sequences: int = 
             progress(number, len(plans), plan.name)
     manifest["groundtruth_sha256"] = groundtruth_digest(folders)
     manifest["complete"] = True
-    atomic_write_text(listing, "".join(f"{plan.name}\n" for plan in plans))
+    write_listing(root, layout, [plan.name for plan in plans], split=layout_split(layout, split))
     atomic_write_text(manifest_path, json.dumps(manifest, indent=2) + "\n")
-    subset = GOT10K_SUBSETS[split] if layout == "got10k" else split
+    subset = layout_split(layout, split)
     return Benchmark(root=root, layout=layout, subset=subset, names=tuple(p.name for p in plans), manifest=manifest)
 
 

@@ -1,0 +1,113 @@
+"""The tracker on a shared CPU: ms per frame alone and with busy processes on some of the cores, per precision and
+OpenMP wait setting, in fresh processes alternated (a process's wait policy is fixed when torch loads).
+
+With ``B`` of ``C`` cores busy the ideal share is ``alone * C / (C - B)``; the script prints each case's median
+over the alternations and the fraction of that ideal it keeps (1.0: the tracker lost only the cores it gave away).
+The load average is printed before and after: a number taken on a machine busier than the script made it is noise.
+
+  python benchmarks/shared_cpu.py --variant B-224 --dtypes bf16,fp32 --busy 1 --alternations 5
+  python benchmarks/shared_cpu.py --policies default,OMP_WAIT_POLICY=PASSIVE,GOMP_SPINCOUNT=10000 --alternations 5
+
+A policy is ``default`` (the process's environment as it is, without OMP_WAIT_POLICY and GOMP_SPINCOUNT) or
+``NAME=VALUE`` settings joined by ``+``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+WORKER = r"""
+import json, sys, time
+import numpy as np, torch
+from lorat_plugin.data.synthetic import moving_box_video
+from lorat_plugin.engine import TrackingEngine
+from lorat_plugin.model import build_model
+variant, dtype, frames = sys.argv[1], sys.argv[2], int(sys.argv[3])
+torch.manual_seed(0)
+engine = TrackingEngine(build_model(variant, merge=True), device="cpu", dtype=dtype)
+images, truth = moving_box_video(frames + 3, (640, 480), textured=True)
+state = engine.initialize([images[0]], truth[:1])
+for image in images[1:3]:  # warm-up: kernel choices, weight packing, first allocations
+    engine.track(state, [image])
+times = []
+for image in images[3:]:
+    start = time.perf_counter()
+    engine.track(state, [image])
+    times.append(time.perf_counter() - start)
+print(json.dumps({"ms": 1e3 * float(np.median(times)), "threads": torch.get_num_threads()}))
+"""
+
+
+def busy() -> None:
+    """A process that keeps one core busy until it is terminated."""
+    while True:
+        pass
+
+
+WAIT_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "LORAT_NO_WAIT_TUNING")
+
+
+def measure(variant: str, dtype: str, frames: int, policy: str, threads: int | None) -> dict:
+    env = {name: value for name, value in os.environ.items() if name not in WAIT_VARIABLES}
+    if policy != "default":
+        env.update(setting.split("=", 1) for setting in policy.split("+"))
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    out = subprocess.run([sys.executable, "-c", WORKER, variant, dtype, str(frames)], env=env, check=True,
+                         capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variant", default="B-224")
+    parser.add_argument("--dtypes", default="bf16,fp32")
+    parser.add_argument("--policies", default="default,OMP_WAIT_POLICY=PASSIVE",
+                        help="comma-separated wait settings: 'default' or NAME=VALUE[+NAME=VALUE]")
+    parser.add_argument("--busy", type=int, default=1, help="cores kept busy by other processes in the shared runs")
+    parser.add_argument("--frames", type=int, default=12, help="timed frames per process (median)")
+    parser.add_argument("--alternations", type=int, default=5)
+    parser.add_argument("--threads", type=int, help="OMP_NUM_THREADS for the tracker (default: torch's choice)")
+    args = parser.parse_args()
+    cores = os.cpu_count() or 1
+    if not 0 < args.busy < cores:
+        raise SystemExit(f"--busy must leave the tracker at least one of the {cores} cores")
+    print(f"{cores} cores, {args.busy} busy in the shared runs; load average before: {os.getloadavg()}")
+    cases = [(dtype, policy) for dtype in args.dtypes.split(",") for policy in args.policies.split(",")]
+    samples: dict[tuple[str, str, str], list[float]] = {}
+    for round_ in range(args.alternations):
+        for dtype, policy in cases:
+            samples.setdefault((dtype, policy, "alone"), []).append(
+                measure(args.variant, dtype, args.frames, policy, args.threads)["ms"])
+            loaders = [multiprocessing.Process(target=busy, daemon=True) for _ in range(args.busy)]
+            for process in loaders:
+                process.start()
+            time.sleep(0.5)
+            try:
+                samples.setdefault((dtype, policy, "shared"), []).append(
+                    measure(args.variant, dtype, args.frames, policy, args.threads)["ms"])
+            finally:
+                for process in loaders:
+                    process.terminate()
+                    process.join()
+        print(f"round {round_ + 1}/{args.alternations} done", file=sys.stderr)
+    print(f"load average after: {os.getloadavg()}")
+    share = cores / (cores - args.busy)
+    print(f"| variant | dtype | wait setting | alone ms | shared ms | shared / alone | of the ideal share "
+          f"({share:.1f}x alone) |")
+    print("|---|---|---|---|---|---|---|")
+    for dtype, policy in cases:
+        alone = statistics.median(samples[(dtype, policy, "alone")])
+        shared = statistics.median(samples[(dtype, policy, "shared")])
+        print(f"| {args.variant} | {dtype} | {policy} | {alone:.1f} | {shared:.1f} | {shared / alone:.2f}x | "
+              f"{alone * share / shared:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
