@@ -154,3 +154,36 @@ def test_frame_folders_without_a_gap_open(tmp_path: Path, names: list[str]) -> N
     for name in names:
         Image.fromarray(PICTURE).save(tmp_path / name)
     assert [f.name for f in open_frames(tmp_path).files] == names
+
+
+def test_frame_none_in_the_python_api_says_the_frame_is_missing(tiny_config) -> None:
+    """cv2.imread of a missing file returns None: TrackingEngine and LoRATTracker say a frame is missing, in one line
+    (not "expected an H x W ... got shape ()")."""
+    import torch
+
+    from lorat_plugin.engine import TrackingEngine
+    from lorat_plugin.model import build_model
+
+    torch.manual_seed(0)
+    model = build_model(tiny_config).eval()
+    engine = TrackingEngine(model, device="cpu", dtype="fp32")
+    box = np.array((8.0, 6.0, 10.0, 9.0))
+    calls = {
+        "TrackingEngine.initialize": lambda: engine.initialize([None], box[None]),
+        "TrackingEngine.track": lambda: engine.track(engine.initialize([PICTURE], box[None]), [None]),
+    }
+    got10k = pytest.importorskip("lorat_plugin.trackers.got10k")
+    tracker = got10k.LoRATTracker(model, device="cpu", dtype="fp32")
+    calls["LoRATTracker.init"] = lambda: tracker.init(None, box)
+
+    def update_after_init() -> None:
+        tracker.init(PICTURE, box)
+        tracker.update(None)
+
+    calls["LoRATTracker.update"] = update_after_init
+    for name, call in calls.items():
+        with pytest.raises(ValueError, match="the frame is missing") as error:
+            call()
+        assert "\n" not in str(error.value) and "shape" not in str(error.value), name
+        if name.startswith("LoRATTracker"):
+            assert str(error.value).startswith(f"{name}: "), name

@@ -1,6 +1,10 @@
 """`lorat track` on a generated video file, a frame folder and an image list; renderings; errors; frame sources."""
 from __future__ import annotations
 
+import shlex
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -281,3 +285,103 @@ def test_16_bit_frames_track_like_their_8_bit_picture(tmp_path: Path, tiny_check
         outputs.append(tmp_path / f"b{bits}.txt")
         assert track(tmp_path, tiny_checkpoint, folder, "-o", str(outputs[-1])) == 0
     assert outputs[0].read_text() == outputs[1].read_text()
+
+
+def can_mount_a_private_tmpfs() -> bool:
+    """Whether `unshare -rm` may mount a tmpfs (a user namespace: root not needed where the kernel allows it)."""
+    if shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o size=4k tmpfs /mnt"],
+                           capture_output=True, timeout=30)
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not can_mount_a_private_tmpfs(), reason="cannot mount a tmpfs in a user namespace here")
+def test_a_full_disk_names_the_file_and_leaves_no_empty_file(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    """On a 16 KiB tmpfs: with one page free the run stops when it fills up and keeps the whole lines written;
+    with nothing free it fails naming the file and leaves nothing."""
+    folder, _ = frame_folder(tmp_path / "img", 8)
+    for i in range(9, 121):  # 120 lines of ~40 bytes: more than the one free page
+        shutil.copy(folder / f"{(i - 1) % 8 + 1:08d}.png", folder / f"{i:08d}.png")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    track_to_disk = (f"{shlex.quote(sys.executable)} -m lorat_plugin.cli track {shlex.quote(str(folder))} "
+                     f"--init 12,20,18,16 --checkpoint {shlex.quote(str(tiny_checkpoint))} -q -o {disk}/boxes.txt")
+    script = f"""
+        mount -t tmpfs -o size=16k tmpfs {disk}
+        head -c 12288 /dev/zero > {disk}/filler
+        {track_to_disk} 2> {tmp_path}/err1; echo $? > {tmp_path}/code1
+        ls -A {disk} > {tmp_path}/ls1; cp {disk}/boxes.txt.partial {tmp_path}/kept.partial
+        rm {disk}/boxes.txt.partial; head -c 4096 /dev/zero > {disk}/filler2
+        {track_to_disk} 2> {tmp_path}/err2; echo $? > {tmp_path}/code2
+        ls -A {disk} > {tmp_path}/ls2
+    """
+    subprocess.run(["unshare", "-rm", "sh", "-c", script], check=True, timeout=600)
+
+    def result(run: int) -> tuple[int, str, list[str]]:
+        return (int((tmp_path / f"code{run}").read_text()), (tmp_path / f"err{run}").read_text(),
+                sorted((tmp_path / f"ls{run}").read_text().split()))
+
+    code, err, files = result(1)
+    assert code == 2 and "Traceback" not in err, err
+    assert f"cannot write {disk}/boxes.txt.partial: No space left on device" in err
+    assert files == ["boxes.txt.partial", "filler"]  # no temporary file, no output
+    kept = read_boxes(tmp_path / "kept.partial")  # every line whole
+    assert 50 < len(kept) < 120 and f"stopped after {len(kept)} frames" in err
+
+    code, err, files = result(2)
+    assert code == 2 and f"cannot write {disk}/boxes.txt.partial: No space left on device" in err, err
+    assert len(err.strip().splitlines()) == 1 and files == ["filler", "filler2"]  # no empty .partial
+
+
+def test_a_rerun_that_fails_on_frame_1_keeps_the_previous_partial(tmp_path: Path, tiny_checkpoint: Path,
+                                                                  capsys) -> None:
+    folder, _ = frame_folder(tmp_path / "img", 5)
+    output = tmp_path / "boxes.txt"
+    partial = tmp_path / "boxes.txt.partial"
+    (folder / "00000004.png").write_bytes(b"broken")
+    assert track(tmp_path, tiny_checkpoint, folder, "-o", str(output)) == 2
+    earlier = partial.read_text()
+    assert len(read_boxes(partial)) == 3
+
+    (folder / "00000001.png").write_bytes(b"broken")  # the rerun fails before its first box
+    assert track(tmp_path, tiny_checkpoint, folder, "-o", str(output)) == 2
+    err = capsys.readouterr().err
+    assert "00000001.png" in err and "Traceback" not in err
+    assert partial.read_text() == earlier and not output.exists()
+    assert [p.name for p in tmp_path.glob("*boxes.txt*")] == ["boxes.txt.partial"]  # no temporary file left
+
+
+def test_a_video_the_decoder_conceals_damage_in_is_reported(tmp_path: Path, tiny_checkpoint: Path, capsys,
+                                                            caplog) -> None:
+    """400 bytes overwritten inside the keyframe: FFmpeg conceals the broken blocks and decodes every frame without
+    an error; the errors it logs are counted, warned once and named in the run's summary."""
+    import av
+
+    frames, _ = moving_box_video(40, SIZE, box=(12, 20, 18, 16), step=(1, 0), seed=0)
+    whole = write_video(tmp_path / "whole.mp4", frames, fps=10)
+    with av.open(str(whole)) as container:
+        keyframe = max((packet for packet in container.demux(container.streams.video[0]) if packet.size),
+                       key=lambda packet: packet.size)
+        start, size = keyframe.pos + keyframe.size // 3, keyframe.size
+    assert size > 1200  # the damage stays inside the keyframe's data
+    damaged = tmp_path / "damaged.mp4"
+    data = bytearray(whole.read_bytes())
+    data[start:start + 400] = bytes(range(200)) * 2
+    damaged.write_bytes(bytes(data))
+
+    source = open_frames(damaged)
+    decoded = list(source)
+    assert len(decoded) == 40 and source.decode_errors > 0  # every frame back, the damage counted
+    assert any(not np.array_equal(a, b) for a, b in zip(decoded, open_frames(whole)))
+    caplog.clear()
+
+    assert track(tmp_path, tiny_checkpoint, damaged, "-o", str(tmp_path / "b.txt")) == 0
+    warnings = [r.getMessage() for r in caplog.records if "the decoder reported" in r.getMessage()]
+    assert len(warnings) == 1 and f"{damaged}: the decoder reported {source.decode_errors} errors" in warnings[0]
+    assert f"{source.decode_errors} decoder errors concealed" in capsys.readouterr().err
+    assert len(read_boxes(tmp_path / "b.txt")) == 40
+    caplog.clear()
+
+    assert track(tmp_path, tiny_checkpoint, whole, "-o", str(tmp_path / "c.txt")) == 0
+    assert "the decoder reported" not in caplog.text and "decoder errors" not in capsys.readouterr().err

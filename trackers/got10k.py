@@ -24,6 +24,7 @@ from got10k.trackers import Tracker
 
 from ..data.sequence import read_image
 from ..engine import TrackingEngine, TrackState, precision_name
+from ..engine.tracking import MISSING_FRAME
 from ..environment import format_environment, run_environment
 from .baselines import as_rgb
 
@@ -73,6 +74,8 @@ class LoRATTracker(Tracker):
 
     def init(self, image: Any, box: Any) -> None:
         self.state = None  # a failed init must not leave the previous sequence's state to update()
+        if image is None:
+            raise ValueError(f"LoRATTracker.init: {MISSING_FRAME}")
         box = np.asarray(box, dtype=np.float64).reshape(-1)
         if box.shape != (4,):
             raise ValueError(f"init box must be 4 numbers x, y, w, h, got {box.tolist()}")
@@ -82,6 +85,8 @@ class LoRATTracker(Tracker):
     def update(self, image: Any) -> np.ndarray:
         if self.state is None:
             raise RuntimeError("LoRATTracker.update() without a successful init() on this sequence")
+        if image is None:
+            raise ValueError(f"LoRATTracker.update: {MISSING_FRAME}")
         boxes, _ = self.engine.track([self.state], [as_rgb(image)])
         return boxes[0] + (self.offset, self.offset, 0.0, 0.0)
 

@@ -22,6 +22,7 @@ import logging
 import os
 import re
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -210,10 +211,127 @@ class TraxSession:
         return [(region, {"confidence": f"{float(score):.6f}"}) for region, score in zip(regions, scores)]
 
 
+# One TraX message at most: far above any real request (a frame is a few file paths; the largest, an initialize with
+# VOTS masks, is a run-length code of a few hundred KiB even for a 4K frame), far below what hurts a shared machine.
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+_MESSAGE_TYPES_FROM_CLIENT = (b"initialize", b"frame", b"quit")
+_TRAX_PREFIX = b"@@TRAX:"
+_QUOTE_ESCAPE_OR_END = re.compile(rb'["\\\n]')
+
+
+class MessageGuard:
+    """Reads the client's pipe itself and hands vot-trax's reader whole, well-formed messages only.
+
+    Why around the library: vot-trax's C reader (``read_message`` in libtrax) does not stop at end of input inside a
+    message: it keeps appending the last bytes it read, growing by hundreds of MB/s until the kernel kills the
+    process, and it has no size limit either. Its Python wrapper reads the file descriptor directly, so nothing short
+    of replacing its input can bound it. The guard moves the real standard input to a descriptor of its own and puts
+    a pipe in its place; a thread frames messages (a newline outside quotes ends one), holding at most
+    ``MAX_MESSAGE_BYTES``, and writes each complete one into the pipe. On end of input it closes the pipe at a message
+    boundary, which the library handles. On anything else (end of input inside a message, an oversized message,
+    bytes that are no TraX message) it logs one line, keeps the reason in ``failure`` and closes the pipe: the
+    library's next wait fails at once and the program exits with status 1.
+    """
+
+    def __init__(self, input_fd: int = 0) -> None:
+        self.failure: str | None = None
+        self._source = os.dup(input_fd)
+        read_end, self._sink = os.pipe()
+        os.dup2(read_end, input_fd)
+        os.close(read_end)
+        self._thread = threading.Thread(target=self._relay, name="trax-message-guard", daemon=True)
+        self._thread.start()
+
+    def _relay(self) -> None:
+        try:
+            self.failure = self._forward_messages()
+        except OSError as e:  # the library stopped reading (it quit): nothing left to guard
+            log.debug("message guard stopped: %s", e)
+        if self.failure:
+            log.error("%s; ending the session", self.failure)
+        with contextlib.suppress(OSError):
+            os.close(self._sink)
+
+    def _forward_messages(self) -> str | None:
+        """Forward every complete message; the reason to stop, or None at a clean end of input."""
+        pending = bytearray()
+        scanned = 0  # bytes of ``pending`` already framed
+        in_quotes = False
+        while True:
+            chunk = os.read(self._source, 65536)
+            if not chunk:
+                if pending:
+                    return (f"the client closed its pipe in the middle of a message ({len(pending)} bytes: "
+                            f"{_preview(pending)})")
+                return None
+            pending += chunk
+            while True:
+                end, scanned, in_quotes = _message_end(pending, scanned, in_quotes)
+                if end is None:
+                    break
+                message, pending = bytes(pending[:end + 1]), pending[end + 1:]
+                scanned, in_quotes = 0, False
+                problem = _malformed(message)
+                if problem:
+                    return problem
+                self._write(message)
+            if len(pending) > MAX_MESSAGE_BYTES:
+                return (f"the client sent a message longer than {MAX_MESSAGE_BYTES // (1024 * 1024)} MiB "
+                        f"({_preview(pending)})")
+            if not _TRAX_PREFIX.startswith(bytes(pending[:len(_TRAX_PREFIX)])):  # (b"" is a prefix of anything)
+                return f"the client sent bytes that are not a TraX message: {_preview(pending)}"
+
+    def _write(self, message: bytes) -> None:
+        view = memoryview(message)
+        while view:
+            view = view[os.write(self._sink, view):]
+
+
+def _message_end(data: bytearray, start: int, in_quotes: bool) -> tuple[int | None, int, bool]:
+    """Frame ``data`` from ``start``: (index of the newline that ends the first message or None, where to go on
+    scanning when more bytes arrive, whether that point is inside quotes).
+
+    As vot-trax frames them: a newline outside double quotes ends a message; a backslash escapes the next byte.
+    """
+    position = start
+    while True:
+        found = _QUOTE_ESCAPE_OR_END.search(data, position)
+        if found is None:
+            return None, len(data), in_quotes
+        byte = found.group()
+        if byte == b"\\":
+            if found.end() >= len(data):  # the escaped byte has not arrived: scan the backslash again
+                return None, found.start(), in_quotes
+            position = found.end() + 1
+            continue
+        position = found.end()
+        if byte == b'"':
+            in_quotes = not in_quotes
+        elif not in_quotes:
+            return found.start(), position, in_quotes
+
+
+def _malformed(message: bytes) -> str | None:
+    """Why a complete line is no TraX request from a client, or None."""
+    if message.startswith(_TRAX_PREFIX):
+        kind = message[len(_TRAX_PREFIX):].split(b" ", 1)[0].strip().lower()
+        if kind in _MESSAGE_TYPES_FROM_CLIENT:
+            return None
+    return f"the client sent a line that is not a TraX message: {_preview(message)}"
+
+
+def _preview(data: bytes | bytearray) -> str:
+    """The start of what the client sent, printable on one line."""
+    text = repr(bytes(data[:60]))
+    return text + (" ..." if len(data) > 60 else "")
+
+
 def serve(engine: Any, masker: Callable | None, description: str, startup_error: str | None = None) -> int:
     """Run the TraX loop until the toolkit quits. Returns the exit status."""
     import trax
 
+    # Over a socket (TRAX_SOCKET) the library connects by itself and the guard cannot stand in front of it.
+    guard = None if os.environ.get("TRAX_SOCKET") else MessageGuard()
     server = trax.Server([trax.Region.RECTANGLE, trax.Region.POLYGON, trax.Region.MASK], [trax.Image.PATH],
                          ["color"], tracker_name="LoRAT", tracker_description=description,
                          tracker_family="lorat-plugin", multiobject=True)
@@ -229,7 +347,9 @@ def serve(engine: Any, masker: Callable | None, description: str, startup_error:
     while True:
         try:
             request = server.wait()
-        except trax.TraxException as e:  # the toolkit went away (EOF) or sent garbage
+        except trax.TraxException as e:  # the toolkit went away (EOF), or the guard refused what it sent
+            if guard is not None and guard.failure:
+                return 1  # the guard has logged why
             log.info("session ended: %s", e)
             return 0
         if request.type in (trax.TraxStatus.QUIT, trax.TraxStatus.ERROR):

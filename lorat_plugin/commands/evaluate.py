@@ -50,6 +50,8 @@ def run(args: argparse.Namespace) -> int:
     from ..model.sources import model_identity
     from .common import engine_from_args
 
+    if args.runs < 1:  # checked here, before the dataset and the model load, in the words the user typed
+        raise ValueError(f"--runs {args.runs}: give the number of runs per sequence, 1 or more")
     dataset = dataset_key(args.dataset)
     sequences = load_dataset(dataset, args.root, args.split)
     if args.sequence_names:

@@ -11,11 +11,14 @@ examples:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
+import secrets
 import sys
 import time
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 
@@ -55,6 +58,64 @@ def parse_box(text: str, origin: str = "--init") -> np.ndarray:
     return box
 
 
+class PartialBoxes:
+    """``<output>.partial``, written line by line as the boxes come, so an interrupted run keeps its finished boxes.
+
+    The first line goes to a hidden temporary file that replaces ``<output>.partial`` only once that line is on
+    disk: a run that fails before its first box (or on a full disk) leaves an earlier run's ``.partial`` as it was.
+    Write errors (a full disk) name the file; after one, the file is cut back to its last whole line, and removed
+    when no line reached the disk.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lines = 0
+        self._written_bytes = 0
+        self._file: TextIO | None = None
+        self._opened_as: Path | None = None  # the temporary name until the first line is on disk
+
+    def write(self, line: str) -> None:
+        try:
+            if self._file is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._opened_as = self.path.with_name(f".{self.path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+                self._file = open(self._opened_as, "w", encoding="utf-8", buffering=1)  # a line at a time
+            self._file.write(line)
+            if self._opened_as != self.path:
+                os.replace(self._opened_as, self.path)  # the open file keeps writing under its new name
+                self._opened_as = self.path
+        except OSError as e:
+            self.abandon()
+            raise OSError(e.errno, f"cannot write {self.path}: {e.strerror or e}") from e
+        self.lines += 1
+        self._written_bytes += len(line.encode("utf-8"))
+
+    def finish(self, output: Path) -> None:
+        """Close and move the finished boxes to ``output``."""
+        if self._file is None:
+            return
+        try:
+            self._file.close()
+        except OSError as e:
+            self.abandon()
+            raise OSError(e.errno, f"cannot write {self.path}: {e.strerror or e}") from e
+        self._file = None
+        os.replace(self.path, output)
+
+    def abandon(self) -> None:
+        """After a failure: close without raising; keep only the whole lines on disk, or no file at all."""
+        if self._file is None:
+            return
+        with contextlib.suppress(OSError):  # a close after a failed write fails again the same way
+            self._file.close()
+        self._file = None
+        with contextlib.suppress(OSError):
+            if self._written_bytes == 0:
+                os.unlink(self._opened_as)
+            else:
+                os.truncate(self._opened_as, self._written_bytes)  # a half-written last line would not parse
+
+
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -72,13 +133,11 @@ def run(args: argparse.Namespace) -> int:
     source = open_frames(args.input)  # FrameError now if the input is missing, before the model loads
     engine, _spec = engine_from_args(args)
 
-    # Boxes go to <output>.partial as they come (overwriting what an interrupted run left): it becomes the output
-    # only when the whole input is tracked, and keeps the finished boxes when it is not.
-    partial = None if output is None else output.with_name(output.name + ".partial")
+    # Boxes go to <output>.partial as they come (replacing what an interrupted run left once this run has a box): it
+    # becomes the output only when the whole input is tracked, and keeps the finished boxes when it is not.
+    partial = None if output is None else PartialBoxes(output.with_name(output.name + ".partial"))
     writer = VideoWriter(args.render, fps=args.fps or source.fps or 25.0) if args.render else None
-    if partial is not None:
-        partial.parent.mkdir(parents=True, exist_ok=True)
-    sink = sys.stdout if partial is None else open(partial, "w", encoding="utf-8", buffering=1)
+    sink = sys.stdout if partial is None else partial
     count, started = 0, time.perf_counter()
     try:
         with tqdm(total=len(source) or None, unit="frame", desc=Path(args.input).name, disable=not args.progress,
@@ -101,16 +160,16 @@ def run(args: argparse.Namespace) -> int:
         if writer is not None:
             writer.abort()
         if partial is not None:
-            sink.close()
-            if count:
-                print(f"lorat track: stopped after {count} frames; their boxes are in {partial}", file=sys.stderr)
-            else:
-                partial.unlink()
+            partial.abandon()
+            if partial.lines:
+                print(f"lorat track: stopped after {partial.lines} frames; their boxes are in {partial.path}",
+                      file=sys.stderr)
         raise
     if partial is not None:
-        sink.close()
-        os.replace(partial, output)
+        partial.finish(output)
     elapsed = time.perf_counter() - started
+    concealed = (f"; {source.decode_errors} decoder errors concealed (damaged video: see the warning)"
+                 if source.decode_errors else "")
     print(f"{count} frames in {elapsed:.1f} s ({count / max(elapsed, 1e-9):.1f} fps)" + (f"; boxes: {output}"
-          if output else "") + (f"; rendering: {writer.path}" if writer else ""), file=sys.stderr)
+          if output else "") + (f"; rendering: {writer.path}" if writer else "") + concealed, file=sys.stderr)
     return 0

@@ -30,6 +30,7 @@ class FrameSource:
 
     path: Path
     fps: float | None = None
+    decode_errors: int = 0  # errors the video decoder reported (and concealed) in the last iteration
 
     def __iter__(self) -> Iterator[np.ndarray]:
         raise NotImplementedError
@@ -75,17 +76,38 @@ class VideoFrames(FrameSource):
         return self._frames
 
     def __iter__(self) -> Iterator[np.ndarray]:
+        """Decode every frame. Damage the decoder conceals (it fills broken blocks from their neighbours and returns
+        the frame without an error) is counted from the errors libav logs: ``decode_errors`` after the iteration,
+        and one warning per video naming the count."""
         av = _import_av()
         index = 0
+        self.decode_errors = 0
+        first_error = None
         try:
             with av.open(str(self.path)) as container:
                 stream = container.streams.video[0]
-                stream.thread_type = "AUTO"
-                for frame in container.decode(stream):
-                    yield frame.to_ndarray(format="rgb24")
+                # One decoding thread: libav logs a decoder's errors from the thread that meets them, and PyAV
+                # captures only the calling thread's logs; capturing every thread's deadlocks with frame threading
+                # (a worker waits for the interpreter while the caller waits for the worker).
+                stream.thread_count = 1
+                frames = container.decode(stream)
+                while True:
+                    with _decoder_errors() as errors:
+                        frame = next(frames, None)
+                        image = None if frame is None else frame.to_ndarray(format="rgb24")
+                    self.decode_errors += len(errors)
+                    first_error = first_error or (errors[0] if errors else None)
+                    if image is None:
+                        break
+                    yield image
                     index += 1
         except (av.FFmpegError, OSError, ValueError) as e:
             raise FrameError(f"cannot decode {self.path} at frame {index}: {e}") from e
+        finally:
+            if self.decode_errors:
+                log.warning("%s: the decoder reported %d errors in %d frames (damaged data; it conceals them, so the "
+                            "frames may differ from the original; first: %s)",
+                            self.path, self.decode_errors, index, first_error)
         if index < self._frames:  # a truncated file decodes without an error
             log.warning("%s: the container declares %d frames but only %d could be decoded (truncated?)",
                         self.path, self._frames, index)
@@ -245,6 +267,28 @@ def write_video(path: str | os.PathLike, frames, fps: float = 25.0) -> Path:
         for frame in frames:
             writer.write(frame)
     return Path(path)
+
+
+@contextlib.contextmanager
+def _decoder_errors() -> Iterator[list[str]]:
+    """The error messages libav logs in this thread within the block (PyAV logs nothing unless a level is set).
+
+    The level is raised to ERROR only for the block and set back after it: PyAV's logging is process-wide, and
+    logs that other threads (an encoder's) send through it while the interpreter waits for them can deadlock.
+    """
+    av = _import_av()
+    import av.logging
+
+    before = av.logging.get_level()
+    if before is None or before < av.logging.ERROR:  # (smaller is more severe)
+        av.logging.set_level(av.logging.ERROR)
+    errors: list[str] = []
+    try:
+        with av.logging.Capture(local=True) as logs:
+            yield errors
+    finally:
+        av.logging.set_level(before)
+        errors.extend(f"[{name}] {message.strip()}" for level, name, message in logs if level <= av.logging.ERROR)
 
 
 def _import_av():

@@ -40,6 +40,11 @@ MIN_OBJECT_SIZE = 10.0  # px: the search crop never zooms in on less than a 10 x
 _state_ids = itertools.count()
 
 
+# cv2.imread and similar readers return None for a file they cannot read, and the None travels on to the tracker.
+MISSING_FRAME = ("the frame is missing (None instead of an image): did the image reader fail, e.g. cv2.imread "
+                 "on a path that does not exist?")
+
+
 @dataclass(eq=False)
 class TrackState:
     """One sequence being tracked. ``box`` (x, y, w, h) and ``score`` are the latest output."""
@@ -104,6 +109,8 @@ class TrackingEngine:
 
     def _frame(self, frame: Any) -> torch.Tensor:
         """3 x H x W uint8 view of a frame on the engine's device."""
+        if frame is None:  # numpy would make a 0-d object array of it and the shape error would hide the cause
+            raise ValueError(MISSING_FRAME)
         if isinstance(frame, torch.Tensor):
             if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != torch.uint8:
                 raise ValueError(f"a tensor frame must be H x W x 3 uint8 RGB, got {tuple(frame.shape)} {frame.dtype}")
