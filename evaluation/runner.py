@@ -62,7 +62,7 @@ class RunOptions:
     split: str | None = None
     root: str | Path | None = None
     repeats: int = 1
-    batch_size: int = 8
+    batch_size: int | None = None  # None: the tracker's preferred_batch_size (the engine: 1 on the CPU), else 8
     formats: Seq[str] | None = None
     prefetch: int = 3          # frames decoded ahead per sequence
     decode_threads: int = 4
@@ -73,7 +73,8 @@ class RunOptions:
     clock: Callable[[], float] = time.perf_counter
 
     def check(self, sequences: Seq[Sequence]) -> None:
-        if self.batch_size < 1 or self.repeats < 1 or self.prefetch < 1 or self.decode_threads < 1:
+        if (self.batch_size is not None and self.batch_size < 1) or self.repeats < 1 or self.prefetch < 1 \
+                or self.decode_threads < 1:
             raise ValueError("batch_size, repeats, prefetch and decode_threads must be >= 1")
         if not sequences:
             raise ValueError("no sequences to evaluate")
@@ -141,6 +142,8 @@ def run_benchmark(tracker: BatchTracker, sequences: Seq[Sequence], output_dir: s
     elif settings:
         options = replace(options, **settings)
     options.check(sequences)
+    if options.batch_size is None:
+        options = replace(options, batch_size=int(getattr(tracker, "preferred_batch_size", 8)))
     if not getattr(tracker, "timed", True):  # the tracker says its time is not a model's
         options = replace(options, timed=False)
     output_dir = Path(output_dir)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_model_arguments
+from .common import add_model_arguments, positive_int
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,8 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated baselines run beside LoRAT: csrt, kcf, static, or none (default: all)")
     parser.add_argument("--no-video", action="store_true", help="do not render the sequence video")
     parser.add_argument("--video-sequence", metavar="NAME", help="sequence to render (default: the documented one)")
-    parser.add_argument("--batch-size", type=int, default=16, metavar="N",
-                        help="sequences LoRAT tracks at once (default: 16, the whole benchmark)")
+    parser.add_argument("--batch-size", type=positive_int, default=None, metavar="N",
+                        help="sequences each tracker advances per call (default: LoRAT's engine's choice, 1 on the "
+                             "CPU and 8 on GPUs)")
     parser.add_argument("--seed", type=int, metavar="S",
                         help="generate another test split with this seed (same test photographs, new sequences: "
                              "a generalisation check)")

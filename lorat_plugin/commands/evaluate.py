@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .common import add_backend_arguments, add_model_arguments
+from .common import add_backend_arguments, add_model_arguments, positive_int
 
 if TYPE_CHECKING:
     from ..evaluation import RunSummary
@@ -32,7 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                "LoRAT-<variant or checkpoint stem>-<weights hash>-<precision>)")
     parser.add_argument("--runs", type=int, default=1, help="runs per sequence (_001, _002, ...; default 1)")
     parser.add_argument("--repeats", type=int, dest="runs", help=argparse.SUPPRESS)  # old name
-    parser.add_argument("--batch-size", type=int, default=8, help="sequences tracked together (default 8)")
+    parser.add_argument("--batch-size", type=positive_int, default=None, metavar="N",
+                        help="sequences tracked together (default: 1 on the CPU, where the network runs one sequence "
+                             "per call and a batch buys no throughput; 8 on GPUs)")
     parser.add_argument("--sequence-names", nargs="+", metavar="NAME", help="only these sequences")
     parser.add_argument("--sequences", nargs="+", dest="sequence_names", help=argparse.SUPPRESS)  # old name
     parser.add_argument("--formats", nargs="+", choices=["got10k", "otb", "lasot", "pytracking", "trackingnet"],

@@ -30,7 +30,7 @@ class DemoResult:
 
 def run_demo(output: str | Path, model: Any = None, *, tracker_name: str = DEMO_TRACKER,
              baselines: tuple[str, ...] = ("csrt", "kcf", "static"), video: bool = True,
-             video_sequence: str | None = None, batch_size: int = 16, device: str | None = None,
+             video_sequence: str | None = None, batch_size: int | None = None, device: str | None = None,
              dtype: str | None = None, benchmark: dict[str, Any] | None = None, progress: bool = True,
              identity: Callable[[str], dict[str, Any]] | None = None) -> DemoResult:
     """The whole demo into ``output``: ``benchmark/``, ``results/<tracker>/``, ``report/``, ``video/``.
@@ -47,9 +47,11 @@ def run_demo(output: str | Path, model: Any = None, *, tracker_name: str = DEMO_
         from ..engine import TrackingEngine, precision_name
         from ..model import sources
         engine = TrackingEngine(model, device=device, dtype=dtype)
+        batch_size = batch_size or engine.preferred_batch_size  # every tracker of the demo at the same batch
         precision = precision_name(engine.dtype)
         model_identity = identity(precision) if identity else sources.model_identity(precision, model=model)
         trackers.append((tracker_name, engine))
+    batch_size = batch_size or 8  # baselines alone: as the evaluation runner's default
     trackers += [(adapter.name, adapter) for adapter in map(baseline, baselines)]
     untimed = {baseline(name).name for name in baselines if name in UNTIMED_BASELINES}
     if not trackers:
@@ -73,10 +75,11 @@ def run_demo(output: str | Path, model: Any = None, *, tracker_name: str = DEMO_
     metrics = combined_metrics(got10k, ope)
     footer = demo_footer(model) if tracker_name == DEMO_TRACKER and model is not None else []
     frames = sum(len(s) for s in sequences)
+    per_call = "one sequence" if batch_size == 1 else f"{batch_size} sequences"
     table = render_table(metrics, header=[
         f"Procedural test split: {len(sequences)} sequences, {frames} frames, photographs never seen in training",
         "AO, SR0.5, SR0.75: GOT-10k protocol; AUC, P@20: OPE (pytracking)",
-        f"FPS: frames per second per sequence with {batch_size} sequences per call (each call counted whole, "
+        f"FPS: frames per second per sequence with {per_call} per call (each call counted whole, "
         "warm-up left out); throughput: all sequences' frames per second (docs/evaluation.md, \"Speed\")"],
         footer=footer and ["", *footer], decimals=1)
     reports.append(output / "report" / "demo_table.txt")

@@ -33,6 +33,7 @@ from ..geometry import (apply_transform, clip_box, crop_image, crop_transform, i
                         template_mask, xywh_to_xyxy, xyxy_to_xywh)
 from .backends import build_network
 from .network import NetworkBackend
+from .per_sequence import PerSequenceNetwork
 from .postprocess import WINDOW_PENALTY, hann_window, select_boxes
 
 MIN_OBJECT_SIZE = 10.0  # px: the search crop never zooms in on less than a 10 x 10 box (reference min_object_size)
@@ -106,6 +107,13 @@ class TrackingEngine:
     @property
     def dtype(self) -> torch.dtype:
         return self.network.dtype
+
+    @property
+    def preferred_batch_size(self) -> int:
+        """How many sequences to keep in flight when nothing says otherwise: 1 where the network runs one sequence
+        per call (the CPU default: a batch buys no throughput there and divides each sequence's speed; docs/speed.md,
+        "Batch invariance"), 8 where one call takes the whole batch (GPUs)."""
+        return 1 if isinstance(self.network, PerSequenceNetwork) else 8
 
     def _frame(self, frame: Any) -> torch.Tensor:
         """3 x H x W uint8 view of a frame on the engine's device."""
