@@ -51,7 +51,7 @@ def write_html_report(result: dict, output_dir: str | Path, sequences: list[Sequ
     by_name = {s.name: s for s in sequences}
     title = f"{result['title']}{' ' + result['split'] if result.get('split') else ''}"
     parts = [f"<h1>{_e(title)}: {len(names)} tracker{'s' * (len(names) > 1)}, {result['sequences']} sequences</h1>",
-             f"<p class=note>{_e(result['protocol'])}</p>", _metrics_table(result),
+             f"<p class=note>{_e(result['protocol'])}</p>", _metrics_table(result), _attribute_table(result),
              "<div class=plots>" + "".join(f"<img alt='{_e(p.stem)}' src='{_uri(p.read_bytes(), 'image/png')}'>"
                                            for p in plots if Path(p).suffix == ".png") + "</div>"]
     if worst:
@@ -104,6 +104,22 @@ def _metrics_table(result: dict) -> str:
     # what the speed columns mean and how each run ran, under the table as in table.txt
     notes = [*speed_notes(result["trackers"]), *environment_notes(result["trackers"])]
     return f"<table><tr>{head}</tr>{body}</table>" + "".join(f"<p class=note>{_e(line)}</p>" for line in notes)
+
+
+def _attribute_table(result: dict) -> str:
+    """OPE success AUC (%) per challenge attribute, one column per tracker; empty where the benchmark names none."""
+    trackers = result["trackers"]
+    counts = next(iter(trackers.values())).get("attributes", {})
+    if not counts:
+        return ""
+    head = "<th>challenge</th><th>sequences</th>" + "".join(f"<th>{_e(name)}</th>" for name in trackers)
+    body = "".join(f"<tr><td>{_e(attribute)}</td><td>{count['sequences']}</td>"
+                   + "".join(_cell(100 * entry["attributes"][attribute]["auc"]
+                                   if attribute in entry.get("attributes", {}) else None, 1)
+                             for entry in trackers.values()) + "</tr>"
+                   for attribute, count in counts.items())
+    return (f"<h2>Success AUC (%) per challenge</h2><table class=attributes><tr>{head}</tr>{body}</table>"
+            "<p class=note>Each row scores only the sequences that have the challenge (OPE).</p>")
 
 
 def _per_sequence_table(scores: dict[str, dict[str, dict[str, float]]], order: list[str]) -> str:

@@ -89,8 +89,8 @@ def plot_report(result: dict, output_dir: Path) -> list[Path]:
             curves = {n: (e["ope"][f"{key}_curve"], e["ope"][score]) for n, e in trackers.items()}
             written.append(_curve_plot(output_dir / f"{key}_plot.png", x, curves, title=f"{label} on {title}",
                                        xlabel=xlabel, ylabel=ylabel, legend_format=legend))
-        if first.get("attributes"):
-            written.append(_attribute_plot(output_dir / "attributes_auc.png", result))
+    if first.get("attributes"):  # LaSOT's challenge attributes, the procedural benchmark's challenges
+        written.append(_attribute_plot(output_dir / "attributes_auc.png", result))
     return written
 
 
@@ -106,8 +106,9 @@ def _attribute_plot(path: Path, result: dict) -> Path:
         values = [100 * entry.get("attributes", {}).get(a, {}).get("auc", np.nan) for a in attributes]
         ax.bar(np.arange(len(attributes)) + (i - (len(trackers) - 1) / 2) * width, values, width, label=name,
                color=unit_colour(colours[name]))
-    ax.set_xticks(np.arange(len(attributes)), [f"{a}\n({counts[a]['sequences']})" for a in attributes],
-                  fontsize=TEXT_POINTS - 1.5 if len(attributes) > 8 else TEXT_POINTS)
+    crowded = len(attributes) > 6  # slant the names so that long ones do not run into each other
+    ax.set_xticks(np.arange(len(attributes)), [f"{a} ({counts[a]['sequences']})" for a in attributes],
+                  fontsize=TEXT_POINTS, rotation=25 if crowded else 0, ha="right" if crowded else "center")
     ax.set(ylabel="AUC (%)", ylim=(0, 100))
     ax.set_title(f"Success AUC per attribute on {result['title']}", fontsize=TEXT_POINTS)
     ax.grid(True, axis="y", alpha=0.4)
