@@ -61,6 +61,18 @@ def results_of(data: dict, experiment: str) -> dict[str, list]:
     return {name: values[0] for name, values in zip(names, block["results"])}
 
 
+def analyse_baseline(ws: Path, tmp_path: Path, name: str, sequences: set[str]) -> tuple[dict, tuple[float, ...]]:
+    """`vot analysis --name NAME` of the `lorat` entry: the analysis, and the baseline's EAO, accuracy, robustness."""
+    run = run_vot(["analysis", "--workspace", str(ws), "lorat", "--name", name], tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    data = analysis(ws, name)
+    assert set(data["sequences"]) == sequences
+    baseline = results_of(data, "baseline")
+    eao, = baseline["eaoscore"]
+    accuracy, robustness = baseline["ar"][:2]
+    return data, (eao, accuracy, robustness)
+
+
 def test_box_stack_with_multistart(tmp_path: Path, tiny_checkpoint: Path) -> None:
     """vot2022/shorttermbox: baseline (multistart, from every anchor), realtime, unsupervised; EAO, A, R."""
     anchors = {"car": [0, 5], "dog": [0]}
@@ -82,13 +94,7 @@ def test_box_stack_with_multistart(tmp_path: Path, tiny_checkpoint: Path) -> Non
                 assert confidence.is_file()
         assert (results / "unsupervised" / sequence / f"{sequence}_001.bin").is_file()
 
-    run = run_vot(["analysis", "--workspace", str(ws), "lorat", "--name", "stb"], tmp_path)
-    assert run.returncode == 0, run.stdout + run.stderr
-    data = analysis(ws, "stb")
-    assert set(data["sequences"]) == set(anchors)
-    baseline = results_of(data, "baseline")
-    eao, = baseline["eaoscore"]
-    accuracy, robustness = baseline["ar"][:2]
+    data, (eao, accuracy, robustness) = analyse_baseline(ws, tmp_path, "stb", set(anchors))
     assert math.isfinite(eao) and 0 <= accuracy <= 1 and 0 <= robustness <= 1
     unsupervised, = results_of(data, "unsupervised")["accuracy"]
     assert 0 <= unsupervised <= 1
@@ -136,15 +142,9 @@ def test_generated_vot_benchmark_through_the_short_term_stack(tmp_path: Path) ->
     run = run_vot(["evaluate", "--workspace", str(ws), "lorat"], tmp_path)
     assert "Evaluation concluded successfuly" in run.stdout + run.stderr, run.stdout + run.stderr
 
-    run = run_vot(["analysis", "--workspace", str(ws), "lorat", "--name", "gen"], tmp_path)
-    assert run.returncode == 0, run.stdout + run.stderr
-    data = analysis(ws, "gen")
-    assert set(data["sequences"]) == set(names)
-    baseline = results_of(data, "baseline")
-    eao, = baseline["eaoscore"]
-    accuracy, robustness = baseline["ar"][:2]
-    for score in (eao, accuracy, robustness):
-        assert math.isfinite(score) and 0 < score <= 1, baseline
+    _, scores = analyse_baseline(ws, tmp_path, "gen", set(names))
+    for score in scores:
+        assert math.isfinite(score) and 0 < score <= 1, scores
 
     run = run_vot(["report", "--workspace", str(ws), "lorat", "--name", "gen"], tmp_path)
     report = ws / "reports" / "gen" / "report.html"
