@@ -13,7 +13,6 @@ UPPER = ("lorat_plugin.evaluation", "lorat_plugin.trackers", "lorat_plugin.speed
 # layer -> what no module of it may load, directly or through what it imports
 FORBIDDEN: dict[str, tuple[str, ...]] = {
     "lorat_plugin.files": ("lorat_plugin.",),
-    "lorat_plugin.palette": ("lorat_plugin.",),
     "lorat_plugin.geometry": ("lorat_plugin.model", "lorat_plugin.data", "lorat_plugin.engine", "lorat_plugin.train",
                               *UPPER),
     "lorat_plugin.model": ("lorat_plugin.data", "lorat_plugin.engine", "lorat_plugin.train", *UPPER),
