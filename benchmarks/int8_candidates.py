@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lorat_plugin.allocator import tune_cpu_allocator
+from lorat_plugin.process import tune_cpu_allocator
 from lorat_plugin.engine import backends
 from lorat_plugin.engine.backends import build_network
 from lorat_plugin.model import build_model

@@ -1,12 +1,15 @@
 """The tracker on a shared CPU: ms per frame alone and with busy processes on some of the cores, per precision and
-OpenMP wait policy, in fresh processes alternated (a process's wait policy is fixed when torch loads).
+OpenMP wait setting, in fresh processes alternated (a process's wait policy is fixed when torch loads).
 
 With ``B`` of ``C`` cores busy the ideal share is ``alone * C / (C - B)``; the script prints each case's median
 over the alternations and the fraction of that ideal it keeps (1.0: the tracker lost only the cores it gave away).
 The load average is printed before and after: a number taken on a machine busier than the script made it is noise.
 
   python benchmarks/shared_cpu.py --variant B-224 --dtypes bf16,fp32 --busy 1 --alternations 5
-  python benchmarks/shared_cpu.py --policies default,PASSIVE,ACTIVE --alternations 5
+  python benchmarks/shared_cpu.py --policies default,OMP_WAIT_POLICY=PASSIVE,GOMP_SPINCOUNT=10000 --alternations 5
+
+A policy is ``default`` (the process's environment as it is, without OMP_WAIT_POLICY and GOMP_SPINCOUNT) or
+``NAME=VALUE`` settings joined by ``+``.
 """
 from __future__ import annotations
 
@@ -47,11 +50,13 @@ def busy() -> None:
         pass
 
 
+WAIT_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "LORAT_NO_WAIT_TUNING")
+
+
 def measure(variant: str, dtype: str, frames: int, policy: str, threads: int | None) -> dict:
-    env = dict(os.environ)
-    env.pop("OMP_WAIT_POLICY", None)
+    env = {name: value for name, value in os.environ.items() if name not in WAIT_VARIABLES}
     if policy != "default":
-        env["OMP_WAIT_POLICY"] = policy
+        env.update(setting.split("=", 1) for setting in policy.split("+"))
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
     out = subprocess.run([sys.executable, "-c", WORKER, variant, dtype, str(frames)], env=env, check=True,
@@ -63,8 +68,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variant", default="B-224")
     parser.add_argument("--dtypes", default="bf16,fp32")
-    parser.add_argument("--policies", default="default,PASSIVE",
-                        help="OMP_WAIT_POLICY values; 'default' leaves it unset (as a plain `python` has it)")
+    parser.add_argument("--policies", default="default,OMP_WAIT_POLICY=PASSIVE",
+                        help="comma-separated wait settings: 'default' or NAME=VALUE[+NAME=VALUE]")
     parser.add_argument("--busy", type=int, default=1, help="cores kept busy by other processes in the shared runs")
     parser.add_argument("--frames", type=int, default=12, help="timed frames per process (median)")
     parser.add_argument("--alternations", type=int, default=5)
@@ -94,7 +99,7 @@ def main() -> None:
         print(f"round {round_ + 1}/{args.alternations} done", file=sys.stderr)
     print(f"load average after: {os.getloadavg()}")
     share = cores / (cores - args.busy)
-    print(f"| variant | dtype | OMP_WAIT_POLICY | alone ms | shared ms | shared / alone | of the ideal share "
+    print(f"| variant | dtype | wait setting | alone ms | shared ms | shared / alone | of the ideal share "
           f"({share:.1f}x alone) |")
     print("|---|---|---|---|---|---|---|")
     for dtype, policy in cases:

@@ -90,7 +90,7 @@ def measure_pipeline(args: argparse.Namespace) -> dict:
     from lorat_plugin.data.datasets.write import SequenceData, write_dataset
     from lorat_plugin.model import get_config
     from lorat_plugin.train.config import DataSection, DatasetEntry
-    from lorat_plugin.train.data import PairDataset, StepBatchSampler, build_loader
+    from lorat_plugin.train.loader import PairDataset, StepBatchSampler, build_loader
     from lorat_plugin.train.pairs import PairRecipe
     from lorat_plugin.train.source import build_source
 

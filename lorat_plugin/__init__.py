@@ -1,23 +1,17 @@
 """lorat-plugin: the LoRAT tracker (Lin et al., ECCV 2024) for the single-object tracking toolkits.
 
 The model API is re-exported here on first use, so importing a light sub-package (``lorat_plugin.geometry``,
-``lorat_plugin.files``, a DataLoader worker's ``lorat_plugin.train`` modules) does not load timm and the network.
+``lorat_plugin.files``, a DataLoader worker's ``lorat_plugin.train`` modules) does not load timm and the network. Importing it before torch lets it choose how torch's idle threads wait
+(``lorat_plugin.process``: they yield the CPU at once, which matters on a shared machine).
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .lazy import exports_on_first_use
+from .process import prefer_passive_wait
+
+prefer_passive_wait()  # only effective before torch loads its OpenMP runtime
 
 __version__ = "0.1.0"
 __all__ = ["ModelConfig", "VARIANTS", "build_model", "get_config", "list_variants", "save_checkpoint",
            "WeightsError", "__version__"]
-
-
-def __getattr__(name: str) -> Any:
-    if name in __all__:
-        return getattr(importlib.import_module(".model", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + __all__)
+__getattr__, __dir__ = exports_on_first_use(__name__, {name: "model" for name in __all__ if name != "__version__"})

@@ -9,7 +9,7 @@ import re
 import sys
 
 from . import __version__
-from .allocator import tune_cpu_allocator
+from .process import tune_cpu_allocator
 
 # verb -> (module in lorat_plugin.commands, one-line help). Modules import heavy libraries inside run().
 COMMANDS: dict[str, tuple[str, str]] = {

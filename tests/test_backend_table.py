@@ -135,6 +135,7 @@ def test_an_engine_takes_a_model_with_options_or_a_backend_alone(tiny_config) ->
 @pytest.mark.parametrize("bad", ["toaster", "cuda:x"])
 def test_a_bad_device_is_one_line_in_every_verb(bad: str, tmp_path, tiny_checkpoint, monkeypatch, capsys) -> None:
     benchmark_root = tmp_path / "bench"
+    monkeypatch.setenv("LORAT_DATA", str(tmp_path))  # the default recipe's datasets, read when the config loads
     verbs = {
         "track": ["track", "clip.mp4", "--init", "1,1,5,5", "--checkpoint", str(tiny_checkpoint), "--device", bad],
         "evaluate": ["evaluate", "--dataset", "got10k", "--root", str(benchmark_root), "--output", str(tmp_path / "o"),

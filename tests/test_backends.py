@@ -1,5 +1,5 @@
 """The precision policy, the CUDA-graph wrapper with ``torch.cuda`` emulated on the CPU, the compile recompile limit,
-the fp32-without-TF32 guard, and allocator tuning at the CLI's entry only."""
+the fp32-without-TF32 guard."""
 from __future__ import annotations
 
 import contextlib
@@ -8,7 +8,6 @@ import platform
 import pytest
 import torch
 
-from lorat_plugin import allocator
 from lorat_plugin.engine import precision
 from lorat_plugin.engine.backends import build_network
 from lorat_plugin.engine.compiled import BATCH_BUCKETS
@@ -233,25 +232,6 @@ def test_cuda_graphs_need_a_cuda_network(tiny_config) -> None:
     inner.device = torch.device("cpu")
     with pytest.raises(ValueError, match="CUDA"):
         CUDAGraphNetwork(inner)
-
-
-# ---- allocator tuning: the CLI's entry, never a library call ----------------------------------------------------
-
-def test_cpu_allocator_tuning_is_idempotent_and_can_be_declined(monkeypatch) -> None:
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        pytest.skip("glibc only")
-    monkeypatch.setattr(allocator, "_TUNED", False)
-    monkeypatch.setenv("LORAT_NO_MALLOC_TUNING", "1")
-    assert allocator.tune_cpu_allocator() is False
-    monkeypatch.delenv("LORAT_NO_MALLOC_TUNING")
-    assert allocator.tune_cpu_allocator() is True and allocator.tune_cpu_allocator() is True
-
-
-def test_building_a_network_leaves_the_allocator_alone(monkeypatch, tiny_config) -> None:
-    from lorat_plugin.engine import TrackingEngine
-
-    monkeypatch.setattr(allocator, "tune_cpu_allocator", lambda: pytest.fail("tuned by a library call"))
-    TrackingEngine(build_model(tiny_config, merge=True), device="cpu", dtype="bf16")
 
 
 def test_model_describes_its_own_example_inputs(tiny_config) -> None:

@@ -569,14 +569,6 @@ def test_result_files_get_the_umask_mode(tmp_path):
     assert {oct(p.stat().st_mode & 0o777) for p in files} == {"0o644"}
 
 
-def test_the_environment_module_loads_no_other_layer():
-    """Every layer (evaluation, trackers, commands) asks lorat_plugin.environment how it runs: it must sit lowest."""
-    probe = ("import sys, lorat_plugin.environment as e; e.run_environment(); "
-             "print(sorted(m for m in sys.modules if m.startswith('lorat_plugin')))")
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
-    assert done.stdout.strip() == "['lorat_plugin', 'lorat_plugin.environment']"
-
-
 def test_an_unknown_benchmark_key_is_an_error_before_any_tracking(tmp_path):
     from lorat_plugin.evaluation import benchmark
 

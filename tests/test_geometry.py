@@ -1,9 +1,6 @@
 """The geometry layer shared by inference and training: normalisation, the one IoU, the token-cell rule."""
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import torch
 
@@ -30,11 +27,3 @@ def test_template_mask_is_the_cell_rule() -> None:
     assert mask.dtype == np.int64 and mask.shape == (8, 8)
     np.testing.assert_array_equal(mask.astype(bool), cell_mask(box, 112, 8))
     assert mask.sum(axis=1).tolist() == [0] + [6] * 7 and mask[1].tolist() == [1, 1, 1, 1, 1, 1, 0, 0]
-
-
-def test_geometry_loads_no_other_layer() -> None:
-    code = ("import sys, lorat_plugin.geometry, lorat_plugin.train.pairs, lorat_plugin.train.trainer; "
-            "print([m for m in sys.modules if m.startswith(('lorat_plugin.engine', 'lorat_plugin.evaluation', "
-            "'lorat_plugin.trackers'))])")
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
-

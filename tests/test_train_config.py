@@ -1,4 +1,4 @@
-"""The training config: shipped recipes, strict keys and types, overrides, ranges, resume differences."""
+"""The training config: shipped recipes, strict keys and types, overrides, ranges, environment variables."""
 from __future__ import annotations
 
 import json
@@ -7,19 +7,25 @@ from pathlib import Path
 import pytest
 
 from lorat_plugin.model import get_config
-from lorat_plugin.train.config import ConfigError, DataSection, OptimSection, load_config, resolve_path
+from lorat_plugin.train.config import ConfigError, OptimSection, load_config, resolve_path
 
 
-def test_shipped_configs_load_strictly(monkeypatch, repo_root) -> None:
+@pytest.fixture(autouse=True)
+def data_folders(monkeypatch) -> None:
+    # The built-in defaults and the shipped recipes read these when a config is loaded.
     monkeypatch.setenv("LORAT_DATA", "/data")
     monkeypatch.setenv("LORAT_WEIGHTS_DIR", "/weights")
+
+
+def test_shipped_configs_load_strictly(repo_root) -> None:
     files = sorted((repo_root / "lorat_plugin" / "configs").glob("[SBLg]-*.yaml"))
     assert len(files) == 7
+    defaults = load_config(None)  # the built-in defaults are the recipe
     for file in files:
         config = load_config(file)
         assert load_config(file.stem) == config  # a shipped recipe by name, from any directory
         assert config.model.model_config() == get_config(file.stem)
-        assert config.data == DataSection() and config.optim == OptimSection()
+        assert config.data == defaults.data and config.optim == defaults.optim == OptimSection()
         assert config.train.epochs == 170 and config.data.batch_size == 128
         assert str(resolve_path(config.model.backbone_weights, "k")).startswith("/weights/dinov2_vit")
 
@@ -36,11 +42,13 @@ def test_config_errors_name_the_key(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not divisible"):
         load_config(None, ["data.batch_size=96", "optim.accumulation_steps=5", "data.samples_per_epoch=960"])
     bad = tmp_path / "bad.yaml"
-    bad.write_text("data:\n  datasets:\n    - {name: got10k, root: /x, sizee: 3}\n")
-    with pytest.raises(ConfigError, match=r"data\.datasets\.0\.sizee"):
+    bad.write_text("data:\n  datasets:\n    - {name: got10k, root: /x, roots: 3}\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: unknown key data\.datasets\.0\.roots "
+                                          r"\(did you mean root\? known: name, root"):
         load_config(bad)
-    with pytest.raises(ConfigError, match="LORAT_NOT_SET"):
-        resolve_path("${LORAT_NOT_SET}/x", "data.datasets.0.root")
+    bad.write_text("data:\n  datasets:\n    - {name: got10k, root: /x, weight: heavy}\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: data\.datasets\.0\.weight must be a number, got 'heavy'$"):
+        load_config(bad)
 
 
 def test_overrides_reach_nested_keys_and_list_items() -> None:
@@ -73,10 +81,18 @@ def test_overrides_reach_nested_keys_and_list_items() -> None:
     ("data.foo=1", r"^unknown key data.foo \(known: datasets, samples_per_epoch, batch_size"),
     ("data.batch_size=many", "^data.batch_size must be an integer, got 'many'"),
     ("optim.lr=fast", "^optim.lr must be a number, got 'fast'"),
-    ("train.dtype=fp8", "^train.dtype: invalid value 'fp8', expected one of"),
+    ("train.dtype=fp8", "^train.dtype must be one of fp16, bf16, fp32, got 'fp8'$"),
     ("validation.dataset.root=/g", "^validation.dataset.name must be set"),
-    ("data.datasets.9.root=/g", "'9' is not an index of a list of 4 items"),
+    ("data.datasets.9.root=/g", "^data.datasets.9: there is no item 9 in a list of 4$"),
     ("data.batch_size", "not of the form key.path=value"),
+    ("train.seed=-1", r"^train.seed must be in \[0, 2\*\*64\), got -1$"),
+    ("optim.lr=nan", "^optim.lr must be a finite number, got nan$"),
+    ("optim.grad_clip=inf", "^optim.grad_clip must be a finite number, got inf$"),
+    ("optim.grad_clip=-1", "^optim.grad_clip must be >= 0"),
+    ("optim.betas.0=high", "^optim.betas.0 must be a number, got 'high'$"),
+    ("optim.lrr=1", r"^unknown key optim.lrr \(did you mean lr\? known: lr, weight_decay"),
+    ("data=5", "^data must be a section of keys, got '5'$"),
+    ("optim.lr=[1,", r"^override 'optim.lr=\[1,': the value is not valid YAML"),
 ])
 def test_bad_values_are_one_line_errors_naming_the_key(override: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message) as error:
@@ -109,9 +125,43 @@ def test_recipes_start_from_a_base(tmp_path: Path, monkeypatch) -> None:
         load_config(tmp_path / "loop.yaml")
 
 
-def test_environment_variables_in_paths_stay_for_resolve_path(tmp_path: Path, monkeypatch) -> None:
-    (tmp_path / "paths.yaml").write_text("model:\n  backbone_weights: ${MY_WEIGHTS}/b.pth\n")
-    config = load_config(tmp_path / "paths.yaml", ["data.datasets.0.root=$MY_DATA/GOT-10k"])
-    assert config.model.backbone_weights == "${MY_WEIGHTS}/b.pth"
-    monkeypatch.setenv("MY_DATA", "/d")
-    assert str(resolve_path(config.data.datasets[0].root, "k")) == "/d/GOT-10k"
+def test_environment_variables_are_omegaconf_interpolations(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("MY_WEIGHTS", "/w")
+    monkeypatch.delenv("MY_DATA", raising=False)
+    (tmp_path / "paths.yaml").write_text("model:\n  backbone_weights: ${oc.env:MY_WEIGHTS}/b.pth\n"
+                                         "train:\n  output: ${oc.env:MY_RUNS,runs}/${name}\n")
+    config = load_config(tmp_path / "paths.yaml", ["data.datasets.0.root=${oc.env:LORAT_DATA}/mine"])
+    assert config.model.backbone_weights == "/w/b.pth"  # resolved when read
+    assert config.train.output == "runs/paths"  # a default for an unset variable; another key interpolated
+    assert config.data.datasets[0].root == "/data/mine"
+    monkeypatch.delenv("LORAT_DATA")
+    with pytest.raises(ConfigError, match=r"^data\.datasets\.0\.root: environment variable LORAT_DATA is not set "
+                                          r"\(\$\{oc\.env:LORAT_DATA\}/GOT-10k\); set it"):
+        load_config(None)
+    with pytest.raises(ConfigError, match="environment variable MY_DATA is not set"):
+        load_config(tmp_path / "paths.yaml", ["data.datasets=[{name: got10k, root: '${oc.env:MY_DATA}'}]"])
+    # Overriding the keys that name LORAT_DATA is enough.
+    assert load_config(None, ["data.datasets=[{name: got10k, root: /g}]"]).data.datasets[0].root == "/g"
+
+
+@pytest.mark.parametrize("value, message", [
+    ("$MY_WEIGHTS/b.pth", r"'\$MY_WEIGHTS/b.pth' names the environment variable MY_WEIGHTS the shell's way; in a "
+                          r"config write \$\{oc.env:MY_WEIGHTS\}"),
+    ("${MY_WEIGHTS}/b.pth", r"'\$\{MY_WEIGHTS\}/b.pth' interpolates a key that does not exist; an environment "
+                            r"variable is written \$\{oc.env:MY_WEIGHTS\}"),
+])
+def test_the_shell_syntax_for_variables_is_refused_with_its_replacement(tmp_path: Path, monkeypatch, value: str,
+                                                                        message: str) -> None:
+    monkeypatch.setenv("MY_WEIGHTS", "/w")  # set or not, configs do not expand $NAME
+    (tmp_path / "old.yaml").write_text(f"model:\n  backbone_weights: {value}\n")
+    with pytest.raises(ConfigError, match=f"^model.backbone_weights: {message}") as error:
+        load_config(tmp_path / "old.yaml")
+    assert "\n" not in str(error.value)
+
+
+def test_paths_expand_the_home_folder_and_refuse_empty_values(monkeypatch) -> None:
+    monkeypatch.setenv("HOME", "/home/me")
+    assert resolve_path("~/runs/b224", "train.output") == Path("/home/me/runs/b224")
+    assert resolve_path(None, "model.checkpoint") is None
+    with pytest.raises(ConfigError, match="^data.datasets.0.root is empty"):
+        load_config(None, ["data.datasets.0.root=' '"]).check_paths()

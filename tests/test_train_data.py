@@ -14,7 +14,7 @@ from lorat_plugin.data import Sequence
 from lorat_plugin.geometry import normalize_images, template_mask
 from lorat_plugin.train.augment import hflip, three_augment
 from lorat_plugin.train.config import ConfigError, DatasetEntry
-from lorat_plugin.train.data import StepBatchSampler, decode_frame
+from lorat_plugin.train.loader import StepBatchSampler, decode_frame
 from lorat_plugin.train.labels import positive_cells
 from lorat_plugin.train.pairs import PairRecipe, jittered_search_transform, make_pair
 from lorat_plugin.train.source import TrainingSource, compact, epoch_plan, sample_frames, select_sequences

@@ -20,7 +20,8 @@ from lorat_plugin.commands.train import tracking_validation
 from lorat_plugin.geometry import normalize_images
 from lorat_plugin.model import ModelConfig, build_model, read_weights
 from lorat_plugin.train import build_training_model, load_config, train, tracking_loss
-from lorat_plugin.train.data import PairDataset
+from lorat_plugin.train.config import DatasetEntry
+from lorat_plugin.train.loader import PairDataset
 from lorat_plugin.train.pairs import PairRecipe
 from lorat_plugin.train.source import build_source
 
@@ -140,9 +141,7 @@ def test_training_lowers_the_loss(workspace: Path, tiny_config: ModelConfig) -> 
         workspace, tiny_config, data__samples_per_epoch=128, train__epochs=3, train__dtype="bf16",
         optim__warmup_epochs=0.2, optim__lr=3e-3, validation__every=3)))
     assert config.validation.dataset is None
-    config.validation.dataset = load_config(None, [f"validation.dataset.root={workspace / 'data'}",
-                                                   "validation.dataset.name=got10k",
-                                                   "validation.dataset.split=val"]).validation.dataset
+    config.validation.dataset = DatasetEntry("got10k", str(workspace / "data"), "val")
     before = build_training_model(config).eval()
     recipe = PairRecipe.create(before.config, config.data)
     pairs = PairDataset(build_source(config.data.datasets), recipe, samples_per_epoch=64, seed=123, max_gap=100)

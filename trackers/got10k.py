@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,7 @@ import torch
 from got10k.experiments import ExperimentOTB, ExperimentTColor128
 from got10k.trackers import Tracker
 
+from ..data.sequence import read_image
 from ..engine import TrackingEngine, TrackState, precision_name
 from ..environment import format_environment, run_environment
 from .baselines import as_rgb
@@ -82,6 +84,28 @@ class LoRATTracker(Tracker):
             raise RuntimeError("LoRATTracker.update() without a successful init() on this sequence")
         boxes, _ = self.engine.track([self.state], [as_rgb(image)])
         return boxes[0] + (self.offset, self.offset, 0.0, 0.0)
+
+    def track(self, img_files: list[str], box: Any, visualize: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """got10k's ``Tracker.track`` (what its experiments call) with the frames decoded as `lorat evaluate` decodes
+        them (:func:`lorat_plugin.data.read_image`): got10k's own loop converts every frame with PIL's
+        ``convert("RGB")``, which clips 16-bit and float frames instead of scaling them."""
+        boxes = np.zeros((len(img_files), 4))
+        boxes[0] = box
+        times = np.zeros(len(img_files))
+        for index, file in enumerate(img_files):
+            image = read_image(file)
+            start = time.perf_counter()
+            if index == 0:
+                self.init(image, box)
+            else:
+                boxes[index] = self.update(image)
+            times[index] = time.perf_counter() - start
+            if visualize:
+                from got10k.utils.viz import show_frame
+                from PIL import Image
+
+                show_frame(Image.fromarray(image), boxes[index])
+        return boxes, times
 
     @property
     def score(self) -> float:

@@ -36,6 +36,19 @@ from .vot_registry import MODEL_VARIABLE
 log = logging.getLogger("lorat.trax")
 
 _UNEXPANDED = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?")
+TRAX_DECIMALS = 4  # libtrax holds rectangles and polygons in float32 and sends them as text, "%.4f" per value
+
+
+def trax_coordinate(value: float) -> float:
+    """``value`` at TraX's precision: the nearest number with 4 decimals (Python's correctly rounded formatting).
+
+    Both directions pass through float32 (libtrax's storage) and "%.4f" (its wire format). Rounding a received
+    coordinate recovers the decimals the toolkit sent, e.g. 12.3456 instead of float32's 12.345600128, so the
+    initial box is the one the ground-truth file holds, as `lorat evaluate` reads it. Rounding a coordinate before
+    sending makes the text the rounded value, not "%.4f" of its float32, which rounds the other way near a
+    half-step (20.00005 is sent as 20.0000). Exact below 1024 px, where float32's step is finer than 1e-4.
+    """
+    return float(f"{value:.{TRAX_DECIMALS}f}")
 
 
 class SessionError(Exception):
@@ -116,9 +129,9 @@ def region_to_box(region: Any) -> np.ndarray:
 
     kind = region.type
     if kind == trax.Region.RECTANGLE:
-        box = np.array(region.bounds(), dtype=np.float64)
+        box = np.array([trax_coordinate(v) for v in region.bounds()], dtype=np.float64)
     elif kind == trax.Region.POLYGON:
-        points = np.array(list(region), dtype=np.float64).reshape(-1, 2)
+        points = np.array([trax_coordinate(v) for point in region for v in point], dtype=np.float64).reshape(-1, 2)
         if len(points) < 3:
             raise SessionError(f"polygon with {len(points)} points cannot start a track")
         low, high = points.min(axis=0), points.max(axis=0)
@@ -190,7 +203,7 @@ class TraxSession:
         import trax
 
         if self.masker is None:
-            regions = [trax.Rectangle.create(*(float(v) for v in box)) for box in boxes]
+            regions = [trax.Rectangle.create(*(trax_coordinate(v) for v in box)) for box in boxes]
         else:
             regions = [trax.Mask.create(np.ascontiguousarray(mask, dtype=np.uint8), x=int(x), y=int(y))
                        for mask, x, y in self.masker(image, boxes)]

@@ -105,7 +105,7 @@ def resolve_stack(name: str, workspace: Path) -> StackInfo:
 def running_precision(model: ModelSpec) -> str:
     """The precision the TraX program will run ``model`` in on this machine (the engine's rule for ``dtype=None``)."""
     # An unavailable device named explicitly is not refused here: the workspace may be run on another machine.
-    device = parse_device(model.device, setting="--device")
+    device = parse_device(model.device, setting="--device", here=False)
     return precision_name(resolve_precision(model.dtype, device))
 
 

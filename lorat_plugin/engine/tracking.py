@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from ..data.sequence import to_rgb
+from ..process import tune_for_cpu
 from ..model import ModelConfig
 from ..geometry import (apply_transform, clip_box, crop_image, crop_transform, invert_transform, normalize_images,
                         template_mask, xywh_to_xyxy, xyxy_to_xywh)
@@ -87,6 +88,8 @@ class TrackingEngine:
             self.network = model
         self.config: ModelConfig = self.network.config
         self.device: torch.device = self.network.device
+        if self.device.type == "cpu":
+            tune_for_cpu()  # the process-wide settings the CLI makes, for the Python API too (once)
         self.window_penalty = float(window_penalty)
         self.min_object_size = float(min_object_size)
         self._window = hann_window(self.config.search_grid, self.config.search_grid, self.device)

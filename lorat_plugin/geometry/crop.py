@@ -12,9 +12,13 @@ import functools
 import numpy as np
 import torch
 import torch.nn.functional as F
-from timm.data import IMAGENET_DEFAULT_MEAN as IMAGENET_MEAN, IMAGENET_DEFAULT_STD as IMAGENET_STD
 
 from .boxes import clip_box, rasterize
+
+# The RGB mean and standard deviation DINOv2 was trained with: timm's IMAGENET_DEFAULT_MEAN/STD
+# (timm/data/constants.py), written out so that geometry, which DataLoader workers import, does not load timm.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def context_scale(box: np.ndarray, area_factor: float, output_size: int | tuple[int, int]) -> float:

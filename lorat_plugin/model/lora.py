@@ -14,6 +14,10 @@ import torch.nn.functional as F
 from torch import nn
 
 
+class NonFiniteMergeError(ValueError):
+    """Merging LoRA adapters would write NaN or inf into a frozen weight; the message names the layer."""
+
+
 class LoRALinear(nn.Module):
     """``base(x) + scale * B(A(x))`` with ``chunks`` independent adapters along the output dimension."""
 
@@ -55,16 +59,34 @@ class LoRALinear(nn.Module):
         return y + delta * self.scale
 
     @torch.no_grad()
-    def merge(self, merged: bool = True) -> None:
-        """Fold the adapters into the frozen weight, or with ``merged=False`` take them out again (fp32 math, cast
-        back to the weight's dtype)."""
-        if merged != self.merged:
-            w = self.base.weight
-            w.copy_((w.float() + self.delta_weight() if merged else w.float() - self.delta_weight()).to(w.dtype))
-            self.merged = merged
+    def merged_weight(self) -> torch.Tensor:
+        """``base.weight + scale * B @ A`` computed in fp32 and rounded to the weight's dtype; refuses a result
+        with NaN or inf (broken adapters, or a sum beyond fp16's range), as peft's ``safe_merge`` does."""
+        weight = self.base.weight
+        merged = (weight.float() + self.delta_weight()).to(weight.dtype)
+        if merged.is_meta:  # a model built for counting or deferred loading holds no values to check
+            return merged
+        bad = int((~torch.isfinite(merged)).sum())
+        if bad:
+            raise NonFiniteMergeError(f"merging the LoRA adapters gives {bad} non-finite (NaN/inf) of {merged.numel()} "
+                                      f"weights in {weight.dtype}; the weights are left unmerged")
+        return merged
 
+    @torch.no_grad()
+    def merge(self) -> None:
+        """Fold the adapters into the frozen weight (fp32 math, cast back to the weight's dtype). The result is
+        checked before it is written, so a refused merge leaves the layer as it was."""
+        if not self.merged:
+            self.base.weight.copy_(self.merged_weight())
+            self.merged = True
+
+    @torch.no_grad()
     def unmerge(self) -> None:
-        self.merge(False)
+        """Take merged adapters out of the frozen weight again (exact in fp32; rounded once more in bf16/fp16)."""
+        if self.merged:
+            weight = self.base.weight
+            weight.copy_((weight.float() - self.delta_weight()).to(weight.dtype))
+            self.merged = False
 
     def extra_repr(self) -> str:
         return f"rank={self.rank}, alpha={self.alpha:g}, chunks={self.chunks}, merged={self.merged}"
@@ -85,9 +107,27 @@ def attach_lora(blocks: nn.Module, rank: int, alpha: float) -> None:
         setattr(blocks.get_submodule(parent_name), child, LoRALinear(linear, rank, alpha, chunks=chunks))
 
 
+def merge_lora(module: nn.Module) -> None:
+    """Merge every adapter inside ``module``, or none: all merged weights are checked before the first is written,
+    and a non-finite one is a :class:`NonFiniteMergeError` naming its layer."""
+    pending = [(name, layer) for name, layer in lora_layers(module) if not layer.merged]
+    for name, layer in pending:
+        try:
+            layer.merged_weight()
+        except NonFiniteMergeError as e:
+            raise NonFiniteMergeError(f"LoRA layer {name or type(module).__name__}: {e}") from None
+    for _, layer in pending:
+        layer.merge()
+
+
+def unmerge_lora(module: nn.Module) -> None:
+    for _, layer in lora_layers(module):
+        layer.unmerge()
+
+
 def strip_lora(module: nn.Module) -> None:
     """Merge every adapter and put the plain frozen ``nn.Linear`` back: the graph of the bare ViT, zero overhead."""
+    merge_lora(module)
     for name, layer in list(lora_layers(module)):
-        layer.merge()
         parent_name, _, child = name.rpartition(".")
         setattr(module.get_submodule(parent_name), child, layer.base)  # "" is module itself

@@ -11,7 +11,7 @@ from timm.models.vision_transformer import Block
 from torch import nn
 
 from .config import ModelConfig
-from .lora import attach_lora, lora_layers, strip_lora
+from .lora import attach_lora, lora_layers, merge_lora, strip_lora, unmerge_lora
 
 
 class NetworkOutput(NamedTuple):
@@ -166,12 +166,11 @@ class LoRAT(nn.Module):
         attach_lora(self.blocks, rank, alpha)
 
     def merge_lora(self) -> None:
-        for _, layer in lora_layers(self):
-            layer.merge()
+        """Fold every adapter into its frozen weight, or none (a NaN/inf result is an error naming the layer)."""
+        merge_lora(self)
 
     def unmerge_lora(self) -> None:
-        for _, layer in lora_layers(self):
-            layer.unmerge()
+        unmerge_lora(self)
 
     def strip_lora(self) -> None:
         """Merge and remove the adapters for good: the inference graph is the plain ViT."""

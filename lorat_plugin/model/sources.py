@@ -116,9 +116,11 @@ class ModelSpec:
         folder = _existing(weights_dir or from_env("weights_dir"), "weights folder", folder=True)
         if device is None and from_env("device") is not None:
             device = from_env("device")
-            parse_device(device, setting=ENV["device"])  # a bad variable is named before any weights load
+            # spelled right before any weights load; whether this machine has it is the engine's check (a spec may
+            # be written for another machine, as a VOT workspace's is)
+            parse_device(device, setting=ENV["device"], here=False)
         elif device is not None:
-            parse_device(device, setting="--device")
+            parse_device(device, setting="--device", here=False)
         runtime = dict(weights_dir=folder, device=device, dtype=dtype or from_env("dtype"))
         checkpoint = _existing(checkpoint, "LoRAT checkpoint", hint=RELEASES_URL)
         backbone = _existing(backbone_weights, "DINOv2 backbone file")

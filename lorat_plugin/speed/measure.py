@@ -145,7 +145,8 @@ def format_speed_report(result: SpeedReport) -> str:
             line += f"; a {result.matmul} on this device: {result.matmul_tflops:.2f} TFLOPS"
         lines.append(line)
     lines.append("")
-    header = (f"{'backend':52} {'batch':>5} {'model ms':>9} {'model fps':>9} {'tracker ms':>10} {'tracker fps':>11}"
+    width = max([len("backend"), *(len(row.backend) for row in result.rows)])  # names differ at their ends
+    header = (f"{'backend':{width}} {'batch':>5} {'model ms':>9} {'model fps':>9} {'tracker ms':>10} {'tracker fps':>11}"
               f" {'TFLOPS':>6} {'timm fp32 ms':>12} {'model/timm':>10} {'tracker/timm':>12} {'vs batch 1':>10}")
     lines += [header, "-" * len(header)]
     for row in result.rows:
@@ -153,11 +154,12 @@ def format_speed_report(result: SpeedReport) -> str:
             return f"{value:{width}.{digits}f}" if value is not None else f"{'-':>{width}}"
         speedup = f"{row.batch_speedup:9.2f}x" if row.batch_speedup is not None else (
             f"{row.model_batch_speedup:9.2f}x" if row.model_batch_speedup is not None else f"{'-':>10}")
-        lines.append(f"{row.backend[:52]:52} {row.batch:5d} {num(row.model_ms, 9)} {num(1e3 / row.model_ms, 9)} "
+        lines.append(f"{row.backend:{width}} {row.batch:5d} {num(row.model_ms, 9)} {num(1e3 / row.model_ms, 9)} "
                      f"{num(row.tracker_ms, 10)} {num(1e3 / row.tracker_ms if row.tracker_ms else None, 11)} "
                      f"{num(row.model_tflops, 6, 2)} {num(row.timm_ms, 12)} {num(row.model_vs_timm, 10, 3)} "
                      f"{num(row.tracker_vs_timm, 12, 3)} {speedup}")
-    lines += ["", "ms and fps are per frame (one sequence advanced by one frame; batched calls divided by the batch). "
+    lines += ["", "ms and fps are per frame (one sequence advanced by one frame; batched calls divided by the batch, "
+                 "so this is throughput, not the per-sequence speed `lorat evaluate` reports). "
                  "x/timm: median per-repeat ratio to the bare timm blocks in fp32 at the same batch size (< 1 is "
                  "faster). vs batch 1: tracker frames/s over those at the first batch size (same backend). "
                  "TFLOPS: the network's FLOPs per frame over its model time; near the matmul rate above, a larger "

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..geometry import apply_transform, clip_box, context_scale, crop_image, crop_transform, template_mask
-from ..model import ModelConfig
+from ..model.config import ModelConfig
 from . import augment
 from .config import DataSection
 from .labels import normalized_box, positive_cells

@@ -20,7 +20,7 @@ from ..model import LoRAT, build_model, count_parameters, save_checkpoint
 from ..model.weights import load_head, read_weights
 from . import state as run_state
 from .config import TrainConfig, config_differences, resolve_path
-from .data import PairDataset, StepBatchSampler, build_loader
+from .loader import PairDataset, StepBatchSampler, build_loader
 from .optim import build_optimizer, build_schedule
 from .pairs import PairRecipe
 from .source import build_source
