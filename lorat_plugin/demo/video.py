@@ -15,7 +15,9 @@ import numpy as np
 from ..data.sequence import Sequence, read_image
 from ..palette import GROUND_TRUTH, LEGEND_BACKGROUND, frame_number, numbering_note, tracker_colours
 
-LEGEND_ROW = 18  # px per legend row (the default PIL font is about 11 px high)
+LEGEND_FONT = 13  # px, Pillow's own font (legible at the video's size; its bitmap fallback is about 11 px)
+LEGEND_ROW = 20  # px per legend row
+TEXT = (235, 235, 235)  # the legend's text, on the palette's legend background
 SWATCH = 12  # px, side of a colour swatch
 BOX_WIDTH = 4  # px: H.264 keeps colour per 2 x 2 pixels, so a line this wide keeps its colour at its centre
 GAP = 14  # px between legend entries
@@ -63,14 +65,25 @@ def render_sequence_video(sequences: list[Sequence], results: list, name: str, f
     return write_video(folder / f"{name}{suffix}", frames(), fps=fps)
 
 
+def legend_font():
+    """Pillow's bundled scalable font at :data:`LEGEND_FONT` px; its fixed bitmap font where FreeType is missing."""
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=LEGEND_FONT)
+    except (TypeError, ValueError, ImportError, OSError):  # Pillow < 10.1 or without FreeType
+        return ImageFont.load_default()
+
+
 def legend_layout(items: list[tuple[str, tuple[int, int, int]]], width: int) -> list[LegendEntry]:
     """Where each (label, colour) goes in a strip ``width`` px wide: left to right, a new row when one is full."""
     from PIL import Image, ImageDraw
 
     draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    font = legend_font()
     entries, left, row = [], 4, 0
     for label, colour in items:
-        size = SWATCH + 4 + int(draw.textlength(label)) + GAP
+        size = SWATCH + 4 + int(draw.textlength(label, font=font)) + GAP
         if left > 4 and left + size > width:
             left, row = 4, row + 1
         entries.append(LegendEntry(label, colour, left, row))
@@ -89,10 +102,11 @@ def with_legend(image: np.ndarray, entries: list[LegendEntry], captions: list[st
     canvas = Image.new("RGB", (image.shape[1], image.shape[0] + strip_height), LEGEND_BACKGROUND)
     canvas.paste(Image.fromarray(image), (0, strip_height))
     draw = ImageDraw.Draw(canvas)
+    font = legend_font()
     for entry in entries:
         top = entry.row * LEGEND_ROW + (LEGEND_ROW - SWATCH) // 2
         draw.rectangle((entry.left, top, entry.left + SWATCH - 1, top + SWATCH - 1), fill=entry.colour)
-        draw.text((entry.left + SWATCH + 4, entry.row * LEGEND_ROW + 3), entry.label, fill=(235, 235, 235))
+        draw.text((entry.left + SWATCH + 4, entry.row * LEGEND_ROW + 3), entry.label, fill=TEXT, font=font)
     for number, caption in enumerate(captions, start=entry_rows):
-        draw.text((4, number * LEGEND_ROW + 3), caption, fill=(235, 235, 235))
+        draw.text((4, number * LEGEND_ROW + 3), caption, fill=TEXT, font=font)
     return np.asarray(canvas)
