@@ -28,8 +28,8 @@ def demo_benchmark_spec() -> dict[str, Any]:
 
 def prepare_demo_benchmark(root: str | Path, changes: dict[str, Any] | None = None,
                            progress: Callable[[int, int, str], None] | None = None) -> list[Sequence]:
-    """Generate (or reuse) the shipped test split under ``root`` and read it back (GOT-10k layout, with each sequence's challenges).
-    ``changes`` overrides its parameters (``seed``, ``sequences``, ``frames``, ``size``). The shipped split's ground
+    """Generate (or reuse) the shipped test split under ``root`` and read it back (GOT-10k layout, with each
+    sequence's challenges). ``changes`` overrides its parameters (``seed``, ``sequences``, ``frames``, ``size``). The shipped split's ground
     truth is checked against the recorded digests: on a mismatch the metrics are not the documented ones."""
     from ..data.datasets import load_dataset
 
