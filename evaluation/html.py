@@ -17,18 +17,18 @@ import numpy as np
 from lorat_plugin.data.sequence import Sequence
 from lorat_plugin.files import atomic_write_text
 from lorat_plugin.geometry import rect_iou
+from lorat_plugin.palette import GROUND_TRUTH, frame_number, hex_colour, numbering_note, tracker_colours
 
 from .formats import TrackerResults, native_boxes
 from .report import SPEED_DECIMALS, describe_model, environment_notes, headline, per_sequence_scores, speed_notes
 
 PAGE = "report.html"
-GROUND_TRUTH_COLOUR = "#00c800"
-TRACKER_COLOURS = ["#ff2020", "#2080ff", "#ff9900", "#c040ff", "#00d0d0"]
 STRIP_HEIGHT = 120  # px of each frame in a strip
 _CSS = """body{font:14px/1.4 sans-serif;margin:24px;color:#222}table{border-collapse:collapse;margin:8px 0 16px}
 td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child,th:first-child{text-align:left}
-.plots img{height:300px;max-width:100%;margin:0 8px 8px 0}.strip{display:flex;flex-wrap:wrap;gap:6px}figure{margin:0}
-figcaption,.note,footer{font-size:12px;color:#555}.key{font-weight:bold}"""
+.plots img{max-width:100%;margin:0 8px 8px 0}.strip{display:flex;flex-wrap:wrap;gap:6px}figure{margin:0}
+figcaption,.note,footer{font-size:12px;color:#555}.key{font-weight:bold;margin-right:12px;white-space:nowrap}
+.swatch{display:inline-block;width:14px;height:14px;border:1px solid #444;vertical-align:-2px;margin-right:4px}"""
 
 
 def write_html_report(result: dict, output_dir: str | Path, sequences: list[Sequence], trackers: list[TrackerResults],
@@ -51,20 +51,23 @@ def write_html_report(result: dict, output_dir: str | Path, sequences: list[Sequ
     by_name = {s.name: s for s in sequences}
     title = f"{result['title']}{' ' + result['split'] if result.get('split') else ''}"
     parts = [f"<h1>{_e(title)}: {len(names)} tracker{'s' * (len(names) > 1)}, {result['sequences']} sequences</h1>",
-             f"<p class=note>{_e(result['protocol'])}</p>", _metrics_table(result),
+             f"<p class=note>{_e(result['protocol'])}</p>", _metrics_table(result), _attribute_table(result),
              "<div class=plots>" + "".join(f"<img alt='{_e(p.stem)}' src='{_uri(p.read_bytes(), 'image/png')}'>"
                                            for p in plots if Path(p).suffix == ".png") + "</div>"]
     if worst:
         parts.append(f"<h2>Per sequence, worst first by {_e(next(iter(first[worst[0]])))} of "
                      f"{_e(names[0])}</h2>" + _per_sequence_table(scores, worst))
     if strips > 0 and worst:
-        legend = " ".join(f"<span class=key style='color:{c}'>&#9633; {_e(n)}</span>"
-                          for n, c in [("ground truth", GROUND_TRUTH_COLOUR), *zip(names, TRACKER_COLOURS)])
-        parts.append(f"<h2>The {min(strips, len(worst))} worst sequences</h2><p>{legend} (IoU: of "
-                     f"{_e(names[0])})</p>")
+        colours = tracker_colours(names)  # the plots' colours: the same names in the same order
+        legend = " ".join(f"<span class=key><span class=swatch style='background:{hex_colour(c)}'></span>"
+                          f"{_e(n)}</span>" for n, c in [("ground truth", GROUND_TRUTH), *colours.items()])
+        first_sequence = by_name[worst[0]]
+        numbering = numbering_note(frame_number(first_sequence.frames[0], 0)) if len(first_sequence) else ""
+        parts.append(f"<h2>The {min(strips, len(worst))} worst sequences</h2><p>{legend}</p>"
+                     f"<p class=note>IoU: of {_e(names[0])}; {_e(numbering)}</p>")
         for name in worst[:strips]:
-            parts.append(f"<h3>{_e(name)}</h3>" + _strip(by_name[name], trackers[:len(TRACKER_COLOURS)],
-                                                          result["dataset"], frames_per_strip))
+            parts.append(f"<h3>{_e(name)}</h3>" + _strip(by_name[name], trackers, colours, result["dataset"],
+                                                          frames_per_strip))
     parts.append("<footer>" + "".join(f"<p>{_e(line)}</p>" for line in footer) + "</footer>")
     page = ("<!DOCTYPE html><html lang=en><head><meta charset=utf-8><meta http-equiv=Content-Security-Policy "
             "content=\"default-src 'none'; img-src data:; style-src 'unsafe-inline'\">"
@@ -103,6 +106,22 @@ def _metrics_table(result: dict) -> str:
     return f"<table><tr>{head}</tr>{body}</table>" + "".join(f"<p class=note>{_e(line)}</p>" for line in notes)
 
 
+def _attribute_table(result: dict) -> str:
+    """OPE success AUC (%) per challenge attribute, one column per tracker; empty where the benchmark names none."""
+    trackers = result["trackers"]
+    counts = next(iter(trackers.values())).get("attributes", {})
+    if not counts:
+        return ""
+    head = "<th>challenge</th><th>sequences</th>" + "".join(f"<th>{_e(name)}</th>" for name in trackers)
+    body = "".join(f"<tr><td>{_e(attribute)}</td><td>{count['sequences']}</td>"
+                   + "".join(_cell(100 * entry["attributes"][attribute]["auc"]
+                                   if attribute in entry.get("attributes", {}) else None, 1)
+                             for entry in trackers.values()) + "</tr>"
+                   for attribute, count in counts.items())
+    return (f"<h2>Success AUC (%) per challenge</h2><table class=attributes><tr>{head}</tr>{body}</table>"
+            "<p class=note>Each row scores only the sequences that have the challenge (OPE).</p>")
+
+
 def _per_sequence_table(scores: dict[str, dict[str, dict[str, float]]], order: list[str]) -> str:
     columns = [(name, c) for name, by_seq in scores.items() if by_seq for c in next(iter(by_seq.values()))]
     head = "<th>sequence</th>" + "".join(f"<th>{_e(name)}<br>{_e(c)}</th>" for name, c in columns)
@@ -111,10 +130,13 @@ def _per_sequence_table(scores: dict[str, dict[str, dict[str, float]]], order: l
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def _strip(sequence: Sequence, trackers: list[TrackerResults], dataset: str, count: int) -> str:
-    """Evenly spaced frames after the first (the given box), downscaled JPEGs with the boxes drawn."""
+def _strip(sequence: Sequence, trackers: list[TrackerResults], colours: dict[str, tuple[int, int, int]],
+           dataset: str, count: int) -> str:
+    """Evenly spaced frames after the first (the given box), downscaled JPEGs with the boxes drawn in each
+    tracker's colour of ``colours``."""
     frames = np.unique(np.linspace(1, len(sequence) - 1, count).round().astype(int)) if len(sequence) > 1 else [0]
-    predicted = [native_boxes(t.runs[sequence.name][0], dataset, -1.0) for t in trackers if sequence.name in t.runs]
+    predicted = [(native_boxes(t.runs[sequence.name][0], dataset, -1.0), colours[t.name]) for t in trackers
+                 if sequence.name in t.runs and t.name in colours]
     try:
         figures = [_frame(sequence, i, predicted) for i in frames]
     except OSError as e:  # the metrics stand without the frames; the page says why there is no strip
@@ -122,22 +144,21 @@ def _strip(sequence: Sequence, trackers: list[TrackerResults], dataset: str, cou
     return "<div class=strip>" + "".join(figures) + "</div>"
 
 
-def _frame(sequence: Sequence, i: int, predicted: list[np.ndarray]) -> str:
+def _frame(sequence: Sequence, i: int, predicted: list[tuple[np.ndarray, tuple[int, int, int]]]) -> str:
     from PIL import Image, ImageDraw
 
     with Image.open(sequence.frames[i]) as image:
         scale = STRIP_HEIGHT / image.height
         image = image.convert("RGB").resize((max(1, round(image.width * scale)), STRIP_HEIGHT))
     draw = ImageDraw.Draw(image)
-    for box, colour in [*((p[i], c) for p, c in zip(predicted, TRACKER_COLOURS)), (sequence.boxes[i],
-                                                                                    GROUND_TRUTH_COLOUR)]:
+    for box, colour in [*((boxes[i], c) for boxes, c in predicted), (sequence.boxes[i], GROUND_TRUTH)]:
         if np.all(np.isfinite(box)) and box[2] > 0 and box[3] > 0:
             x, y, w, h = (float(v) * scale for v in box)
             draw.rectangle([x, y, x + w, y + h], outline=colour, width=2)
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=85)
-    iou = rect_iou(predicted[0][i:i + 1], sequence.boxes[i:i + 1])[0] if predicted else np.nan
-    caption = _e(f"frame {i}" + (", target absent" if not sequence.visible[i] else
+    iou = rect_iou(predicted[0][0][i:i + 1], sequence.boxes[i:i + 1])[0] if predicted else np.nan
+    caption = _e(f"frame {frame_number(sequence.frames[i], i)}" + (", target absent" if not sequence.visible[i] else
                                  f", IoU {iou:.2f}" if np.isfinite(iou) else ""))
     return (f"<figure><img alt='{_e(sequence.name)} {caption}' src='{_uri(buffer.getvalue(), 'image/jpeg')}'>"
             f"<figcaption>{caption}</figcaption></figure>")

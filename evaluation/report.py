@@ -121,6 +121,12 @@ def evaluate(dataset: str, sequences: list[Sequence], trackers: list[TrackerResu
             entry["environments"] = tracker.how_it_ran["environments"]
         if info.protocol == "got10k":
             entry["got10k"] = _got10k(sequences, tracker)
+            # the OPE scores beside (AUC, precision at 20 px, ...): on a fully annotated split every frame scores;
+            # and per challenge where the sequences name theirs (the procedural benchmark)
+            ope = _ope(sequences, tracker, info)
+            entry["ope"] = ope["ope"]
+            if "attributes" in ope:
+                entry["attributes"] = ope["attributes"]
         elif info.protocol == "trackingnet":
             entry["trackingnet"] = _trackingnet(sequences, tracker, dataset)
         else:
@@ -245,6 +251,9 @@ def headline(entry: dict) -> dict[str, float | str | None]:
     if "got10k" in entry:
         o = entry["got10k"]["overall"]
         row = {"AO": o["ao"], "SR0.5": o["sr50"], "SR0.75": o["sr75"]}
+        if "ope" in entry:  # results evaluated before the OPE columns were added have none
+            row.update({"AUC": entry["ope"]["auc"], "P_norm": entry["ope"]["norm_precision"],
+                        "P": entry["ope"]["precision"]})
     elif "trackingnet" in entry:
         t = entry["trackingnet"]
         row = {"AUC": t["success"], "P_norm": t["norm_precision"], "P": t["precision"]}

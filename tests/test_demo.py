@@ -125,7 +125,7 @@ def test_demo_command_writes_results_reports_plots_and_video(tmp_path, tiny_chec
     assert [v.stem for v in videos] == ["Procedural_Test_000002"] and videos[0].stat().st_size > 1000
     from lorat_plugin.data.video import open_frames
     first = next(iter(open_frames(videos[0])))
-    assert first.shape == (240, 320, 3)  # drawn at twice the benchmark's size
+    assert first.shape[1] == 320 and first.shape[0] > 240  # twice the benchmark's size, under the legend strip
     # a second run reuses the benchmark and the baselines, and re-runs the model
     kcf_record = next((out / "results" / "KCF" / "records").iterdir())
     stamp = kcf_record.stat().st_mtime_ns
@@ -191,3 +191,50 @@ def test_demo_table_and_page_say_what_the_demo_model_is(tmp_path, tiny_checkpoin
     # the CPU engine's choice: one sequence per call (a batch buys no throughput there)
     assert lines[2].startswith("FPS: frames per second per sequence with one sequence per call")
 
+
+
+class _Boxes:
+    """A tracker's results as the video takes them: ``runs[sequence] = [boxes]``."""
+
+    def __init__(self, name: str, sequences, shift: tuple[float, float]) -> None:
+        self.name = name
+        self.runs = {s.name: [s.boxes + np.array([*shift, 0.0, 0.0])] for s in sequences}
+
+
+def _near(pixels: np.ndarray, colour, tolerance: float = 40.0) -> np.ndarray:
+    return np.abs(pixels.astype(float) - np.asarray(colour, dtype=float)).max(axis=-1) <= tolerance
+
+
+def test_video_legend_strip_holds_every_tracker_in_its_palette_colour(tmp_path):
+    """First, middle and last frame of the rendered video: the strip above the picture has each tracker's swatch in
+    its colour of the one palette (by the trackers' order), the boxes are drawn in those colours, and the frame
+    numbers are the files' (1-based for GOT-10k)."""
+    from lorat_plugin.data.video import open_frames
+    from lorat_plugin.demo.video import LEGEND_ROW, SWATCH, legend_layout, render_sequence_video
+    from lorat_plugin.palette import GROUND_TRUTH, tracker_colours
+
+    bench = make_benchmark(tmp_path / "bench", sequences=1, frames=9, size=(160, 120), seed=2)
+    sequences = load_dataset("procedural", bench.root, split="test")
+    names = ["LoRAT", "KCF", "StaticBox", "CSRT"]
+    results = [_Boxes(name, sequences, (6.0 * i - 9, 4.0 * i - 6)) for i, name in enumerate(names)]
+    video = render_sequence_video(sequences, results, sequences[0].name, tmp_path / "video")
+    frames = list(open_frames(video))
+    assert len(frames) == 9
+    colours = tracker_colours(names)
+    assert len(set(colours.values()) | {GROUND_TRUTH}) == len(names) + 1
+    entries = legend_layout([("ground truth", GROUND_TRUTH), *colours.items()], frames[0].shape[1])
+    strip = frames[0].shape[0] - 2 * 120
+    assert strip >= (entries[-1].row + 2) * LEGEND_ROW
+    for index in (0, len(frames) // 2, len(frames) - 1):
+        frame = frames[index].astype(int)
+        for entry in entries:
+            top = entry.row * LEGEND_ROW + (LEGEND_ROW - SWATCH) // 2
+            swatch = frame[top + 3:top + SWATCH - 3, entry.left + 3:entry.left + SWATCH - 3]
+            assert _near(swatch, entry.colour).all(), (index, entry.label, swatch.mean(axis=(0, 1)))
+        picture = frame[strip:]
+        box = sequences[0].boxes[index]
+        for name, result in zip(names, results):
+            x, y, w, h = result.runs[sequences[0].name][0][index] * 2
+            left_edge = picture[int(y + h / 2) - 2:int(y + h / 2) + 3, int(x) + 1:int(x) + 3]  # the line's middle
+            assert _near(left_edge, colours[name]).mean() > 0.5, (index, name, left_edge.mean(axis=(0, 1)))
+        assert np.isfinite(box).all()

@@ -133,7 +133,9 @@ def test_got10k_page_footer_strip_count_and_no_plots(tmp_path):
     # the speed is table.txt's FPS per sequence, got10k's speed_fps beside it with its definition, and how it ran
     fps_cell = f"<td>{result['trackers']['bright']['fps']:.1f}</td>"
     text_row = table(result).splitlines()[2].split()
-    assert fps_cell in page and text_row[4] == fps_cell[4:-5]
+    header = table(result).splitlines()[1].split()
+    assert header[1:8] == ["AO", "SR0.5", "SR0.75", "AUC", "P_norm", "P", "FPS"]  # the OPE columns beside AO/SR
+    assert fps_cell in page and text_row[7] == fps_cell[4:-5]
     assert "<p class=note>FPS: frames per second per sequence" in page
     assert "<p class=note>speed_fps: the got10k toolkit&#x27;s figure, the mean of per-frame 1/t" in page
     assert "<p class=note>bright ran on: " in page
@@ -143,3 +145,96 @@ def test_got10k_page_footer_strip_count_and_no_plots(tmp_path):
     assert "No strip: cannot identify image file" in page and "image/jpeg" not in page
     assert main(["report", str(tmp_path / "run"), "--no-plots", "--output", str(tmp_path / "none")]) == 0
     assert sorted(p.name for p in (tmp_path / "none").iterdir()) == ["metrics.json", "table.txt"]
+
+
+class ShiftedTruth:
+    """A batch tracker that answers the ground truth shifted by ``shift`` px (the previous box where there is
+    none): each tracker of a report draws its boxes apart from the others'."""
+
+    def __init__(self, sequences, shift: float):
+        self.truths = [s.boxes for s in sequences]
+        self.shift = np.array([shift, shift, 0.0, 0.0])
+
+    def initialize(self, frames, boxes):
+        states = []
+        for box in boxes:
+            truth = next(t for t in self.truths if np.allclose(t[0], box))
+            states.append({"truth": truth, "index": 0, "box": np.asarray(box, dtype=np.float64)})
+        return states
+
+    def track(self, states, frames):
+        for state in states:
+            state["index"] += 1
+            box = state["truth"][state["index"]]
+            if np.all(np.isfinite(box)) and box[2] > 0:
+                state["box"] = box + self.shift
+        return np.array([s["box"] for s in states]), np.ones(len(states))
+
+
+def _near(pixels: np.ndarray, colour, tolerance: float) -> np.ndarray:
+    return np.abs(pixels[..., :3].astype(float) - np.asarray(colour, dtype=float)).max(axis=-1) <= tolerance
+
+
+def _embedded_images(page: str, mime: str) -> list[np.ndarray]:
+    import base64
+    import io
+
+    from PIL import Image
+
+    found = re.findall(rf"src='data:{mime};base64,([^']+)'", page)
+    return [np.asarray(Image.open(io.BytesIO(base64.b64decode(data))).convert("RGB")) for data in found]
+
+
+@needs_chromium
+def test_screenshot_shows_each_tracker_in_its_palette_colour_and_the_challenge_table(tmp_path):
+    """The procedural benchmark (its challenges in meta_info.ini) tracked by three trackers: the page, rendered by
+    chromium, holds each tracker's palette colour (legend swatches, plot lines, strip boxes) by the trackers'
+    order and no colour of a fourth; the plots are drawn for page scale; a table scores every challenge."""
+    pytest.importorskip("skimage")
+    from lorat_plugin.demo.procedural import make_benchmark as make_procedural
+    from lorat_plugin.palette import tracker_colour, tracker_colours
+
+    bench = make_procedural(tmp_path / "bench", sequences=4, frames=12, size=(160, 120), seed=1)
+    sequences = load_dataset("procedural", bench.root, split="test")
+    names = ["near", "farther", "farthest"]
+    trackers = []
+    for shift, name in zip((2.0, 6.0, 12.0), names):
+        run_benchmark(ShiftedTruth(sequences, shift), sequences, tmp_path / name, tracker_name=name, dataset="got10k",
+                      split="val", root=bench.root, progress=False)
+        trackers.append(load_results(tmp_path / name, "got10k", sequences, name=name))
+    result = evaluate("got10k", sequences, trackers, split="val")
+    page_path = write_html_report(result, tmp_path / "page", sequences, trackers, strips=2, frames_per_strip=4)
+    page = page_path.read_text()
+    colours = tracker_colours(names)
+    unused = tracker_colour(len(names))
+
+    # the OPE columns beside AO/SR, and a row per challenge of the sequences
+    assert "<th>AUC</th><th>P_norm</th><th>P</th>" in page.replace("<th>SR0.75</th>", "")
+    challenges = sorted({c for s in sequences for c, has in s.attributes["challenges"].items() if has})
+    assert challenges and "per challenge" in page
+    for challenge in challenges:
+        assert f"<tr><td>{challenge}</td>" in page
+    # frames numbered as GOT-10k's files: the strips never show frame 0
+    assert "frame 0," not in page and "frame numbers as in the files (first: 1)" in page
+
+    plots = _embedded_images(page, "image/png")
+    assert plots and all(p.shape[:2] == (480, 640) for p in plots[:1])  # 100 dpi, shown at its own size
+    for plot in plots:
+        for name, colour in colours.items():
+            assert _near(plot, colour, 10).sum() > 100, name
+        assert _near(plot, unused, 10).sum() == 0
+    strips = _embedded_images(page, "image/jpeg")
+    for name, colour in colours.items():  # JPEG: looser, yet far from the other colours
+        assert any(_near(frame, colour, 45).sum() > 20 for frame in strips), name
+
+    screenshot = tmp_path / "page.png"
+    subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
+                    "--force-device-scale-factor=1", f"--user-data-dir={tempfile.mkdtemp(dir=tmp_path)}",
+                    f"--screenshot={screenshot}", "--window-size=1400,4000", page_path.as_uri()],
+                   capture_output=True, timeout=120)
+    from PIL import Image
+
+    shot = np.asarray(Image.open(screenshot).convert("RGB"))
+    for name, colour in colours.items():  # swatches (14 x 14), plot lines, as the browser painted them
+        assert _near(shot, colour, 4).sum() > 14 * 14, name
+    assert _near(shot, unused, 4).sum() < 14 * 14 // 2

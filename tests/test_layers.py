@@ -32,6 +32,7 @@ LAYER_OF_PREFIX = {
     "lorat_plugin.process": "process",
     "lorat_plugin.lazy": "lazy",
     "lorat_plugin.environment": "environment",  # how a run ran: every layer records it
+    "lorat_plugin.palette": "palette",  # one run's colours and frame numbers: evaluation, demo, trackers alike
     "lorat_plugin.model": "model",
     "lorat_plugin.data": "data",
     "lorat_plugin.engine": "engine",
@@ -43,7 +44,7 @@ LAYER_OF_PREFIX = {
     "lorat_plugin.cli": "applications",
     "lorat_plugin.demo": "applications",
 }
-LOWEST = {"files", "geometry", "devices", "distributed", "lazy", "environment", "process"}
+LOWEST = {"files", "geometry", "devices", "distributed", "lazy", "environment", "process", "palette"}
 # Layer -> the other layers its modules may import (any package may name the root package for its version).
 MAY_IMPORT: dict[str, set[str]] = {
     "files": set(),
@@ -52,6 +53,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "distributed": {"devices"},
     "lazy": set(),
     "environment": set(),
+    "palette": set(),
     "process": set(),  # process-wide tuning (OpenMP wait policy, glibc allocator): the standard library only
     "root": {"lazy", "process"},
     "model": LOWEST,
@@ -76,6 +78,7 @@ THIRD_PARTY_ONLY: dict[str, set[str]] = {
     "lazy": set(),
     "environment": {"torch"},
     "process": set(),
+    "palette": set(),  # the standard library only
 }
 # What a DataLoader worker imports: the pair dataset and everything it unpickles into.
 WORKER_MODULES = ("lorat_plugin.train.loader", "lorat_plugin.train.pairs", "lorat_plugin.train.source",

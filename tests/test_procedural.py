@@ -221,7 +221,7 @@ def test_bad_arguments_are_refused(tmp_path):
     with pytest.raises(ValueError, match="too small"):
         plan_benchmark(split="test", sequences=1, frames=8, size=(32, 32), seed=0)
     with pytest.raises(ValueError, match="layout"):
-        make_benchmark(tmp_path, sequences=1, frames=4, size=SIZE, layout="vot")
+        make_benchmark(tmp_path, sequences=1, frames=4, size=SIZE, layout="otb")
     with pytest.raises(ValueError, match="other split"):
         plan_benchmark(split="test", sequences=1, frames=8, size=SIZE, seed=0, photographs=("astronaut", "moon"))
     with pytest.raises(ValueError, match="train split only"):
@@ -279,3 +279,22 @@ def test_the_layout_writer_writes_the_procedural_ground_truth_with_four_decimals
                 expected.append(f"{x + shift:.4f},{y + shift:.4f},{w:.4f},{h:.4f}")
         assert (folder / "groundtruth.txt").read_text() == "\n".join(expected) + "\n"
     assert absent > 0  # the seed gives absent frames, so the 0,0,0,0 rule is exercised
+
+
+def test_vot_layout_reads_as_toolkit_sequences(tmp_path):
+    """--layout vot: the toolkit's sequence folders (checked by the VOT reader `lorat vot-workspace` uses), an anchor
+    on frame 1 and one about 50 frames later, one line per frame in each tag file."""
+    from lorat_plugin.data.datasets.vot import find_sequences
+
+    bench = make_benchmark(tmp_path / "vot", sequences=2, frames=60, size=SIZE, seed=0, layout="vot")
+    found = find_sequences(bench.root)
+    assert [s.name for s in found] == list(bench.names)
+    for sequence in found:
+        assert sequence.anchors[0] == 1 and len(sequence.anchors) == 2 and 51 <= sequence.anchors[1] <= 60
+        assert sequence.unannotated_anchors == [] and sequence.objects == 1 and not sequence.masks
+        metadata = dict(line.split("=", 1) for line in (sequence.path / "sequence").read_text().splitlines())
+        assert metadata["length"] == "60" and (metadata["width"], metadata["height"]) == tuple(map(str, SIZE))
+        assert len((sequence.path / "groundtruth.txt").read_text().splitlines()) == 60
+        for tag in sequence.path.glob("*.tag"):
+            assert len(tag.read_text().split()) == 60
+        assert (sequence.path / "occlusion.tag").is_file()

@@ -61,6 +61,18 @@ def results_of(data: dict, experiment: str) -> dict[str, list]:
     return {name: values[0] for name, values in zip(names, block["results"])}
 
 
+def analyse_baseline(ws: Path, tmp_path: Path, name: str, sequences: set[str]) -> tuple[dict, tuple[float, ...]]:
+    """`vot analysis --name NAME` of the `lorat` entry: the analysis, and the baseline's EAO, accuracy, robustness."""
+    run = run_vot(["analysis", "--workspace", str(ws), "lorat", "--name", name], tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    data = analysis(ws, name)
+    assert set(data["sequences"]) == sequences
+    baseline = results_of(data, "baseline")
+    eao, = baseline["eaoscore"]
+    accuracy, robustness = baseline["ar"][:2]
+    return data, (eao, accuracy, robustness)
+
+
 def test_box_stack_with_multistart(tmp_path: Path, tiny_checkpoint: Path) -> None:
     """vot2022/shorttermbox: baseline (multistart, from every anchor), realtime, unsupervised; EAO, A, R."""
     anchors = {"car": [0, 5], "dog": [0]}
@@ -82,19 +94,62 @@ def test_box_stack_with_multistart(tmp_path: Path, tiny_checkpoint: Path) -> Non
                 assert confidence.is_file()
         assert (results / "unsupervised" / sequence / f"{sequence}_001.bin").is_file()
 
-    run = run_vot(["analysis", "--workspace", str(ws), "lorat", "--name", "stb"], tmp_path)
-    assert run.returncode == 0, run.stdout + run.stderr
-    data = analysis(ws, "stb")
-    assert set(data["sequences"]) == set(anchors)
-    baseline = results_of(data, "baseline")
-    eao, = baseline["eaoscore"]
-    accuracy, robustness = baseline["ar"][:2]
+    data, (eao, accuracy, robustness) = analyse_baseline(ws, tmp_path, "stb", set(anchors))
     assert math.isfinite(eao) and 0 <= accuracy <= 1 and 0 <= robustness <= 1
     unsupervised, = results_of(data, "unsupervised")["accuracy"]
     assert 0 <= unsupervised <= 1
 
     run = run_vot(["report", "--workspace", str(ws), "lorat", "--name", "stb"], tmp_path)
     assert run.returncode == 0 and (ws / "reports" / "stb" / "report.html").is_file(), run.stdout + run.stderr
+
+
+def scaled_stack(path: Path, name: str, low: int, high: int) -> Path:
+    """A copy of the installed stack ``name`` with every EAO interval (``low``/``high``) replaced: the VOT2022 stacks
+    score EAO over frames 115-755, longer than a fast test's sequences."""
+    import yaml
+    from vot.stack import resolve_stack
+
+    stack = yaml.safe_load(Path(resolve_stack(name)).read_text())
+    for experiment in stack["experiments"].values():
+        for analysis_spec in experiment.get("analyses", []):
+            if "high" in analysis_spec:
+                analysis_spec["high"] = high
+            if "low" in analysis_spec:
+                analysis_spec["low"] = low
+    path.write_text(yaml.safe_dump(stack))
+    return path
+
+
+def test_generated_vot_benchmark_through_the_short_term_stack(tmp_path: Path) -> None:
+    """`lorat make-benchmark B --layout vot`, `lorat vot-workspace` for vot2022/shorttermbox, then the toolkit's
+    evaluate, analysis and report with the demo model: EAO, accuracy and robustness come out in (0, 1]."""
+    from lorat_plugin.model.sources import demo_checkpoint
+
+    bench = tmp_path / "bench"
+    assert lorat(["make-benchmark", str(bench), "--layout", "vot", "--sequences", "1", "--frames", "55",
+                  "--size", "160x120", "--seed", "3"]) == 0
+    names = (bench / "list.txt").read_text().split()
+    anchors = [int(v) for v in (bench / names[0] / "anchor.value").read_text().split()]
+    assert anchors[0] == 1 and sum(anchors) == 2  # frame 1 and (the target present) about 50 frames later
+    checkpoint = ["--checkpoint", str(demo_checkpoint()), "--device", "cpu"]
+    # the default short-term stack takes the generated sequences as they are (anchors on annotated frames)
+    assert lorat(["vot-workspace", str(tmp_path / "ws-stb"), "--stack", "vot2022/shorttermbox",
+                  "--sequences-dir", str(bench), *checkpoint]) == 0
+    # ... and is run here with its EAO interval scaled to a 55-frame sequence (115-755 -> 5-50)
+    stack = scaled_stack(tmp_path / "shorttermbox-short.yaml", "vot2022/shorttermbox", low=5, high=50)
+    ws = tmp_path / "ws"
+    assert lorat(["vot-workspace", str(ws), "--stack", str(stack), "--sequences-dir", str(bench), *checkpoint]) == 0
+    run = run_vot(["evaluate", "--workspace", str(ws), "lorat"], tmp_path)
+    assert "Evaluation concluded successfuly" in run.stdout + run.stderr, run.stdout + run.stderr
+
+    _, scores = analyse_baseline(ws, tmp_path, "gen", set(names))
+    for score in scores:
+        assert math.isfinite(score) and 0 < score <= 1, scores
+
+    run = run_vot(["report", "--workspace", str(ws), "lorat", "--name", "gen"], tmp_path)
+    report = ws / "reports" / "gen" / "report.html"
+    assert run.returncode == 0 and report.is_file(), run.stdout + run.stderr
+    assert "EAO" in report.read_text() or "eao" in report.read_text().lower()
 
 
 def test_multiobject_stack_with_masks(tmp_path: Path, tiny_checkpoint: Path) -> None:

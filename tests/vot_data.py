@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from lorat_plugin.data.datasets import write
 
 
 def object_boxes(length: int, start: tuple[float, float], step: tuple[float, float],
@@ -17,28 +17,32 @@ def object_boxes(length: int, start: tuple[float, float], step: tuple[float, flo
 
 def write_sequence(root: Path, name: str, objects: list[np.ndarray], *, size: tuple[int, int] = (128, 96),
                    anchors: list[int] | None = None, masks: bool = False, seed: int = 0) -> Path:
-    """One sequence: ``sequence`` file, color/%08d.jpg, groundtruth.txt (or groundtruth_<i>.txt for several
-    objects), anchor.value (1 = forward anchor on those frames) when ``anchors`` is given. Each object is drawn
-    as a solid coloured rectangle on a fixed noise background; ``masks`` writes mask ground truth (VOT RLE)."""
+    """One sequence through the VOT layout writer: ``sequence`` file, color/%08d.jpg, groundtruth.txt, anchor.value
+    (1 = forward anchor on those 0-based frames) when ``anchors`` is given. Each object is drawn as a solid coloured
+    rectangle on a fixed noise background. Several objects (groundtruth_<i>.txt) and ``masks`` (mask ground truth,
+    VOT RLE) are beyond the box layout: their files replace groundtruth.txt afterwards."""
     from vot.region import Mask, Rectangle
     from vot.region.io import write_trajectory
 
-    folder = root / name
-    (folder / "color").mkdir(parents=True)
     width, height = size
     length = len(objects[0])
     rng = np.random.default_rng(seed)
     background = (rng.random((height // 8 + 1, width // 8 + 1, 3)) * 120 + 40).astype(np.uint8)
     background = np.kron(background, np.ones((8, 8, 1), dtype=np.uint8))[:height, :width]
     colours = [(230, 40, 40), (40, 230, 40), (40, 40, 230)]
+    frames = []
     for index in range(length):
         frame = background.copy()
         for box, colour in zip((o[index] for o in objects), colours):
             x, y, w, h = box.astype(int)
             frame[max(y, 0):y + h, max(x, 0):x + w] = colour
-        Image.fromarray(frame).save(folder / "color" / f"{index + 1:08d}.jpg", quality=95)
-    (folder / "sequence").write_text(f"channels.color=color/%08d.jpg\nfps=30\nformat=default\nname={name}\n"
-                                     f"width={width}\nheight={height}\nlength={length}\n")
+        frames.append(frame)
+    attributes = {} if anchors is None else {"anchors": anchors}
+    folder = write.write_sequence(root, "vot", write.SequenceData(name, frames, objects[0], attributes=attributes),
+                                  jpeg_quality=95)
+    if len(objects) == 1 and not masks:
+        return folder
+    (folder / "groundtruth.txt").unlink()
     for number, boxes in enumerate(objects, 1):
         if masks:
             regions = []
@@ -50,10 +54,6 @@ def write_sequence(root: Path, name: str, objects: list[np.ndarray], *, size: tu
             regions = [Rectangle(*map(float, box)) for box in boxes]
         file = "groundtruth.txt" if len(objects) == 1 else f"groundtruth_{number}.txt"
         write_trajectory(str(folder / file), regions)
-    if anchors is not None:
-        values = np.zeros(length)
-        values[anchors] = 1
-        (folder / "anchor.value").write_text("".join(f"{v:g}\n" for v in values))
     return folder
 
 
@@ -62,5 +62,5 @@ def write_dataset(root: Path, specs: dict[str, dict]) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     for name, spec in specs.items():
         write_sequence(root, name, **spec)
-    (root / "list.txt").write_text("".join(f"{name}\n" for name in specs))
+    write.write_listing(root, "vot", list(specs))
     return root

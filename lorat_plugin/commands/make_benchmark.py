@@ -3,12 +3,14 @@
   lorat make-benchmark bench --split test --sequences 16 --frames 100 --size 320x240 --seed 0
   lorat make-benchmark data/demo-train --split train --sequences 300 --seed 1          # a training set
   lorat make-benchmark bench-lasot --split test --layout lasot
+  lorat make-benchmark bench-vot --layout vot --sequences 4 --frames 150   # for `lorat vot-workspace`
 
 A target cut from one photograph moves over another with smooth and abrupt motion, scale and aspect change,
 occlusion, out-of-view stretches, look-alike distractors, blur and illumination change. The train and test splits
 use different photographs. GOT-10k layout: OUT/train/ (train split) or OUT/val/ (test split, fully annotated:
 got10k's ExperimentGOT10k(OUT, subset="val") scores it); LaSOT layout: OUT/<photo>/<photo>-<k>/ plus
-OUT/{training,testing}_set.txt.
+OUT/{training,testing}_set.txt; VOT layout: OUT/<name>/ (the toolkit's sequence folders, with anchor.value) plus
+OUT/list.txt.
 Re-running the same command completes an interrupted run. See docs/demo.md.
 """
 from __future__ import annotations
@@ -28,8 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=frame_size, default=(320, 240), metavar="WxH",
                         help="frame size (default: 320x240)")
     parser.add_argument("--seed", type=int, default=0, help="random seed; same seed, same benchmark (default: 0)")
-    parser.add_argument("--layout", choices=("got10k", "lasot"), default="got10k",
-                        help="folder layout (default: got10k)")
+    parser.add_argument("--layout", choices=("got10k", "lasot", "vot"), default="got10k",
+                        help="folder layout (default: got10k); vot: the VOT toolkit's sequences, with anchors for "
+                             "the multistart stacks (`lorat vot-workspace WS --sequences-dir OUT`)")
     parser.add_argument("--photos", metavar="A,B,...",
                         help="use only these photographs of the split's (default: all of the split's; "
                              "`lorat make-benchmark --list-photos` lists them)")
@@ -60,7 +63,13 @@ def run(args: argparse.Namespace) -> int:
     bench = make_benchmark(args.output, split=args.split, sequences=args.sequences, frames=args.frames,
                            size=args.size, seed=args.seed, layout=args.layout, photographs=photos,
                            textures=args.textures, progress=progress if args.progress else None)
-    print(f"wrote {len(bench.names)} sequences to {bench.root} in {time.perf_counter() - started:.1f} s; read them "
+    elapsed = time.perf_counter() - started
+    if args.layout == "vot":
+        print(f"wrote {len(bench.names)} VOT sequences to {bench.root} in {elapsed:.1f} s; evaluate a tracker on "
+              f"them with `lorat vot-workspace WS --stack vot2022/shorttermbox --sequences-dir {bench.root}`, then "
+              "`vot evaluate --workspace WS lorat` (docs/vot.md)")
+        return 0
+    print(f"wrote {len(bench.names)} sequences to {bench.root} in {elapsed:.1f} s; read them "
           f"with load_dataset('procedural', {str(bench.root)!r}, split={args.split!r}) or "
           f"load_dataset({bench.layout!r}, {str(bench.root)!r}, split={bench.subset!r}); score a tracker on them "
           f"with `lorat evaluate --dataset procedural --root {bench.root} --split {args.split} ...`")

@@ -30,7 +30,8 @@ class SequenceData:
 
     ``attributes`` a layout may use: GOT-10k ``cover``, ``cut_by_image`` (per frame), ``class``, ``meta_info`` (the
     whole ``meta_info.ini``, in order); LaSOT ``full_occlusion``, ``out_of_view`` (per frame), ``nlp``,
-    ``challenges`` (short name -> bool); TNL2K ``language``."""
+    ``challenges`` (short name -> bool), ``meta_info`` (written as GOT-10k's); TNL2K ``language``; VOT ``tags``
+    (tag -> per-frame flags), ``anchors`` (0-based anchor frames), ``fps``."""
 
     name: str
     images: Seq
@@ -220,8 +221,12 @@ def _got10k(s: SequenceData, split: str | None, box_format: str) -> dict[str, st
         meta = {"object_class": s.attributes.get("class", "object"), "motion_class": "moving",
                 "major_class": "object", "root_class": "object", "motion_adverb": "slowly",
                 "anno_fps": "10Hz", "resolution": f"({width}, {height})"}
-    files[f"{folder}/meta_info.ini"] = "[METAINFO]\n" + "".join(f"{k}: {v}\n" for k, v in meta.items())
+    files[f"{folder}/meta_info.ini"] = _meta_info_text(meta)
     return files
+
+
+def _meta_info_text(meta: dict) -> str:
+    return "[METAINFO]\n" + "".join(f"{key}: {value}\n" for key, value in meta.items())
 
 
 def _lasot_folder(name: str, split: str | None) -> str:
@@ -240,6 +245,8 @@ def _lasot(s: SequenceData, split: str | None, box_format: str) -> dict[str, str
     if "challenges" in s.attributes:
         flags = [bool(s.attributes["challenges"].get(short, False)) for short in ATTRIBUTE_NAMES]
         files[f"att/{s.name}.txt"] = _flag_lines(flags, ",")
+    if "meta_info" in s.attributes:  # not LaSOT's own: the procedural benchmark's description, as GOT-10k writes it
+        files[f"{folder}/meta_info.ini"] = _meta_info_text(s.attributes["meta_info"])
     return files
 
 
@@ -288,3 +295,23 @@ def _tnl2k(s: SequenceData, split: str | None, box_format: str) -> dict[str, str
 @layout("custom", folder=lambda name, split: name, frames="img/%08d.jpg")
 def _custom(s: SequenceData, split: str | None, box_format: str) -> dict[str, str]:
     return {f"{s.name}/groundtruth.txt": box_lines(s.boxes, box_format)}
+
+
+@layout("vot", folder=lambda name, split: name, frames="color/%08d.jpg", listing=lambda split: "list.txt")
+def _vot(s: SequenceData, split: str | None, box_format: str) -> dict[str, str]:
+    """The VOT toolkit's sequence folder (vot-toolkit 0.7.4, ``vot.dataset.common``): ``sequence`` (channels and
+    size), ``groundtruth.txt`` (0-based ``x,y,w,h``), one ``<tag>.tag`` per frame tag (``tags``: name -> per-frame
+    flags) and, when ``anchors`` (0-based frame numbers) is given, ``anchor.value`` (1 = forward anchor) for the
+    multistart experiments."""
+    height, width = np.asarray(s.images[0]).shape[:2] if len(s.images) else (0, 0)
+    metadata = {"channels.color": "color/%08d.jpg", "fps": s.attributes.get("fps", 30), "format": "default",
+                "name": s.name, "width": width, "height": height, "length": len(s.boxes)}
+    files = {f"{s.name}/sequence": "".join(f"{key}={value}\n" for key, value in metadata.items()),
+             f"{s.name}/groundtruth.txt": box_lines(np.where(s.visible[:, None], s.boxes, 0.0), box_format)}
+    for tag, flags in s.attributes.get("tags", {}).items():
+        files[f"{s.name}/{tag}.tag"] = _flag_lines(flags, "\n")
+    if "anchors" in s.attributes:
+        values = np.zeros(len(s.boxes), dtype=int)
+        values[list(s.attributes["anchors"])] = 1
+        files[f"{s.name}/anchor.value"] = _flag_lines(values, "\n")
+    return files

@@ -74,10 +74,10 @@ def plan_benchmark(*, split: str, sequences: int, frames: int, size: tuple[int, 
         raise ValueError(f"frames of {width}x{height} are too small: at least 64x64")
     plans = [plan_sequence(split=split, index=i, seed=seed, frames=frames, size=(width, height),
                            photographs=photographs, name="") for i in range(sequences)]
-    counts: dict[str, int] = {}  # GOT-10k style Procedural_Test_000001; LaSOT style <target photograph>-<k>
+    counts: dict[str, int] = {}  # GOT-10k (and VOT) style Procedural_Test_000001; LaSOT style <target photograph>-<k>
     for i, plan in enumerate(plans):
         counts[plan.target.photo] = counts.get(plan.target.photo, 0) + 1
-        plan.name = (f"Procedural_{split.capitalize()}_{i + 1:06d}" if layout == "got10k"
+        plan.name = (f"Procedural_{split.capitalize()}_{i + 1:06d}" if layout != "lasot"
                      else f"{plan.target.photo}-{counts[plan.target.photo]}")
     return plans
 
