@@ -6,10 +6,11 @@ over the alternations and the fraction of that ideal it keeps (1.0: the tracker 
 The load average is printed before and after: a number taken on a machine busier than the script made it is noise.
 
   python benchmarks/shared_cpu.py --variant B-224 --dtypes bf16,fp32 --busy 1 --alternations 5
-  python benchmarks/shared_cpu.py --policies default,OMP_WAIT_POLICY=PASSIVE,GOMP_SPINCOUNT=10000 --alternations 5
+  python benchmarks/shared_cpu.py --policies default,LORAT_NO_WAIT_TUNING=1,GOMP_SPINCOUNT=20000 --alternations 5
 
-A policy is ``default`` (the process's environment as it is, without OMP_WAIT_POLICY and GOMP_SPINCOUNT) or
-``NAME=VALUE`` settings joined by ``+``.
+A policy is ``default`` (what a plain run gets: the environment without OMP_WAIT_POLICY and GOMP_SPINCOUNT, so
+``import lorat_plugin`` chooses; ``LORAT_NO_WAIT_TUNING=1`` gives OpenMP's own default) or ``NAME=VALUE`` settings
+joined by ``+``.
 """
 from __future__ import annotations
 
@@ -68,7 +69,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variant", default="B-224")
     parser.add_argument("--dtypes", default="bf16,fp32")
-    parser.add_argument("--policies", default="default,OMP_WAIT_POLICY=PASSIVE",
+    parser.add_argument("--policies", default="default,LORAT_NO_WAIT_TUNING=1",
                         help="comma-separated wait settings: 'default' or NAME=VALUE[+NAME=VALUE]")
     parser.add_argument("--busy", type=int, default=1, help="cores kept busy by other processes in the shared runs")
     parser.add_argument("--frames", type=int, default=12, help="timed frames per process (median)")

@@ -1,15 +1,11 @@
 """lorat-plugin: the LoRAT tracker (Lin et al., ECCV 2024) for the single-object tracking toolkits.
 
 The model API is re-exported here on first use, so importing a light sub-package (``lorat_plugin.geometry``,
-``lorat_plugin.files``, a DataLoader worker's ``lorat_plugin.train`` modules) does not load timm and the network. Importing it before torch lets it choose how torch's idle threads wait
-(``lorat_plugin.process``: they yield the CPU at once, which matters on a shared machine).
+``lorat_plugin.files``, a DataLoader worker's ``lorat_plugin.train`` modules) does not load timm and the network.
 """
 from __future__ import annotations
 
 from .lazy import exports_on_first_use
-from .process import prefer_passive_wait
-
-prefer_passive_wait()  # only effective before torch loads its OpenMP runtime
 
 __version__ = "0.1.0"
 __all__ = ["ModelConfig", "VARIANTS", "build_model", "get_config", "list_variants", "save_checkpoint",

@@ -55,7 +55,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "environment": set(),
     "palette": set(),
     "process": set(),  # process-wide tuning (OpenMP wait policy, glibc allocator): the standard library only
-    "root": {"lazy", "process"},
+    "root": {"lazy"},
     "model": LOWEST,
     "data": LOWEST,
     "engine": LOWEST | {"model", "data"},
