@@ -39,6 +39,12 @@ def _save(plt, fig, path: Path) -> Path:
     return path
 
 
+def legend_label(text: str) -> str:
+    """``text`` as a legend shows it: matplotlib leaves out labels that start with ``_``, so such a tracker name
+    (e.g. what sanitising ``<script>`` leaves) gets a leading space instead of losing its entry."""
+    return f" {text}" if text.startswith("_") else text
+
+
 def _curve_plot(path: Path, x: np.ndarray, curves: dict[str, tuple[list[float], float]], *, title: str,
                 xlabel: str, ylabel: str, legend_format: str = "{name} [{score:.1f}]") -> Path:
     """``curves`` in the run's order of trackers (their colours); the legend lists them best first."""
@@ -47,7 +53,7 @@ def _curve_plot(path: Path, x: np.ndarray, curves: dict[str, tuple[list[float], 
     ordered = sorted(curves.items(), key=lambda item: -item[1][1])  # best first, as the toolkits do
     for i, (name, (curve, score)) in enumerate(ordered):
         ax.plot(x, curve, _STYLES[(i // 10) % len(_STYLES)], linewidth=2.0, color=unit_colour(colours[name]),
-                label=legend_format.format(name=name, score=100 * score))
+                label=legend_label(legend_format.format(name=name, score=100 * score)))
     ax.set(xlabel=xlabel, ylabel=ylabel, xlim=(float(x[0]), float(x[-1])), ylim=(0, 1.0))
     ax.set_title(title, fontsize=TEXT_POINTS)
     ax.tick_params(labelsize=TEXT_POINTS)
@@ -104,7 +110,8 @@ def _attribute_plot(path: Path, result: dict) -> Path:
     width = 0.8 / max(1, len(trackers))
     for i, (name, entry) in enumerate(trackers.items()):
         values = [100 * entry.get("attributes", {}).get(a, {}).get("auc", np.nan) for a in attributes]
-        ax.bar(np.arange(len(attributes)) + (i - (len(trackers) - 1) / 2) * width, values, width, label=name,
+        ax.bar(np.arange(len(attributes)) + (i - (len(trackers) - 1) / 2) * width, values, width,
+               label=legend_label(name),
                color=unit_colour(colours[name]))
     crowded = len(attributes) > 6  # slant the names so that long ones do not run into each other
     ax.set_xticks(np.arange(len(attributes)), [f"{a} ({counts[a]['sequences']})" for a in attributes],

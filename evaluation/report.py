@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from lorat_plugin.data.annotations import format_table
+from lorat_plugin.data.datasets.names import printable
 from lorat_plugin.data.sequence import Sequence
 from lorat_plugin.environment import format_environment
 from lorat_plugin.files import atomic_write_text
@@ -321,13 +322,15 @@ def render_table(rows: dict[str, dict[str, Any]], *, header: Seq[str] = (), foot
     lines around them. The one table renderer of reports, the per-sequence view and the demo."""
     columns = list(dict.fromkeys(c for row in rows.values() for c in row))
     places = {c: (column_decimals or {}).get(c, decimals) for c in columns}
-    cells = {name: [_text(row.get(c), places[c]) for c in columns] for name, row in rows.items()}
-    width = max(len(first), *(len(n) for n in rows))
-    widths = [max(len(c), *(len(v[i]) for v in cells.values())) for i, c in enumerate(columns)]
-    lines = [*header, f"{first:<{width}}  " + "  ".join(f"{c:>{w}}" for c, w in zip(columns, widths))]
+    # names come from data (folders, list files): printed with control characters escaped, one line each
+    cells = {printable(name): [printable(_text(row.get(c), places[c])) for c in columns] for name, row in rows.items()}
+    titles = [printable(c) for c in columns]
+    width = max(len(first), *(len(n) for n in cells))
+    widths = [max(len(c), *(len(v[i]) for v in cells.values())) for i, c in enumerate(titles)]
+    lines = [*map(printable, header), f"{first:<{width}}  " + "  ".join(f"{c:>{w}}" for c, w in zip(titles, widths))]
     lines += [f"{name:<{width}}  " + "  ".join(f"{v:>{w}}" for v, w in zip(values, widths))
               for name, values in cells.items()]
-    return "\n".join([*lines, *footer])
+    return "\n".join([*lines, *map(printable, footer)])
 
 
 def _text(value: float | str | None, decimals: int) -> str:

@@ -679,3 +679,32 @@ def test_pack_checks_the_zip_against_the_run_before_saying_wrote(tmp_path, capsy
     captured = capsys.readouterr()
     assert "1 of 2 sequences are not in the zip: GOT-10k_Test_000002" in captured.err
     assert "wrote" not in captured.out and not (tmp_path / "sub.zip").exists()
+
+
+def test_report_per_sequence_escapes_control_characters_in_names(tmp_path):
+    """A tracker or sequence name with terminal escapes or a newline is printed escaped, on its own line: it cannot
+    recolour the table, set the terminal's title or break the table (report.html escapes for HTML itself)."""
+    from lorat_plugin.evaluation import render_table
+
+    hostile = "seq\x1b[31mred\x1b]0;title\x07\nnext"
+    text = render_table({hostile: {"AUC": 50.0}, "plain": {"AUC": 40.0}}, header=["tracker \x1b[2J"], first="sequence")
+    assert "\x1b" not in text and "\x07" not in text and "\u202e" not in render_table({"a\u202eb": {"x": 1.0}})
+    lines = text.splitlines()
+    assert len(lines) == 4 and lines[0] == "tracker \\x1b[2J"
+    assert lines[2].startswith("seq\\x1b[31mred\\x1b]0;title\\x07\\nnext") and lines[2].endswith("50.00")
+    assert len(lines[2]) == len(lines[3])  # still one aligned table
+
+
+def test_a_tracker_name_starting_with_an_underscore_keeps_its_legend_entry():
+    from lorat_plugin.evaluation.plots import legend_label
+
+    assert legend_label("_script_alert_1") == " _script_alert_1" and legend_label("LoRAT") == "LoRAT"
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1], label=legend_label("_hidden"))
+    assert [t.get_text() for t in ax.legend().get_texts()] == [" _hidden"]
+    plt.close(fig)

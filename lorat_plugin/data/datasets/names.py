@@ -30,14 +30,17 @@ def check_sequence_name(name: str, where: str | Path) -> str:
     """``name``, or an ``AnnotationError`` naming ``where`` (the file and line it came from, or the folder)."""
     problem = name_problem(name)
     if problem is not None:
-        raise AnnotationError(f"{_escaped(str(where))}: sequence name {name!r} {problem}; a name must be one plain "
+        raise AnnotationError(f"{printable(str(where))}: sequence name {name!r} {problem}; a name must be one plain "
                               "folder name")
     return name
 
 
-def _escaped(text: str) -> str:
-    """``text`` with control characters as escapes, so that an error stays one line and cannot drive a terminal."""
-    return "".join(repr(c)[1:-1] if unicodedata.category(c) == "Cc" else c for c in text)
+def printable(text: str) -> str:
+    """``text`` with control and format characters (newlines, escape sequences, bidirectional overrides) written as
+    escapes, so that a line made of data stays one line and cannot drive a terminal. Everything printed that comes
+    from data (sequence, tracker and file names) goes through it."""
+    return "".join(c.encode("unicode_escape").decode("ascii") if unicodedata.category(c) in ("Cc", "Cf") else c
+                   for c in text)
 
 
 def read_sequence_list(path: Path) -> list[str]:
