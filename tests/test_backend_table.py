@@ -11,7 +11,6 @@ import torch
 from torch import nn
 
 from lorat_plugin.cli import main
-from lorat_plugin.data.synthetic import moving_box_video
 from lorat_plugin.engine import BACKENDS, TrackingEngine, build_network, precision_name, resolve_precision
 from lorat_plugin.engine.backends import Backend, BackendOptions
 from lorat_plugin.engine.cast import cast_model

@@ -3,7 +3,6 @@ the fp32-without-TF32 guard."""
 from __future__ import annotations
 
 import contextlib
-import platform
 
 import pytest
 import torch

@@ -24,8 +24,6 @@ from pathlib import Path
 
 import yaml
 
-import torch
-
 from ..data.datasets.vot import VotSequence, find_sequences
 from ..devices import parse_device
 from ..engine import precision_name, resolve_precision

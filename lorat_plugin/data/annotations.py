@@ -165,11 +165,6 @@ def sequence_folders(root: Path, marker: str) -> list[Path]:
     return sorted(found, key=lambda p: natural_key(p.name))
 
 
-def read_name_list(path: Path) -> list[str]:
-    """One name per line (``list.txt``, ``testing_set.txt``); blank lines and surrounding spaces ignored."""
-    return [line.strip() for line in read_text(path).splitlines() if line.strip()]
-
-
 def require_dir(root: str | Path, dataset: str) -> Path:
     root = Path(root).expanduser()
     if not root.is_dir():
