@@ -30,6 +30,7 @@ import numpy as np
 import torch.distributed as dist
 
 from lorat_plugin.data.sequence import FrameError, Sequence, read_image
+from lorat_plugin.distributed import peer_failures, sigkill_hook
 from lorat_plugin.environment import run_environment
 
 from .benchmarks import benchmark
@@ -39,7 +40,11 @@ from .records import (SCHEMA_VERSION, Record, Speed, exclusive, load_failures, l
                       write_run_info)
 
 log = logging.getLogger(__name__)
-BARRIER_TIMEOUT = timedelta(days=7)  # ranks that finish early wait for the slowest one at the final barrier
+# Ranks that finish their share early wait for the slowest one at the final gathering, for as long as it takes: a
+# shorter timeout would fail healthy runs with unequal shares. A rank that dies does not make the others wait that
+# long: torchrun stops the group when one of its workers exits, and gloo fails a collective with a dead peer at once
+# (distributed.peer_failures names it). The timeout is only for a peer that hangs with its connection open.
+BARRIER_TIMEOUT = timedelta(days=7)
 _gloo_group: Any = None
 
 
@@ -151,38 +156,39 @@ def run_benchmark(tracker: BatchTracker, sequences: Seq[Sequence], output_dir: s
     tracker_name = safe_name(options.tracker_name)
     rank, world, group, created = _distributed()
     summary = RunSummary(output_dir, tracker_name, rank=rank, world_size=world)
-    lock = ExitStack()
-    try:
-        environment = run_environment(getattr(tracker, "device", None), batch_size=options.batch_size,
-                                      world_size=world)
-        every_rank = _all_gather(group, environment)
+    with peer_failures("evaluation", "the records written so far are kept: rerun the same command to track the rest"):
+        lock = ExitStack()
+        try:
+            environment = run_environment(getattr(tracker, "device", None), batch_size=options.batch_size,
+                                          world_size=world)
+            every_rank = _all_gather(group, environment)
 
-        def prepare() -> _Plan:
-            lock.enter_context(exclusive(output_dir))  # rank 0 holds it for the whole torchrun run
-            return _prepare(output_dir, sequences, tracker_name, dataset, options, every_rank)
+            def prepare() -> _Plan:
+                lock.enter_context(exclusive(output_dir))  # rank 0 holds it for the whole torchrun run
+                return _prepare(output_dir, sequences, tracker_name, dataset, options, every_rank)
 
-        plan = _agree(rank, group, prepare)
-        summary.retracked = plan.retracked
-        summary.skipped = len(sequences) * options.repeats - len(plan.pending)
-        by_name = {s.name: s for s in sequences}
-        mine = [_Active(by_name[name], run, sequence_fingerprint(by_name[name]))
-                for name, run in plan.pending[rank::world]]
-        _Scheduler(tracker, mine, output_dir, summary, options, plan.environment_of_rank[rank]).run()
-        _count_every_rank(summary, group)  # a collective: past it, every rank's records are on disk
-        summary.environments = [e for i, e in enumerate(every_rank) if e not in every_rank[:i]]
-        if rank == 0:
-            summary.failures = load_failures(output_dir)
-            if summary.completed:
-                summary.speed = speed_of(load_record(record_path(output_dir, name, run))
-                                         for name, run in summary.completed)
-            summary.outputs = export_results(output_dir, formats=options.formats, dataset=dataset,
-                                             tracker_name=tracker_name, sequences=sequences)
-        if group is not None:
-            dist.barrier(group=group)  # nobody leaves before the merged outputs exist
-    finally:
-        lock.close()
-        if created:
-            dist.destroy_process_group()
+            plan = _agree(rank, group, prepare)
+            summary.retracked = plan.retracked
+            summary.skipped = len(sequences) * options.repeats - len(plan.pending)
+            by_name = {s.name: s for s in sequences}
+            mine = [_Active(by_name[name], run, sequence_fingerprint(by_name[name]))
+                    for name, run in plan.pending[rank::world]]
+            _Scheduler(tracker, mine, output_dir, summary, options, plan.environment_of_rank[rank]).run()
+            _count_every_rank(summary, group)  # a collective: past it, every rank's records are on disk
+            summary.environments = [e for i, e in enumerate(every_rank) if e not in every_rank[:i]]
+            if rank == 0:
+                summary.failures = load_failures(output_dir)
+                if summary.completed:
+                    summary.speed = speed_of(load_record(record_path(output_dir, name, run))
+                                             for name, run in summary.completed)
+                summary.outputs = export_results(output_dir, formats=options.formats, dataset=dataset,
+                                                 tracker_name=tracker_name, sequences=sequences)
+            if group is not None:
+                dist.barrier(group=group)  # nobody leaves before the merged outputs exist
+        finally:
+            lock.close()
+            if created:
+                dist.destroy_process_group()
     return summary
 
 
@@ -340,6 +346,7 @@ class _Scheduler:
             save_record(self.output_dir, Record(item.sequence.name, item.run, item.boxes, item.scores, item.times,
                                                 item.fingerprint, item.warmup, item.batch, self.environment))
             summary.completed_here.append((item.sequence.name, item.run))
+            sigkill_hook("record")
             fps = self.steady_frames / self.steady_seconds if self.steady_seconds > 0 else float("nan")
             self.bar.set_postfix(seq=f"{len(summary.completed_here)}/{self.total}", fps_per_seq=f"{fps:.1f}",
                                  refresh=False)

@@ -14,7 +14,7 @@ import torch
 import yaml
 from torch import nn
 
-from ..distributed import Distributed, all_reduce_mean, setup, teardown
+from ..distributed import Distributed, all_reduce_mean, peer_failures, setup, sigkill_hook, teardown
 from ..files import atomic_write_text
 from ..model import LoRAT, build_model, count_parameters, save_checkpoint
 from ..model.weights import load_head, read_weights
@@ -81,8 +81,10 @@ def train(config: TrainConfig, output: str | Path | None = None, *, resume: bool
         make_deterministic()
     ctx = setup(config.train.device)
     try:
-        return _Trainer(config, Path(output or Path("runs") / config.name), ctx, resume=resume,
-                        progress=progress, on_log=on_log, validation=validation).run(stop_after_steps)
+        with peer_failures("training", "rerun the same command with --resume to continue from the last saved "
+                                       "state (train.state_every_steps sets how often it is saved)"):
+            return _Trainer(config, Path(output or Path("runs") / config.name), ctx, resume=resume,
+                            progress=progress, on_log=on_log, validation=validation).run(stop_after_steps)
     finally:
         teardown()
 
@@ -249,6 +251,7 @@ class _Trainer:
                 count += 1
                 self.global_step += 1
                 self.step_in_epoch += 1
+                sigkill_hook("train-step")
                 if bar is not None:
                     bar.update(1)
                 if self.global_step % cfg.train.log_every == 0 or self.step_in_epoch == self.steps_per_epoch:
