@@ -139,7 +139,14 @@ def numbered_frames(folder: Path, count: int, pattern: str, *, start: int, annot
     if count and os.path.isfile(os.path.join(frames.folder, pattern % start)) and \
             os.path.isfile(os.path.join(frames.folder, pattern % (start + count - 1))):
         if os.path.isfile(os.path.join(frames.folder, pattern % (start + count))):
-            check_frame_count(annotation, count, len(list_images(folder)), folder, rule)
+            listed = list_images(folder)
+            check_frame_count(annotation, count, len(listed), folder, rule)
+            # listed anyway: a gap in the numbering (a frame missing, a later one in its place) is found here
+            names = {path.name for path in listed}
+            missing = next((pattern % i for i in range(start, start + count) if pattern % i not in names), None)
+            if missing is not None:
+                raise AnnotationError(f"{annotation}: frame {folder / missing} is missing (the annotated frames are "
+                                      f"{pattern % start}..{pattern % (start + count - 1)}, without gaps)")
         return frames
     listed = list_images(folder)
     check_frame_count(annotation, count, len(listed), folder, rule)

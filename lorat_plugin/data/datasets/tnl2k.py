@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..sequence import Sequence
+from ..sequence import AnnotationError, Sequence
 from ..annotations import check_frame_count, list_images, read_boxes, read_text, require_dir, sequence_folders
 from .registry import DatasetInfo, register
 
@@ -38,7 +38,10 @@ def annotated_folders(root: Path, what: str, *, image_dirs: tuple[str, ...], rul
     for folder in folders:
         gt_file = folder / "groundtruth.txt"
         boxes = read_boxes(gt_file)
-        image_dir = next((folder / d for d in image_dirs if (folder / d).is_dir()), folder / image_dirs[-1])
+        image_dir = next((folder / d for d in image_dirs if (folder / d).is_dir()), None)
+        if image_dir is None:
+            raise AnnotationError(f"frame folder not found: {' or '.join(str(folder / d) for d in image_dirs)} "
+                                  f"(annotation {gt_file})")
         frames = list_images(image_dir)
         check_frame_count(gt_file, len(boxes), len(frames), image_dir, rule=rule)
         found.append((folder, frames[:len(boxes)], boxes))

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..sequence import AnnotationError, Sequence
 from ..annotations import list_images, natural_key, numbered_frames, read_boxes, require_dir
+from .names import check_sequence_name
 from .registry import DatasetInfo, register
 
 
@@ -26,6 +27,7 @@ def load(root: str | Path, split: str | None = None) -> list[Sequence]:
             raise FileNotFoundError(f"TrackingNet annotation folder not found: {anno_dir}")
         names = sorted((e.name[:-4] for e in os.scandir(anno_dir) if e.name.endswith(".txt")), key=natural_key)
         for name in names:
+            check_sequence_name(name, anno_dir / f"{name}.txt")  # before it becomes part of the frames' path
             sequences.append(_load_sequence(anno_dir / f"{name}.txt", frames_dir / name, chunk))
     return sequences
 
