@@ -85,7 +85,8 @@ class PeerLost(ConnectionError):
 def _is_peer_failure(error: BaseException) -> bool:
     # gloo reports a peer that died as a RuntimeError from its TCP transport ("Connection closed by peer",
     # "Connection reset by peer"); NCCL and the rendezvous store raise torch's DistError family.
-    return isinstance(error, dist.DistError) or "gloo/transport" in str(error)
+    families = tuple(getattr(dist, name) for name in ("DistError", "DistBackendError") if hasattr(dist, name))
+    return isinstance(error, families) or "gloo/transport" in str(error)
 
 
 @contextmanager
