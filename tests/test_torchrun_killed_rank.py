@@ -82,6 +82,22 @@ def _two_processes_without_launcher(arguments: list[str], kill: str) -> tuple[in
                 process.wait()
 
 
+def _torchrun_killed(arguments: list[str], kill: str) -> None:
+    """The command ends non-zero within the limit and torchrun's summary names rank 1, killed by SIGKILL."""
+    done, seconds = _torchrun(arguments, kill=kill)
+    assert done.returncode != 0 and seconds < LIMIT_S, (seconds, done.stderr[-3000:])
+    assert TORCHRUN_NAMES_RANK_1.search(done.stderr), done.stderr[-3000:]
+
+
+def _survivor_says(arguments: list[str], kill: str) -> str:
+    """Rank 0's one error line when rank 1 dies with no launcher to stop rank 0 (exit status 2, no traceback)."""
+    status, stderr, killed_status, seconds = _two_processes_without_launcher(arguments, kill=kill)
+    assert killed_status == -9 and status == 2 and seconds < LIMIT_S, (seconds, stderr[-3000:])
+    message = [line for line in stderr.splitlines() if line.startswith(f"lorat {arguments[0]}: error:")]
+    assert len(message) == 1 and "Traceback" not in stderr, stderr[-3000:]
+    return message[0]
+
+
 def _box_files(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*.txt"))
             if not p.name.endswith("_time.txt")}
@@ -98,19 +114,14 @@ def test_evaluate_with_rank_1_killed_ends_then_resumes_to_the_same_files(tmp_pat
     arguments += ["--output", str(sharded)]
 
     # torchrun: rank 1 dies after its first record; torchrun stops rank 0 and names rank 1
-    done, seconds = _torchrun(arguments, kill="1:record:1")
-    assert done.returncode != 0 and seconds < LIMIT_S, (seconds, done.stderr[-3000:])
-    assert TORCHRUN_NAMES_RANK_1.search(done.stderr), done.stderr[-3000:]
+    _torchrun_killed(arguments, kill="1:record:1")
     after_first = len(list((sharded / "records").glob("*.npz")))
     assert 1 <= after_first < len(names)
 
     # no launcher: rank 0's own collective fails at once and says, in one line, that rank 1 is gone
-    status, stderr, killed_status, seconds = _two_processes_without_launcher(arguments, kill="1:record:1")
-    assert killed_status == -9 and status == 2 and seconds < LIMIT_S, (seconds, stderr[-3000:])
-    message = [line for line in stderr.splitlines() if line.startswith("lorat evaluate: error:")]
-    assert len(message) == 1 and "Traceback" not in stderr, stderr[-3000:]
-    assert "rank 0 of 2: rank 1 ended or lost its connection during evaluation" in message[0]
-    assert "rerun the same command" in message[0]
+    message = _survivor_says(arguments, kill="1:record:1")
+    assert "rank 0 of 2: rank 1 ended or lost its connection during evaluation" in message
+    assert "rerun the same command" in message
     after_second = len(list((sharded / "records").glob("*.npz")))
     assert after_first < after_second < len(names)
 
@@ -151,20 +162,14 @@ def test_train_with_rank_1_killed_ends_then_resumes_to_the_same_weights(tmp_path
     assert done.returncode == 0, done.stderr[-3000:]
 
     # torchrun: rank 1 dies after step 3, past the state of step 2
-    done, seconds = _torchrun(["train", "--config", str(config), "--output", str(killed), "--no-progress"],
-                              kill="1:train-step:3")
-    assert done.returncode != 0 and seconds < LIMIT_S, (seconds, done.stderr[-3000:])
-    assert TORCHRUN_NAMES_RANK_1.search(done.stderr), done.stderr[-3000:]
+    _torchrun_killed(["train", "--config", str(config), "--output", str(killed), "--no-progress"],
+                     kill="1:train-step:3")
     assert _global_step(killed) == 2 and not (killed / "model.safetensors").exists()
 
     # no launcher: resumed at step 2, rank 1 dies after its 3rd step (global step 5); rank 0's all-reduce fails
     resume = ["train", "--config", str(config), "--output", str(killed), "--no-progress", "--resume"]
-    status, stderr, killed_status, seconds = _two_processes_without_launcher(resume, kill="1:train-step:3")
-    assert killed_status == -9 and status == 2 and seconds < LIMIT_S, (seconds, stderr[-3000:])
-    message = [line for line in stderr.splitlines() if line.startswith("lorat train: error:")]
-    assert len(message) == 1 and "Traceback" not in stderr, stderr[-3000:]
-    assert "rank 0 of 2: rank 1 ended or lost its connection during training" in message[0]
-    assert "--resume" in message[0]
+    message = _survivor_says(resume, kill="1:train-step:3")
+    assert "rank 0 of 2: rank 1 ended or lost its connection during training" in message and "--resume" in message
     assert _global_step(killed) == 4
 
     # the rerun continues from step 4 and ends with the uninterrupted run's weights, bit for bit
