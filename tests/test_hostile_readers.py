@@ -66,6 +66,12 @@ def _trackingnet(root: Path) -> None:
     (root / "TRAIN_0/anno/a_0.txt").write_text(_lines(BOXES))
 
 
+def _trackingnet_test(root: Path) -> None:  # the TEST chunk annotates frame 0 only
+    _touch(root / "TEST/frames/a_0", [f"{i}.jpg" for i in range(FRAMES)])
+    (root / "TEST/anno").mkdir(parents=True)
+    (root / "TEST/anno/a_0.txt").write_text(_lines(BOXES[:1]))
+
+
 def _tnl2k(root: Path) -> None:
     _touch(root / "s1/imgs", [f"{i:05d}.jpg" for i in range(1, FRAMES + 1)])
     (root / "s1/groundtruth.txt").write_text(_lines(BOXES))
@@ -77,6 +83,7 @@ LAYOUTS = {
     "uav123": Layout("uav123", None, "anno/UAV123/uav6.txt", "data_seq/UAV123/uav6", _uav123),
     "nfs": Layout("nfs", "30", "bee/30/bee.txt", "bee/30/bee", _nfs),
     "trackingnet": Layout("trackingnet", "TRAIN_0", "TRAIN_0/anno/a_0.txt", "TRAIN_0/frames/a_0", _trackingnet),
+    "trackingnet_test": Layout("trackingnet", "test", "TEST/anno/a_0.txt", "TEST/frames/a_0", _trackingnet_test),
     "tnl2k": Layout("tnl2k", None, "s1/groundtruth.txt", "s1/imgs", _tnl2k),
 }
 
@@ -313,6 +320,10 @@ CASES = {
         error(AnnotationError, r"sequence name '\.' is not a name")),
     "trackingnet_annotation_named_like_a_glob": ("trackingnet", trackingnet_sequence_named("a*[0]"),
         loads(lambda s: [q.name for q in s] == ["a*[0]"])),
+    "trackingnet_test_gap_in_frame_numbers": ("trackingnet_test", renumber_with_gap("4.jpg", "9.jpg"),
+        error(AnnotationError, r"{frames}: frames must be numbered 0\.\.8 without gaps")),
+    "trackingnet_test_two_rows": ("trackingnet_test", rewrite(lambda t: t + t),
+        error(AnnotationError, r"{annotation}: 2 annotated frames but 9 images in {frames}")),
     # TNL2K (our reader: got10k has none)
     "tnl2k_zero_rows_are_an_absent_target": ("tnl2k", replace_line(5, "0,0,0,0"), loads(first_row_absent)),
     "tnl2k_nan_row": ("tnl2k", replace_line(5, "nan,nan,nan,nan"), loads(first_row_absent)),
@@ -336,6 +347,7 @@ CASES = {
 def test_hostile_reader_input(tmp_path: Path, case: str) -> None:
     dataset, attack, expected = CASES[case]
     layout = LAYOUTS[dataset]
+    dataset = layout.dataset
     root = tmp_path / "root"
     layout.write(root)
     moved = attack(root, layout)
