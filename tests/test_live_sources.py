@@ -152,6 +152,21 @@ def test_a_stalled_stream_ends_the_run_with_every_output_written(tmp_path: Path,
         assert gif.n_frames == processed
 
 
+def test_a_stalled_stream_without_real_time_mode_is_an_error_naming_it(tmp_path: Path, tiny_checkpoint: Path,
+                                                                       capsys) -> None:
+    output = tmp_path / "b.txt"
+    with mjpeg_server(clip(10), fps=50, hold_after=3) as url:
+        started = time.perf_counter()
+        code = main(["track", url, "--no-realtime", "--init", ",".join(map(str, BOX)), "--checkpoint",
+                     str(tiny_checkpoint), "--stall-timeout", "0.5", "-o", str(output), "-q"])
+        elapsed = time.perf_counter() - started
+    err = capsys.readouterr().err
+    assert code == 2 and elapsed < 5, (code, elapsed, err)
+    assert f"{url}: no data for 0.5 s after frame 3 (the stream stalled)" in err and "Traceback" not in err
+    assert "stopped after 3 frames" in err and len(Path(f"{output}.partial").read_text().splitlines()) == 3
+    assert not output.exists()
+
+
 class Frames:
     """A source of ``count`` frames; after ``stall_after`` frames it waits (until released), after ``fail_after``
     it raises."""
@@ -329,5 +344,7 @@ def test_an_rtsp_stream_is_tracked_in_real_time(tmp_path: Path, tiny_checkpoint:
         server.wait(timeout=10)
     err = capsys.readouterr().err
     processed, dropped = summary_counts(err)
-    assert code in (0, 1) and processed >= 10, err  # a server may end its stream by stalling or by closing it
+    # Frames the server sent while the model loaded come in a burst and are mostly dropped; a frame may be lost as
+    # the session starts or ends, and a server may end its stream by closing it (0) or by going silent (1).
+    assert code in (0, 1) and processed >= 1 and 50 <= processed + dropped <= 60, err
     assert len(output.read_text().splitlines()) == 1 + processed
