@@ -270,7 +270,8 @@ def test_camera_and_stream_openers_call_pyav_as_each_source_needs(opened, monkey
     monkeypatch.setattr(live.sys, "platform", "linux")
     monkeypatch.setattr(live.os.path, "exists", lambda path: path == "/dev/video3")
     camera = open_source(3, camera_size=(640, 480), stall_timeout=2)
-    assert opened[-1] == ("/dev/video3", {"format": "v4l2", "options": {"video_size": "640x480"}, "timeout": (10.0, 2.0)})
+    assert opened[-1] == ("/dev/video3", {"format": "v4l2", "options": {"video_size": "640x480"},
+                                          "timeout": (10.0, 2.0)})
     assert camera.live and camera.fps == 30 and camera.name == "/dev/video3"
     assert [int(frame[0, 0, 0]) for frame in camera] == [0, 1, 2]
     with pytest.raises(FrameError, match="only once"):
