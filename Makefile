@@ -4,7 +4,7 @@ VENV ?= .venv
 PIP := $(VENV)/bin/pip
 EXTRAS ?= got10k,vot,video,train,export,baselines,demo,sam,test
 
-.PHONY: demo test venv clean
+.PHONY: demo test test-all venv clean
 
 $(VENV)/.installed: setup.py constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,12 @@ venv: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(VENV)/bin/lorat demo --output lorat-demo
 
+# The fast suite: everything but the tests marked slow (over about 10 s each; see pytest.ini).
 test: $(VENV)/.installed
+	MPLBACKEND=Agg $(VENV)/bin/pytest -m "not slow"
+
+# Every test, the slow end-to-end ones included (what CI runs: .ci/run).
+test-all: $(VENV)/.installed
 	MPLBACKEND=Agg $(VENV)/bin/pytest
 
 clean:

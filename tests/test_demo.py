@@ -55,6 +55,7 @@ def _ao(sequences, boxes_per_sequence) -> float:
     return float(got10k_benchmark(per_sequence)["overall"]["ao"])
 
 
+@pytest.mark.slow  # 800 frames through the demo model
 def test_shipped_model_tracks_unseen_sequences(tmp_path):
     """Test photographs, a seed the model never saw: the shipped model must track above MIN_AO."""
     _shipped()

@@ -120,6 +120,7 @@ def test_int8_is_cpu_only_and_opt_in(tiny_config) -> None:
     assert precision.default_precision("cpu") != torch.int8  # never a default
 
 
+@pytest.mark.slow
 def test_int8_on_the_reference_fixtures(reference_tracking, reference_case) -> None:
     model, frames, init = reference_tracking()
     io = reference_case(TRACKING_FIXTURE).inputs

@@ -121,6 +121,29 @@ def test_identity_of_a_checkpoint_and_of_the_demo_model(tiny_checkpoint: Path) -
     assert demo["name"].startswith("LoRAT-demo-") and demo["files"] == ["demo_model.safetensors"]
 
 
+def test_identity_names_the_training_run_recorded_in_the_checkpoint(tiny_checkpoint: Path, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """`lorat train` records the run name in every checkpoint's metadata; results of two runs' models then say which
+    run each came from, whatever the files are called (every run writes model.safetensors)."""
+    from lorat_plugin.model import build_model, config as model_config, save_checkpoint
+
+    model = build_model(checkpoint=tiny_checkpoint, merge=False)
+    first = save_checkpoint(model, tmp_path / "a" / "model.safetensors", extra_metadata={"run": "first-try"})
+    second = save_checkpoint(model, tmp_path / "b" / "model.safetensors", extra_metadata={"run": "second"})
+    identity = ModelSpec.resolve(checkpoint=first, env={}).identity("fp32")
+    assert identity["name"] == f"LoRAT-first-try-{identity['weights'][:8]}-fp32"
+    assert ModelSpec.resolve(checkpoint=second, env={}).identity("fp32")["name"].startswith("LoRAT-second-")
+    renamed = shutil.copy(first, tmp_path / "best.safetensors")  # the metadata survives a rename
+    assert ModelSpec.resolve(checkpoint=renamed, env={}).identity("fp32")["name"] == identity["name"]
+    # a known architecture: the variant first, then the run unless it only repeats the variant
+    monkeypatch.setitem(model_config.VARIANTS, "T-test", model.config)
+    assert ModelSpec.resolve("T-test", checkpoint=first, env={}).identity("fp32")["name"].startswith(
+        "LoRAT-T-test-first-try-")
+    same = save_checkpoint(model, tmp_path / "c.safetensors", extra_metadata={"run": "t-test"})
+    assert ModelSpec.resolve("T-test", checkpoint=same, env={}).identity("fp32")["name"].startswith("LoRAT-T-test-")
+    assert "t-test" not in ModelSpec.resolve("T-test", checkpoint=same, env={}).identity("fp32")["name"]
+
+
 def test_model_identity_of_a_spec_an_exported_file_and_a_model_in_memory(tiny_checkpoint: Path, tmp_path: Path,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """The one identity function every entry point calls (demo, LoRATTracker, evaluate, the TraX program)."""

@@ -80,6 +80,7 @@ def test_stored_precision_network_matches_fp32_within_the_stated_tolerance(fixtu
     assert (fast[1] - reference[1]).abs().max() <= (amp[1].float() - reference[1]).abs().max() + 1e-6
 
 
+@pytest.mark.slow  # 30-40 s each; the tiny model's case below stays in the fast suite
 @pytest.mark.parametrize("dtype", ["bf16", "fp16"])
 def test_tracker_steps_match_fp32_on_the_reference_sequence(fixture_model, dtype) -> None:
     model, frames, init = fixture_model
@@ -273,6 +274,7 @@ def test_measure_speed_reports_every_backend_and_batch(tiny_checkpoint: Path) ->
     assert "model/timm" in text and "tracker/timm" in text and "CPU:" in text and "torch threads" in text
 
 
+@pytest.mark.slow
 def test_lorat_benchmark_command(tiny_checkpoint: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "bench.json"
     assert main(["benchmark", "--checkpoint", str(tiny_checkpoint), "--device", "cpu", "--compare",

@@ -93,6 +93,9 @@ def test_overrides_reach_nested_keys_and_list_items() -> None:
     ("optim.lrr=1", r"^unknown key optim.lrr \(did you mean lr\? known: lr, weight_decay"),
     ("data=5", "^data must be a section of keys, got '5'$"),
     ("optim.lr=[1,", r"^override 'optim.lr=\[1,': the value is not valid YAML"),
+    ("train.threads=0", "^train.threads must be >= 1, got 0$"),
+    ("name=runs/x", "^name 'runs/x' holds a path separator; the run name must be one plain folder name$"),
+    ("name=''", "^name '' is not a name"),
 ])
 def test_bad_values_are_one_line_errors_naming_the_key(override: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message) as error:

@@ -107,6 +107,30 @@ def test_run_folder_holds_config_state_checkpoints_and_logs(reference_run: Path,
         train(load_config(config), reference_run.parent / "empty", resume=True, progress=False)
 
 
+def test_the_model_is_named_after_the_run(workspace: Path, reference_run: Path, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every run writes model.safetensors; the run name (the config's, else its file stem; or --name) is in the
+    checkpoints' metadata, so the default tracker name of each run's model says which run trained it."""
+    from lorat_plugin.model.sources import ModelSpec
+
+    backbone = workspace / "dinov2_tiny.pth"
+    identity = ModelSpec.resolve(checkpoint=reference_run / "model.safetensors", backbone_weights=backbone,
+                                 env={}).identity("fp32")
+    assert identity["name"].startswith("LoRAT-tiny-")  # tiny.yaml has no name: its stem
+    monkeypatch.chdir(tmp_path)  # the default output folder is runs/<name>, under the current folder
+    short = ["train.epochs=1", "data.samples_per_epoch=8"]
+    assert main(["train", "--config", str(workspace / "tiny.yaml"), "--name", "first-try", "--no-progress",
+                 *short]) == 0
+    model = tmp_path / "runs" / "first-try" / "model.safetensors"
+    assert read_weights(model).metadata["run"] == "first-try"
+    assert read_weights(model.parent / "checkpoints" / "epoch_1.safetensors").metadata["run"] == "first-try"
+    named = ModelSpec.resolve(checkpoint=model, backbone_weights=backbone, env={}).identity("fp32")["name"]
+    assert named.startswith("LoRAT-first-try-") and named.endswith("-fp32")
+    # a name that is no folder name is refused in one line before any work
+    assert main(["train", "--config", str(workspace / "tiny.yaml"), "--name", "a/b", "--no-progress", *short]) == 2
+    assert not (tmp_path / "runs" / "a").exists()
+
+
 def test_resumed_run_is_bit_identical(workspace: Path, reference_run: Path, tiny_config: ModelConfig) -> None:
     # Stopped mid-epoch with worker processes, resumed: the same samples, steps and weights as the reference.
     config = load_config(write_config(workspace / "resume.yaml",
@@ -120,6 +144,7 @@ def test_resumed_run_is_bit_identical(workspace: Path, reference_run: Path, tiny
     assert all(d == 0.0 for d in differences.values()), differences
 
 
+@pytest.mark.slow  # two processes start torch and gloo
 def test_two_torchrun_processes_match_one(workspace: Path, reference_run: Path) -> None:
     output = workspace / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -29,7 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", help=f"{split_help(scored_only=True)} (default first)")
     parser.add_argument("--output", required=True, help="evaluation folder (created; reused to resume)")
     parser.add_argument("--tracker-name", help="name in result files and reports (default: the model's identity, "
-                                               "LoRAT-<variant or checkpoint stem>-<weights hash>-<precision>)")
+                                               "LoRAT-<variant, training run or checkpoint stem>-<weights hash>-"
+                                               "<precision>)")
     parser.add_argument("--runs", type=int, default=1, help="runs per sequence (_001, _002, ...; default 1)")
     parser.add_argument("--repeats", type=int, dest="runs", help=argparse.SUPPRESS)  # old name
     parser.add_argument("--batch-size", type=positive_int, default=None, metavar="N",

@@ -4,13 +4,15 @@
   torchrun --nproc-per-node 8 -m lorat_plugin.cli train --config B-224 --output runs/b224
   lorat train --config B-224 --output runs/b224 --resume
   lorat train --config my-recipe.yaml --output runs/mine
+  lorat train --config smoke --name first-try          # a tiny model in a minute (see the config's comment)
 
 --config takes a YAML file or the name of a shipped recipe (lorat_plugin/configs/: recipe, S-224 B-224 B-378 L-224
-L-378 g-224 g-378, demo-pretrain, demo); a recipe of your own can start from one with `base: B-224`.
+L-378 g-224 g-378, demo-pretrain, demo, smoke); a recipe of your own can start from one with `base: B-224`.
 
 Overrides are key.path=value pairs (values in YAML syntax; list items by index: data.datasets.0.root=/data/GOT-10k).
 Under torchrun every process runs this command; rank 0 writes the run folder: config.yaml, state.pt (resumable),
-checkpoints/epoch_<N>.safetensors, model.safetensors when done, tensorboard/. See docs/training.md.
+checkpoints/epoch_<N>.safetensors, model.safetensors when done, tensorboard/. The checkpoints record the run
+name, which the model's default tracker name then carries (LoRAT-<run>-<hash>-<precision>). See docs/training.md.
 """
 from __future__ import annotations
 
@@ -30,6 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="training YAML, or a shipped recipe's name (B-224, ...); default: the built-in recipe "
                              "(B-224, data under $LORAT_DATA)")
     parser.add_argument("--output", metavar="DIR", help="run folder (default: train.output, else runs/<config name>)")
+    parser.add_argument("--name", metavar="NAME",
+                        help="run name (default: the config's name, else its file stem): the default output folder "
+                             "runs/<name>, and recorded in the checkpoints, so the model's default tracker name "
+                             "says which run trained it")
     parser.add_argument("--resume", action="store_true", help="continue the run in --output from its state.pt")
     parser.add_argument("--stop-after-steps", type=int, metavar="N",
                         help="stop (resumably) after N optimiser steps in total, e.g. for time-limited jobs")
@@ -37,13 +43,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import json
     import logging
     import os
 
     from ..train import load_config, train
     from ..train.config import resolve_path
 
-    config = load_config(args.config, args.overrides)
+    overrides = list(args.overrides)
+    if args.name is not None:
+        overrides.append(f"name={json.dumps(args.name)}")  # a JSON string is a YAML string: any text stays text
+    config = load_config(args.config, overrides)
     if int(os.environ.get("RANK", "0")) != 0:
         logging.getLogger().setLevel(logging.WARNING)  # one process talks
     output = args.output or resolve_path(config.train.output, "train.output")

@@ -77,15 +77,28 @@ def _variant_held_by(folder: Path) -> str:
                             f"from {RELEASES_URL}) or one <variant>.safetensors written by `lorat train`")
 
 
-def _holds_backbone(checkpoint: Path) -> bool:
-    """Whether a checkpoint written by ``save_checkpoint`` carries its own backbone (read from the header only)."""
+def _header(checkpoint: Path) -> dict[str, str]:
+    """The safetensors metadata of a checkpoint (read from the header only); empty for other files."""
     from safetensors import safe_open
 
     try:
         with safe_open(str(checkpoint), framework="pt") as f:
-            return (f.metadata() or {}).get("contents") == "full"
+            return dict(f.metadata() or {})
     except Exception:  # noqa: BLE001 -- not safetensors: a released or torch.save file, read (and checked) later
-        return False
+        return {}
+
+
+def _holds_backbone(checkpoint: Path) -> bool:
+    """Whether a checkpoint written by ``save_checkpoint`` carries its own backbone."""
+    return _header(checkpoint).get("contents") == "full"
+
+
+def recorded_run(checkpoint: Path | None) -> str | None:
+    """The training run that wrote ``checkpoint`` (the ``run`` entry ``lorat train`` records in the metadata: the
+    config's ``name``), or None for files without one (released checkpoints, DINOv2 files, ONNX)."""
+    if checkpoint is None:
+        return None
+    return _header(checkpoint).get("run", "").strip() or None
 
 
 @dataclass(frozen=True)
@@ -183,9 +196,18 @@ class ModelSpec:
         """What a results folder records about the model (no absolute path: the same files give the same identity
         wherever they lie): ``{"name", "variant", "weights", "files", "precision"}``, ``weights`` a short SHA-256 of
         the files' bytes, ``precision`` what actually runs (``precision_name(engine.dtype)``), ``name`` the default
-        tracker name ``LoRAT-<variant or checkpoint stem>-<8 hex of weights>-<precision>``."""
+        tracker name ``LoRAT-<label>-<8 hex of weights>-<precision>``. The label is the variant, then the run that
+        trained the checkpoint (:func:`recorded_run`; left out where it repeats the variant), else the checkpoint's
+        file stem: ``LoRAT-B-224-…``, ``LoRAT-B-224-mine-…``, ``LoRAT-smoke-…`` (a custom architecture trained by a
+        run named smoke, whatever its file is called), ``LoRAT-base-…``."""
         digest = hashlib.sha256("".join(file_digest(p) for p in self.files).encode()).hexdigest()[:12]
-        label = self.variant or self.checkpoint.stem  # type: ignore[union-attr]  # resolve() leaves one of them
+        run = recorded_run(self.checkpoint)
+        if self.variant is None:
+            label = run or self.checkpoint.stem  # type: ignore[union-attr]  # resolve() leaves one of them
+        elif run is None or run.lower() == self.variant.lower():
+            label = self.variant
+        else:
+            label = f"{self.variant}-{run}"
         return make_identity(label, self.variant, digest, [p.name for p in self.files], precision)
 
 

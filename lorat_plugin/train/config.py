@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 import yaml
 
+from ..data.datasets.names import name_problem
 from ..model.config import ModelConfig, get_config
 
 PACKAGED_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
@@ -139,6 +140,9 @@ class TrainSection:
     dtype: Literal["fp16", "bf16", "fp32"] = "fp16"  # autocast precision; fp16 adds a GradScaler
     device: str | None = None  # null: CUDA (the local rank's GPU) when available, else CPU
     compile: bool = False  # torch.compile the model (the reference does on Linux GPUs)
+    # torch intra-op threads of each process (null: torch's choice, OMP_NUM_THREADS where set; torchrun sets 1). On a
+    # CPU, tiny models step several times faster on one thread than on two (docs/training.md, the smoke run).
+    threads: int | None = ranged(None, ">= 1")
     # Attention kernel: "default" lets PyTorch pick (fused flash / memory-efficient kernels); "math" is the plain
     # matmul-softmax-matmul, faster on CPUs for few tokens (docs/training.md has the measurements).
     attention: Literal["default", "math"] = "default"
@@ -169,7 +173,9 @@ _SHELL_VARIABLE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)")
 
 @dataclass
 class TrainConfig:
-    name: str = "lorat"  # run name (TensorBoard, default output folder); defaults to the config file's stem
+    # run name: TensorBoard, the default output folder, and the checkpoints' metadata (the model's identity carries
+    # it); defaults to the config file's stem
+    name: str = "lorat"
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
     optim: OptimSection = field(default_factory=OptimSection)
@@ -185,6 +191,10 @@ class TrainConfig:
     def validate(self, world_size: int = 1) -> None:
         """Every count, size and rate in range; the global batch splits over processes and accumulation."""
         d, o = self.data, self.optim
+        # the default output folder is runs/<name>, and the name goes into checkpoints and tracker names
+        problem = name_problem(self.name.strip())
+        if problem is not None:
+            raise ConfigError(f"name {self.name!r} {problem}; the run name must be one plain folder name")
         if not d.datasets:
             raise ConfigError("data.datasets is empty: name at least one training source")
         for key, value, rule in _settings(self):

@@ -79,6 +79,8 @@ def train(config: TrainConfig, output: str | Path | None = None, *, resume: bool
     so that training itself needs no tracking engine."""
     if config.train.deterministic:
         make_deterministic()
+    if config.train.threads is not None:
+        torch.set_num_threads(config.train.threads)
     ctx = setup(config.train.device)
     try:
         with peer_failures("training", "rerun the same command with --resume to continue from the last saved "
