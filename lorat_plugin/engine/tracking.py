@@ -130,6 +130,11 @@ class TrackingEngine:
         # non_blocking only on CUDA: elsewhere (MPS) a converted temporary may be freed before the copy runs
         return tensor.to(self.device, non_blocking=self.device.type == "cuda").permute(2, 0, 1)
 
+    def frame_on_device(self, frame: Any) -> torch.Tensor:
+        """The frame as an H x W x 3 uint8 tensor on the engine's device: several sequences of one image (the
+        targets of one video) then share one host-to-device copy."""
+        return self._frame(frame).permute(1, 2, 0)
+
     @torch.inference_mode()
     def initialize(self, frames: Sequence[Any], boxes: Any) -> list[TrackState]:
         """Start one sequence per (frame, box x, y, w, h). Returns their states."""
@@ -249,7 +254,7 @@ def track_targets(engine: TrackingEngine, frames: Iterable[Any], init_boxes: Any
     for frame in frames:
         frame = to_rgb(frame)
         # Moved to the device once and shared by the K batch elements (the engine never writes to a frame).
-        image = engine._frame(frame).permute(1, 2, 0) if isinstance(engine, TrackingEngine) else frame
+        image = engine.frame_on_device(frame) if isinstance(engine, TrackingEngine) else frame
         if states is None:
             states = engine.initialize([image] * targets, init_boxes)
             yield frame, np.array([state.box for state in states]), np.array([state.score for state in states])
