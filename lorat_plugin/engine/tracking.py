@@ -226,16 +226,36 @@ class TrackingEngine:
 def track_frames(engine: TrackingEngine, frames: Iterable[Any], init_box: Any
                  ) -> Iterator[tuple[np.ndarray, np.ndarray, float]]:
     """Track one target through a stream of frames: yields (frame as H x W x 3 uint8 RGB, box x, y, w, h,
-    confidence) per frame; the first frame gives the (clipped) init box with confidence 1."""
-    state: TrackState | None = None
+    confidence) per frame; the first frame gives the (clipped) init box with confidence 1. The one-target case of
+    :func:`track_targets`."""
+    for frame, boxes, scores in track_targets(engine, frames, np.asarray(init_box, dtype=np.float64)[None]):
+        yield frame, boxes[0], float(scores[0])
+
+
+def track_targets(engine: TrackingEngine, frames: Iterable[Any], init_boxes: Any
+                  ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Track K targets of one stream of frames together: yields (frame as H x W x 3 uint8 RGB, K x 4 boxes x, y, w,
+    h, K confidences) per frame; the first frame gives the (clipped) init boxes with confidence 1.
+
+    The targets are one batch whose frames are the same image: one ``engine.track`` call per frame advances them
+    all. Where the engine calls its network once per sequence (the CPU default, ``engine/per_sequence.py``) each
+    target's boxes are bit-identical to the boxes it gets tracked alone.
+    """
+    init_boxes = np.asarray(init_boxes, dtype=np.float64)
+    if init_boxes.ndim != 2 or init_boxes.shape[1] != 4 or len(init_boxes) == 0:
+        raise ValueError(f"track_targets needs K >= 1 init boxes x, y, w, h (K x 4), got shape {init_boxes.shape}")
+    targets = len(init_boxes)
+    states: list[TrackState] | None = None
     for frame in frames:
         frame = to_rgb(frame)
-        if state is None:
-            state = engine.initialize([frame], np.asarray(init_box, dtype=np.float64)[None])[0]
-            yield frame, state.box.copy(), state.score
+        # Moved to the device once and shared by the K batch elements (the engine never writes to a frame).
+        image = engine._frame(frame).permute(1, 2, 0) if isinstance(engine, TrackingEngine) else frame
+        if states is None:
+            states = engine.initialize([image] * targets, init_boxes)
+            yield frame, np.array([state.box for state in states]), np.array([state.score for state in states])
         else:
-            boxes, scores = engine.track([state], [frame])
-            yield frame, boxes[0], float(scores[0])
+            boxes, scores = engine.track(states, [image] * targets)
+            yield frame, boxes, scores
 
 
 def _valid_init_box(box: np.ndarray, width: int, height: int) -> np.ndarray:
