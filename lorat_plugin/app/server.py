@@ -391,14 +391,17 @@ def list_folders(folders: Folders) -> list[dict[str, Any]]:
 
 
 def session_csv(session: TrackingSession) -> str:
-    """The boxes as ``lorat track --output boxes.csv`` writes them."""
-    from ..data.target_files import format_csv
+    """The boxes as ``lorat track --output boxes.csv`` writes them: frame 1-based, target ids from 1, 0-based boxes;
+    a target only on the frames it was tracked on."""
+    from ..data.target_files import CSV_HEADER, box_line
 
-    return format_csv(session.rows())
+    rows = [f"{frame + 1},{target},{box_line(box, score)}\n" for frame, target, box, score in session.rows()]
+    return CSV_HEADER + "\n" + "".join(rows)
 
 
 def render_session(session: TrackingSession, scratch: Path) -> Path:
-    """The frames with every target's box in its colour and its id, as ``lorat track --render`` draws them."""
+    """The frames with every target's box in its colour, labelled ``<id>: <confidence>`` as ``lorat track --render``
+    draws several targets."""
     from ..data.video import VideoWriter, draw_boxes
     from ..palette import target_colour
 
@@ -410,5 +413,5 @@ def render_session(session: TrackingSession, scratch: Path) -> Path:
         for index, frame in enumerate(session.store.iterate_from(0)):
             shown = by_frame.get(index, [])
             writer.write(draw_boxes(frame, [b for _, b, _ in shown], [target_colour(t - 1) for t, _, _ in shown],
-                                    [str(t) for t, _, _ in shown]))
+                                    [f"{t}: {s:.2f}" for t, _, s in shown]))
     return path

@@ -110,6 +110,7 @@ function drawTrack() {
     if (canvas.width !== track.image.naturalWidth) canvas.width = track.image.naturalWidth;
     if (canvas.height !== track.image.naturalHeight) canvas.height = track.image.naturalHeight;
     context.drawImage(track.image, 0, 0);
+    canvas.dataset.frame = String(track.current);  // the frame on show (tests wait for it)
   }
   for (const [id, target] of Object.entries(track.targets)) {
     const found = target.boxes[track.current];
@@ -163,6 +164,7 @@ function applyTrackEvent(event) {
   if (event.type === 'target') {
     const target = track.targets[event.target] || (track.targets[event.target] = {anchors: {}, boxes: {}});
     target.anchors[event.frame] = event.box;
+    if (!track.running) setTrackState('idle', 'press Track to track from the boxes drawn');
     renderTargets();
   } else if (event.type === 'clear') {
     const target = track.targets[event.target];
@@ -290,6 +292,7 @@ function drawResults() {
     if (canvas.width !== results.image.naturalWidth) canvas.width = results.image.naturalWidth;
     if (canvas.height !== results.image.naturalHeight) canvas.height = results.image.naturalHeight;
     context.drawImage(results.image, 0, 0);
+    canvas.dataset.frame = String(results.current);
   }
   drawBox(context, sequence.ground_truth[results.current], results.overview.ground_truth, null);
   for (const tracker of sequence.trackers) drawBox(context, tracker.boxes[results.current], tracker.colour, null);
