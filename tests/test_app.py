@@ -151,3 +151,150 @@ def test_draw_two_targets_track_and_export_the_csv_of_lorat_track(tmp_path: Path
     expected = [box_line(box, score) for _, box, score in track_frames(engine, decoded, np.array(restart[2:6]))]
     got = [box_line(np.array(r[2:6]), r[6]) for r in corrected if r[1] == 2 and r[0] >= 8]
     assert got == expected
+
+
+def evaluation_folders(tmp_path: Path, checkpoint: Path) -> tuple[Path, list[str]]:
+    """``runs/`` holding two evaluation folders of one generated GOT-10k val benchmark: the tiny model through
+    `lorat evaluate`, and a trivial tracker whose name in run.json is markup (it must show as text)."""
+    from evaluation_support import BrightBoxTracker, make_benchmark
+
+    from lorat_plugin.data.datasets import load_dataset
+    from lorat_plugin.evaluation import run_benchmark
+
+    root = make_benchmark(tmp_path / "data", "got10k", 3, length=12, split="val", size=(96, 72))
+    runs = tmp_path / "runs"
+    assert main(["evaluate", "--dataset", "got10k", "--root", str(root), "--split", "val", "--output",
+                 str(runs / "a-tiny"), "--checkpoint", str(checkpoint), "--device", "cpu", "--no-progress",
+                 "-q"]) == 0
+    marked_up = "<b>bright</b> & co"
+    model = {"name": "bright", "variant": "BrightBox", "weights": "0123abcd", "files": [], "precision": "fp32"}
+    run_benchmark(BrightBoxTracker(offset=2.0), load_dataset("got10k", root, "val"), runs / "b-bright",
+                  tracker_name="bright", dataset="got10k", split="val", root=root, progress=False, model=model,
+                  backend="numpy")
+    info = json.loads((runs / "b-bright" / "run.json").read_text())
+    (runs / "b-bright" / "run.json").write_text(json.dumps({**info, "tracker": marked_up}))  # as a hostile file
+    tiny_name = json.loads((runs / "a-tiny" / "run.json").read_text())["tracker"]
+    return runs, [tiny_name, marked_up]
+
+
+@needs_browser
+@pytest.mark.slow
+def test_results_worst_first_play_a_sequence_and_plot_the_records_iou(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    from lorat_plugin.data.datasets import load_dataset
+    from lorat_plugin.evaluation import load_records
+    from lorat_plugin.geometry import rect_iou
+    from lorat_plugin.palette import hex_colour, tracker_colours
+
+    runs, names = evaluation_folders(tmp_path, tiny_checkpoint)
+    with running_app([runs], lambda: engine_of(tiny_checkpoint)) as server, browser_page() as page:
+        page.goto(server.url())
+        page.wait_for_selector("body[data-ready=true]")
+        assert page.is_visible("#results")  # nothing to track here: the page opens on Results
+        boxes = page.locator("#evaluation-choice input")
+        assert boxes.count() == 2
+        boxes.nth(0).check()
+        boxes.nth(1).check()
+        page.click("#open-results")
+        page.wait_for_selector("#sequence-table tbody tr")
+        # every name is text: the markup of the tracker name is shown, never parsed
+        assert page.locator("#legend b").count() == 0 and names[1] in page.inner_text("#legend")
+        rows = page.locator("#sequence-table tbody tr")
+        first_scores = [float(rows.nth(k).locator("td").nth(2).inner_text()) for k in range(rows.count())]
+        assert rows.count() == 3 and first_scores == sorted(first_scores)  # worst first by the first tracker's AO
+        name = rows.nth(0).get_attribute("data-sequence")
+        rows.nth(0).click()
+        page.wait_for_selector("#results-canvas[data-frame='0']")
+        lines = page.locator("#iou-plot polyline")
+        assert lines.count() == 2
+        colours = tracker_colours(names)  # the report's colours, in the same order of trackers
+        for k, tracker in enumerate(names):
+            line = lines.nth(k)
+            assert line.get_attribute("data-tracker") == tracker
+            assert line.get_attribute("stroke") == hex_colour(colours[tracker])
+            plotted = [None if v == "" else float(v) for v in line.get_attribute("data-iou").split(",")]
+            folder = runs / ("a-tiny" if k == 0 else "b-bright")
+            record = load_records(folder)[name][1]
+            info = json.loads((folder / "run.json").read_text())
+            sequence = {s.name: s for s in load_dataset("got10k", info["root"], "val")}[name]
+            expected = rect_iou(record.boxes, np.nan_to_num(sequence.boxes))
+            assert len(plotted) == len(sequence)
+            for value, iou, visible in zip(plotted, expected, sequence.visible):
+                assert (value is None) == (not visible)
+                if visible:
+                    assert value == pytest.approx(iou, abs=5e-5)
+        if SCREENSHOTS:
+            page.locator("#results-slider").fill("5")
+            page.wait_for_selector("#results-canvas[data-frame='5']")
+            page.screenshot(path=str(Path(SCREENSHOTS) / "app-results.png"))
+        jumps = page.locator(".lost-frame")
+        if jumps.count():
+            target = jumps.nth(0).get_attribute("data-frame")
+            jumps.nth(0).click()
+            page.wait_for_selector(f"#results-canvas[data-frame='{target}']")
+        page.click("#results-play")
+        last = len(sequence) - 1
+        page.wait_for_selector(f"#results-canvas[data-frame='{last}']")
+
+
+class Client:
+    """Plain HTTP with the app's cookie once :meth:`login` has opened the printed URL."""
+
+    def __init__(self, server: AppServer) -> None:
+        self.server = server
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+
+    def login(self) -> None:
+        assert self.opener.open(self.server.url()).status == 200  # after the redirect that sets the cookie
+
+    def request(self, path: str, data: Any = None, headers: dict[str, str] | None = None,
+                raw: bytes | None = None) -> tuple[int, bytes]:
+        body = raw if raw is not None else None if data is None else json.dumps(data).encode()
+        request = urllib.request.Request(self.server.base_url + path, body, {
+            "content-type": "application/json", **(headers or {})})
+        try:
+            with self.opener.open(request) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+
+
+def test_only_the_started_folders_for_the_page_own_origin(tmp_path: Path) -> None:
+    shared, outside = tmp_path / "shared", tmp_path / "outside"
+    shared.mkdir()
+    outside.mkdir()
+    frames, _ = moving_box_video(3, (32, 24))
+    write_video(shared / "clip.mp4", frames)
+    write_video(outside / "secret.mp4", frames)
+    (shared / "link.mp4").symlink_to(outside / "secret.mp4")  # a link inside that leads outside
+    (shared / "linked").symlink_to(outside, target_is_directory=True)
+    clip_bytes = (shared / "clip.mp4").read_bytes()
+    with running_app([shared], lambda: None, max_upload_bytes=len(clip_bytes)) as server:
+        client = Client(server)
+        assert client.request("/api/folders")[0] == 403  # no token yet
+        assert client.request("/?token=wrong")[0] == 403
+        client.login()
+        status, listed = client.request("/api/folders")
+        assert status == 200 and json.loads(listed)[0]["videos"] == ["clip.mp4"]  # the links are not listed
+        assert client.request("/api/track/open", {"folder": 0, "path": "clip.mp4"})[0] == 200
+        for path in ("../outside/secret.mp4", str(outside / "secret.mp4"), "link.mp4", "linked/secret.mp4",
+                     "clip.mp4\x00"):
+            status, answer = client.request("/api/track/open", {"folder": 0, "path": path})
+            assert status == 403, (path, answer)
+        assert client.request("/api/track/open", {"folder": 1, "path": "clip.mp4"})[0] == 403
+        assert client.request("/api/results", {"folders": [{"folder": 0, "path": "../outside"}]})[0] == 403
+        # other origins, other sites, other host names (DNS rebinding) are refused even with the cookie
+        assert client.request("/api/folders", headers={"origin": "http://evil.example"})[0] == 403
+        assert client.request("/api/folders", headers={"sec-fetch-site": "cross-site"})[0] == 403
+        assert client.request("/api/folders", headers={"host": f"evil.example:{server.port}"})[0] == 403
+        assert client.request("/api/folders", headers={"origin": server.base_url})[0] == 200
+        # uploads are capped; a name is only a label
+        status, answer = client.request("/api/track/upload", raw=clip_bytes, headers={
+            "content-type": "application/octet-stream", "x-file-name": "../../<img src=x onerror=alert(1)>.mp4"})
+        assert status == 200 and json.loads(answer)["name"] == "<img src=x onerror=alert(1)>.mp4"  # a label
+        status, frame = client.request(f"/api/track/{json.loads(answer)['id']}/frame/2")
+        assert status == 200 and frame[:2] == b"\xff\xd8"  # a JPEG
+        status, answer = client.request("/api/track/upload", raw=clip_bytes + b"\0",
+                                        headers={"content-type": "application/octet-stream",
+                                                 "x-file-name": "../../big.mp4"})
+        assert status == 413 and b"limit" in answer
+        assert client.request("/api/track/nosuchsession/frame/0")[0] == 404
