@@ -29,6 +29,7 @@ from lorat_plugin.commands.common import engine_from_args  # noqa: E402
 from lorat_plugin.data.synthetic import moving_box_video  # noqa: E402
 from lorat_plugin.data.target_files import box_line  # noqa: E402
 from lorat_plugin.data.video import open_frames, write_video  # noqa: E402
+from lorat_plugin.palette import target_colour  # noqa: E402
 
 CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
 try:
@@ -140,6 +141,9 @@ def test_draw_two_targets_track_and_export_the_csv_of_lorat_track(tmp_path: Path
         with page.expect_download() as download:
             page.click("#export-csv")
         download.value.save_as(tmp_path / "corrected.csv")
+        with page.expect_download() as download:
+            page.click("#export-video")
+        download.value.save_as(tmp_path / "rendered.mp4")
     corrected = csv_rows((tmp_path / "corrected.csv").read_text())
     assert [r for r in corrected if r[1] == 1] == [r for r in rows if r[1] == 1]
     assert [r for r in corrected if r[1] == 2 and r[0] <= 7] == [r for r in rows if r[1] == 2 and r[0] <= 7]
@@ -151,6 +155,15 @@ def test_draw_two_targets_track_and_export_the_csv_of_lorat_track(tmp_path: Path
     expected = [box_line(box, score) for _, box, score in track_frames(engine, decoded, np.array(restart[2:6]))]
     got = [box_line(np.array(r[2:6]), r[6]) for r in corrected if r[1] == 2 and r[0] >= 8]
     assert got == expected
+
+    # the rendered video: every frame, each target's box in its palette colour
+    rendered = list(open_frames(tmp_path / "rendered.mp4"))
+    assert len(rendered) == len(frames)
+    for frame_number, target, x, y, w, h, _ in corrected[::7]:
+        frame = rendered[int(frame_number) - 1].astype(int)
+        left_edge = frame[int(y + h / 2) - 2:int(y + h / 2) + 3, max(int(round(x)), 0)]
+        distance = np.abs(left_edge - target_colour(int(target) - 1)).sum(axis=1).min()
+        assert distance < 90, (frame_number, target, left_edge)
 
 
 def evaluation_folders(tmp_path: Path, checkpoint: Path) -> tuple[Path, list[str]]:
@@ -298,3 +311,26 @@ def test_only_the_started_folders_for_the_page_own_origin(tmp_path: Path) -> Non
                                                  "x-file-name": "../../big.mp4"})
         assert status == 413 and b"limit" in answer
         assert client.request("/api/track/nosuchsession/frame/0")[0] == 404
+
+
+def test_lorat_app_prints_its_url_and_what_it_exposes(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    import re
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-m", "lorat_plugin.cli", "app", str(tmp_path), "--port", "0",
+                                "--checkpoint", str(tiny_checkpoint), "--device", "cpu"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url_line, exposure = process.stdout.readline(), process.stdout.readline()
+        url = re.fullmatch(r"lorat app: open (http://127\.0\.0\.1:\d+/\?token=[\w-]+)\n", url_line)
+        assert url, url_line + (process.stderr.read() if process.poll() is not None else "")
+        assert "only this machine can connect" in exposure and "ssh -L" in exposure
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        assert b"lorat app" in opener.open(url.group(1), timeout=10).read()
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    exposed = AppServer([tmp_path], lambda: None, host="0.0.0.0", port=0)  # bound, never served
+    exposed.socket.close()
+    assert "every network interface" in exposed.exposure() and str(tmp_path.resolve()) in exposed.exposure()

@@ -30,6 +30,7 @@ class AppServer:
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             self.socket.bind((host, port))
+            self.socket.listen(128)  # connections wait for the server from the moment the URL is printed
         except OSError as e:
             self.socket.close()
             raise OSError(e.errno, f"cannot listen on {host}:{port}: {e.strerror} (--host/--port)") from e
