@@ -1,12 +1,16 @@
-"""Track one or several targets in a video file (mp4, avi, ...), a folder of frames or a text file listing images.
+"""Track one or several targets in a video file (mp4, avi, ...), a folder of frames, a text file listing images, a
+camera, or an RTSP/HTTP stream.
 
 Writes one line per frame, ``x,y,w,h,confidence`` (0-based pixels; the first line is the init box with confidence
 1), one file per target, or with ``--output boxes.csv`` one ``frame,target,x,y,w,h,confidence`` file for all
-targets; optionally renders the boxes onto the frames as a video or an animated GIF.
+targets; optionally renders the boxes onto the frames as a video or an animated GIF. Cameras and streams are
+tracked in real time (the newest frame; those that came while the tracker was busy are dropped and counted).
 
 examples:
   lorat track clip.mp4 --init 120,80,40,60 --render clip_tracked.mp4
   lorat track clip.mp4 --init 120,80,40,60 --init 300,90,50,50 --output boxes.csv --render both.mp4
+  lorat track --camera 0 --init 280,200,80,80 --output live.csv      (Ctrl-C ends it, every output written)
+  lorat track rtsp://192.168.1.20:8554/cam --init-file targets.txt --output cam.csv
   lorat track Basketball/img --gt Basketball/groundtruth_rect.txt --one-based --output basketball.txt
   lorat track frames.txt --init 10,12,30,30 --variant B-224 --weights-dir ~/weights --device cuda --dtype bf16
 """
@@ -20,16 +24,23 @@ from pathlib import Path
 import numpy as np
 
 from ..data.annotations import read_boxes
+from ..data.live import DEFAULT_STALL_TIMEOUT
 from ..data.target_files import ONE_BASED_OFFSET, TargetBoxWriter, parse_box, read_init_boxes
 from ..palette import target_colour
-from .common import add_backend_arguments, add_model_arguments, engine_from_args
+from .common import add_backend_arguments, add_model_arguments, engine_from_args, frame_size
 
 PREDICTION_COLOR = (0, 255, 0)
 GROUND_TRUTH_COLOR = (255, 255, 255)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("input", help="video file, folder of frames, or .txt file listing image paths")
+    parser.add_argument("input", nargs="?",
+                        help="video file, folder of frames, .txt file listing image paths, camera device "
+                             "(/dev/video0), rtsp:// stream, or http(s):// URL of a video file or MJPEG stream")
+    parser.add_argument("--camera", type=int, metavar="N",
+                        help="track camera N instead of an INPUT (/dev/videoN on Linux; AVFoundation's N on macOS)")
+    parser.add_argument("--camera-size", type=frame_size, metavar="WxH",
+                        help="ask the camera for this frame size (default: its own)")
     start = parser.add_mutually_exclusive_group(required=True)
     start.add_argument("--init", metavar="X,Y,W,H", action="append",
                        help="a target's box in the first frame; repeat it for several targets (ids 1, 2, ... in "
@@ -48,9 +59,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "frame,target,x,y,w,h,confidence rows; otherwise several targets get one "
                              "<stem>_<id>.txt file each")
     parser.add_argument("--render", metavar="FILE", help="draw the boxes onto the frames: .mp4/.avi/.mkv/... or .gif")
-    parser.add_argument("--fps", type=float, help="frame rate of the rendering (default: the input's, else 25)")
+    parser.add_argument("--fps", type=float,
+                        help="frame rate of the rendering, and of a file or folder played with --realtime (default: "
+                             "the input's, else 25)")
+    parser.add_argument("--realtime", action=argparse.BooleanOptionalAction, default=None,
+                        help="track the newest frame, dropping those that came while the tracker was busy (default "
+                             "for cameras, RTSP and HTTP streams without an end); a file is played at its frame rate")
+    parser.add_argument("--stall-timeout", type=positive_seconds, default=DEFAULT_STALL_TIMEOUT, metavar="SECONDS",
+                        help="end a camera or stream that delivers no frame for this long, with every output "
+                             "written (default: %(default)g)")
     add_model_arguments(parser)
     add_backend_arguments(parser)
+
+
+def positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
+    return value
 
 
 def init_boxes_from_args(args: argparse.Namespace, offset: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -80,35 +109,56 @@ def shown_boxes(boxes: np.ndarray, scores: np.ndarray, truth: np.ndarray | None
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ..data.video import VideoWriter, draw_boxes, open_frames
+    from ..data.live import NewestFrames, latency_summary, open_source, source_stem
+    from ..data.video import VideoWriter, draw_boxes
     from ..engine import track_targets
 
+    if (args.input is None) == (args.camera is None):
+        raise ValueError("give an INPUT or --camera N (one of them)")
+    named = args.input if args.camera is None else args.camera
     offset = ONE_BASED_OFFSET if args.one_based else np.zeros(4)
     init_boxes, ground_truth = init_boxes_from_args(args, offset)
-    default = Path(Path(args.input.rstrip("/\\")).stem + "_boxes.txt")  # in the current folder
+    default = Path(source_stem(named) + "_boxes.txt")  # in the current folder
     output = None if args.output == "-" else Path(args.output) if args.output else default
     for path in (output, args.render):
         if path is not None and Path(path).is_dir():
             raise ValueError(f"{path} is a folder: give a file name")
-    source = open_frames(args.input)  # FrameError now if the input is missing, before the model loads
+    # FrameError now if the input is missing or the stream does not answer, before the model loads
+    source = open_source(named, stall_timeout=args.stall_timeout, camera_size=args.camera_size)
     engine, _spec = engine_from_args(args)
 
+    fps = args.fps or source.fps or 25.0
+    realtime = source.live if args.realtime is None else args.realtime
+    # A live source comes at its own pace; a file is played at its frame rate, as a camera would deliver it.
+    reader = NewestFrames(source, stall_timeout=args.stall_timeout, pace_fps=None if source.live else fps
+                          ) if realtime else None
     # Boxes go to <file>.partial as they come (replacing what an interrupted run left once this run has a box): each
     # becomes its output file only when the whole input is tracked, and keeps the finished boxes when it is not.
     boxes_out = TargetBoxWriter(output, len(init_boxes), one_based=args.one_based)
-    writer = VideoWriter(args.render, fps=args.fps or source.fps or 25.0) if args.render else None
+    writer = VideoWriter(args.render, fps=fps) if args.render else None
+    latencies: list[float] = []
+    interrupted = False
     started = time.perf_counter()
     try:
-        with tqdm(total=len(source) or None, unit="frame", desc=Path(args.input).name, disable=not args.progress,
-                  file=sys.stderr, dynamic_ncols=True) as bar:
-            for index, (frame, boxes, scores) in enumerate(track_targets(engine, source, init_boxes)):
-                boxes_out.write(boxes, scores)
-                if writer is not None:
-                    truth = ground_truth[index] if ground_truth is not None and index < len(ground_truth) else None
-                    writer.write(draw_boxes(frame, *zip(*shown_boxes(boxes, scores, truth))))
-                bar.update()
+        with tqdm(total=None if realtime else len(source) or None, unit="frame", desc=source.name,
+                  disable=not args.progress, file=sys.stderr, dynamic_ncols=True) as bar:
+            try:
+                for frame, boxes, scores in track_targets(engine, reader or source, init_boxes):
+                    number = reader.frame_number if reader else boxes_out.frames + 1
+                    boxes_out.write(boxes, scores, number)
+                    if writer is not None:
+                        truth = (ground_truth[number - 1] if ground_truth is not None and number <= len(ground_truth)
+                                 else None)
+                        writer.write(draw_boxes(frame, *zip(*shown_boxes(boxes, scores, truth))))
+                    if reader is not None:
+                        latencies.append(time.perf_counter() - reader.arrived)
+                    bar.update()
+            except KeyboardInterrupt:
+                if reader is None:
+                    raise
+                interrupted = True  # in real time, Ctrl-C is how a live source ends: every output is written
         if not boxes_out.frames:
-            raise ValueError(f"{args.input} has no frames")
+            raise ValueError(f"{source.name} has no frames" + (f" ({reader.end})" if reader and reader.end else ""))
         if writer is not None:
             writer.close()
     except BaseException:
@@ -123,7 +173,12 @@ def run(args: argparse.Namespace) -> int:
     count, elapsed = boxes_out.frames, time.perf_counter() - started
     concealed = (f"; {source.decode_errors} decoder errors concealed (damaged video: see the warning)"
                  if source.decode_errors else "")
-    print(f"{count} frames in {elapsed:.1f} s ({count / max(elapsed, 1e-9):.1f} fps)" + (
-          f"; boxes: {', '.join(map(str, written))}" if written else "") + (
+    if reader is None:
+        summary = f"{count} frames in {elapsed:.1f} s ({count / max(elapsed, 1e-9):.1f} fps)"
+    else:
+        end = "stopped by Ctrl-C" if interrupted else reader.end
+        summary = (f"real time: {count} frames tracked, {reader.dropped} dropped in {elapsed:.1f} s "
+                   f"({count / max(elapsed, 1e-9):.1f} fps); {latency_summary(latencies)}; {end}")
+    print(summary + (f"; boxes: {', '.join(map(str, written))}" if written else "") + (
           f"; rendering: {writer.path}" if writer else "") + concealed, file=sys.stderr)
-    return 0
+    return 1 if reader is not None and reader.failed and not interrupted else 0

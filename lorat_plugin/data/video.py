@@ -26,10 +26,17 @@ log = logging.getLogger(__name__)
 
 class FrameSource:
     """An iterable of frames. ``len()`` is the number of frames (a video's container estimate, 0 if unknown);
-    ``fps`` the frame rate when the source knows one."""
+    ``fps`` the frame rate when the source knows one; ``live``: frames come in real time (a camera, a stream:
+    ``lorat_plugin.data.live``)."""
 
     path: Path
     fps: float | None = None
+    live: bool = False
+
+    @property
+    def name(self) -> str:
+        """How messages and progress bars name the source."""
+        return self.path.name
     decode_errors: int = 0  # errors the video decoder reported (and concealed) in the last iteration
 
     def __iter__(self) -> Iterator[np.ndarray]:
