@@ -334,3 +334,32 @@ def test_lorat_app_prints_its_url_and_what_it_exposes(tmp_path: Path, tiny_check
     exposed = AppServer([tmp_path], lambda: None, host="0.0.0.0", port=0)  # bound, never served
     exposed.socket.close()
     assert "every network interface" in exposed.exposure() and str(tmp_path.resolve()) in exposed.exposure()
+
+
+def test_a_stream_is_tracked_from_its_newest_frames(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    import time
+
+    from test_live_sources import mjpeg_server
+
+    frames, truth = moving_box_video(30, SIZE, box=(20, 30, 24, 20), step=(2, 1))
+    engine = engine_of(tiny_checkpoint)
+    with mjpeg_server(frames, fps=20) as url, running_app([tmp_path], lambda: engine) as server:
+        client = Client(server)
+        client.login()
+        status, answer = client.request("/api/track/open", {"source": str(tmp_path / "file.mp4")})
+        assert status == 400 and b"pick them from the folders" in answer  # no way around the folders
+        status, answer = client.request("/api/track/open", {"source": url})
+        assert status == 200, answer
+        session = json.loads(answer)["id"]
+        assert client.request(f"/api/track/{session}/box", {"frame": 0, "box": truth[0].tolist()})[0] == 200
+        assert client.request(f"/api/track/{session}/start", {})[0] == 200
+        deadline = time.monotonic() + 30
+        while json.loads(client.request(f"/api/track/{session}")[1])["running"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        status, answer = client.request(f"/api/track/{session}/box", {"frame": 0, "box": [1, 1, 9, 9]})
+        assert status == 400 and b"is live" in answer  # a stream cannot be rewound
+        status, text = client.request(f"/api/track/{session}/boxes.csv")
+    rows = csv_rows(text.decode())
+    numbers = [int(row[0]) for row in rows]
+    assert rows[0] == [1, 1, *truth[0], 1.0] and len(rows) >= 2
+    assert numbers == sorted(set(numbers)) and numbers[-1] <= len(frames)  # the source's own frame numbers

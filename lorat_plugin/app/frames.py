@@ -1,14 +1,16 @@
 """Frames the page shows, by number: decoded once, kept as JPEG (a video is never held decoded in memory).
 
 The tracker never sees these JPEGs: it decodes the source itself (:meth:`FrameStore.iterate_from`), so its boxes are
-the ones ``lorat track`` gets on the same input.
+the ones ``lorat track`` gets on the same input. A camera or stream (:class:`LiveStore`) cannot be rewound: it keeps
+its newest frame decoded, and the tracker takes the newest frame each time it is ready (``lorat track``'s real-time
+mode, ``data.live.NewestFrames``).
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import threading
-from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import numpy as np
 
@@ -41,6 +43,12 @@ class FrameStore:
 
     def __len__(self) -> int:
         return len(self._jpegs)
+
+    live = False
+
+    def number(self, index: int) -> int:
+        """The 1-based frame number of stored frame ``index`` (a live source's own count: dropped frames count)."""
+        return index + 1
 
     @property
     def expected(self) -> int:
@@ -99,8 +107,45 @@ class FrameStore:
                 yield frame
 
 
-def path_store(path: Path, display_name: str, opener: Callable[[Path], FrameSource]) -> FrameStore:
-    """A store of the video, frame folder or image list at ``path``, decoding in the background."""
-    store = FrameStore(display_name, opener(path))
-    store.decode_in_background()
-    return store
+class LiveStore(FrameStore):
+    """A camera or stream: the first frame is stored at once (targets are drawn on it); tracking takes the newest
+    frame each time (frames that arrive meanwhile are dropped, and counted) and stores it."""
+
+    live = True
+
+    def __init__(self, name: str, source: FrameSource) -> None:
+        from ..data.live import NewestFrames
+
+        super().__init__(name, None, fps=source.fps)
+        self.newest = NewestFrames(source)
+        self._frames = iter(self.newest)
+        self._numbers: list[int] = []
+        self._last: np.ndarray | None = None
+        self._pull()
+
+    def _pull(self) -> bool:
+        frame = next(self._frames, None)
+        if frame is None:
+            self.error = None if self.newest.end == "the source ended" else self.newest.end
+            self.finish()
+            return False
+        self._numbers.append(self.newest.frame_number)
+        self._last = frame
+        self.append(frame)
+        return True
+
+    def number(self, index: int) -> int:
+        return self._numbers[index]
+
+    def iterate_from(self, start: int) -> Iterator[np.ndarray]:
+        """The newest stored frame (when ``start`` is its number), then each newest frame as it is taken."""
+        if start < len(self) - 1:
+            raise ValueError(f"{self.name} is live: only its newest frame ({len(self)}) can start or restart a target")
+        if start == len(self) - 1:
+            yield self._last
+        while not self.complete and self._pull():
+            yield self._last
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):  # ends the reader thread; the stream closes with it
+            self._frames.close()

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import ipaddress
+import shutil
 import socket
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -18,13 +20,12 @@ class AppServer:
     background thread (tests), :meth:`stop` ends either."""
 
     def __init__(self, folders: list[str | Path], engine_factory: Callable[[], Any], *, host: str = "127.0.0.1",
-                 port: int = 0, max_upload_bytes: int = 500_000_000,
-                 open_source: Callable[[str], Any] | None = None) -> None:
+                 port: int = 0, max_upload_bytes: int = 500_000_000) -> None:
         import uvicorn
 
         self.host = host
         self.state = AppState(Folders(folders), engine_factory, token=new_token(), bound_host=host,
-                              max_upload_bytes=max_upload_bytes, open_source=open_source)
+                              max_upload_bytes=max_upload_bytes)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.socket = socket.socket(family, socket.SOCK_STREAM)
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -67,20 +68,30 @@ class AppServer:
                 "machine; the traffic is not encrypted (prefer an SSH tunnel on untrusted networks)")
 
     def run(self) -> None:
-        self.server.run(sockets=[self.socket])
+        try:
+            self.server.run(sockets=[self.socket])
+        finally:
+            self.close()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self.run, name="lorat app", daemon=True)
         self._thread.start()
         while not self.server.started and self._thread.is_alive():
-            threading.Event().wait(0.02)
+            time.sleep(0.02)
 
     def stop(self) -> None:
         self.server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout=10)
-        for session in self.state.sessions.values():
+        self.close()
+
+    def close(self) -> None:
+        """Stop every tracking run and live source; delete the uploads and renderings."""
+        for session in list(self.state.sessions.values()):
             session.pause()
+            if session.store.live:
+                session.store.close()
+        shutil.rmtree(self.state.scratch, ignore_errors=True)
 
 
 def serve(app_server: AppServer, *, session: str | None = None, print_line: Callable[[str], None] = print) -> None:

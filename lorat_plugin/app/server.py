@@ -36,7 +36,7 @@ class AppState:
     """What every request shares: the folders, the engine (loaded once), the open sessions and results."""
 
     def __init__(self, folders: Folders, engine_factory: Callable[[], Any], *, token: str, bound_host: str,
-                 max_upload_bytes: int, open_source: Callable[[str], FrameStore] | None = None) -> None:
+                 max_upload_bytes: int) -> None:
         self.folders = folders
         self.token = token
         self.bound_host = bound_host
@@ -48,7 +48,6 @@ class AppState:
         self.sessions: dict[str, TrackingSession] = {}
         self.results: dict[str, Results] = {}
         self.scratch = Path(tempfile.mkdtemp(prefix="lorat-app-"))  # uploads and rendered videos
-        self.open_source = open_source
 
     @property
     def engine(self) -> Any:
@@ -180,9 +179,7 @@ def create_app(state: AppState) -> Any:
     async def open_video(request: Request) -> Response:
         data = await body(request)
         if "source" in data:
-            if state.open_source is None:
-                raise ValueError("cameras and streams need the live sources of `lorat track` (not installed here)")
-            store = await run_in_threadpool(state.open_source, str(data["source"]))
+            store = await run_in_threadpool(_live_store, str(data["source"]))
         else:
             path = state.folders.resolve(_int(data.get("folder"), "folder"), str(data.get("path", "")))
             store = await run_in_threadpool(_store_of_path, path, path.name)
@@ -348,6 +345,20 @@ def _store_of_path(path: Path, display_name: str) -> FrameStore:
     return store
 
 
+def _live_store(source: str) -> FrameStore:
+    """A camera (its number or ``/dev/videoN``) or an ``rtsp://`` / ``http(s)://`` stream, as ``lorat track`` opens
+    them; a file is picked from the started folders instead (this is no way around them)."""
+    from ..data.live import is_camera, is_network, open_source
+    from .frames import LiveStore
+
+    source = source.strip()
+    chosen: str | int = int(source) if source.isdigit() else source
+    if not (is_camera(chosen) or is_network(chosen)):
+        raise ValueError("give a camera number, a /dev/videoN path or an rtsp:// or http(s):// URL (videos on "
+                         "this machine: pick them from the folders)")
+    return LiveStore(f"camera {chosen}" if isinstance(chosen, int) else source, open_source(chosen))
+
+
 def _ready(session: TrackingSession) -> dict[str, Any]:
     session.store.wait_for_first()
     return session.snapshot()
@@ -395,7 +406,8 @@ def session_csv(session: TrackingSession) -> str:
     a target only on the frames it was tracked on."""
     from ..data.target_files import CSV_HEADER, box_line
 
-    rows = [f"{frame + 1},{target},{box_line(box, score)}\n" for frame, target, box, score in session.rows()]
+    number = session.store.number
+    rows = [f"{number(frame)},{target},{box_line(box, score)}\n" for frame, target, box, score in session.rows()]
     return CSV_HEADER + "\n" + "".join(rows)
 
 
@@ -409,9 +421,22 @@ def render_session(session: TrackingSession, scratch: Path) -> Path:
     for frame, target, box, score in session.rows():
         by_frame.setdefault(frame, []).append((target, box, score))
     path = scratch / f"rendered-{session.id}.mp4"
-    with VideoWriter(path, fps=session.store.fps) as writer:
-        for index, frame in enumerate(session.store.iterate_from(0)):
+    store = session.store
+    frames = (_decoded(store.jpeg(i)) for i in range(len(store))) if store.live else store.iterate_from(0)
+    with VideoWriter(path, fps=store.fps) as writer:
+        for index, frame in enumerate(frames):
             shown = by_frame.get(index, [])
             writer.write(draw_boxes(frame, [b for _, b, _ in shown], [target_colour(t - 1) for t, _, _ in shown],
                                     [f"{t}: {s:.2f}" for t, _, s in shown]))
     return path
+
+
+def _decoded(jpeg: bytes) -> Any:
+    """A stored JPEG as an RGB array (a live source's frames exist only as stored)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(io.BytesIO(jpeg)) as image:
+        return np.asarray(image.convert("RGB"))

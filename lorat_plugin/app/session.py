@@ -67,6 +67,8 @@ class TrackingSession:
         if box.shape != (4,) or not np.all(np.isfinite(box)) or box[2] < 1 or box[3] < 1:
             raise ValueError("a box is four numbers x, y, w, h with a width and height of at least 1 pixel")
         self._check_frame(frame)
+        if self.store.live and frame != len(self.store) - 1:
+            raise ValueError(f"{self.store.name} is live: draw on its newest frame ({len(self.store)})")
         self.pause()
         with self._lock:
             if target_id is None:

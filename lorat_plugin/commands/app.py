@@ -39,11 +39,7 @@ def run(args: argparse.Namespace) -> int:
 
     engine, _spec = engine_from_args(args)  # once, before the URL is printed: a bad model flag fails here
     server = AppServer(args.folders or ["."], lambda: engine, host=args.host, port=args.port,
-                       max_upload_bytes=args.max_upload_mb * 1_000_000, open_source=live_opener())
+                       max_upload_bytes=args.max_upload_mb * 1_000_000)
     serve(server, print_line=lambda line: print(line, file=sys.stdout, flush=True))
     return 0
 
-
-def live_opener():
-    """Cameras and streams through `lorat track`'s live sources, where installed."""
-    return None

@@ -177,6 +177,10 @@ function applyTrackEvent(event) {
       const target = track.targets[id] || (track.targets[id] = {anchors: {}, boxes: {}});
       target.boxes[event.frame] = box;
     }
+    if (event.frame >= track.frames) {  // a live source grows as it is tracked
+      track.frames = event.frame + 1;
+      $('track-slider').max = String(track.frames - 1);
+    }
     if (track.follow) { showTrackFrame(event.frame); return; }
   } else if (event.type === 'state') {
     track.running = event.running;
