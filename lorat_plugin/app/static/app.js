@@ -29,22 +29,32 @@ function post(path, data) {
   return api(path, {method: 'POST', headers: {'content-type': 'application/json'}, body: JSON.stringify(data || {})});
 }
 
-function drawBox(context, box, colour, label, dashed) {
+function drawBox(context, box, colour, label, dashed, outlined) {
   if (!box) return;
   const [x, y, w, h] = box;
+  // line width and text in screen pixels, whatever the frame's enlargement
+  const canvas = context.canvas;
+  const pixel = canvas.width / (canvas.getBoundingClientRect().width || canvas.width);
+  const width = 2 * pixel;
   context.save();
-  context.lineWidth = Math.max(2, Math.round(Math.min(context.canvas.width, context.canvas.height) / 160));
+  if (dashed) context.setLineDash([6 * pixel, 4 * pixel]);
+  if (outlined) {  // the white ground truth, outlined so that it shows on white too
+    context.lineWidth = width + 2 * pixel;
+    context.strokeStyle = '#000';
+    context.strokeRect(x, y, w, h);
+  }
+  context.lineWidth = width;
   context.strokeStyle = colour;
-  if (dashed) context.setLineDash([6, 4]);
   context.strokeRect(x, y, w, h);
   if (label) {
-    context.font = '12px sans-serif';
-    const width = context.measureText(label).width + 6;
-    const top = y - 16 >= 0 ? y - 16 : y;
+    const size = 12 * pixel;
+    context.font = size + 'px sans-serif';
+    const labelWidth = context.measureText(label).width + 6 * pixel;
+    const top = y - size - 4 * pixel >= 0 ? y - size - 4 * pixel : y;
     context.fillStyle = colour;
-    context.fillRect(x, top, width, 16);
+    context.fillRect(x, top, labelWidth, size + 4 * pixel);
     context.fillStyle = '#000';
-    context.fillText(label, x + 3, top + 12);
+    context.fillText(label, x + 3 * pixel, top + size);
   }
   context.restore();
 }
@@ -106,12 +116,12 @@ const trackLoader = new FrameLoader((image, frame) => { track.image = image; tra
 function drawTrack() {
   const canvas = $('track-canvas');
   const context = canvas.getContext('2d');
-  if (track.image && track.imageFrame === track.current) {
-    if (canvas.width !== track.image.naturalWidth) canvas.width = track.image.naturalWidth;
-    if (canvas.height !== track.image.naturalHeight) canvas.height = track.image.naturalHeight;
-    context.drawImage(track.image, 0, 0);
-    canvas.dataset.frame = String(track.current);  // the frame on show (tests wait for it)
-  }
+  $('track-frame').textContent = 'frame ' + (track.current + 1) + ' / ' + track.frames;
+  $('track-frame').dataset.frame = String(track.current);
+  if (!track.image || track.imageFrame !== track.current) return;  // drawn when the frame has loaded
+  fitCanvas(canvas, track.image);
+  context.drawImage(track.image, 0, 0);
+  canvas.dataset.frame = String(track.current);  // the frame on show (tests wait for it)
   for (const [id, target] of Object.entries(track.targets)) {
     const found = target.boxes[track.current];
     const anchor = target.anchors[track.current];
@@ -119,8 +129,14 @@ function drawTrack() {
     else if (anchor) drawBox(context, anchor, targetColour(id), id, true);
   }
   if (track.drag && track.drag.box) drawBox(context, track.drag.box, '#ffffff', null, true);
-  $('track-frame').textContent = 'frame ' + (track.current + 1) + ' / ' + track.frames;
-  $('track-frame').dataset.frame = String(track.current);
+}
+
+// Small frames are shown enlarged (up to 4x, about 900 px wide); boxes stay in the frame's own pixels.
+function fitCanvas(canvas, image) {
+  if (canvas.width !== image.naturalWidth) canvas.width = image.naturalWidth;
+  if (canvas.height !== image.naturalHeight) canvas.height = image.naturalHeight;
+  const scale = Math.min(4, Math.max(1, 900 / image.naturalWidth));
+  canvas.style.width = Math.round(image.naturalWidth * scale) + 'px';
 }
 
 function showTrackFrame(frame) {
@@ -292,13 +308,11 @@ function drawResults() {
   if (!sequence) return;
   const canvas = $('results-canvas');
   const context = canvas.getContext('2d');
-  if (results.image && results.imageFrame === results.current) {
-    if (canvas.width !== results.image.naturalWidth) canvas.width = results.image.naturalWidth;
-    if (canvas.height !== results.image.naturalHeight) canvas.height = results.image.naturalHeight;
-    context.drawImage(results.image, 0, 0);
-    canvas.dataset.frame = String(results.current);
-  }
-  drawBox(context, sequence.ground_truth[results.current], results.overview.ground_truth, null);
+  if (!results.image || results.imageFrame !== results.current) return;  // drawn when the frame has loaded
+  fitCanvas(canvas, results.image);
+  context.drawImage(results.image, 0, 0);
+  canvas.dataset.frame = String(results.current);
+  drawBox(context, sequence.ground_truth[results.current], results.overview.ground_truth, null, false, true);
   for (const tracker of sequence.trackers) drawBox(context, tracker.boxes[results.current], tracker.colour, null);
   const number = sequence.numbers[results.current];
   const ious = sequence.trackers.map((t) => t.name + ' ' + (t.iou[results.current] === null ? '–' : t.iou[results.current].toFixed(2)));
@@ -334,12 +348,17 @@ function plotIou(sequence) {
                                        'stroke-dasharray': '4 4'})) half.setAttribute(k, String(v));
   svg.append(half);
   for (const tracker of sequence.trackers) {
-    const line = document.createElementNS(SVG, 'polyline');
-    const points = [];
+    // one path, broken where the IoU is unknown (the target absent), so no line bridges those frames
+    const line = document.createElementNS(SVG, 'path');
+    let path = '';
+    let drawing = false;
     tracker.iou.forEach((value, frame) => {
-      if (value !== null) points.push(xOf(frame, sequence.frames).toFixed(2) + ',' + yOf(value).toFixed(2));
+      if (value === null) { drawing = false; return; }
+      path += (drawing ? ' L' : ' M') + xOf(frame, sequence.frames).toFixed(2) + ',' + yOf(value).toFixed(2);
+      drawing = true;
     });
-    line.setAttribute('points', points.join(' '));
+    line.setAttribute('d', path.trim());
+    line.setAttribute('class', 'iou');
     line.setAttribute('fill', 'none');
     line.setAttribute('stroke', tracker.colour);
     line.setAttribute('stroke-width', '2');
@@ -360,7 +379,7 @@ function plotIou(sequence) {
 function showLost(sequence) {
   const holder = $('lost');
   holder.replaceChildren();
-  for (const tracker of sequence.trackers) {
+  sequence.trackers.forEach((tracker, index) => {
     const row = element('p');
     const swatch = element('span', null, {class: 'swatch'});
     swatch.style.background = tracker.colour;
@@ -368,12 +387,13 @@ function showLost(sequence) {
     if (!tracker.lost.length) row.append(document.createTextNode('never'));
     for (const frame of tracker.lost) {
       const jump = element('button', 'frame ' + sequence.numbers[frame], {type: 'button', class: 'lost-frame',
-                                                                          'data-frame': String(frame)});
+                                                                          'data-frame': String(frame),
+                                                                          'data-tracker': String(index)});
       jump.onclick = () => { stopPlaying(); showResultsFrame(frame); };
       row.append(jump);
     }
     holder.append(row);
-  }
+  });
 }
 
 async function openSequence(name, row) {
