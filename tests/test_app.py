@@ -85,6 +85,32 @@ def drag(page: Any, canvas_box: tuple[float, float, float, float]) -> None:
     page.mouse.up()
 
 
+def two_targets_video(count: int) -> list[np.ndarray]:
+    """A red and a white square crossing a smooth background (small PNG screenshots), 160 x 120."""
+    width, height = SIZE
+    ys, xs = np.mgrid[0:height, 0:width]
+    background = np.stack([40 + xs * 0.4, 70 + ys * 0.5, 120 + xs * 0.3], axis=2)
+    frames = []
+    for i in range(count):
+        frame = background.copy()
+        frame[30 + i:50 + i, 20 + 3 * i:44 + 3 * i] = (220, 40, 40)  # 24 x 20, right and down
+        frame[70 - i:96 - i, 130 - 2 * i:150 - 2 * i] = (225, 225, 215)  # 20 x 26, left and up
+        frames.append(frame.astype(np.uint8))
+    return frames
+
+
+def save_screenshot(page: Any, name: str) -> None:
+    """The page's top 1280 x 760 pixels into SCREENSHOTS/name, in 256 colours chosen to keep every colour close
+    (small files for the docs)."""
+    import io
+
+    from PIL import Image
+
+    shot = Image.open(io.BytesIO(page.screenshot(clip={"x": 0, "y": 0, "width": 1280, "height": 760})))
+    shot.convert("RGB").quantize(colors=256, method=Image.Quantize.MAXCOVERAGE, dither=Image.Dither.NONE).save(
+        Path(SCREENSHOTS) / name, optimize=True)
+
+
 def csv_rows(text: str) -> list[list[float]]:
     lines = text.splitlines()
     assert lines[0] == "frame,target,x,y,w,h,confidence"
@@ -96,7 +122,7 @@ def csv_rows(text: str) -> list[list[float]]:
 def test_draw_two_targets_track_and_export_the_csv_of_lorat_track(tmp_path: Path) -> None:
     videos = tmp_path / "videos"
     videos.mkdir()
-    frames, truth = moving_box_video(14, SIZE, box=(20, 30, 24, 20), step=(3, 1))
+    frames = two_targets_video(14)
     video = write_video(videos / "clip.mp4", frames, fps=10)
     engine = engine_of()  # the shipped demo model
     with running_app([videos], lambda: engine) as server, browser_page() as page:
@@ -104,16 +130,16 @@ def test_draw_two_targets_track_and_export_the_csv_of_lorat_track(tmp_path: Path
         page.wait_for_selector("body[data-ready=true]")
         page.click("#open-video")
         page.wait_for_selector("#track-canvas[data-frame='0']")  # the page's policy forbids wait_for_function
-        drag(page, (20, 30, 24, 20))  # the red target
+        drag(page, (20, 30, 24, 20))  # the red square
         page.wait_for_selector("[data-target='1']")
-        drag(page, (100, 70, 30, 26))  # a patch of the background
+        drag(page, (130, 70, 20, 26))  # the white one
         page.wait_for_selector("[data-target='2']")
         page.click("#track-start")
         page.wait_for_selector("#track-state[data-state=done]", timeout=60_000)
         # the page followed the boxes live to the last frame
         assert page.get_attribute("#track-frame", "data-frame") == str(len(frames) - 1)
         if SCREENSHOTS:
-            page.screenshot(path=str(Path(SCREENSHOTS) / "app-track.png"))
+            save_screenshot(page, "app-track.png")
         with page.expect_download() as download:
             page.click("#export-csv")
         exported = tmp_path / "app.csv"
@@ -124,7 +150,7 @@ def test_draw_two_targets_track_and_export_the_csv_of_lorat_track(tmp_path: Path
         first = [row for row in rows if row[0] == 1]
         assert [row[1] for row in first] == [1, 2]
         # the boxes drawn, in the frame's pixels (whole pixels: the page rounds a drag)
-        assert np.allclose([row[2:6] for row in first], [(20, 30, 24, 20), (100, 70, 30, 26)], atol=1)
+        assert np.allclose([row[2:6] for row in first], [(20, 30, 24, 20), (130, 70, 20, 26)], atol=1)
         inits = [",".join(f"{v:g}" for v in row[2:6]) for row in first]
         command_line = tmp_path / "cli.csv"
         assert main(["track", str(video), "--init", inits[0], "--init", inits[1], "--output", str(command_line),
@@ -249,7 +275,7 @@ def test_results_worst_first_play_a_sequence_and_plot_the_records_iou(tmp_path: 
         if SCREENSHOTS:
             page.locator("#results-slider").fill("2")
             page.wait_for_selector("#results-canvas[data-frame='2']")
-            page.screenshot(path=str(Path(SCREENSHOTS) / "app-results.png"))
+            save_screenshot(page, "app-results.png")
         jumps = page.locator(".lost-frame")
         if jumps.count():  # jump to where a tracker loses the target
             target = jumps.nth(0).get_attribute("data-frame")

@@ -29,12 +29,12 @@ function post(path, data) {
   return api(path, {method: 'POST', headers: {'content-type': 'application/json'}, body: JSON.stringify(data || {})});
 }
 
+// Boxes are in the frame's pixels; the canvas is drawn at screen resolution (see fitCanvas), so lines and labels
+// are given in screen pixels divided by the enlargement.
 function drawBox(context, box, colour, label, dashed, outlined) {
   if (!box) return;
   const [x, y, w, h] = box;
-  // line width and text in screen pixels, whatever the frame's enlargement
-  const canvas = context.canvas;
-  const pixel = canvas.width / (canvas.getBoundingClientRect().width || canvas.width);
+  const pixel = 1 / (context.canvas.frameScale || 1);
   const width = 2 * pixel;
   context.save();
   if (dashed) context.setLineDash([6 * pixel, 4 * pixel]);
@@ -120,23 +120,31 @@ function drawTrack() {
   $('track-frame').dataset.frame = String(track.current);
   if (!track.image || track.imageFrame !== track.current) return;  // drawn when the frame has loaded
   fitCanvas(canvas, track.image);
-  context.drawImage(track.image, 0, 0);
   canvas.dataset.frame = String(track.current);  // the frame on show (tests wait for it)
   for (const [id, target] of Object.entries(track.targets)) {
     const found = target.boxes[track.current];
     const anchor = target.anchors[track.current];
-    if (found) drawBox(context, found, targetColour(id), id + (found[4] < 1 ? ' ' + found[4].toFixed(2) : ''));
+    if (found) drawBox(context, found, targetColour(id), id + ': ' + found[4].toFixed(2));  // as lorat track renders
     else if (anchor) drawBox(context, anchor, targetColour(id), id, true);
   }
   if (track.drag && track.drag.box) drawBox(context, track.drag.box, '#ffffff', null, true);
 }
 
-// Small frames are shown enlarged (up to 4x, about 900 px wide); boxes stay in the frame's own pixels.
+// Small frames are shown enlarged (up to 4x, about 900 px wide), drawn at that size so that boxes and labels stay
+// sharp; the context's transform keeps every drawing call in the frame's own pixels.
 function fitCanvas(canvas, image) {
-  if (canvas.width !== image.naturalWidth) canvas.width = image.naturalWidth;
-  if (canvas.height !== image.naturalHeight) canvas.height = image.naturalHeight;
   const scale = Math.min(4, Math.max(1, 900 / image.naturalWidth));
-  canvas.style.width = Math.round(image.naturalWidth * scale) + 'px';
+  const width = Math.round(image.naturalWidth * scale);
+  const height = Math.round(image.naturalHeight * scale);
+  if (canvas.width !== width) canvas.width = width;
+  if (canvas.height !== height) canvas.height = height;
+  canvas.frameWidth = image.naturalWidth;
+  canvas.frameHeight = image.naturalHeight;
+  canvas.frameScale = width / image.naturalWidth;
+  const context = canvas.getContext('2d');
+  context.setTransform(canvas.frameScale, 0, 0, canvas.frameScale, 0, 0);
+  context.drawImage(image, 0, 0);
+  return context;
 }
 
 function showTrackFrame(frame) {
@@ -242,10 +250,10 @@ async function watchFrameCount(session, complete) {
   }
 }
 
-function canvasPoint(canvas, event) {
+function canvasPoint(canvas, event) {  // in the frame's pixels
   const rect = canvas.getBoundingClientRect();
-  return [(event.clientX - rect.left) * canvas.width / rect.width,
-          (event.clientY - rect.top) * canvas.height / rect.height];
+  return [(event.clientX - rect.left) * canvas.frameWidth / rect.width,
+          (event.clientY - rect.top) * canvas.frameHeight / rect.height];
 }
 
 function setupTrack() {
@@ -310,7 +318,6 @@ function drawResults() {
   const context = canvas.getContext('2d');
   if (!results.image || results.imageFrame !== results.current) return;  // drawn when the frame has loaded
   fitCanvas(canvas, results.image);
-  context.drawImage(results.image, 0, 0);
   canvas.dataset.frame = String(results.current);
   drawBox(context, sequence.ground_truth[results.current], results.overview.ground_truth, null, false, true);
   for (const tracker of sequence.trackers) drawBox(context, tracker.boxes[results.current], tracker.colour, null);
