@@ -19,7 +19,7 @@ server.set_address("127.0.0.1")
 server.set_service(port)
 factory = GstRtspServer.RTSPMediaFactory()
 factory.set_launch(f"( videotestsrc pattern=ball is-live=true num-buffers={frames} "
-                   "! video/x-raw,width=160,height=120,framerate=20/1 ! jpegenc ! rtpjpegpay name=pay0 pt=26 )")
+                   "! video/x-raw,format=I420,width=160,height=120,framerate=20/1 ! jpegenc ! rtpjpegpay name=pay0 pt=26 )")
 server.get_mount_points().add_factory("/test", factory)
 server.attach(None)
 print("ready", flush=True)

@@ -152,6 +152,21 @@ def test_a_stalled_stream_ends_the_run_with_every_output_written(tmp_path: Path,
         assert gif.n_frames == processed
 
 
+def test_a_stalled_stream_without_real_time_mode_is_an_error_naming_it(tmp_path: Path, tiny_checkpoint: Path,
+                                                                       capsys) -> None:
+    output = tmp_path / "b.txt"
+    with mjpeg_server(clip(10), fps=50, hold_after=3) as url:
+        started = time.perf_counter()
+        code = main(["track", url, "--no-realtime", "--init", ",".join(map(str, BOX)), "--checkpoint",
+                     str(tiny_checkpoint), "--stall-timeout", "0.5", "-o", str(output), "-q"])
+        elapsed = time.perf_counter() - started
+    err = capsys.readouterr().err
+    assert code == 2 and elapsed < 5, (code, elapsed, err)
+    assert f"{url}: no data for 0.5 s after frame 3 (the stream stalled)" in err and "Traceback" not in err
+    assert "stopped after 3 frames" in err and len(Path(f"{output}.partial").read_text().splitlines()) == 3
+    assert not output.exists()
+
+
 class Frames:
     """A source of ``count`` frames; after ``stall_after`` frames it waits (until released), after ``fail_after``
     it raises."""
@@ -255,7 +270,8 @@ def test_camera_and_stream_openers_call_pyav_as_each_source_needs(opened, monkey
     monkeypatch.setattr(live.sys, "platform", "linux")
     monkeypatch.setattr(live.os.path, "exists", lambda path: path == "/dev/video3")
     camera = open_source(3, camera_size=(640, 480), stall_timeout=2)
-    assert opened[-1] == ("/dev/video3", {"format": "v4l2", "options": {"video_size": "640x480"}, "timeout": (10.0, 2.0)})
+    assert opened[-1] == ("/dev/video3", {"format": "v4l2", "options": {"video_size": "640x480"},
+                                          "timeout": (10.0, 2.0)})
     assert camera.live and camera.fps == 30 and camera.name == "/dev/video3"
     assert [int(frame[0, 0, 0]) for frame in camera] == [0, 1, 2]
     with pytest.raises(FrameError, match="only once"):
@@ -329,5 +345,7 @@ def test_an_rtsp_stream_is_tracked_in_real_time(tmp_path: Path, tiny_checkpoint:
         server.wait(timeout=10)
     err = capsys.readouterr().err
     processed, dropped = summary_counts(err)
-    assert code in (0, 1) and processed >= 10, err  # a server may end its stream by stalling or by closing it
+    # Frames the server sent while the model loaded come in a burst and are mostly dropped; a frame may be lost as
+    # the session starts or ends, and a server may end its stream by closing it (0) or by going silent (1).
+    assert code in (0, 1) and processed >= 1 and 50 <= processed + dropped <= 60, err
     assert len(output.read_text().splitlines()) == 1 + processed

@@ -132,27 +132,22 @@ def test_csv_one_based_standard_output_and_write_targets_csv(tmp_path: Path, tin
 
 def test_an_interrupted_several_target_run_keeps_whole_frames(tmp_path: Path, tiny_checkpoint: Path, capsys,
                                                               monkeypatch) -> None:
-    import lorat_plugin.data.video as video
+    video = write_video(tmp_path / "clip.mp4", clip(5), fps=10)
+    track = TrackingEngine.track
+    steps = []
 
-    folder = tmp_path / "img"
-    folder.mkdir()
-    for i, frame in enumerate(clip(5), start=1):
-        Image.fromarray(frame).save(folder / f"{i:08d}.png")
-    calls = []
-
-    def interrupted(path):
-        calls.append(path)
-        if len(calls) == 4:
+    def interrupted_at_the_fourth_frame(self, states, frames):
+        steps.append(len(states))
+        if len(steps) % 3 == 0:
             raise KeyboardInterrupt
-        return read_image(path)
+        return track(self, states, frames)
 
-    read_image = video.read_image
-    monkeypatch.setattr(video, "read_image", interrupted)
+    monkeypatch.setattr(TrackingEngine, "track", interrupted_at_the_fourth_frame)
     for output in ("b.csv", "b.txt"):
-        calls.clear()
-        assert main(["track", str(folder), "--init", "30,40,22,18", "--init", "100,20,30,30", "--checkpoint",
+        assert main(["track", str(video), "--init", "30,40,22,18", "--init", "100,20,30,30", "--checkpoint",
                      str(tiny_checkpoint), "-o", str(tmp_path / output), "-q"]) == 130
         assert "stopped after 3 frames" in capsys.readouterr().err
+    assert steps == [2] * 6  # both targets in every call
     assert len((tmp_path / "b.csv.partial").read_text().splitlines()) == 1 + 3 * 2
     assert [len((tmp_path / f"b_{i}.txt.partial").read_text().splitlines()) for i in (1, 2)] == [3, 3]
     assert not list(tmp_path.glob("b*.csv")) and not list(tmp_path.glob("b*.txt"))
