@@ -400,3 +400,48 @@ def test_a_stream_is_tracked_from_its_newest_frames(tmp_path: Path, tiny_checkpo
     numbers = [int(row[0]) for row in rows]
     assert rows[0] == [1, 1, *truth[0], 1.0] and len(rows) >= 2
     assert numbers == sorted(set(numbers)) and numbers[-1] <= len(frames)  # the source's own frame numbers
+
+
+def test_targets_added_removed_and_restarted_on_any_frame(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    """The session's bookkeeping: a target added on a later frame starts there, a removed one stops, a correction
+    re-tracks that target alone; each target's boxes are those it gets tracked alone from its box."""
+    import threading
+
+    from lorat_plugin.app.frames import FrameStore
+    from lorat_plugin.app.session import TrackingSession
+    from lorat_plugin.engine import track_frames
+
+    frames = two_targets_video(12)
+    video = write_video(tmp_path / "clip.mp4", frames)
+    engine = engine_of(tiny_checkpoint)
+    store = FrameStore("clip.mp4", open_frames(video))
+    store.decode_in_background()
+    session = TrackingSession("s", store, engine, threading.Lock())
+    decoded = list(open_frames(video))
+
+    def alone(start: int, box: tuple[float, ...], stop: int = len(frames)) -> dict[int, str]:
+        return {start + k: box_line(b, s) for k, (_, b, s) in
+                enumerate(track_frames(engine, decoded[start:stop], np.array(box, dtype=np.float64)))}
+
+    def boxes_of(target: int) -> dict[int, str]:
+        return {frame: box_line(box, score) for frame, t, box, score in session.rows() if t == target}
+
+    def track() -> None:
+        assert session.start()
+        session._thread.join(timeout=60)
+        assert not session.running and session.error is None
+
+    assert session.set_box(0, (20, 30, 24, 20)) == 1
+    assert session.set_box(4, (122, 66, 20, 26)) == 2  # a second target from frame 5 on
+    track()
+    assert boxes_of(1) == alone(0, (20, 30, 24, 20)) and boxes_of(2) == alone(4, (122, 66, 20, 26))
+    session.remove(1, 9)  # target 1 ends on frame 10
+    assert boxes_of(1) == alone(0, (20, 30, 24, 20), stop=9)
+    assert session.set_box(6, (120, 64, 22, 26), target_id=2) == 2  # corrected on frame 7
+    track()
+    assert boxes_of(1) == alone(0, (20, 30, 24, 20), stop=9)  # untouched
+    assert boxes_of(2) == {**alone(4, (122, 66, 20, 26), stop=6), **alone(6, (120, 64, 22, 26))}
+    session.remove(2, 0)
+    assert 2 not in session.targets
+    with pytest.raises(ValueError, match="at least 1 pixel"):
+        session.set_box(0, (5, 5, 0, 4))

@@ -99,3 +99,34 @@ def serve(app_server: AppServer, *, session: str | None = None, print_line: Call
     print_line(f"lorat app: open {app_server.url(session)}")
     print_line(f"lorat app: {app_server.exposure()}")
     app_server.run()
+
+
+SELECT_PORT = 8765  # `lorat app`'s default: one SSH tunnel serves both; another free port when it is taken
+
+
+def select_targets(args: Any, print_line: Callable[[str], None] = print) -> int:
+    """``lorat track INPUT --select``: serve the page on INPUT's folder (a camera or stream: no folder), opened on
+    INPUT's first frame, and print its URL; the targets are drawn, tracked and exported there."""
+    from ..commands.common import engine_from_args
+    from ..data.live import is_camera, is_network
+    from .server import open_live_store, open_path_store, ready_snapshot
+
+    named = args.input if getattr(args, "camera", None) is None else args.camera
+    live = is_camera(named) or is_network(str(named))
+    if live:
+        folders: list[Path] = []
+        store = open_live_store(str(named))
+    else:
+        path = Path(str(named)).expanduser()
+        store = open_path_store(path, path.name)  # FrameError now for a missing or unreadable input
+        folders = [path.resolve().parent]
+    engine, _spec = engine_from_args(args)
+    try:
+        server = AppServer(folders, lambda: engine, port=SELECT_PORT)
+    except OSError:
+        server = AppServer(folders, lambda: engine, port=0)
+    session = server.state.new_session(store)
+    ready_snapshot(session)
+    print_line(f"lorat track: draw the targets on the first frame of {store.name}, then Track and export there")
+    serve(server, session=session.id, print_line=print_line)
+    return 0

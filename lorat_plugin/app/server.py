@@ -179,12 +179,12 @@ def create_app(state: AppState) -> Any:
     async def open_video(request: Request) -> Response:
         data = await body(request)
         if "source" in data:
-            store = await run_in_threadpool(_live_store, str(data["source"]))
+            store = await run_in_threadpool(open_live_store, str(data["source"]))
         else:
             path = state.folders.resolve(_int(data.get("folder"), "folder"), str(data.get("path", "")))
-            store = await run_in_threadpool(_store_of_path, path, path.name)
+            store = await run_in_threadpool(open_path_store, path, path.name)
         session = await run_in_threadpool(state.new_session, store)
-        return JSONResponse(await run_in_threadpool(_ready, session))
+        return JSONResponse(await run_in_threadpool(ready_snapshot, session))
 
     async def upload(request: Request) -> Response:
         from ..data.video import VIDEO_EXTENSIONS
@@ -206,9 +206,9 @@ def create_app(state: AppState) -> Any:
                     target.unlink(missing_ok=True)
                     return error(_too_large(state.max_upload_bytes), 413)
                 file.write(chunk)
-        store = await run_in_threadpool(_store_of_path, target, name)
+        store = await run_in_threadpool(open_path_store, target, name)
         session = await run_in_threadpool(state.new_session, store)
-        return JSONResponse(await run_in_threadpool(_ready, session))
+        return JSONResponse(await run_in_threadpool(ready_snapshot, session))
 
     async def session_state(request: Request) -> Response:
         return JSONResponse(session_of(request).snapshot())
@@ -337,7 +337,7 @@ def _download_name(source_name: str, ending: str) -> str:
     return stem + ending
 
 
-def _store_of_path(path: Path, display_name: str) -> FrameStore:
+def open_path_store(path: Path, display_name: str) -> FrameStore:
     from ..data.video import open_frames
 
     store = FrameStore(display_name, open_frames(path))
@@ -345,7 +345,7 @@ def _store_of_path(path: Path, display_name: str) -> FrameStore:
     return store
 
 
-def _live_store(source: str) -> FrameStore:
+def open_live_store(source: str) -> FrameStore:
     """A camera (its number or ``/dev/videoN``) or an ``rtsp://`` / ``http(s)://`` stream, as ``lorat track`` opens
     them; a file is picked from the started folders instead (this is no way around them)."""
     from ..data.live import is_camera, is_network, open_source
@@ -359,7 +359,7 @@ def _live_store(source: str) -> FrameStore:
     return LiveStore(f"camera {chosen}" if isinstance(chosen, int) else source, open_source(chosen))
 
 
-def _ready(session: TrackingSession) -> dict[str, Any]:
+def ready_snapshot(session: TrackingSession) -> dict[str, Any]:
     session.store.wait_for_first()
     return session.snapshot()
 
