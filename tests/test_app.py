@@ -23,7 +23,7 @@ pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 pytest.importorskip("av")
 
-from lorat_plugin.app import AppServer  # noqa: E402
+from lorat_plugin.app.serve import AppServer  # noqa: E402
 from lorat_plugin.cli import build_parser, main  # noqa: E402
 from lorat_plugin.commands.common import engine_from_args  # noqa: E402
 from lorat_plugin.data.synthetic import moving_box_video  # noqa: E402

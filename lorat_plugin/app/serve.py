@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from . import DEFAULT_PORT
 from .security import Folders, new_token
 from .server import AppState, create_app
 
@@ -101,9 +102,6 @@ def serve(app_server: AppServer, *, session: str | None = None, print_line: Call
     app_server.run()
 
 
-SELECT_PORT = 8765  # `lorat app`'s default: one SSH tunnel serves both; another free port when it is taken
-
-
 def select_targets(args: Any, print_line: Callable[[str], None] = print) -> int:
     """``lorat track INPUT --select``: serve the page on INPUT's folder (a camera or stream: no folder), opened on
     INPUT's first frame, and print its URL; the targets are drawn, tracked and exported there."""
@@ -122,8 +120,8 @@ def select_targets(args: Any, print_line: Callable[[str], None] = print) -> int:
         folders = [path.resolve().parent]
     engine, _spec = engine_from_args(args)
     try:
-        server = AppServer(folders, lambda: engine, port=SELECT_PORT)
-    except OSError:
+        server = AppServer(folders, lambda: engine, port=DEFAULT_PORT)
+    except OSError:  # taken (a `lorat app` running): any free port
         server = AppServer(folders, lambda: engine, port=0)
     session = server.state.new_session(store)
     ready_snapshot(session)

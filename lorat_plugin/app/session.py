@@ -105,7 +105,8 @@ class TrackingSession:
         if target.frontier >= frame:
             target.frontier = frame - 1
             target.state = None
-        self._log({"type": "clear", "target": target.id, "from": frame})
+        self._log({"type": "clear", "target": target.id, "from": frame,
+                   "anchors": {str(f): b.tolist() for f, b in target.anchors.items()}})
 
     # ---- tracking ----
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..app import DEFAULT_PORT
 from .common import add_backend_arguments, add_model_arguments, engine_from_args, positive_int
 
 
@@ -24,7 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 exposes the "
                              "page to the network, and the command says what that exposes)")
-    parser.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: any free port)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
+                        help=f"port (default {DEFAULT_PORT}; 0: any free port)")
     parser.add_argument("--max-upload-mb", type=positive_int, default=500, metavar="MB",
                         help="largest video the page may upload (default 500 MB)")
     add_model_arguments(parser)
@@ -35,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     import starlette  # noqa: F401  (the `app` extra, named before the model loads)
     import uvicorn  # noqa: F401
 
-    from ..app import AppServer, serve
+    from ..app.serve import AppServer, serve
 
     engine, _spec = engine_from_args(args)  # once, before the URL is printed: a bad model flag fails here
     server = AppServer(args.folders or ["."], lambda: engine, host=args.host, port=args.port,

@@ -195,7 +195,7 @@ function applyTrackEvent(event) {
     if (!target) return;
     if (event.removed) { delete track.targets[event.target]; renderTargets(); return; }
     for (const frame of Object.keys(target.boxes)) if (Number(frame) >= event.from) delete target.boxes[frame];
-    for (const frame of Object.keys(target.anchors)) if (Number(frame) > event.from) delete target.anchors[frame];
+    target.anchors = event.anchors;
   } else if (event.type === 'boxes') {
     for (const [id, box] of Object.entries(event.boxes)) {
       const target = track.targets[id] || (track.targets[id] = {anchors: {}, boxes: {}});
