@@ -445,3 +445,24 @@ def test_targets_added_removed_and_restarted_on_any_frame(tmp_path: Path, tiny_c
     assert 2 not in session.targets
     with pytest.raises(ValueError, match="at least 1 pixel"):
         session.set_box(0, (5, 5, 0, 4))
+
+
+@needs_browser
+@pytest.mark.slow
+def test_upload_a_video_then_add_and_remove_a_target_in_the_page(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    video = write_video(tmp_path / "upload me.mp4", two_targets_video(4))
+    with running_app([empty], lambda: engine_of(tiny_checkpoint)) as server, browser_page() as page:
+        page.goto(server.url())
+        page.wait_for_selector("body[data-ready=true]")
+        page.set_input_files("#upload", str(video))
+        page.wait_for_selector("#track-canvas[data-frame='0']")
+        assert page.inner_text("#status") == "upload me.mp4"
+        drag(page, (20, 30, 24, 20))
+        page.wait_for_selector("[data-target='1']")
+        page.click("[data-target='1'] button:text('remove from here')")  # on the first frame: the target goes
+        page.wait_for_selector("[data-target='1']", state="detached")
+        page.click("#track-start")
+        page.wait_for_selector("#status.error")
+        assert "draw a box" in page.inner_text("#status")
