@@ -49,7 +49,7 @@ def main() -> None:
             session.set_box(0, box)
         started = time.perf_counter()
         session.start()
-        session._thread.join()
+        session.wait()
         page = options.frames / (time.perf_counter() - started)
         print(f"{alternation + 1}: track_targets {command_line:.1f} frames/s, app session {page:.1f} frames/s "
               f"({len(boxes)} targets, {options.frames} frames 320x240)")

@@ -428,7 +428,7 @@ def test_targets_added_removed_and_restarted_on_any_frame(tmp_path: Path, tiny_c
 
     def track() -> None:
         assert session.start()
-        session._thread.join(timeout=60)
+        session.wait(timeout=60)
         assert not session.running and session.error is None
 
     assert session.set_box(0, (20, 30, 24, 20)) == 1

@@ -130,6 +130,12 @@ class TrackingSession:
             self._stop.set()
             thread.join()
 
+    def wait(self, timeout: float | None = None) -> None:
+        """Until the run ends (the source's end, a pause or an error)."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+
     @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
