@@ -466,3 +466,19 @@ def test_upload_a_video_then_add_and_remove_a_target_in_the_page(tmp_path: Path,
         page.click("#track-start")
         page.wait_for_selector("#status.error")
         assert "draw a box" in page.inner_text("#status")
+
+
+def test_bad_input_is_one_line_before_the_model_loads(tmp_path: Path, capsys) -> None:
+    import socket
+
+    assert main(["app", str(tmp_path / "missing")]) == 2
+    assert capsys.readouterr().err == f"lorat app: error: not a folder: {tmp_path / 'missing'}\n"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        assert main(["app", str(tmp_path), "--port", str(taken.getsockname()[1])]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot listen on 127.0.0.1:" in err and "(--host/--port)" in err
+    assert main(["app", str(tmp_path), "--port", "0", "--checkpoint", str(tmp_path / "no.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no.safetensors" in err

@@ -39,9 +39,15 @@ def run(args: argparse.Namespace) -> int:
 
     from ..app.serve import AppServer, serve
 
-    engine, _spec = engine_from_args(args)  # once, before the URL is printed: a bad model flag fails here
-    server = AppServer(args.folders or ["."], lambda: engine, host=args.host, port=args.port,
+    # The folders and the port are checked first (a one-line error at once), then the model loads, once, before the
+    # URL is printed: a bad model flag fails here, not on the first page request.
+    server = AppServer(args.folders or ["."], lambda: engine_from_args(args)[0], host=args.host, port=args.port,
                        max_upload_bytes=args.max_upload_mb * 1_000_000)
+    try:
+        server.state.engine
+    except BaseException:
+        server.socket.close()
+        server.close()
+        raise
     serve(server, print_line=lambda line: print(line, file=sys.stdout, flush=True))
     return 0
-
