@@ -332,6 +332,8 @@ def test_only_the_started_folders_for_the_page_own_origin(tmp_path: Path) -> Non
             assert status == 403, (path, answer)
         assert client.request("/api/track/open", {"folder": 1, "path": "clip.mp4"})[0] == 403
         assert client.request("/api/results", {"folders": [{"folder": 0, "path": "../outside"}]})[0] == 403
+        status, answer = client.request("/api/results", {"folders": [{"folder": 0, "path": "."}]})
+        assert status == 400 and b"is not an evaluation folder (no run.json)" in answer
         # other origins, other sites, other host names (DNS rebinding) are refused even with the cookie
         assert client.request("/api/folders", headers={"origin": "http://evil.example"})[0] == 403
         assert client.request("/api/folders", headers={"sec-fetch-site": "cross-site"})[0] == 403
