@@ -50,6 +50,9 @@ class FrameStore:
         """The 1-based frame number of stored frame ``index`` (a live source's own count: dropped frames count)."""
         return index + 1
 
+    def close(self) -> None:
+        """Release the source (a live one's connection; a file's decoder ends with its pass)."""
+
     @property
     def expected(self) -> int:
         """The frame count the source declares (0 when unknown), or the count decoded once complete."""

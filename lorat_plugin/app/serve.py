@@ -90,8 +90,7 @@ class AppServer:
         """Stop every tracking run and live source; delete the uploads and renderings."""
         for session in list(self.state.sessions.values()):
             session.pause()
-            if session.store.live:
-                session.store.close()
+            session.store.close()
         shutil.rmtree(self.state.scratch, ignore_errors=True)
 
 

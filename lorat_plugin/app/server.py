@@ -30,6 +30,7 @@ PAGE_POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src
 LISTING_DEPTH = 4  # folders below a started folder that the page lists
 LISTING_LIMIT = 5000  # entries looked at per started folder, so a huge tree cannot stall the listing
 EVENT_POLL_S = 0.03
+MAX_SESSIONS = 8  # videos kept open (each holds its frames as JPEG); opening another closes the oldest
 
 
 class AppState:
@@ -57,6 +58,10 @@ class AppState:
             return self._engine
 
     def new_session(self, store: FrameStore) -> TrackingSession:
+        while len(self.sessions) >= MAX_SESSIONS:
+            oldest = self.sessions.pop(next(iter(self.sessions)))
+            oldest.pause()
+            oldest.store.close()
         session = TrackingSession(secrets.token_hex(8), store, self.engine, self.engine_lock)
         self.sessions[session.id] = session
         return session

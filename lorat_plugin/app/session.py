@@ -20,6 +20,8 @@ from .frames import FrameStore
 
 @dataclass
 class Target:
+    """One target of a session: where it was drawn, where it stops, and its boxes so far."""
+
     id: int  # 1, 2, ... in the order drawn: the target column of the CSV
     anchors: dict[int, np.ndarray] = field(default_factory=dict)  # frame -> box x, y, w, h drawn there
     removed_from: int | None = None  # no box from this frame on
