@@ -309,6 +309,8 @@ class Client:
 
 
 def test_only_the_started_folders_for_the_page_own_origin(tmp_path: Path) -> None:
+    from PIL import Image
+
     shared, outside = tmp_path / "shared", tmp_path / "outside"
     shared.mkdir()
     outside.mkdir()
@@ -317,6 +319,9 @@ def test_only_the_started_folders_for_the_page_own_origin(tmp_path: Path) -> Non
     write_video(outside / "secret.mp4", frames)
     (shared / "link.mp4").symlink_to(outside / "secret.mp4")  # a link inside that leads outside
     (shared / "linked").symlink_to(outside, target_is_directory=True)
+    (shared / "frames").mkdir()  # a frame folder is a video too
+    for index, frame in enumerate(frames, start=1):
+        Image.fromarray(frame).save(shared / "frames" / f"{index:04d}.png")
     clip_bytes = (shared / "clip.mp4").read_bytes()
     with running_app([shared], lambda: None, max_upload_bytes=len(clip_bytes)) as server:
         client = Client(server)
@@ -324,8 +329,10 @@ def test_only_the_started_folders_for_the_page_own_origin(tmp_path: Path) -> Non
         assert client.request("/?token=wrong")[0] == 403
         client.login()
         status, listed = client.request("/api/folders")
-        assert status == 200 and json.loads(listed)[0]["videos"] == ["clip.mp4"]  # the links are not listed
+        assert status == 200 and json.loads(listed)[0]["videos"] == ["clip.mp4", "frames/"]  # no link listed
         assert client.request("/api/track/open", {"folder": 0, "path": "clip.mp4"})[0] == 200
+        status, answer = client.request("/api/track/open", {"folder": 0, "path": "frames/"})
+        assert status == 200 and json.loads(answer)["name"] == "frames"
         for path in ("../outside/secret.mp4", str(outside / "secret.mp4"), "link.mp4", "linked/secret.mp4",
                      "clip.mp4\x00"):
             status, answer = client.request("/api/track/open", {"folder": 0, "path": path})
