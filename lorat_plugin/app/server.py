@@ -96,7 +96,7 @@ class Guard:
                 await _plain(send, 403, "wrong token: open the URL `lorat app` printed")
                 return
             location = "/" + ("?" + urlencode(query, doseq=True) if query else "")
-            cookie = f"{COOKIE}={self.state.token}; HttpOnly; SameSite=Strict; Path=/"
+            cookie = f"{cookie_name(scope)}={self.state.token}; HttpOnly; SameSite=Strict; Path=/"
             await send({"type": "http.response.start", "status": 303,
                         "headers": [(b"location", location.encode()), (b"set-cookie", cookie.encode()),
                                     (b"cache-control", b"no-store")]})
@@ -107,17 +107,25 @@ class Guard:
             cookies.load(headers.get("cookie", ""))
         except Exception:  # a malformed cookie header: as if none was sent
             cookies = SimpleCookie()
-        sent = cookies[COOKIE].value if COOKIE in cookies else None
+        name = cookie_name(scope)
+        sent = cookies[name].value if name in cookies else None
         if not token_matches(sent, self.state.token):
             await _plain(send, 403, "open the URL `lorat app` printed: it carries the access token")
             return
         await self.app(scope, receive, send)
 
 
+def cookie_name(scope: dict) -> str:
+    """The token's cookie, per port: cookies are shared by every port of a host, and two servers must not
+    overwrite each other's."""
+    server = scope.get("server") or ("", 0)
+    return f"{COOKIE}_{server[1]}"
+
+
 async def _plain(send: Callable, status: int, message: str) -> None:
     body = (message + "\n").encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]})
+    headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 

@@ -59,14 +59,37 @@ function drawBox(context, box, colour, label, dashed, outlined) {
   context.restore();
 }
 
-// One image at a time: a frame asked for while another loads replaces the waiting request.
+// One image request at a time: a frame asked for while another loads replaces the one waiting, so scrubbing or
+// fast tracking never queues up requests. Each load is a new Image, so a frame already shown stays drawable.
 class FrameLoader {
-  constructor(onLoad) { this.image = new Image(); this.busy = false; this.wanted = null; this.onLoad = onLoad;
-    this.image.onload = () => { this.busy = false; this.onLoad(this.image, this.loading); this.next(); };
-    this.image.onerror = () => { this.busy = false; this.next(); }; }
-  show(url, key) { this.wanted = {url, key}; if (!this.busy) this.next(); }
-  next() { if (!this.wanted) return; const {url, key} = this.wanted; this.wanted = null; this.busy = true;
-    this.loading = key; this.image.src = url; }
+  constructor(onLoad) {
+    this.onLoad = onLoad;
+    this.busy = false;
+    this.wanted = null;
+  }
+
+  show(url, key) {
+    this.wanted = {url, key};
+    if (!this.busy) this.next();
+  }
+
+  next() {
+    if (!this.wanted) return;
+    const {url, key} = this.wanted;
+    this.wanted = null;
+    this.busy = true;
+    const image = new Image();
+    image.onload = () => {
+      this.busy = false;
+      this.onLoad(image, key);
+      this.next();
+    };
+    image.onerror = () => {
+      this.busy = false;
+      this.next();
+    };
+    image.src = url;
+  }
 }
 
 // ---------------------------------------------------------------- tabs and folders
@@ -286,8 +309,14 @@ function setupTrack() {
     track.follow = false;
     showTrackFrame(Number(event.target.value));
   });
-  $('track-start').onclick = () => guarded(async () => { track.follow = true; await post('/api/track/' + track.session + '/start'); });
-  $('track-pause').onclick = () => guarded(async () => { track.follow = false; await post('/api/track/' + track.session + '/pause'); });
+  $('track-start').onclick = () => guarded(async () => {
+    track.follow = true;
+    await post('/api/track/' + track.session + '/start');
+  });
+  $('track-pause').onclick = () => guarded(async () => {
+    track.follow = false;
+    await post('/api/track/' + track.session + '/pause');
+  });
   $('open-video').onclick = () => guarded(async () => {
     const value = $('video-choice').value;
     if (!value.startsWith('{')) throw new Error('no video to open');
@@ -309,7 +338,11 @@ function setupTrack() {
 
 // ---------------------------------------------------------------- Results
 const results = {id: null, overview: null, sequence: null, current: 0, timer: null, image: null, imageFrame: -1};
-const resultsLoader = new FrameLoader((image, frame) => { results.image = image; results.imageFrame = frame; drawResults(); });
+const resultsLoader = new FrameLoader((image, frame) => {
+  results.image = image;
+  results.imageFrame = frame;
+  drawResults();
+});
 
 function drawResults() {
   const sequence = results.sequence;
@@ -322,8 +355,12 @@ function drawResults() {
   drawBox(context, sequence.ground_truth[results.current], results.overview.ground_truth, null, false, true);
   for (const tracker of sequence.trackers) drawBox(context, tracker.boxes[results.current], tracker.colour, null);
   const number = sequence.numbers[results.current];
-  const ious = sequence.trackers.map((t) => t.name + ' ' + (t.iou[results.current] === null ? '–' : t.iou[results.current].toFixed(2)));
-  $('results-frame').textContent = 'frame ' + number + ' (' + (results.current + 1) + ' of ' + sequence.frames + ')  IoU: ' + ious.join(', ');
+  const ious = sequence.trackers.map((tracker) => {
+    const value = tracker.iou[results.current];
+    return tracker.name + ' ' + (value === null ? '–' : value.toFixed(2));
+  });
+  $('results-frame').textContent =
+    'frame ' + number + ' (' + (results.current + 1) + ' of ' + sequence.frames + ')  IoU: ' + ious.join(', ');
   $('results-frame').dataset.frame = String(results.current);
   const cursor = $('iou-cursor');
   if (cursor) {
@@ -375,7 +412,9 @@ function plotIou(sequence) {
     svg.append(line);
   }
   const cursor = document.createElementNS(SVG, 'line');
-  for (const [k, v] of Object.entries({id: 'iou-cursor', y1: 0, y2: 160, stroke: '#222'})) cursor.setAttribute(k, String(v));
+  for (const [k, v] of Object.entries({id: 'iou-cursor', y1: 0, y2: 160, stroke: '#222'})) {
+    cursor.setAttribute(k, String(v));
+  }
   svg.append(cursor);
   svg.onclick = (event) => {
     const rect = svg.getBoundingClientRect();
@@ -427,7 +466,8 @@ function showOverview(overview) {
   $('results-title').textContent = overview.title;
   const legend = $('legend');
   legend.replaceChildren();
-  for (const [name, colour] of [['ground truth', overview.ground_truth], ...overview.trackers.map((t) => [t.name, t.colour])]) {
+  const keys = [['ground truth', overview.ground_truth], ...overview.trackers.map((t) => [t.name, t.colour])];
+  for (const [name, colour] of keys) {
     const key = element('span', null, {class: 'key'});
     const swatch = element('span', null, {class: 'swatch'});
     swatch.style.background = colour;
@@ -437,7 +477,8 @@ function showOverview(overview) {
   const head = element('tr');
   head.append(element('th', 'sequence (worst first)'), element('th', 'frames'));
   overview.trackers.forEach((tracker, k) => {
-    for (const metric of overview.metrics) head.append(element('th', metric + (overview.trackers.length > 1 ? ' [' + (k + 1) + ']' : '')));
+    const suffix = overview.trackers.length > 1 ? ' [' + (k + 1) + ']' : '';  // as lorat report numbers them
+    for (const metric of overview.metrics) head.append(element('th', metric + suffix));
   });
   $('sequence-table').tHead.replaceChildren(head);
   const body = $('sequence-table').tBodies[0];
@@ -453,7 +494,8 @@ function showOverview(overview) {
 
 function setupResults() {
   $('open-results').onclick = () => guarded(async () => {
-    const chosen = [...document.querySelectorAll('#evaluation-choice input:checked')].map((box) => JSON.parse(box.value));
+    const ticked = document.querySelectorAll('#evaluation-choice input:checked');
+    const chosen = [...ticked].map((box) => JSON.parse(box.value));
     if (!chosen.length) throw new Error('tick one or more evaluation folders');
     setStatus('reading results…');
     const overview = await post('/api/results', {folders: chosen});
@@ -461,7 +503,10 @@ function setupResults() {
     showOverview(overview);
     setStatus(overview.title);
   });
-  $('results-slider').addEventListener('input', (event) => { stopPlaying(); showResultsFrame(Number(event.target.value)); });
+  $('results-slider').addEventListener('input', (event) => {
+    stopPlaying();
+    showResultsFrame(Number(event.target.value));
+  });
   $('results-play').onclick = () => {
     if (results.timer || !results.sequence) { stopPlaying(); return; }
     if (results.current >= results.sequence.frames - 1) showResultsFrame(0);
