@@ -15,6 +15,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from ..palette import TRACKER_CYCLE, hex_colour, target_colour
 from .frames import FrameStore
 
 
@@ -195,9 +196,11 @@ class TrackingSession:
     # ---- what the page reads ----
 
     def snapshot(self) -> dict[str, Any]:
-        """Everything the page needs to draw (and the event count it has seen with it)."""
+        """Everything the page needs to draw (and the event count it has seen with it); ``colours``: the targets'
+        colours in order (the palette's cycle), so the page draws what ``lorat track --render`` draws."""
         with self._lock:
             return {"id": self.id, "name": self.store.name, "frames": self.store.expected,
+                    "colours": [hex_colour(target_colour(k)) for k in range(len(TRACKER_CYCLE))],
                     "complete": self.store.complete, "fps": self.store.fps,
                     "size": self.store.size, "running": self.running, "error": self.error,
                     "targets": {str(t.id): {"anchors": {str(f): b.tolist() for f, b in t.anchors.items()},

@@ -127,11 +127,10 @@ async function loadFolders() {
 
 // ---------------------------------------------------------------- Track
 const track = {session: null, frames: 0, current: 0, targets: {}, selected: null, running: false, follow: false,
-               events: null, drag: null, image: null, imageFrame: -1};
+               events: null, drag: null, image: null, imageFrame: -1, colours: ['#ffffff']};
 
-function targetColour(id) {
-  const cycle = ['#0072b2', '#e69f00', '#009e73', '#d55e00', '#cc79a7', '#56b4e9', '#f0e442', '#6e6e6e'];
-  return cycle[(Number(id) - 1) % cycle.length];  // palette.target_colour: the tracker cycle by target
+function targetColour(id) {  // the server's palette (palette.target_colour), by target id from 1
+  return track.colours[(Number(id) - 1) % track.colours.length];
 }
 
 const trackLoader = new FrameLoader((image, frame) => { track.image = image; track.imageFrame = frame; drawTrack(); });
@@ -243,6 +242,7 @@ async function openSession(snapshot) {
   if (track.events) track.events.close();
   track.session = snapshot.id;
   track.frames = snapshot.frames;
+  track.colours = snapshot.colours;
   track.targets = {};
   for (const [id, target] of Object.entries(snapshot.targets)) {
     track.targets[id] = {anchors: target.anchors, boxes: target.boxes};
