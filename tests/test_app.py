@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import http.cookiejar
+import io
 import json
 import os
 import shutil
 import urllib.error
 import urllib.request
+import zipfile
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -102,7 +104,6 @@ def two_targets_video(count: int) -> list[np.ndarray]:
 def save_screenshot(page: Any, name: str) -> None:
     """The page's top 1280 x 760 pixels into SCREENSHOTS/name, in 256 colours chosen to keep every colour close
     (small files for the docs)."""
-    import io
 
     from PIL import Image
 
@@ -156,6 +157,16 @@ def test_draw_two_targets_track_and_export_the_csv_of_lorat_track(tmp_path: Path
         assert main(["track", str(video), "--init", inits[0], "--init", inits[1], "--output", str(command_line),
                      "--device", "cpu", "-q"]) == 0
         assert exported.read_text() == command_line.read_text()
+        # one file per target, as `lorat track --output clip.txt` writes several targets
+        with page.expect_download() as download:
+            page.click("#export-files")
+        download.value.save_as(tmp_path / "files.zip")
+        assert main(["track", str(video), "--init", inits[0], "--init", inits[1], "--output",
+                     str(tmp_path / "clip.txt"), "--device", "cpu", "-q"]) == 0
+        with zipfile.ZipFile(tmp_path / "files.zip") as archive:
+            assert sorted(archive.namelist()) == ["clip_1.txt", "clip_2.txt"]
+            for name in archive.namelist():
+                assert archive.read(name).decode() == (tmp_path / name).read_text()
 
         # correct target 2 on frame 8: it restarts there; target 1 and target 2's earlier boxes stay
         page.click("[data-target='2'] button")
@@ -444,6 +455,11 @@ def test_targets_added_removed_and_restarted_on_any_frame(tmp_path: Path, tiny_c
     assert session.set_box(4, (122, 66, 20, 26)) == 2  # a second target from frame 5 on
     track()
     assert boxes_of(1) == alone(0, (20, 30, 24, 20)) and boxes_of(2) == alone(4, (122, 66, 20, 26))
+    from lorat_plugin.app.server import session_target_files
+
+    with zipfile.ZipFile(io.BytesIO(session_target_files(session))) as archive:  # line n is frame n
+        second = archive.read("clip_2.txt").decode().splitlines()
+    assert second == ["nan,nan,nan,nan,0.0000"] * 4 + list(alone(4, (122, 66, 20, 26)).values())
     session.remove(1, 9)  # target 1 ends on frame 10
     assert boxes_of(1) == alone(0, (20, 30, 24, 20), stop=9)
     assert session.set_box(6, (120, 64, 22, 26), target_id=2) == 2  # corrected on frame 7

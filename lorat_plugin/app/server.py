@@ -280,6 +280,12 @@ def create_app(state: AppState) -> Any:
         return Response(text, media_type="text/csv", headers={
             "content-disposition": f"attachment; filename=\"{_download_name(session.store.name, '_boxes.csv')}\""})
 
+    async def target_files(request: Request) -> Response:
+        session = session_of(request)
+        data = await run_in_threadpool(session_target_files, session)
+        return Response(data, media_type="application/zip", headers={
+            "content-disposition": f"attachment; filename=\"{_download_name(session.store.name, '_boxes.zip')}\""})
+
     async def rendered(request: Request) -> Response:
         session = session_of(request)
         path = await run_in_threadpool(render_session, session, state.scratch)
@@ -325,6 +331,7 @@ def create_app(state: AppState) -> Any:
         Route("/api/track/{session}/pause", handled(pause), methods=["POST"]),
         Route("/api/track/{session}/events", handled(events)),
         Route("/api/track/{session}/boxes.csv", handled(csv)),
+        Route("/api/track/{session}/boxes.zip", handled(target_files)),
         Route("/api/track/{session}/rendered.mp4", handled(rendered)),
         Route("/api/results", handled(open_results), methods=["POST"]),
         Route("/api/results/{results}/sequence/{name}", handled(results_sequence)),
@@ -422,6 +429,31 @@ def session_csv(session: TrackingSession) -> str:
     number = session.store.number
     rows = [f"{number(frame)},{target},{box_line(box, score)}\n" for frame, target, box, score in session.rows()]
     return CSV_HEADER + "\n" + "".join(rows)
+
+
+def session_target_files(session: TrackingSession) -> bytes:
+    """A zip of one file per target, ``<stem>_<id>.txt``, as ``lorat track --output <stem>.txt`` writes several
+    targets: ``x,y,w,h,confidence`` per frame from the first frame; a frame without a box for the target (before it
+    was drawn, after it was removed) is ``nan,nan,nan,nan,0.0000``, so line ``n`` is always frame ``n``."""
+    import io
+    import zipfile
+
+    import numpy as np
+
+    from ..data.target_files import box_line, target_file
+
+    rows = list(session.rows())
+    frames = max((frame for frame, *_ in rows), default=-1) + 1
+    missing = box_line(np.full(4, np.nan), 0.0)
+    lines: dict[int, list[str]] = {}
+    for frame, target, box, score in rows:
+        lines.setdefault(target, [missing] * frames)[frame] = box_line(box, score)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for target, target_lines in sorted(lines.items()):
+            name = target_file(Path(_download_name(session.store.name, ".txt")), target).name
+            archive.writestr(name, "".join(line + "\n" for line in target_lines))
+    return buffer.getvalue()
 
 
 def render_session(session: TrackingSession, scratch: Path) -> Path:

@@ -251,6 +251,7 @@ async function openSession(snapshot) {
   $('track-view').hidden = false;
   $('track-slider').max = String(Math.max(snapshot.frames - 1, 0));
   $('export-csv').href = '/api/track/' + snapshot.id + '/boxes.csv';
+  $('export-files').href = '/api/track/' + snapshot.id + '/boxes.zip';
   $('export-video').href = '/api/track/' + snapshot.id + '/rendered.mp4';
   setTrackState(snapshot.running ? 'running' : 'idle', snapshot.running ? 'tracking…' : 'draw a box, then Track');
   renderTargets();
