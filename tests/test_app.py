@@ -104,7 +104,6 @@ def two_targets_video(count: int) -> list[np.ndarray]:
 def save_screenshot(page: Any, name: str) -> None:
     """The page's top 1280 x 760 pixels into SCREENSHOTS/name, in 256 colours chosen to keep every colour close
     (small files for the docs)."""
-
     from PIL import Image
 
     shot = Image.open(io.BytesIO(page.screenshot(clip={"x": 0, "y": 0, "width": 1280, "height": 760})))
