@@ -485,6 +485,11 @@ def test_upload_a_video_then_add_and_remove_a_target_in_the_page(tmp_path: Path,
         assert page.inner_text("#status") == "upload me.mp4"
         drag(page, (20, 30, 24, 20))
         page.wait_for_selector("[data-target='1']")
+        # the page opened on a session (as `lorat track --select` prints it) shows that video and its targets
+        session = page.get_attribute("#export-csv", "href").split("/")[3]
+        page.goto(f"{server.base_url}/?session={session}")
+        page.wait_for_selector("#track-canvas[data-frame='0']")
+        page.wait_for_selector("[data-target='1']")
         page.click("[data-target='1'] button:text('remove from here')")  # on the first frame: the target goes
         page.wait_for_selector("[data-target='1']", state="detached")
         page.click("#track-start")
