@@ -259,6 +259,8 @@ def test_results_worst_first_play_a_sequence_and_plot_the_records_iou(tmp_path: 
         name = rows.nth(0).get_attribute("data-sequence")
         rows.nth(0).click()
         page.wait_for_selector("#results-canvas[data-frame='0']")
+        page.keyboard.press("ArrowRight")  # one frame on
+        page.wait_for_selector("#results-canvas[data-frame='1']")
         lines = page.locator("#iou-plot path.iou")
         assert lines.count() == 2
         colours = tracker_colours(names)  # the report's colours, in the same order of trackers

@@ -527,7 +527,23 @@ async function guarded(action) {
   }
 }
 
+// Left and right arrows step one frame in the view on show (not while typing in a field).
+function stepFrame(event) {
+  if (event.target.tagName === 'INPUT' && event.target.type !== 'range') return;
+  const step = {ArrowLeft: -1, ArrowRight: 1}[event.key];
+  if (!step) return;
+  event.preventDefault();
+  if (!$('track').hidden && track.session) {
+    track.follow = false;
+    showTrackFrame(track.current + step);
+  } else if (!$('results').hidden && results.sequence) {
+    stopPlaying();
+    showResultsFrame(results.current + step);
+  }
+}
+
 window.addEventListener('DOMContentLoaded', () => {
+  window.addEventListener('keydown', stepFrame);
   $('tab-track').onclick = () => showTab('track');
   $('tab-results').onclick = () => showTab('results');
   setupTrack();
