@@ -255,6 +255,9 @@ def create_app(state: AppState) -> Any:
     async def events(request: Request) -> Response:
         session = session_of(request)
         cursor = _int(request.query_params.get("from", "0"), "from")
+        resumed = request.headers.get("last-event-id")  # a reconnecting EventSource: after the last event it had
+        if resumed is not None:
+            cursor = _int(resumed, "Last-Event-ID") + 1
 
         async def stream():
             nonlocal cursor
@@ -264,7 +267,7 @@ def create_app(state: AppState) -> Any:
                 if new:
                     cursor += len(new)
                     idle = 0.0
-                    yield "".join(f"data: {json.dumps(event)}\n\n" for event in new)
+                    yield "".join(f"id: {event['seq']}\ndata: {json.dumps(event)}\n\n" for event in new)
                 else:
                     idle += EVENT_POLL_S
                     if idle > 10:  # a comment keeps proxies from closing a quiet stream
