@@ -513,3 +513,30 @@ def test_bad_input_is_one_line_before_the_model_loads(tmp_path: Path, capsys) ->
     assert main(["app", str(tmp_path), "--port", "0", "--checkpoint", str(tmp_path / "no.safetensors")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no.safetensors" in err
+
+
+def test_lorat_track_select_opens_the_page_on_the_input(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    import re
+    import subprocess
+    import sys
+
+    video = write_video(tmp_path / "clip.mp4", two_targets_video(5))
+    process = subprocess.Popen([sys.executable, "-m", "lorat_plugin.cli", "track", str(video), "--select",
+                                "--checkpoint", str(tiny_checkpoint), "--device", "cpu"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = [process.stdout.readline() for _ in range(3)]
+        assert lines[0].startswith("lorat track: draw the targets on the first frame of clip.mp4"), lines
+        url = re.fullmatch(r"lorat app: open (http://127\.0\.0\.1:\d+/\?token=[\w-]+&session=(\w+))\n", lines[1])
+        assert url, lines + ([process.stderr.read()] if process.poll() is not None else [])
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        assert b"lorat app" in opener.open(url.group(1), timeout=10).read()
+        base = url.group(1).split("/?")[0]
+        snapshot = json.load(opener.open(f"{base}/api/track/{url.group(2)}", timeout=10))
+        assert snapshot["name"] == "clip.mp4" and snapshot["size"] == list(SIZE) and not snapshot["targets"]
+        listed = json.load(opener.open(f"{base}/api/folders", timeout=10))
+        assert listed[0]["videos"] == ["clip.mp4"]  # the input's folder is served, nothing else
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    assert main(["track", str(video), "--select", "--output", str(tmp_path / "boxes.csv")]) == 2
