@@ -27,7 +27,7 @@ setup(
     packages=find_packages(include=["lorat_plugin", "lorat_plugin.*"]) + mapped_packages(),
     package_dir={"": ".", **MAPPED},
     # trackers/tracker_registry.ini links to the root file: `lorat vot-workspace` of an installed package reads it
-    package_data={"lorat_plugin": ["assets/*", "assets/**/*", "configs/*.yaml"],
+    package_data={"lorat_plugin": ["assets/*", "assets/**/*", "configs/*.yaml", "app/static/*"],
                   "lorat_plugin.trackers": ["tracker_registry.ini"]},
     include_package_data=True,
     install_requires=[
@@ -54,7 +54,10 @@ setup(
         "baselines": ["opencv-contrib-python-headless", "got10k>=0.1.3"],  # got10k Tracker subclasses
         "demo": ["scikit-image", "opencv-contrib-python-headless", "got10k>=0.1.3", "av", "imageio", "imageio-ffmpeg"],
         "sam": ["segment-anything"],
-        "test": ["pytest", "pytest-timeout", "vermin"],  # vermin: tests/test_python_floor.py
+        "app": ["starlette>=0.37", "uvicorn>=0.29"],  # `lorat app`
+        # vermin: tests/test_python_floor.py; playwright drives Debian's chromium in tests/test_app.py (its own
+        # browser download, `playwright install`, is never needed)
+        "test": ["pytest", "pytest-timeout", "vermin", "playwright"],
     },
     entry_points={"console_scripts": ["lorat=lorat_plugin.cli:main"]},
 )

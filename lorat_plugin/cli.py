@@ -14,6 +14,7 @@ from .process import tune_cpu_allocator
 # verb -> (module in lorat_plugin.commands, one-line help). Modules import heavy libraries inside run().
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("demo", "run the shipped demo model over the shipped benchmark: results, metrics, plots, a video"),
+    "app": ("app", "a local web page: draw targets on your video and track them; browse evaluation results"),
     "track": ("track", "track one target in a video file, a frame folder or an image list"),
     "evaluate": ("evaluate", "run a tracker over a benchmark and write its result files (resumable, torchrun)"),
     "report": ("report", "compute a benchmark's official metrics from result files; table, metrics.json, plots"),
@@ -38,7 +39,8 @@ EXTRAS: dict[str, str] = {
     "skimage": "demo",
     "pycocotools": "train", "tensorboard": "train",
     "segment_anything": "sam",
-    "pytest": "test",
+    "starlette": "app", "uvicorn": "app",
+    "pytest": "test", "playwright": "test",
 }
 
 

@@ -115,6 +115,7 @@ def test_every_extra_has_its_missing_package_line() -> None:
     ("onnx", ["export", "{tmp}/model.onnx"]),
     ("vot", ["vot-workspace", "{tmp}/ws", "--stack", "tests/basic"]),
     ("cv2", ["demo", "--output", "{tmp}/demo", "--no-video", "--baselines", "csrt"]),
+    ("starlette", ["app", "{tmp}"]),
 ])
 def test_a_missing_extra_is_one_line_in_every_verb(module: str, argv: list[str], tmp_path, monkeypatch,
                                                     capsys) -> None:

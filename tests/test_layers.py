@@ -43,6 +43,7 @@ LAYER_OF_PREFIX = {
     "lorat_plugin.commands": "applications",
     "lorat_plugin.cli": "applications",
     "lorat_plugin.demo": "applications",
+    "lorat_plugin.app": "applications",  # `lorat app`: the web page over the engine and the evaluation records
 }
 LOWEST = {"files", "geometry", "devices", "distributed", "lazy", "environment", "process", "palette"}
 # Layer -> the other layers its modules may import (any package may name the root package for its version).

@@ -11,6 +11,7 @@ examples:
   lorat track clip.mp4 --init 120,80,40,60 --init 300,90,50,50 --output boxes.csv --render both.mp4
   lorat track --camera 0 --init 280,200,80,80 --output live.csv      (Ctrl-C ends it, every output written)
   lorat track rtsp://192.168.1.20:8554/cam --init-file targets.txt --output cam.csv
+  lorat track clip.mp4 --select                  (draw the targets in a browser page; it prints the URL)
   lorat track Basketball/img --gt Basketball/groundtruth_rect.txt --one-based --output basketball.txt
   lorat track frames.txt --init 10,12,30,30 --variant B-224 --weights-dir ~/weights --device cuda --dtype bf16
 """
@@ -48,6 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     start.add_argument("--init-file", metavar="FILE",
                        help="the targets' boxes in the first frame, one x,y,w,h per line (comma or space "
                             "separated; blank lines and # comments skipped)")
+    start.add_argument("--select", action="store_true",
+                       help="draw the targets with the mouse instead: serves the `lorat app` page on INPUT's first "
+                            "frame (127.0.0.1) and prints its URL; track and export there (docs/app.md)")
     start.add_argument("--gt", metavar="FILE",
                        help="ground-truth file (x,y,w,h per line; comma, tab or space separated; NaN for unknown): "
                             "its first line starts the tracker (one target), and the rendering also shows its boxes")
@@ -115,6 +119,14 @@ def run(args: argparse.Namespace) -> int:
 
     if (args.input is None) == (args.camera is None):
         raise ValueError("give an INPUT or --camera N (one of them)")
+    if args.select:
+        from ..app.serve import select_targets
+
+        if args.output or args.render:
+            raise ValueError("--select: the page exports the boxes and the rendering (Export CSV, Export rendered "
+                             "video): give no --output or --render with it")
+
+        return select_targets(args)
     named = args.input if args.camera is None else args.camera
     offset = ONE_BASED_OFFSET if args.one_based else np.zeros(4)
     init_boxes, ground_truth = init_boxes_from_args(args, offset)
