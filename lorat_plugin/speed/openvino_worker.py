@@ -65,7 +65,7 @@ class Worker:
                 config["NUM_STREAMS"] = 1
             compiled = self.core.compile_model(model, "CPU", config)
             self.requests[hint] = compiled.create_infer_request()
-            reported[hint] = {key: str(compiled.get_property(key)) for key in REPORTED}
+            reported[hint] = {key: _text(compiled.get_property(key)) for key in REPORTED}
         return {"version": self.openvino.get_version(), "compiled": reported}
 
     def time(self, hint: str, inputs: dict[str, Any], calls: int) -> list[float]:
@@ -80,6 +80,11 @@ class Worker:
     def run(self, hint: str, inputs: dict[str, Any]) -> list[Any]:
         results = self.requests[hint].infer(inputs)
         return [array.copy() for array in results.to_tuple()]
+
+
+def _text(value: Any) -> str:
+    """A property as OpenVINO spells it in its settings (``bf16``, not ``<Type: 'bfloat16'>``)."""
+    return value.to_string() if hasattr(value, "to_string") else str(value)
 
 
 def main() -> None:
