@@ -5,7 +5,8 @@ Every part is timed in place (exclusive wall time: a part's own time, without th
 the engine builds for that precision, then medians over repeats. Each repeat also times one call of the same
 network with the timers off, so the instrumentation's own cost is printed too. FLOPs are counted from the shapes
 (2 per multiply-add; int8 products count as operations at the same rate) and compared with the rate of a
-2048-cubed bf16 ``torch.matmul`` measured in the same run (``lorat benchmark``'s yardstick).
+2048-cubed bf16 ``torch.matmul`` measured in the same run (``lorat benchmark``'s yardstick), or an fp32 one where
+bf16 is not native (also when ``ONEDNN_MAX_CPU_ISA`` holds oneDNN below it).
 
   python benchmarks/profile_parts.py --variant B-224 --dtypes bf16,int8 --repeats 7
   ONEDNN_MAX_CPU_ISA=AVX2_VNNI ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 \\
@@ -31,6 +32,7 @@ import lorat_plugin.engine.tracking as tracking_module
 from lorat_plugin.data.synthetic import moving_box_video
 from lorat_plugin.engine import TrackingEngine, build_network
 from lorat_plugin.engine.onednn import OneDNNBlock
+from lorat_plugin.engine.precision import cpu_has_native_bf16
 from lorat_plugin.model import build_model
 from lorat_plugin.speed import matmul_peak, network_flops
 
@@ -161,7 +163,7 @@ def profile(variant: str, dtype: str, repeats: int, timer: PartTimer) -> dict[st
             "network_flops": network_flops(model)}
 
 
-def report(result: dict[str, Any], peak_tflops: float) -> list[str]:
+def report(result: dict[str, Any], peak_tflops: float, peak_dtype: str) -> list[str]:
     medians = {part: 1e3 * statistics.median(values) for part, values in result["parts"].items()}
     tracker_parts = [p for p in medians if p.startswith(("crop", "post-processing", "tracker rest"))]
     network_ms = sum(ms for part, ms in medians.items() if part not in tracker_parts)
@@ -169,9 +171,9 @@ def report(result: dict[str, Any], peak_tflops: float) -> list[str]:
              f"tracker step {result['step_ms']:.1f} ms (parts' medians add to {sum(medians.values()):.1f}); network "
              f"{network_ms:.1f} ms with timers, {result['plain_ms']:.1f} ms without (same run); "
              f"{result['network_flops'] / 1e9:.1f} GFLOP per frame: {result['network_flops'] / result['plain_ms'] / 1e9:.2f}"
-             f" TFLOPS, {100 * result['network_flops'] / result['plain_ms'] / 1e9 / peak_tflops:.0f} % of the bf16 "
+             f" TFLOPS, {100 * result['network_flops'] / result['plain_ms'] / 1e9 / peak_tflops:.0f} % of the {peak_dtype} "
              f"matmul rate", "",
-             "| part | ms per frame | share of the step | GFLOP | TFLOPS | of the bf16 matmul rate |",
+             f"| part | ms per frame | share of the step | GFLOP | TFLOPS | of the {peak_dtype} matmul rate |",
              "|---|---|---|---|---|---|"]
     total = sum(medians.values())
     for part, ms in sorted(medians.items(), key=lambda item: -item[1]):
@@ -200,12 +202,14 @@ def main() -> None:
     timer = PartTimer()
     instrument_functions(timer)
     print(f"load average before: {open('/proc/loadavg').read().strip()}; torch threads {torch.get_num_threads()}")
-    peak, what = matmul_peak("cpu", torch.bfloat16)
+    peak_dtype = torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+    peak, what = matmul_peak("cpu", peak_dtype)
     results = [profile(args.variant, dtype.strip(), args.repeats, timer) for dtype in args.dtypes.split(",")]
-    peak_after, _ = matmul_peak("cpu", torch.bfloat16)
+    peak_after, _ = matmul_peak("cpu", peak_dtype)
     print(f"{what}: {peak:.2f} TFLOPS before, {peak_after:.2f} after (the rate below uses the larger)")
+    yardstick = "bf16" if peak_dtype == torch.bfloat16 else "fp32"
     for result in results:
-        print("\n" + "\n".join(report(result, max(peak, peak_after))))
+        print("\n" + "\n".join(report(result, max(peak, peak_after), yardstick)))
     print(f"\nload average after: {open('/proc/loadavg').read().strip()}")
 
 
