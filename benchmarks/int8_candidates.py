@@ -98,19 +98,10 @@ def int8_with_int8_head(model):
 
 def int8_with_grouped_attention(model):
     """int8 where bf16 is not native, with int8's per-group attention in fp32 instead of the fused kernel."""
-    from lorat_plugin.engine.int8 import Int8Block
+    from lorat_plugin.engine.int8 import Int8Block, grouped_attention
 
     def attention(block, q, k, v):
-        batch, heads, tokens, _ = q.shape
-        q = q * q.shape[-1] ** -0.5
-        out = torch.empty(q.shape, dtype=q.dtype)
-        step = max(1, Int8Block.logits_bytes // (q.element_size() * tokens * tokens))
-        for b in range(batch):
-            for h in range(0, heads, step):
-                group = slice(h, h + step)
-                logits = q[b, group] @ k[b, group].transpose(-1, -2)
-                torch.matmul(torch.softmax(logits, dim=-1), v[b, group], out=out[b, group])
-        return out
+        return grouped_attention(q, k, v, Int8Block.logits_bytes)
 
     network = build_network(model, "cpu", "int8", per_sequence=False)
     for block in network.module.blocks:
