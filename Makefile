@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PIP := $(VENV)/bin/pip
-EXTRAS ?= got10k,vot,video,train,export,baselines,demo,sam,app,test
+EXTRAS ?= got10k,vot,video,train,export,openvino,baselines,demo,sam,app,test
 
 .PHONY: demo test test-all venv clean
 

@@ -51,6 +51,7 @@ setup(
         "video": ["av", "imageio", "imageio-ffmpeg"],
         "train": ["pycocotools", "tensorboard"],
         "export": ["onnx", "onnxruntime"],
+        "openvino": ["openvino", "onnx"],  # `lorat benchmark --compare openvino`; onnx: the exported file
         "baselines": ["opencv-contrib-python-headless", "got10k>=0.1.3"],  # got10k Tracker subclasses
         "demo": ["scikit-image", "opencv-contrib-python-headless", "got10k>=0.1.3", "av", "imageio", "imageio-ffmpeg"],
         "sam": ["segment-anything"],

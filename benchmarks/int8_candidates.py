@@ -5,10 +5,17 @@ Candidates: torch.ao dynamic quantisation (quantized::linear_dynamic; FBGEMM via
 Int8DynamicActivationInt8WeightConfig (eager), oneDNN qlinear kernels with dynamic per-tensor activations (the
 engine's int8 backend, lorat_plugin.engine.int8), and ONNX Runtime on the int8 file `lorat export --dtype int8`
 writes (its quantize_dynamic of the fp32 export); beside them, the bf16 default with int8's attention (what part of
-int8's gain is attention).
+int8's gain is attention), and two changes to the engine's int8 tried and not shipped (docs/speed.md, "Where the
+time goes"): its head's hidden layers on the int8 kernels too (``int8-head``), and, where bf16 is not native, its
+attention as per-group fp32 matrix products instead of the fused kernel (``int8-grouped``).
 
     python benchmarks/int8_candidates.py --variant B-224 --threads 2 --repeats 9
     ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 python benchmarks/int8_candidates.py
+    ONEDNN_MAX_CPU_ISA=AVX2_VNNI ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 \
+        python benchmarks/int8_candidates.py --repeats 7 --layer-scale 0.1,1 --skip bf16,bf16-attention,torch.ao,torchao,ort
+
+``--layer-scale LOW,HIGH`` draws LayerScale from U(LOW, HIGH): with its 1e-5 initial value the random blocks vanish
+from the residual stream, and the score differences printed say nothing about int8.
 """
 from __future__ import annotations
 
@@ -59,6 +66,49 @@ def bf16_with_int8_attention(model):
     return network
 
 
+class Int8HeadLinear(nn.Module):
+    """A head hidden layer on the engine's int8 kernels (int8 weights per output channel, the input quantised per
+    call over its own range), for the ``int8-head`` candidate."""
+
+    def __init__(self, layer: nn.Linear, rows: int) -> None:
+        super().__init__()
+        from lorat_plugin.engine.int8 import quantize_dynamic
+        self.quantize = quantize_dynamic
+        weight = layer.weight.detach().float()
+        scales = weight.abs().amax(dim=1).clamp(min=1e-12) / 127
+        quantized = torch.round(weight / scales[:, None]).to(torch.int8)
+        self.packed = (torch.ops.onednn.qlinear_prepack(quantized, [rows, weight.shape[1]]), scales,
+                       torch.zeros_like(scales, dtype=torch.int64), layer.bias.detach().float())
+        self.weight = torch.empty(0)  # MlpHead casts its input to its first layer's weight dtype: fp32
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, scale, zero = self.quantize(x.reshape(-1, x.shape[-1]))
+        out = torch.ops.onednn.qlinear_pointwise(q, scale, zero, *self.packed, 1.0, 0, torch.float32, "none", [], "")
+        return out.view(*x.shape[:-1], -1)
+
+
+def int8_with_int8_head(model):
+    network = build_network(model, "cpu", "int8", per_sequence=False)
+    rows = model.config.search_grid ** 2
+    for mlp in (network.module.head.cls_mlp, network.module.head.reg_mlp):
+        for i in range(len(mlp.layers) - 1):
+            mlp.layers[i] = Int8HeadLinear(mlp.layers[i], rows)
+    return network
+
+
+def int8_with_grouped_attention(model):
+    """int8 where bf16 is not native, with int8's per-group attention in fp32 instead of the fused kernel."""
+    from lorat_plugin.engine.int8 import Int8Block, grouped_attention
+
+    def attention(block, q, k, v):
+        return grouped_attention(q, k, v, Int8Block.logits_bytes)
+
+    network = build_network(model, "cpu", "int8", per_sequence=False)
+    for block in network.module.blocks:
+        block._attention = types.MethodType(attention, block)
+    return network
+
+
 def onnx_runtime(model, threads: int, folder: Path):
     """The files `lorat export` writes: fp32, and int8 (only the blocks' products with a weight quantised)."""
     from lorat_plugin.engine.onnx import OnnxNetwork, export_onnx
@@ -73,12 +123,18 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--skip", default="", help="comma-separated candidates to leave out")
+    parser.add_argument("--layer-scale", metavar="LOW,HIGH", help="draw LayerScale from U(LOW, HIGH)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} threads, {args.variant}, batch 1, random weights")
     tune_cpu_allocator()
     torch.manual_seed(0)
     model = build_model(args.variant, merge=True).eval()
+    if args.layer_scale:
+        low, high = (float(v) for v in args.layer_scale.split(","))
+        for block in model.blocks:
+            block.ls1.gamma.data.uniform_(low, high)
+            block.ls2.gamma.data.uniform_(low, high)
     inputs = model.get_sample_data(1)
     skip = set(args.skip.split(","))
     candidates = {"fp32": build_network(model, "cpu", "fp32")}
@@ -95,6 +151,10 @@ def main() -> None:
             candidates["int8 oneDNN, fp32 attention/norms"] = build_network(model, "cpu", "int8")
         finally:
             backends.cpu_has_native_bf16 = held
+    if "int8-head" not in skip:
+        candidates["int8 oneDNN, head's hidden layers int8 too (not shipped)"] = int8_with_int8_head(model)
+    if "int8-grouped" not in skip and not backends.cpu_has_native_bf16():
+        candidates["int8 oneDNN, per-group fp32 attention (not shipped)"] = int8_with_grouped_attention(model)
     if "torch.ao" not in skip:
         candidates["torch.ao dynamic (x86/FBGEMM)"] = torch_ao(model)
     if "torchao" not in skip:
@@ -110,8 +170,9 @@ def main() -> None:
         calls = {name: (lambda f=f: f(*inputs)) for name, f in candidates.items()}
         for name, f in candidates.items():
             out = f(*inputs)
-            print(f"{name}: score max|diff| {float((out[0].float() - reference[0]).abs().max()):.3g}, "
-                  f"boxes {float((out[1].float() - reference[1]).abs().max()):.3g}")
+            score = float((out[0].float() - reference[0]).abs().max())
+            print(f"{name}: score max|diff| {score:.3g} ({score / float(reference[0].abs().max()):.3g} of the "
+                  f"largest |logit|), boxes {float((out[1].float() - reference[1]).abs().max()):.3g}")
         samples = time_interleaved(calls, repeats=args.repeats, warmup=2)
     base = "bf16 default" if "bf16 default" in samples else "fp32"
     print(f"| candidate | ms (median of {args.repeats}) | speed vs {base} | speed vs fp32 |")

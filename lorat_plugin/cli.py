@@ -35,6 +35,7 @@ EXTRAS: dict[str, str] = {
     "got10k": "got10k",
     "vot": "vot", "trax": "vot", "attributee": "vot",
     "onnx": "export", "onnxruntime": "export",
+    "openvino": "openvino",
     "cv2": "baselines",
     "skimage": "demo",
     "pycocotools": "train", "tensorboard": "train",

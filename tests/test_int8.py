@@ -171,3 +171,32 @@ def test_dtype_int8_on_the_command_line(tiny_checkpoint: Path, tmp_path: Path, c
     assert "int8" in capsys.readouterr().out
     assert main(["benchmark", "--checkpoint", str(tiny_checkpoint), "--dtype", "int8", "--device", "cuda"]) == 2
     assert "int8" in capsys.readouterr().err or not torch.cuda.is_available()
+
+
+@pytest.mark.parametrize("flags, cap, warned", [
+    (["AMX-BF16", "AMX-INT8", "AVX512-BF16"], "", True),
+    (["AMX-INT8"], "", True),
+    (["AMX-BF16", "AMX-INT8", "AVX512-BF16"], "AVX512_CORE_BF16", False),  # oneDNN held below AMX: int8 pays
+    (["AVX512-BF16", "AVX512-VNNI"], "", False),                           # no AMX (AMD Zen 4): int8 pays
+])
+def test_int8_says_once_that_it_is_slower_on_amx(monkeypatch, caplog, flags: list[str], cap: str,
+                                                 warned: bool) -> None:
+    import lorat_plugin.environment
+
+    monkeypatch.setattr(lorat_plugin.environment, "instruction_sets", lambda: flags)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+    precision._warn_int8_cost.cache_clear()
+    with caplog.at_level("WARNING", logger="lorat_plugin.engine.precision"):
+        for _ in range(2):  # the CLI resolves the precision, then build_network again
+            assert resolve_precision("int8", "cpu") == torch.int8
+        resolve_precision("bf16", "cpu")
+    lines = [r.getMessage() for r in caplog.records if r.name == "lorat_plugin.engine.precision"]
+    precision._warn_int8_cost.cache_clear()
+    if not warned:
+        assert lines == []
+        return
+    assert len(lines) == 1 and "\n" not in lines[0], lines
+    assert precision.INT8_ON_AMX in lines[0] and "docs/speed.md" in lines[0] and "--dtype int8" in lines[0]
+    # the figure the line cites is the one the docs record, beside the command that measured it
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "speed.md").read_text(encoding="utf-8")
+    assert "int8 on AMX" in docs and "0.81x" in docs and re.search(r"0\.81x", precision.INT8_ON_AMX)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -321,3 +322,61 @@ def test_synthetic_video_boxes_are_exact_and_the_background_is_neither_red_nor_g
     np.testing.assert_array_equal(moving_video(1, (80, 60), box=(70, -4, 20, 10))[1], [[70, 0, 10, 6]])  # clipped
     with pytest.raises(ValueError, match="is outside the 80x60 frame"):
         moving_video(30, (80, 60), box=(5, 7, 12, 9), step=(3, 0))
+
+
+# ---- OpenVINO, timed apart --------------------------------------------------------------------------------------
+
+def test_compare_openvino_times_it_apart_and_its_outputs_agree(tiny_checkpoint: Path, tmp_path: Path,
+                                                               capsys) -> None:
+    pytest.importorskip("openvino")
+    pytest.importorskip("onnx")
+    out = tmp_path / "bench.json"
+    assert main(["benchmark", "--checkpoint", str(tiny_checkpoint), "--device", "cpu", "--dtype", "fp32",
+                 "--compare", "openvino,fp32", "--batch-sizes", "1,2", "--repeats", "2", "--model-only",
+                 "--frame-size", "96x64", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    section = text[text.index("OpenVINO "):]
+    assert "in its own process" in section and "INFERENCE_PRECISION_HINT" in section  # compared at f32 with fp32
+    assert "PERFORMANCE_HINT=LATENCY" in section and "PERFORMANCE_HINT=THROUGHPUT, NUM_STREAMS=1" in section
+    assert f"INFERENCE_NUM_THREADS={torch.get_num_threads()}" in section
+    for batch in (1, 2):
+        line = next(line for line in section.splitlines() if line.strip().startswith(f"batch {batch}:"))
+        assert float(line.split("ours ")[2].split("x")[0]) > 0 and "LATENCY" in line and "THROUGHPUT" in line
+    # f32 against our fp32 network on the same inputs: within what `lorat export` allows ONNX Runtime (onnx.py)
+    from lorat_plugin.engine.onnx import TOLERANCE
+
+    score_tol, box_tol = TOLERANCE["fp32"]
+    agreement = next(line for line in section.splitlines() if "OpenVINO vs ours" in line)
+    numbers = [float(word.rstrip(",")) for word in agreement.split() if "e-" in word or "e+" in word]
+    assert numbers[0] <= score_tol and numbers[1] <= box_tol, agreement
+    tracker = next(line for line in text.splitlines() if line.strip().startswith("OpenVINO") and "one-step" in line)
+    assert float(tracker.split("one-step max ")[1].split(" px")[0]) < STEP_TOLERANCE_PX
+    assert "OpenVINO" in "\n".join(json.loads(out.read_text())["notes"])
+
+
+def test_compare_openvino_takes_an_exported_file_and_checks_it(tiny_checkpoint: Path, tmp_path: Path,
+                                                               capsys) -> None:
+    pytest.importorskip("openvino")
+    pytest.importorskip("onnx")
+    from lorat_plugin.engine.onnx import export_onnx
+
+    model = build_model(checkpoint=tiny_checkpoint, merge=True)
+    exported = export_onnx(model, tmp_path / "tiny.onnx")
+    base = ["benchmark", "--checkpoint", str(tiny_checkpoint), "--batch-sizes", "1", "--repeats", "1",
+            "--model-only"]
+    assert main([*base, "--compare", f"openvino={exported}"]) == 0
+    assert "on tiny.onnx, in its own process" in capsys.readouterr().out
+    other = build_model(dataclasses.replace(model.config, depth=model.config.depth + 1), merge=True)
+    export_onnx(other, tmp_path / "other.onnx")
+    for path, message in ((tmp_path / "other.onnx", "another model"), (tmp_path / "none.onnx", "not found")):
+        assert main([*base, "--compare", f"openvino={path}"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err and "Traceback" not in err, err
+
+
+def test_compare_openvino_without_the_extra_is_one_line(tiny_checkpoint: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setitem(sys.modules, "openvino", None)  # as if not installed: find_spec then finds nothing
+    assert main(["benchmark", "--checkpoint", str(tiny_checkpoint), "--compare", "openvino", "--batch-sizes", "1",
+                 "--repeats", "1", "--model-only"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pip install 'lorat-plugin[openvino]'" in err and "Traceback" not in err, err

@@ -10,16 +10,19 @@ examples:
   lorat benchmark --variant B-224 --compare timm,fp32,onnx=b224.onnx --batch-sizes 1,8 --repeats 9
   lorat benchmark --variant B-224 --compare timm,unfused,batched --batch-sizes 1,8
   lorat benchmark --variant B-224 --dtype int8 --compare bf16,fp32 --model-only --batch-sizes 1
+  lorat benchmark --variant B-224 --compare openvino --model-only --batch-sizes 1
   lorat benchmark --variant L-224 --device cuda --batch-sizes 1,32 --cuda-graphs
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 from .common import add_backend_arguments, add_model_arguments, backend_flags, frame_size, set_threads
 
@@ -27,12 +30,16 @@ from .common import add_backend_arguments, add_model_arguments, backend_flags, f
 @dataclass(frozen=True)
 class Comparison:
     """One entry of ``--compare``: what it times beside the main backend. ``build(model, device, main, value)``
-    returns the backend to time, or ``None`` when it would time the main backend again; ``value`` is the text
-    after ``=`` (for entries that take one)."""
+    returns the backend to time in the interleaved run, or ``None`` when it would time the main backend again;
+    ``apart(model, main, value, args, resources)`` instead times another runtime in a process of its own after
+    that run and returns the lines it prints and a backend for the agreement with fp32 (``resources``: an
+    ``ExitStack`` closed at the end of the command, for its process and files); ``value`` is the text after
+    ``=``."""
 
     help: str
-    build: Callable[[Any, Any, Any, str | None], Any] | None = None  # None: not a network (the timm yardstick)
-    takes_value: bool = False
+    build: Callable[[Any, Any, Any, str | None], Any] | None = None  # neither: not a network (the timm yardstick)
+    value: Literal["none", "required", "optional"] = "none"
+    apart: Callable[[Any, Any, str | None, argparse.Namespace, contextlib.ExitStack], tuple[str, Any]] | None = None
 
 
 def _precision(name: str) -> Callable[[Any, Any, Any, str | None], Any]:
@@ -73,6 +80,52 @@ def _onnx(model: Any, device: Any, main: Any, value: str | None) -> Any:
     return network
 
 
+def _openvino(model: Any, main: Any, value: str | None, args: argparse.Namespace, resources: contextlib.ExitStack
+              ) -> tuple[str, Any]:
+    """OpenVINO on ``value`` (an ONNX file of the same model) or on the network exported here, timed in its own
+    process against ``main`` (:mod:`lorat_plugin.speed.openvino_comparison`)."""
+    import torch
+
+    from ..engine.precision import cpu_has_native_bf16
+    from ..speed.openvino_comparison import (OpenVinoProcess, compare_openvino, format_openvino, openvino_precision,
+                                             require_openvino)
+
+    if main.device.type != "cpu":
+        raise ValueError("--compare openvino times OpenVINO's CPU runtime: benchmark on --device cpu")
+    require_openvino()  # before the export
+    if value is None:
+        from ..engine.onnx import export_onnx
+
+        files = Path(resources.enter_context(tempfile.TemporaryDirectory(prefix="lorat-openvino-")))
+        path = export_onnx(model, files / "network.onnx")
+    else:
+        path = Path(value)
+        _check_exported_config(path, model)
+    process = OpenVinoProcess(path, threads=torch.get_num_threads(),
+                              precision=openvino_precision(main.dtype, cpu_has_native_bf16()))
+    resources.callback(process.close)  # up until the tracker agreement is done
+    reference = None if main.dtype == torch.float32 else model.eval()  # the fp32 model, for the output differences
+    result, backend = compare_openvino(main, process, lambda batch: model.get_sample_data(batch, "cpu"),
+                                       batch_sizes=_ints(args.batch_sizes, "--batch-sizes"), rounds=args.repeats,
+                                       warmup=args.warmup, reference=reference)
+    return format_openvino(result), backend
+
+
+def _check_exported_config(path: Path, model: Any) -> None:
+    import onnx
+
+    from ..engine.onnx import METADATA_CONFIG
+    from ..model import ModelConfig
+
+    if not path.is_file():
+        raise FileNotFoundError(f"ONNX file not found: {path}")
+    metadata = {entry.key: entry.value for entry in onnx.load(str(path), load_external_data=False).metadata_props}
+    if METADATA_CONFIG not in metadata:
+        raise ValueError(f"{path} has no LoRAT model config in its metadata: export it with `lorat export`")
+    if ModelConfig.from_json(metadata[METADATA_CONFIG]) != model.config:
+        raise ValueError(f"{path} was exported for another model than the one benchmarked: pass the same --variant")
+
+
 # A new comparison is one row here.
 COMPARISONS: dict[str, Comparison] = {
     "timm": Comparison("the bare timm ViT blocks (fp32) over the same tokens: the yardstick, with ratios"),
@@ -84,12 +137,16 @@ COMPARISONS: dict[str, Comparison] = {
     "unfused": Comparison("stored-bf16 blocks on eager PyTorch kernels (without oneDNN fusion)", _unfused),
     "batched": Comparison("the same backend with one network call for the whole batch (faster, but a sequence's "
                           "boxes then depend on the batch: docs/speed.md, 'Batch invariance')", _batched),
-    "onnx": Comparison("an exported file with ONNX Runtime (CPU): onnx=FILE", _onnx, takes_value=True),
+    "onnx": Comparison("an exported file with ONNX Runtime (CPU): onnx=FILE", _onnx, value="required"),
+    "openvino": Comparison("OpenVINO (CPU) on the network exported here, or on openvino=FILE.onnx, in a process of "
+                           "its own alternated with ours, at its best of the LATENCY and THROUGHPUT hints",
+                           value="optional", apart=_openvino),
 }
 
 
 def parse_compare(text: str) -> list[tuple[str, str | None]]:
-    """``--compare`` as (entry, value) pairs: comma-separated names of :data:`COMPARISONS`, ``onnx=FILE``."""
+    """``--compare`` as (entry, value) pairs: comma-separated names of :data:`COMPARISONS`, ``onnx=FILE``,
+    ``openvino`` or ``openvino=FILE``."""
     entries = []
     for item in (part.strip() for part in text.split(",")):
         if not item:
@@ -98,9 +155,10 @@ def parse_compare(text: str) -> list[tuple[str, str | None]]:
         comparison = COMPARISONS.get(name)
         if comparison is None:
             raise argparse.ArgumentTypeError(f"unknown comparison {name!r}: use {', '.join(COMPARISONS)}")
-        if comparison.takes_value != bool(value):
-            raise argparse.ArgumentTypeError(f"{name} {'needs' if comparison.takes_value else 'takes no'} a value"
-                                             + (f" ({name}=...)" if comparison.takes_value else ""))
+        if comparison.value == "required" and not value:
+            raise argparse.ArgumentTypeError(f"{name} needs a value ({name}=...)")
+        if comparison.value == "none" and value:
+            raise argparse.ArgumentTypeError(f"{name} takes no value")
         entries.append((name, value or None))
     return entries
 
@@ -149,7 +207,8 @@ def run(args: argparse.Namespace) -> int:
         main = engine_from_args(args)[0].network
         model, weights = build_model(main.config, merge=True).eval(), f"exported file {args.onnx}"
         variant = "exported"
-        needs_model = [name for name, _ in args.compare if name not in ("timm", "onnx")]
+        needs_model = [name for name, value in args.compare
+                       if name not in ("timm", "onnx") and not (name == "openvino" and value)]
         if needs_model:
             raise ValueError(f"--onnx times the exported file; --compare {','.join(needs_model)} needs the PyTorch "
                              "model: give its --variant/--checkpoint and --compare onnx=FILE instead")
@@ -173,23 +232,32 @@ def run(args: argparse.Namespace) -> int:
     baseline = next((name for name, network in backends.items() if network.dtype == default
                      and "one call per sequence" in network.description), None) or next(
         (name for name, network in backends.items() if network.dtype == default), None)
-    result = measure_speed(backends, model, device=device, variant=variant, weights=weights,
-                           batch_sizes=batch_sizes, repeats=args.repeats, warmup=args.warmup,
-                           compare_timm=any(name == "timm" for name, _ in args.compare), tracker=not args.model_only,
-                           frame_size=args.frame_size, flops_per_frame=network_flops(model),
-                           matmul_dtype=main.dtype if main.dtype.is_floating_point else torch.bfloat16,
-                           baseline=baseline if len(backends) > 1 else None)
-    print(format_speed_report(result))
-    if fp32 is not None and len(backends) > 1:
-        from ..data.synthetic import moving_box_video
-        from ..speed import compare_with_fp32
+    with contextlib.ExitStack() as resources:
+        result = measure_speed(backends, model, device=device, variant=variant, weights=weights,
+                               batch_sizes=batch_sizes, repeats=args.repeats, warmup=args.warmup,
+                               compare_timm=any(name == "timm" for name, _ in args.compare),
+                               tracker=not args.model_only, frame_size=args.frame_size,
+                               flops_per_frame=network_flops(model),
+                               matmul_dtype=main.dtype if main.dtype.is_floating_point else torch.bfloat16,
+                               baseline=baseline if len(backends) > 1 else None)
+        agreeing = dict(backends)  # and the runtimes timed apart
+        for name, value in args.compare:
+            apart = COMPARISONS[name].apart
+            if apart is not None:
+                text, network = apart(model, main, value, args, resources)
+                result.notes += ["", text]
+                agreeing.setdefault(network.description, network)
+        print(format_speed_report(result))
+        if fp32 is not None and len(agreeing) > 1:
+            from ..data.synthetic import moving_box_video
+            from ..speed import compare_with_fp32
 
-        frames, truth = moving_box_video(20, args.frame_size)
-        print("agreement with fp32 on a synthetic sequence (20 frames; one step: from the fp32 tracker's box):")
-        for name, network in backends.items():
-            if network is not fp32:
-                agreement = compare_with_fp32(TrackingEngine(fp32), TrackingEngine(network), frames, truth[0])
-                print(f"  {name}: {agreement.summary()}")
+            frames, truth = moving_box_video(20, args.frame_size)
+            print("agreement with fp32 on a synthetic sequence (20 frames; one step: from the fp32 tracker's box):")
+            for name, network in agreeing.items():
+                if network is not fp32:
+                    agreement = compare_with_fp32(TrackingEngine(fp32), TrackingEngine(network), frames, truth[0])
+                    print(f"  {name}: {agreement.summary()}")
     if args.json:
         Path(args.json).write_text(json.dumps(dataclasses.asdict(result), indent=1), encoding="utf-8")
     return 0

@@ -66,14 +66,20 @@ class Int8Block(OneDNNBlock):
         if self._dtype != torch.bfloat16:
             return super()._attention(q, k, v)
         # bf16 matmuls per group of heads, faster than the fused CPU kernel; logits rounded to bf16, an error below
-        # the int8 q and k's (docs/speed.md). Groups' logits fit logits_bytes: in cache, no fresh pages per call.
-        batch, heads, tokens, _ = q.shape
-        q = q * q.shape[-1] ** -0.5  # a power of two for LoRAT's head size 64: exact
-        out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
-        step = max(1, self.logits_bytes // (q.element_size() * tokens * tokens))
-        for b in range(batch):
-            for h in range(0, heads, step):
-                group = slice(h, h + step)
-                logits = q[b, group] @ k[b, group].transpose(-1, -2)
-                torch.matmul(torch.softmax(logits, dim=-1), v[b, group], out=out[b, group])
-        return out
+        # the int8 q and k's (docs/speed.md).
+        return grouped_attention(q, k, v, self.logits_bytes)
+
+
+def grouped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, logits_bytes: int) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d)) v as two matrix products per group of heads, at the inputs' precision; each
+    group's logits fit ``logits_bytes``: in cache, no fresh pages per call."""
+    batch, heads, tokens, _ = q.shape
+    q = q * q.shape[-1] ** -0.5  # a power of two for LoRAT's head size 64: exact
+    out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+    step = max(1, logits_bytes // (q.element_size() * tokens * tokens))
+    for b in range(batch):
+        for h in range(0, heads, step):
+            group = slice(h, h + step)
+            logits = q[b, group] @ k[b, group].transpose(-1, -2)
+            torch.matmul(torch.softmax(logits, dim=-1), v[b, group], out=out[b, group])
+    return out

@@ -2,34 +2,68 @@
 
 When none is asked for (:func:`default_precision`): fp16 on CUDA (the reference's), bf16 on x86 CPUs that multiply
 bf16 natively (AVX512-BF16 or AMX, oneDNN not held below it), fp32 elsewhere (Apple MPS, other CPUs); fp32 on CUDA
-runs with TF32 off.
+runs with TF32 off. int8 is never a default; on CPUs with AMX it is slower than bf16 and says so once
+(:func:`int8_cost_on_amx`).
 """
 from __future__ import annotations
 
 import contextlib
+import functools
+import logging
 import os
 import platform
 from typing import Iterator
 
 import torch
 
+log = logging.getLogger(__name__)
+
 _ALIASES = {"float32": "fp32", "float": "fp32", "bfloat16": "bf16", "float16": "fp16", "half": "fp16"}
 
 
 # oneDNN instruction-set caps (its ONEDNN_MAX_CPU_ISA) below the first with native bf16 products
 _ONEDNN_ISAS_WITHOUT_BF16 = {"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI"}
+# ... and those below the first with AMX
+_ONEDNN_ISAS_WITHOUT_AMX = _ONEDNN_ISAS_WITHOUT_BF16 | {"AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX10_1_512"}
+# What int8 cost on a CPU with AMX, as docs/speed.md ("CPU int8", "int8 on AMX") records it with its command.
+INT8_ON_AMX = "0.81x the frames/s of the bf16 default (B-224, batch 1, a 2-core Xeon with AMX)"
+
+
+def _onednn_cap() -> str:
+    """oneDNN's ``ONEDNN_MAX_CPU_ISA`` (or its older name ``DNNL_MAX_CPU_ISA``), upper case; empty when unset."""
+    return os.environ.get("ONEDNN_MAX_CPU_ISA", os.environ.get("DNNL_MAX_CPU_ISA", "")).upper()
 
 
 def cpu_has_native_bf16() -> bool:
     """x86 CPUs with AVX512-BF16 or AMX (Intel Cooper Lake+, AMD Zen 4+): bf16 products beat fp32 (else emulated).
     Not when ``ONEDNN_MAX_CPU_ISA`` holds oneDNN (oneDNN docs, "CPU dispatcher control") below AVX512-BF16."""
-    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", os.environ.get("DNNL_MAX_CPU_ISA", ""))  # DNNL_: its older name
-    if cap.upper() in _ONEDNN_ISAS_WITHOUT_BF16:
+    if _onednn_cap() in _ONEDNN_ISAS_WITHOUT_BF16:
         return False
     probes = [getattr(torch.cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
     with contextlib.suppress(RuntimeError):  # a torch build without the probes' backend
         return any(probe is not None and probe() for probe in probes)
     return False
+
+
+def int8_cost_on_amx() -> str | None:
+    """The one warning line for int8 on a CPU whose oneDNN uses AMX (``amx_int8`` / ``amx_bf16`` among
+    :func:`lorat_plugin.environment.instruction_sets`, ``ONEDNN_MAX_CPU_ISA`` not below AMX), where int8 is slower
+    than the bf16 default; ``None`` elsewhere (without AMX int8 is the faster of the two)."""
+    from ..environment import instruction_sets
+
+    if _onednn_cap() in _ONEDNN_ISAS_WITHOUT_AMX or not {"AMX-INT8", "AMX-BF16"} & set(instruction_sets()):
+        return None
+    return (f"int8 is slower than the bf16 default on CPUs with AMX: measured {INT8_ON_AMX}, docs/speed.md "
+            "'int8 on AMX' (lorat benchmark --variant B-224 --dtype int8 --compare bf16 --model-only "
+            "--batch-sizes 1); leave --dtype unset for bf16")
+
+
+@functools.cache
+def _warn_int8_cost() -> None:
+    """Logs :func:`int8_cost_on_amx` once per process (the precision is resolved more than once per run)."""
+    line = int8_cost_on_amx()
+    if line is not None:
+        log.warning(line)
 
 
 def default_precision(device: torch.device | str) -> torch.dtype:
@@ -58,6 +92,8 @@ def resolve_precision(dtype: torch.dtype | str | None, device: torch.device | st
     if device_type not in row.devices:
         hint = "use fp16 or bf16 there" if device_type != "cpu" else "use fp32 or bf16"
         raise ValueError(f"{row.precision} runs on {' and '.join(row.devices)} only, not on {device}: {hint}")
+    if row.precision == "int8":
+        _warn_int8_cost()
     return row.dtype
 
 
