@@ -103,6 +103,7 @@ def test_pack_checks_completeness_and_report_compares_trackers(tmp_path, tiny_ch
                                                   "precision_plot.png", "norm_precision_plot.png"}
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_write_the_files_of_one(tmp_path, tiny_checkpoint):
     root = make_benchmark(tmp_path / "LaSOT", "lasot", 3, length=6, split="test")
     single, sharded = tmp_path / "single", tmp_path / "sharded"

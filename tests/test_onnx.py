@@ -71,6 +71,7 @@ def test_files_without_lorat_metadata_are_refused(tmp_path: Path, tiny_config) -
         OnnxNetwork(tmp_path / "missing.onnx")
 
 
+@pytest.mark.slow
 def test_engine_on_onnx_tracks_the_reference_sequence_like_torch(tmp_path: Path, reference_tracking) -> None:
     model, frames, init = reference_tracking()
     frames = frames[:20]  # enough to move the boxes through many crops; the whole sequence adds time, not checks

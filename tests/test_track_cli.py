@@ -296,6 +296,7 @@ def can_mount_a_private_tmpfs() -> bool:
     return probe.returncode == 0
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not can_mount_a_private_tmpfs(), reason="cannot mount a tmpfs in a user namespace here")
 def test_a_full_disk_names_the_file_and_leaves_no_empty_file(tmp_path: Path, tiny_checkpoint: Path) -> None:
     """On a 16 KiB tmpfs: with one page free the run stops when it fills up and keeps the whole lines written;

@@ -97,6 +97,7 @@ MALFORMED = {
 
 @pytest.mark.skipif(shutil.which("prlimit") is None or not Path("/proc/self/status").exists(),
                     reason="needs Linux /proc and prlimit (util-linux)")
+@pytest.mark.slow
 @pytest.mark.parametrize("case", [*MALFORMED, "oversized_message"])
 def test_trax_malformed_input_ends_the_program_with_bounded_memory(tmp_path: Path, case: str) -> None:
     process, hwm_after_handshake, stderr_path = start_capped_program(tmp_path)
