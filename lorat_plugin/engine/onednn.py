@@ -57,6 +57,7 @@ def _folded(linear: nn.Linear, ls: nn.Module | None = None) -> tuple[torch.Tenso
 class OneDNNBlock(nn.Module):
     """``x + ls1 * attn(norm1(x))`` then ``x + ls2 * mlp(norm2(x))`` (a timm ``Block`` in eval mode) with fused,
     pre-packed bf16 linear kernels. Built from a block that :func:`fusable` accepts."""
+    logits_bytes = 5 << 19  # 2.5 MiB: one frame's logits of a 12-head, 320-token attention
 
     def __init__(self, block: Block, tokens: int, dtype: torch.dtype = torch.bfloat16) -> None:
         super().__init__()
@@ -83,7 +84,11 @@ class OneDNNBlock(nn.Module):
         return torch.ops.mkldnn._linear_pointwise(x, *packed, "gelu" if gelu else "none", [], "none" if gelu else "")
 
     def _attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        return F.scaled_dot_product_attention(q, k, v)
+        if self._dtype != torch.bfloat16:
+            return F.scaled_dot_product_attention(q, k, v)
+        # bf16 matrix products per group of heads: twice the fused CPU kernel's speed (which computes in fp32); the
+        # logits are rounded to bf16, within the bf16 tolerances (docs/speed.md, "Where the time goes").
+        return grouped_attention(q, k, v, self.logits_bytes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, tokens, dim = x.shape
@@ -102,6 +107,22 @@ class OneDNNBlock(nn.Module):
 
     def __deepcopy__(self, memo: dict) -> "OneDNNBlock":
         raise TypeError("OneDNNBlock holds packed oneDNN weights that cannot be copied; build a new one")
+
+
+def grouped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, logits_bytes: int) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d)) v as two matrix products per group of heads, at the inputs' precision; each
+    group's logits fit ``logits_bytes``: in cache, no fresh pages per call. Each frame of the batch runs alone, with
+    the same products whatever the batch: its result does not depend on the batch size."""
+    batch, heads, tokens, _ = q.shape
+    q = q * q.shape[-1] ** -0.5  # a power of two for LoRAT's head size 64: exact
+    out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+    step = max(1, logits_bytes // (q.element_size() * tokens * tokens))
+    for b in range(batch):
+        for h in range(0, heads, step):
+            group = slice(h, h + step)
+            logits = q[b, group] @ k[b, group].transpose(-1, -2)
+            torch.matmul(torch.softmax(logits, dim=-1), v[b, group], out=out[b, group])
+    return out
 
 
 def fuse_blocks(blocks: nn.ModuleList, tokens: int, dtype: torch.dtype = torch.bfloat16,
