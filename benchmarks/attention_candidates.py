@@ -4,8 +4,8 @@ Builds the bf16 default network (B-224 or --variant, random weights, batch 1), r
 block hands to its attention on the sample inputs, then times every candidate on all blocks' tensors interleaved
 (round-robin repeats, medians, per-round ratios to the fused ``scaled_dot_product_attention`` kernel) and reports each candidate's error
 against fp64 attention on the same bf16 inputs. Candidates that could replace the default also run inside the whole
-network, whose score logits and boxes are compared with the fp32 network against the bf16 tolerances of
-``tests/test_speed.py`` (docs/speed.md, "Where the time goes")::
+network, timed the same way (interleaved), whose score logits and boxes are compared with the fp32 network against
+the bf16 tolerances of ``tests/test_speed.py`` (docs/speed.md, "Where the time goes")::
 
     python benchmarks/attention_candidates.py --threads 1 --repeats 9 --layer-scale 0.1,1
     python benchmarks/attention_candidates.py --threads 2 --repeats 9 --layer-scale 0.1,1
@@ -180,16 +180,25 @@ def main() -> None:
 
     with torch.inference_mode():
         reference = build_network(model, "cpu", "fp32", per_sequence=False)(*inputs)
-        print(f"\n| in the bf16 network | score logits vs fp32 (of the largest; tolerance {BF16_SCORE_TOLERANCE}) "
-              f"| boxes vs fp32 (tolerance {BF16_BOX_TOLERANCE}) |")
-        print("|---|---|---|")
+        networks = {}
         for name in IN_THE_NETWORK:
-            candidate = build_network(model, "cpu", "bf16", per_sequence=False)
-            with_attention(candidate, CANDIDATES[name])
-            scores, boxes = candidate(*inputs)[:2]
+            networks[name] = build_network(model, "cpu", "bf16", per_sequence=False)
+            with_attention(networks[name], CANDIDATES[name])
+        network_samples = time_interleaved({name: lambda n=n: n(*inputs) for name, n in networks.items()},
+                                           repeats=args.repeats, warmup=2)
+        print(f"\n| the bf16 network with | ms (median) | spread | speed-up over the fused kernel "
+              f"| score logits vs fp32 (of the largest; tolerance {BF16_SCORE_TOLERANCE}) "
+              f"| boxes vs fp32 (tolerance {BF16_BOX_TOLERANCE}) |")
+        print("|---|---|---|---|---|---|")
+        network_default = network_samples[IN_THE_NETWORK[0]]
+        for name, times in network_samples.items():
+            scores, boxes = networks[name](*inputs)[:2]
             score_error = ((scores - reference[0]).abs().max() / reference[0].abs().max()).item()
             box_error = (boxes - reference[1]).abs().max().item()
-            print(f"| {name} | {score_error:.4f} | {box_error:.2e} |")
+            median = statistics.median(times)
+            spread = (max(times) - min(times)) / median
+            print(f"| {name} | {median * 1e3:.1f} | {spread:.0%} | {median_ratio(network_default, times):.2f}x "
+                  f"| {score_error:.4f} | {box_error:.2e} |")
     with open("/proc/loadavg") as f:
         print(f"\nload average before / after: {load_before} / {f.read().split()[0]}")
 
