@@ -24,9 +24,10 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from lorat_plugin.engine.backends import build_network
 from lorat_plugin.engine.onednn import OneDNNBlock, grouped_attention
-from lorat_plugin.model import build_model
 from lorat_plugin.process import tune_cpu_allocator
 from lorat_plugin.speed import median_ratio, time_interleaved
+
+from int8_candidates import random_model  # this folder's script, on the path when run as a script
 
 Attention = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 BF16_SCORE_TOLERANCE, BF16_BOX_TOLERANCE = 0.02, 2e-3  # tests/test_speed.py's NETWORK_TOLERANCE for bf16
@@ -137,13 +138,7 @@ def main() -> None:
     tune_cpu_allocator()
     with open("/proc/loadavg") as f:
         load_before = f.read().split()[0]
-    torch.manual_seed(0)
-    model = build_model(args.variant, merge=True).eval()
-    if args.layer_scale:
-        low, high = (float(v) for v in args.layer_scale.split(","))
-        for block in model.blocks:
-            block.ls1.gamma.data.uniform_(low, high)
-            block.ls2.gamma.data.uniform_(low, high)
+    model = random_model(args.variant, args.layer_scale)
     inputs = model.get_sample_data(1)
     network = build_network(model, "cpu", "bf16", per_sequence=False)
     recorded = record_attention_inputs(network, inputs)

@@ -106,6 +106,19 @@ def onnx_runtime(model, threads: int, folder: Path):
     return OnnxNetwork(int8, threads=threads), OnnxNetwork(fp32, threads=threads)
 
 
+def random_model(variant: str, layer_scale: str | None) -> nn.Module:
+    """The merged ``variant`` with random weights (seed 0); ``layer_scale`` "LOW,HIGH" draws LayerScale from
+    U(LOW, HIGH)."""
+    torch.manual_seed(0)
+    model = build_model(variant, merge=True).eval()
+    if layer_scale:
+        low, high = (float(v) for v in layer_scale.split(","))
+        for block in model.blocks:
+            block.ls1.gamma.data.uniform_(low, high)
+            block.ls2.gamma.data.uniform_(low, high)
+    return model
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variant", default="B-224")
@@ -117,13 +130,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} threads, {args.variant}, batch 1, random weights")
     tune_cpu_allocator()
-    torch.manual_seed(0)
-    model = build_model(args.variant, merge=True).eval()
-    if args.layer_scale:
-        low, high = (float(v) for v in args.layer_scale.split(","))
-        for block in model.blocks:
-            block.ls1.gamma.data.uniform_(low, high)
-            block.ls2.gamma.data.uniform_(low, high)
+    model = random_model(args.variant, args.layer_scale)
     inputs = model.get_sample_data(1)
     skip = set(args.skip.split(","))
     candidates = {"fp32": build_network(model, "cpu", "fp32")}
