@@ -9,6 +9,10 @@ the bf16 tolerances of ``tests/test_speed.py`` (docs/speed.md, "Where the time g
 
     python benchmarks/attention_candidates.py --threads 1 --repeats 9 --layer-scale 0.1,1
     python benchmarks/attention_candidates.py --threads 2 --repeats 9 --layer-scale 0.1,1
+    python benchmarks/attention_candidates.py --variant demo --threads 1 --repeats 9
+
+Random weights give nearly flat attention, where rounding the logits costs little; the trained demo model's
+attention is peaked, and its rows show what rounding the largest logits costs.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from lorat_plugin.engine.backends import build_network
 from lorat_plugin.engine.onednn import OneDNNBlock, grouped_attention
+from lorat_plugin.model.sources import load_model
 from lorat_plugin.process import tune_cpu_allocator
 from lorat_plugin.speed import median_ratio, time_interleaved
 
@@ -57,6 +62,10 @@ def all_heads_bf16(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.T
 
 def grouped_bf16(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return grouped_attention(q, k, v, OneDNNBlock.logits_bytes)
+
+
+def grouped_bf16_shifted(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    return grouped_attention(q, k, v, OneDNNBlock.logits_bytes, shift_logits=True)
 
 
 def grouped_bf16_fp32_softmax(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -95,12 +104,13 @@ CANDIDATES: dict[str, Attention] = {
     "fused kernel, fp32 q/k/v": fused_kernel_fp32,
     "SDPA math path": math_path,
     "bf16 matmuls, all heads at once": all_heads_bf16,
-    "bf16 matmuls per group of heads (shipped)": grouped_bf16,
+    "bf16 matmuls per group of heads (int8's)": grouped_bf16,
+    "... logits shifted by their estimated maximum in fp32 (shipped)": grouped_bf16_shifted,
     "... with fp32 softmax": grouped_bf16_fp32_softmax,
     "fp32 q k^T per group, bf16 p v": grouped_fp32_logits,
 }
-IN_THE_NETWORK = ["fused kernel, bf16 q/k/v (the default before)", "bf16 matmuls per group of heads (shipped)",
-                  "... with fp32 softmax", "fp32 q k^T per group, bf16 p v"]
+IN_THE_NETWORK = ["fused kernel, bf16 q/k/v (the default before)", "bf16 matmuls per group of heads (int8's)",
+                  "... logits shifted by their estimated maximum in fp32 (shipped)", "fp32 q k^T per group, bf16 p v"]
 
 
 def record_attention_inputs(network: torch.nn.Module, inputs: tuple) -> list[tuple[torch.Tensor, ...]]:
@@ -129,7 +139,8 @@ def with_attention(network: torch.nn.Module, attention: Attention) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variant", default="B-224")
+    parser.add_argument("--variant", default="B-224",
+                        help="a variant with random weights, or 'demo': the shipped demo model (trained weights)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--layer-scale", metavar="LOW,HIGH", help="draw LayerScale from U(LOW, HIGH)")
@@ -138,13 +149,13 @@ def main() -> None:
     tune_cpu_allocator()
     with open("/proc/loadavg") as f:
         load_before = f.read().split()[0]
-    model = random_model(args.variant, args.layer_scale)
+    model = load_model() if args.variant == "demo" else random_model(args.variant, args.layer_scale)
     inputs = model.get_sample_data(1)
     network = build_network(model, "cpu", "bf16", per_sequence=False)
     recorded = record_attention_inputs(network, inputs)
     q0 = recorded[0][0]
     print(f"torch {torch.__version__}, {args.threads} threads, {args.variant}, batch {q0.shape[0]}, "
-          f"{q0.shape[2]} tokens, {q0.shape[1]} heads x {q0.shape[3]}, {len(recorded)} blocks, random weights")
+          f"{q0.shape[2]} tokens, {q0.shape[1]} heads x {q0.shape[3]}, {len(recorded)} blocks")
 
     with torch.inference_mode():
         references = [F.scaled_dot_product_attention(q.double(), k.double(), v.double()) for q, k, v in recorded]

@@ -42,6 +42,8 @@ def quantize_dynamic(x: torch.Tensor) -> tuple[torch.Tensor, float, int] | None:
 class Int8Block(OneDNNBlock):
     """A timm ``Block`` with int8 linear layers (see the module docstring); ``dtype`` is the precision of
     everything else (bf16 or fp32), attention included (:meth:`OneDNNBlock._attention`)."""
+    shift_logits = False  # the int8 q and k's error outweighs that of the bf16 logits (docs/speed.md)
+    grouped_from_tokens = 0  # grouped at every size, as measured for int8 (docs/speed.md)
 
     def _pack(self, weight: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, ...]:
         scales = weight.abs().amax(dim=1).clamp(min=1e-12) / 127
