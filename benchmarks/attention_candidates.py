@@ -105,12 +105,12 @@ CANDIDATES: dict[str, Attention] = {
     "SDPA math path": math_path,
     "bf16 matmuls, all heads at once": all_heads_bf16,
     "bf16 matmuls per group of heads (int8's)": grouped_bf16,
-    "... logits shifted by their estimated maximum in fp32 (shipped)": grouped_bf16_shifted,
-    "... with fp32 softmax": grouped_bf16_fp32_softmax,
+    "bf16 matmuls per group, logits shifted by their estimated maximum (shipped)": grouped_bf16_shifted,
+    "bf16 matmuls per group, fp32 softmax": grouped_bf16_fp32_softmax,
     "fp32 q k^T per group, bf16 p v": grouped_fp32_logits,
 }
 IN_THE_NETWORK = ["fused kernel, bf16 q/k/v (the default before)", "bf16 matmuls per group of heads (int8's)",
-                  "... logits shifted by their estimated maximum in fp32 (shipped)", "fp32 q k^T per group, bf16 p v"]
+                  "bf16 matmuls per group, logits shifted by their estimated maximum (shipped)", "fp32 q k^T per group, bf16 p v"]
 
 
 def record_attention_inputs(network: torch.nn.Module, inputs: tuple) -> list[tuple[torch.Tensor, ...]]:
