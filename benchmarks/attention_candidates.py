@@ -2,14 +2,14 @@
 
 Builds the bf16 default network (B-224 or --variant, random weights, batch 1), records the ``q, k, v`` each fused
 block hands to its attention on the sample inputs, then times every candidate on all blocks' tensors interleaved
-(round-robin repeats, medians, per-round ratios to the fused ``scaled_dot_product_attention`` kernel) and reports each candidate's error
-against fp64 attention on the same bf16 inputs. Candidates that could replace the default also run inside the whole
-network, timed the same way (interleaved), whose score logits and boxes are compared with the fp32 network against
-the bf16 tolerances of ``tests/test_speed.py`` (docs/speed.md, "Where the time goes")::
+(round-robin repeats, medians, per-round ratios to the fused ``scaled_dot_product_attention`` kernel) and reports
+each candidate's error against fp64 attention on the same bf16 inputs. Candidates that could replace the default
+also run inside the whole network, timed the same way, whose score logits and boxes are compared with the fp32
+network against the bf16 tolerances of ``tests/test_speed.py`` (docs/speed.md, "Where the time goes")::
 
     python benchmarks/attention_candidates.py --threads 1 --repeats 9 --layer-scale 0.1,1
     python benchmarks/attention_candidates.py --threads 2 --repeats 9 --layer-scale 0.1,1
-    python benchmarks/attention_candidates.py --variant demo --threads 1 --repeats 9
+    python benchmarks/attention_candidates.py --variant demo --threads 1 --repeats 9 --demo-sequences 16
 
 Random weights give nearly flat attention, where rounding the logits costs little; the trained demo model's
 attention is peaked, and its rows show what rounding the largest logits costs.
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import tempfile
 import types
 from collections.abc import Callable
 
@@ -109,8 +110,10 @@ CANDIDATES: dict[str, Attention] = {
     "bf16 matmuls per group, fp32 softmax": grouped_bf16_fp32_softmax,
     "fp32 q k^T per group, bf16 p v": grouped_fp32_logits,
 }
-IN_THE_NETWORK = ["fused kernel, bf16 q/k/v (the default before)", "bf16 matmuls per group of heads (int8's)",
-                  "bf16 matmuls per group, logits shifted by their estimated maximum (shipped)", "fp32 q k^T per group, bf16 p v"]
+IN_THE_NETWORK = ["fused kernel, bf16 q/k/v (the default before)",
+                  "bf16 matmuls per group of heads (int8's)",
+                  "bf16 matmuls per group, logits shifted by their estimated maximum (shipped)",
+                  "fp32 q k^T per group, bf16 p v"]
 
 
 def record_attention_inputs(network: torch.nn.Module, inputs: tuple) -> list[tuple[torch.Tensor, ...]]:
@@ -137,6 +140,38 @@ def with_attention(network: torch.nn.Module, attention: Attention) -> None:
             block._attention = types.MethodType(lambda self, q, k, v: attention(q, k, v), block)
 
 
+def demo_split_agreement(model: torch.nn.Module, sequences: int) -> None:
+    """One tracker step against fp32 (``compare_with_fp32``) over the first ``sequences`` of the shipped demo test
+    split, with each candidate as every fused block's attention."""
+    import numpy as np
+    from PIL import Image
+
+    from lorat_plugin.demo.procedural import make_benchmark
+    from lorat_plugin.engine import TrackingEngine
+    from lorat_plugin.speed import compare_with_fp32
+
+    steps: dict[str, list[np.ndarray]] = {name: [] for name in IN_THE_NETWORK}
+    shipped = OneDNNBlock._attention
+    with tempfile.TemporaryDirectory() as folder:
+        split = make_benchmark(folder, split="test", sequences=sequences, frames=100, size=(320, 240), seed=0)
+        try:
+            for sequence in split.folders:
+                frames = [np.asarray(Image.open(path).convert("RGB")) for path in sorted(sequence.glob("*.jpg"))]
+                first_box = np.loadtxt(sequence / "groundtruth.txt", delimiter=",", ndmin=2)[0]
+                reference = TrackingEngine(model, device="cpu", dtype="fp32")
+                for name in IN_THE_NETWORK:
+                    OneDNNBlock._attention = lambda self, q, k, v, a=CANDIDATES[name]: a(q, k, v)
+                    fast = TrackingEngine(model, device="cpu", dtype="bf16")
+                    steps[name].append(compare_with_fp32(reference, fast, frames, first_box).step_px)
+        finally:
+            OneDNNBlock._attention = shipped
+    print(f"\n| the bf16 tracker with | one step vs fp32 over {sequences} demo sequences: median px | p95 | max |")
+    print("|---|---|---|---|")
+    for name, per_sequence in steps.items():
+        step_px = np.concatenate(per_sequence)
+        print(f"| {name} | {np.median(step_px):.3f} | {np.percentile(step_px, 95):.3f} | {step_px.max():.2f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variant", default="B-224",
@@ -144,7 +179,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--layer-scale", metavar="LOW,HIGH", help="draw LayerScale from U(LOW, HIGH)")
+    parser.add_argument("--demo-sequences", type=int, default=0, metavar="N",
+                        help="with --variant demo: also compare one tracker step with fp32 over the first N "
+                             "sequences of the shipped demo test split (16 in all)")
     args = parser.parse_args()
+    if args.demo_sequences and args.variant != "demo":
+        parser.error("--demo-sequences needs --variant demo")
     torch.set_num_threads(args.threads)
     tune_cpu_allocator()
     with open("/proc/loadavg") as f:
@@ -205,6 +245,8 @@ def main() -> None:
             spread = (max(times) - min(times)) / median
             print(f"| {name} | {median * 1e3:.1f} | {spread:.0%} | {median_ratio(network_default, times):.2f}x "
                   f"| {score_error:.4f} | {box_error:.2e} |")
+    if args.demo_sequences:
+        demo_split_agreement(model, args.demo_sequences)
     with open("/proc/loadavg") as f:
         print(f"\nload average before / after: {load_before} / {f.read().split()[0]}")
 
