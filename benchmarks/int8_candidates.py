@@ -4,15 +4,14 @@ B-224 (or --variant) with random weights, batch 1, interleaved repeats, medians 
 Candidates: torch.ao dynamic quantisation (quantized::linear_dynamic; FBGEMM via the x86 engine), torchao's
 Int8DynamicActivationInt8WeightConfig (eager), oneDNN qlinear kernels with dynamic per-tensor activations (the
 engine's int8 backend, lorat_plugin.engine.int8), and ONNX Runtime on the int8 file `lorat export --dtype int8`
-writes (its quantize_dynamic of the fp32 export); beside them, the bf16 default with int8's attention (what part of
-int8's gain is attention), and two changes to the engine's int8 tried and not shipped (docs/speed.md, "Where the
+writes (its quantize_dynamic of the fp32 export); beside them, two changes to the engine's int8 tried and not shipped (docs/speed.md, "Where the
 time goes"): its head's hidden layers on the int8 kernels too (``int8-head``), and, where bf16 is not native, its
 attention as per-group fp32 matrix products instead of the fused kernel (``int8-grouped``).
 
     python benchmarks/int8_candidates.py --variant B-224 --threads 2 --repeats 9
     ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 python benchmarks/int8_candidates.py
     ONEDNN_MAX_CPU_ISA=AVX2_VNNI ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 \
-        python benchmarks/int8_candidates.py --repeats 7 --layer-scale 0.1,1 --skip bf16,bf16-attention,torch.ao,torchao,ort
+        python benchmarks/int8_candidates.py --repeats 7 --layer-scale 0.1,1 --skip bf16,torch.ao,torchao,ort
 
 ``--layer-scale LOW,HIGH`` draws LayerScale from U(LOW, HIGH): with its 1e-5 initial value the random blocks vanish
 from the residual stream, and the score differences printed say nothing about int8.
@@ -56,16 +55,6 @@ def torchao(model):
     return lambda *inputs: fast(*inputs)
 
 
-def bf16_with_int8_attention(model):
-    """The bf16 default with int8's attention (bf16 logits) patched in: how much of int8's gain is attention."""
-    from lorat_plugin.engine.int8 import Int8Block
-    network = build_network(model, "cpu", "bf16", per_sequence=False)
-    for block in network.module.blocks:
-        block._attention = types.MethodType(Int8Block._attention, block)
-        block.logits_bytes = Int8Block.logits_bytes
-    return network
-
-
 class Int8HeadLinear(nn.Module):
     """A head hidden layer on the engine's int8 kernels (int8 weights per output channel, the input quantised per
     call over its own range), for the ``int8-head`` candidate."""
@@ -97,11 +86,11 @@ def int8_with_int8_head(model):
 
 
 def int8_with_grouped_attention(model):
-    """int8 where bf16 is not native, with int8's per-group attention in fp32 instead of the fused kernel."""
-    from lorat_plugin.engine.int8 import Int8Block, grouped_attention
+    """int8 where bf16 is not native, with the bf16 blocks' per-group attention in fp32 instead of the fused kernel."""
+    from lorat_plugin.engine.onednn import OneDNNBlock, grouped_attention
 
     def attention(block, q, k, v):
-        return grouped_attention(q, k, v, Int8Block.logits_bytes)
+        return grouped_attention(q, k, v, OneDNNBlock.logits_bytes)
 
     network = build_network(model, "cpu", "int8", per_sequence=False)
     for block in network.module.blocks:
@@ -117,6 +106,19 @@ def onnx_runtime(model, threads: int, folder: Path):
     return OnnxNetwork(int8, threads=threads), OnnxNetwork(fp32, threads=threads)
 
 
+def random_model(variant: str, layer_scale: str | None) -> nn.Module:
+    """The merged ``variant`` with random weights (seed 0); ``layer_scale`` "LOW,HIGH" draws LayerScale from
+    U(LOW, HIGH)."""
+    torch.manual_seed(0)
+    model = build_model(variant, merge=True).eval()
+    if layer_scale:
+        low, high = (float(v) for v in layer_scale.split(","))
+        for block in model.blocks:
+            block.ls1.gamma.data.uniform_(low, high)
+            block.ls2.gamma.data.uniform_(low, high)
+    return model
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variant", default="B-224")
@@ -128,20 +130,12 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} threads, {args.variant}, batch 1, random weights")
     tune_cpu_allocator()
-    torch.manual_seed(0)
-    model = build_model(args.variant, merge=True).eval()
-    if args.layer_scale:
-        low, high = (float(v) for v in args.layer_scale.split(","))
-        for block in model.blocks:
-            block.ls1.gamma.data.uniform_(low, high)
-            block.ls2.gamma.data.uniform_(low, high)
+    model = random_model(args.variant, args.layer_scale)
     inputs = model.get_sample_data(1)
     skip = set(args.skip.split(","))
     candidates = {"fp32": build_network(model, "cpu", "fp32")}
     if "bf16" not in skip:
         candidates["bf16 default"] = build_network(model, "cpu", "bf16")
-    if "bf16-attention" not in skip:
-        candidates["bf16 default, int8's attention"] = bf16_with_int8_attention(model)
     if "int8" not in skip:
         candidates["int8 oneDNN (engine)"] = build_network(model, "cpu", "int8")
     if "int8-fp32" not in skip:  # what CPUs without native bf16 run (and a CPU held below AVX512-BF16 needs)

@@ -41,8 +41,9 @@ def quantize_dynamic(x: torch.Tensor) -> tuple[torch.Tensor, float, int] | None:
 
 class Int8Block(OneDNNBlock):
     """A timm ``Block`` with int8 linear layers (see the module docstring); ``dtype`` is the precision of
-    everything else (bf16 or fp32)."""
-    logits_bytes = 5 << 19  # 2.5 MiB: one frame's logits of a 12-head, 320-token attention
+    everything else (bf16 or fp32), attention included (:meth:`OneDNNBlock._attention`)."""
+    shift_logits = False  # the int8 q and k's error outweighs that of the bf16 logits (docs/speed.md)
+    grouped_from_tokens = 0  # grouped at every size, as measured for int8 (docs/speed.md)
 
     def _pack(self, weight: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, ...]:
         scales = weight.abs().amax(dim=1).clamp(min=1e-12) / 127
@@ -61,25 +62,3 @@ class Int8Block(OneDNNBlock):
                                                              self._dtype, 1.0, 0, "add", 1.0, "none", [], "")
         return torch.ops.onednn.qlinear_pointwise(q, scale, zero, *packed, 1.0, 0, self._dtype,
                                                   "gelu" if gelu else "none", [], "none" if gelu else "")
-
-    def _attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        if self._dtype != torch.bfloat16:
-            return super()._attention(q, k, v)
-        # bf16 matmuls per group of heads, faster than the fused CPU kernel; logits rounded to bf16, an error below
-        # the int8 q and k's (docs/speed.md).
-        return grouped_attention(q, k, v, self.logits_bytes)
-
-
-def grouped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, logits_bytes: int) -> torch.Tensor:
-    """softmax(q k^T / sqrt(d)) v as two matrix products per group of heads, at the inputs' precision; each
-    group's logits fit ``logits_bytes``: in cache, no fresh pages per call."""
-    batch, heads, tokens, _ = q.shape
-    q = q * q.shape[-1] ** -0.5  # a power of two for LoRAT's head size 64: exact
-    out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
-    step = max(1, logits_bytes // (q.element_size() * tokens * tokens))
-    for b in range(batch):
-        for h in range(0, heads, step):
-            group = slice(h, h + step)
-            logits = q[b, group] @ k[b, group].transpose(-1, -2)
-            torch.matmul(torch.softmax(logits, dim=-1), v[b, group], out=out[b, group])
-    return out

@@ -57,6 +57,11 @@ def _folded(linear: nn.Linear, ls: nn.Module | None = None) -> tuple[torch.Tenso
 class OneDNNBlock(nn.Module):
     """``x + ls1 * attn(norm1(x))`` then ``x + ls2 * mlp(norm2(x))`` (a timm ``Block`` in eval mode) with fused,
     pre-packed bf16 linear kernels. Built from a block that :func:`fusable` accepts."""
+    logits_bytes = 5 << 19  # 2.5 MiB: one frame's logits of a 12-head, 320-token attention
+    shift_logits = True  # see grouped_attention
+    # grouped_attention's several calls pay from the 224 variants' 320 tokens; at the demo model's 80 the fused
+    # kernel's one call is faster (docs/speed.md, "Where the time goes")
+    grouped_from_tokens = 320
 
     def __init__(self, block: Block, tokens: int, dtype: torch.dtype = torch.bfloat16) -> None:
         super().__init__()
@@ -83,7 +88,11 @@ class OneDNNBlock(nn.Module):
         return torch.ops.mkldnn._linear_pointwise(x, *packed, "gelu" if gelu else "none", [], "none" if gelu else "")
 
     def _attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        return F.scaled_dot_product_attention(q, k, v)
+        if self._dtype != torch.bfloat16 or q.shape[-2] < self.grouped_from_tokens:
+            return F.scaled_dot_product_attention(q, k, v)
+        # bf16 matrix products per group of heads, faster than the fused CPU kernel (which computes in fp32 on CPUs
+        # without AMX); the shifted logits keep its accuracy (docs/speed.md, "Where the time goes").
+        return grouped_attention(q, k, v, self.logits_bytes, self.shift_logits)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, tokens, dim = x.shape
@@ -102,6 +111,41 @@ class OneDNNBlock(nn.Module):
 
     def __deepcopy__(self, memo: dict) -> "OneDNNBlock":
         raise TypeError("OneDNNBlock holds packed oneDNN weights that cannot be copied; build a new one")
+
+
+def grouped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, logits_bytes: int,
+                      shift_logits: bool = False) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d)) v as two matrix products per group of heads, at the inputs' precision; each
+    group's logits fit ``logits_bytes``: in cache, no fresh pages per call. Each frame of the batch runs alone, with
+    the same products whatever the batch: its result does not depend on the batch size.
+
+    bf16 logits carry a rounding error relative to their size, and the largest logits, the ones that count after
+    the softmax, are the most affected. ``shift_logits`` subtracts from each query's logits an estimate of their
+    largest one (the largest over every ``_SHIFT_STRIDE``-th key) inside the product, where it accumulates in fp32,
+    before the rounding: the softmax is unchanged by the shift, and the largest logits come out near zero, where
+    bf16 is fine-grained."""
+    batch, heads, tokens, _ = q.shape
+    q = q * q.shape[-1] ** -0.5  # a power of two for LoRAT's head size 64: exact
+    out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+    step = max(1, logits_bytes // (q.element_size() * tokens * tokens))
+    if shift_logits:
+        # q gains the column -shift and k a column of ones (and a zero column each, for an even depth): the
+        # product then holds q k^T - shift
+        q = torch.cat([q, q.new_zeros(batch, heads, tokens, 2)], dim=-1)
+        k = torch.cat([k, k.new_ones(batch, heads, tokens, 1), k.new_zeros(batch, heads, tokens, 1)], dim=-1)
+    for b in range(batch):
+        for h in range(0, heads, step):
+            group = slice(h, h + step)
+            if shift_logits:
+                sampled_keys = k[b, group, ::_SHIFT_STRIDE]
+                rough = q[b, group] @ sampled_keys.transpose(-1, -2)  # the depth columns are 0 times 1 here
+                q[b, group, :, -2] = -rough.float().amax(dim=-1)  # fp32's amax: three times bf16's speed
+            logits = q[b, group] @ k[b, group].transpose(-1, -2)
+            torch.matmul(torch.softmax(logits, dim=-1), v[b, group], out=out[b, group])
+    return out
+
+
+_SHIFT_STRIDE = 4  # grouped_attention's shift: a quarter of the first product's work
 
 
 def fuse_blocks(blocks: nn.ModuleList, tokens: int, dtype: torch.dtype = torch.bfloat16,
