@@ -27,11 +27,10 @@ import numpy as np
 from ..data.annotations import read_boxes
 from ..data.live import DEFAULT_STALL_TIMEOUT
 from ..data.target_files import ONE_BASED_OFFSET, TargetBoxWriter, parse_box, read_init_boxes
-from ..palette import target_colour
+from ..palette import GROUND_TRUTH, target_colour
 from .common import add_backend_arguments, add_model_arguments, engine_from_args, frame_size
 
 PREDICTION_COLOR = (0, 255, 0)
-GROUND_TRUTH_COLOR = (255, 255, 255)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -106,7 +105,7 @@ def shown_boxes(boxes: np.ndarray, scores: np.ndarray, truth: np.ndarray | None
         shown = [(box, target_colour(index), f"{index + 1}: {score:.2f}")
                  for index, (box, score) in enumerate(zip(boxes, scores))]
     if truth is not None:
-        shown.insert(0, (truth, GROUND_TRUTH_COLOR, None))
+        shown.insert(0, (truth, GROUND_TRUTH, None))
     return shown
 
 
