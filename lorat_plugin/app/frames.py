@@ -129,7 +129,7 @@ class LiveStore(FrameStore):
     def _pull(self) -> bool:
         frame = next(self._frames, None)
         if frame is None:
-            self.error = None if self.newest.end == "the source ended" else self.newest.end
+            self.error = self.newest.end if self.newest.failed else None
             self.finish()
             return False
         self._numbers.append(self.newest.frame_number)

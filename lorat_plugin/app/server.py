@@ -427,10 +427,10 @@ def list_folders(folders: Folders) -> list[dict[str, Any]]:
 def session_csv(session: TrackingSession) -> str:
     """The boxes as ``lorat track --output boxes.csv`` writes them: frame 1-based, target ids from 1, 0-based boxes;
     a target only on the frames it was tracked on."""
-    from ..data.target_files import CSV_HEADER, box_line
+    from ..data.target_files import CSV_HEADER, csv_row
 
     number = session.store.number
-    rows = [f"{number(frame)},{target},{box_line(box, score)}\n" for frame, target, box, score in session.rows()]
+    rows = [csv_row(number(frame), target, box, score) for frame, target, box, score in session.rows()]
     return CSV_HEADER + "\n" + "".join(rows)
 
 

@@ -19,7 +19,7 @@ from ..palette import TRACKER_CYCLE, hex_colour, target_colour
 from .frames import FrameStore
 
 
-@dataclass
+@dataclass(eq=False)  # targets are told apart by identity (their fields hold arrays)
 class Target:
     """One target of a session: where it was drawn, where it stops, and its boxes so far."""
 
@@ -57,7 +57,6 @@ class TrackingSession:
         self.events: list[dict[str, Any]] = []
         self.error: str | None = None
         self._lock = threading.RLock()
-        self._changed = threading.Condition(self._lock)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -170,19 +169,23 @@ class TrackingSession:
     def _step(self, frame_index: int, frame: np.ndarray) -> None:
         """Track frame ``frame_index`` for every target that needs it."""
         from ..data.sequence import to_rgb
+        from ..engine import TrackingEngine
 
         frame = to_rgb(frame)
+        # one host-to-device copy of the frame for all its targets, as track_targets does
+        image = self.engine.frame_on_device(frame) if isinstance(self.engine, TrackingEngine) else frame
         with self._lock:
-            starting = [t for t in self.targets.values() if t.next_frame() == frame_index and frame_index in t.anchors]
-            following = [t for t in self.targets.values() if t.next_frame() == frame_index and t not in starting]
+            due = [t for t in self.targets.values() if t.next_frame() == frame_index]
+            starting = [t for t in due if frame_index in t.anchors]
+            following = [t for t in due if frame_index not in t.anchors]
             with self.engine_lock:
                 if starting:
                     boxes = np.stack([t.anchors[frame_index] for t in starting])
-                    for target, state in zip(starting, self.engine.initialize([frame] * len(starting), boxes)):
+                    for target, state in zip(starting, self.engine.initialize([image] * len(starting), boxes)):
                         target.state = state
                         target.boxes[frame_index] = (state.box.copy(), float(state.score))
                 if following:
-                    boxes, scores = self.engine.track([t.state for t in following], [frame] * len(following))
+                    boxes, scores = self.engine.track([t.state for t in following], [image] * len(following))
                     for target, box, score in zip(following, boxes, scores):
                         target.boxes[frame_index] = (np.array(box, dtype=np.float64), float(score))
             shown = {}
@@ -232,7 +235,6 @@ class TrackingSession:
             raise ValueError(f"no frame {frame}: the video has {len(self.store)} frames")
 
     def _log(self, event: dict[str, Any]) -> None:
-        with self._changed:
+        with self._lock:
             event["seq"] = len(self.events)
             self.events.append(event)
-            self._changed.notify_all()

@@ -67,6 +67,11 @@ def box_line(box: np.ndarray, score: float) -> str:
     return f"{x:.4f},{y:.4f},{w:.4f},{h:.4f},{score:.4f}"
 
 
+def csv_row(frame_number: int, target: int, box: np.ndarray, score: float) -> str:
+    """One ``frame,target,x,y,w,h,confidence`` row of the CSV (ending in a newline)."""
+    return f"{frame_number},{target},{box_line(box, score)}\n"
+
+
 def target_file(output: Path, target: int) -> Path:
     """The file of target ``target`` (1-based) of a several-target run without ``.csv``: ``<stem>_<id><suffix>``."""
     return output.with_name(f"{output.stem}_{target}{output.suffix or '.txt'}")
@@ -171,7 +176,7 @@ class TargetBoxWriter:
             raise ValueError(f"expected {self.targets} boxes and confidences, got {len(boxes)} and {len(scores)}")
         number = self.frames + 1 if frame_number is None else int(frame_number)
         if self.csv:
-            rows = "".join(f"{number},{target},{box_line(box, score)}\n"
+            rows = "".join(csv_row(number, target, box, score)
                            for target, (box, score) in enumerate(zip(boxes, scores), start=1))
             records = [(CSV_HEADER + "\n" if self.frames == 0 else "") + rows]
         else:
