@@ -169,11 +169,8 @@ class TrackingSession:
     def _step(self, frame_index: int, frame: np.ndarray) -> None:
         """Track frame ``frame_index`` for every target that needs it."""
         from ..data.sequence import to_rgb
-        from ..engine import TrackingEngine
 
-        frame = to_rgb(frame)
-        # one host-to-device copy of the frame for all its targets, as track_targets does
-        image = self.engine.frame_on_device(frame) if isinstance(self.engine, TrackingEngine) else frame
+        frame = to_rgb(frame)  # one frame object for all its targets: the engine converts it once
         with self._lock:
             due = [t for t in self.targets.values() if t.next_frame() == frame_index]
             starting = [t for t in due if frame_index in t.anchors]
@@ -181,11 +178,11 @@ class TrackingSession:
             with self.engine_lock:
                 if starting:
                     boxes = np.stack([t.anchors[frame_index] for t in starting])
-                    for target, state in zip(starting, self.engine.initialize([image] * len(starting), boxes)):
+                    for target, state in zip(starting, self.engine.initialize([frame] * len(starting), boxes)):
                         target.state = state
                         target.boxes[frame_index] = (state.box.copy(), float(state.score))
                 if following:
-                    boxes, scores = self.engine.track([t.state for t in following], [image] * len(following))
+                    boxes, scores = self.engine.track([t.state for t in following], [frame] * len(following))
                     for target, box, score in zip(following, boxes, scores):
                         target.boxes[frame_index] = (np.array(box, dtype=np.float64), float(score))
             shown = {}

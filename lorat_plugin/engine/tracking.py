@@ -115,6 +115,15 @@ class TrackingEngine:
         "Batch invariance"), 8 where one call takes the whole batch (GPUs)."""
         return 1 if isinstance(self.network, PerSequenceNetwork) else 8
 
+    def _frames(self, frames: Sequence[Any]) -> list[torch.Tensor]:
+        """:meth:`_frame` of each frame; a frame object given for several sequences (the targets of one video, the
+        objects of a VOT frame) is converted and copied to the device once."""
+        converted: dict[int, torch.Tensor] = {}
+        for frame in frames:
+            if id(frame) not in converted:
+                converted[id(frame)] = self._frame(frame)
+        return [converted[id(frame)] for frame in frames]
+
     def _frame(self, frame: Any) -> torch.Tensor:
         """3 x H x W uint8 view of a frame on the engine's device."""
         if frame is None:  # numpy would make a 0-d object array of it and the shape error would hide the cause
@@ -130,11 +139,6 @@ class TrackingEngine:
         # non_blocking only on CUDA: elsewhere (MPS) a converted temporary may be freed before the copy runs
         return tensor.to(self.device, non_blocking=self.device.type == "cuda").permute(2, 0, 1)
 
-    def frame_on_device(self, frame: Any) -> torch.Tensor:
-        """The frame as an H x W x 3 uint8 tensor on the engine's device: several sequences of one image (the
-        targets of one video) then share one host-to-device copy."""
-        return self._frame(frame).permute(1, 2, 0)
-
     @torch.inference_mode()
     def initialize(self, frames: Sequence[Any], boxes: Any) -> list[TrackState]:
         """Start one sequence per (frame, box x, y, w, h). Returns their states."""
@@ -146,8 +150,7 @@ class TrackingEngine:
                              f"{boxes.shape}")
         config = self.config
         states = []
-        for frame, box in zip(frames, boxes):
-            image = self._frame(frame)
+        for image, box in zip(self._frames(frames), boxes):
             height, width = image.shape[1:]
             box_xyxy = _valid_init_box(box, width, height)
             fill = image.float().contiguous().mean(dim=(1, 2))
@@ -174,8 +177,7 @@ class TrackingEngine:
             self._search = torch.empty(batch, 3, config.search_size, config.search_size, device=self.device)
         search = self._search[:batch]
         scales, translations, sizes = (np.empty((batch, 2)) for _ in range(3))
-        for i, (state, frame) in enumerate(zip(states, frames)):
-            image = self._frame(frame)
+        for i, (state, image) in enumerate(zip(states, self._frames(frames))):
             height, width = image.shape[1:]
             if (width, height) != state.frame_size and not state._size_warned:
                 warnings.warn(f"frame {state.frame_index + 1} is {width}x{height} but the sequence's previous frame "
@@ -253,13 +255,11 @@ def track_targets(engine: TrackingEngine, frames: Iterable[Any], init_boxes: Any
     states: list[TrackState] | None = None
     for frame in frames:
         frame = to_rgb(frame)
-        # Moved to the device once and shared by the K batch elements (the engine never writes to a frame).
-        image = engine.frame_on_device(frame) if isinstance(engine, TrackingEngine) else frame
-        if states is None:
-            states = engine.initialize([image] * targets, init_boxes)
+        if states is None:  # the same frame object for the K targets: the engine converts it once
+            states = engine.initialize([frame] * targets, init_boxes)
             yield frame, np.array([state.box for state in states]), np.array([state.score for state in states])
         else:
-            boxes, scores = engine.track(states, [image] * targets)
+            boxes, scores = engine.track(states, [frame] * targets)
             yield frame, boxes, scores
 
 
