@@ -18,13 +18,13 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from ..engine.onnx import INPUT_NAMES  # the names the exported file's inputs carry
 from ..model import ModelConfig
 from ..model.network import NetworkOutput
 from .openvino_worker import read_message, write_message
 from .timing import median_ratio
 
 HINTS = ("LATENCY", "THROUGHPUT")
-INPUT_NAMES = ("z", "x", "z_feat_mask")
 CALLS_PER_ROUND = 3  # calls per candidate and round; a round's sample is their median
 # Pause before each candidate's calls, so that neither side's idle threads (OpenMP's spin, OpenVINO's) still hold a
 # core when the other starts.
