@@ -11,7 +11,6 @@ import http.cookiejar
 import io
 import json
 import os
-import shutil
 import urllib.error
 import urllib.request
 import zipfile
@@ -33,7 +32,8 @@ from lorat_plugin.data.target_files import box_line  # noqa: E402
 from lorat_plugin.data.video import open_frames, write_video  # noqa: E402
 from lorat_plugin.palette import target_colour  # noqa: E402
 
-CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
+from system_tools import CHROMIUM  # noqa: E402
+
 try:
     from playwright.sync_api import sync_playwright
 except ImportError:  # the test extra installs it

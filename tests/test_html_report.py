@@ -5,7 +5,6 @@ from __future__ import annotations
 import html
 import json
 import re
-import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -19,8 +18,8 @@ from lorat_plugin.evaluation import evaluate, load_results, run_benchmark, table
 from lorat_plugin.evaluation.html import write_html_report
 
 from evaluation_support import BrightBoxTracker, make_benchmark
+from system_tools import CHROMIUM
 
-CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
 needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="no chromium installed (apt-get install chromium)")
 
 # Injected before the page's Content-Security-Policy: records every failed load, blocked request and error, then

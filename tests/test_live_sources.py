@@ -8,7 +8,6 @@ import http.server
 import io
 import re
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -27,6 +26,8 @@ from lorat_plugin.data.target_files import CSV_HEADER
 from lorat_plugin.data.video import write_video
 from lorat_plugin.engine import TrackingEngine, track_targets
 from lorat_plugin.model.sources import load_model
+
+from system_tools import free_port
 
 av = pytest.importorskip("av")
 
@@ -336,12 +337,6 @@ def rtsp_server_command() -> list[str] | None:
                                           "Gst.ElementFactory.find('rtpjpegpay')"],
                            capture_output=True, timeout=60)
     return [python, str(Path(__file__).with_name("rtsp_server.py"))] if probe.returncode == 0 else None
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.mark.skipif(rtsp_server_command() is None,

@@ -25,6 +25,7 @@ from lorat_plugin.cli import main
 from lorat_plugin.model import ModelConfig
 
 from evaluation_support import make_benchmark
+from system_tools import free_port
 from train_data import write_moving_objects
 
 pytestmark = pytest.mark.slow
@@ -51,18 +52,11 @@ def _torchrun(arguments: list[str], kill: str | None = None) -> tuple[subprocess
     return done, time.monotonic() - start
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def _two_processes_without_launcher(arguments: list[str], kill: str) -> tuple[int, str, int, float]:
     """Ranks 0 and 1 started as plain processes sharing a rendezvous: nobody stops rank 0 when rank 1 dies.
     Returns rank 0's exit status and stderr, rank 1's exit status, and rank 0's time from rank 1's death."""
-    port = str(_free_port())
+    port = str(free_port())
     processes = []
     for rank in (0, 1):
         env = {**_environment(kill), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "RANK": str(rank),
