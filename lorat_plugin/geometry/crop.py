@@ -73,9 +73,15 @@ def crop_image(image: torch.Tensor, scale: np.ndarray, translation: np.ndarray, 
     ox1, oy1, ox2, oy2 = covered.astype(np.int64)
     sx1, sy1, sx2, sy2 = source.astype(np.int64)
     if ox2 > ox1 and oy2 > oy1 and sx2 > sx1 and sy2 > sy1:
-        region = image[None, :, sy1:sy2, sx1:sx2].contiguous().to(out.dtype)  # contiguous: the reference's kernel
+        # Each channel as an image of its own (a batch of C one-channel images): on the CPU, F.interpolate resizes a
+        # single 3-channel image with another kernel when torch runs one thread than when it runs several
+        # (PyTorch's aten/src/ATen/native/cpu/UpSampleKernel.cpp, upsample_bilinear2d_kernel_impl_float), and the two
+        # round differently; one-channel images always take the several-thread kernel, so the crop, and every box
+        # after it, is the same at any thread count and in DataLoader workers (which run one thread). Contiguous: the
+        # reference's kernel, whose multi-threaded result this is.
+        region = image[:, sy1:sy2, sx1:sx2].contiguous().to(out.dtype)[:, None]
         out[:, oy1:oy2, ox1:ox2] = F.interpolate(region, size=(int(oy2 - oy1), int(ox2 - ox1)), mode="bilinear",
-                                                 align_corners=False)[0]
+                                                 align_corners=False)[:, 0]
         # The transform actually realised: whole source pixels onto whole canvas pixels, computed in float32
         # arithmetic as the reference does (its boxes are mapped back through exactly these numbers).
         covered32, source32 = covered.astype(np.float32), source.astype(np.float32)
