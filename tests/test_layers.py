@@ -55,7 +55,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "lazy": set(),
     "environment": set(),
     "palette": set(),
-    "process": set(),  # process-wide tuning (OpenMP wait policy, glibc allocator): the standard library only
+    "process": set(),  # process-wide tuning (glibc allocator, torch's thread count)
     "root": {"lazy"},
     "model": LOWEST,
     "data": LOWEST,
@@ -78,7 +78,7 @@ THIRD_PARTY_ONLY: dict[str, set[str]] = {
     "distributed": {"torch"},
     "lazy": set(),
     "environment": {"torch"},
-    "process": set(),
+    "process": {"torch"},  # only inside choose_threads: the CLI imports process before torch loads
     "palette": set(),  # the standard library only
 }
 # What a DataLoader worker imports: the pair dataset and everything it unpickles into.
@@ -242,6 +242,13 @@ def test_lowest_layers_import_few_third_party_packages(layer: str) -> None:
              for found in imports if not internal(found.target) and found.target.split(".")[0] not in allowed]
     assert not wrong, f"{layer} may import only {sorted(THIRD_PARTY_ONLY[layer])} and the standard library:\n" + \
         "\n".join(wrong)
+
+
+def test_process_loads_torch_only_when_it_chooses_threads() -> None:
+    # the CLI tunes the process (lorat_plugin.cli imports process) before anything loads torch
+    assert "torch" not in loaded_at_import("lorat_plugin.process")
+    assert [found.at_import_time for found in all_imports()["lorat_plugin.process"]
+            if found.target.split(".")[0] == "torch"] == [False]
 
 
 @pytest.mark.parametrize("module", WORKER_MODULES)

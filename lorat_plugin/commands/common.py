@@ -57,8 +57,9 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
                        help="bf16/fp16 as autocast around fp32 weights (the reference's AMP; slower)")
     group.add_argument("--threads", type=positive_int, metavar="N",
                        help="torch intra-op threads in this process, set once before the model loads (default: "
-                            "torch's choice, OMP_NUM_THREADS where set; torchrun sets 1 per process). Boxes are "
-                            "reproducible at a fixed count (docs/evaluation.md)")
+                            "LORAT_THREADS or OMP_NUM_THREADS where set, torchrun sets 1 per process; else torch's "
+                            "count lowered to the CPUs other processes leave free). Boxes are the same at any count "
+                            "(docs/speed.md, \"Shared machines and the first pass\")")
 
 
 def positive_int(text: str) -> int:
@@ -81,12 +82,11 @@ def backend_flags(args: argparse.Namespace) -> dict[str, bool]:
 
 
 def set_threads(args: argparse.Namespace) -> None:
-    """Apply ``--threads`` once, before any network runs (the count every result of this process is made with)."""
-    threads = getattr(args, "threads", None)
-    if threads:
-        import torch
+    """Choose the thread count once, before any network runs: ``--threads`` as given, else
+    :func:`~lorat_plugin.process.choose_threads`'s choice (boxes are the same at any count)."""
+    from ..process import choose_threads
 
-        torch.set_num_threads(threads)
+    choose_threads(getattr(args, "threads", None))
 
 
 def engine_from_args(args: argparse.Namespace, device: str | None = None) -> tuple[Any, Any]:

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from ..data.sequence import to_rgb
-from ..process import tune_cpu_allocator
+from ..process import choose_threads, tune_cpu_allocator
 from ..model import ModelConfig
 from ..geometry import (apply_transform, clip_box, crop_image, crop_transform, invert_transform, normalize_images,
                         template_mask, xywh_to_xyxy, xyxy_to_xywh)
@@ -95,7 +95,8 @@ class TrackingEngine:
         self.config: ModelConfig = self.network.config
         self.device: torch.device = self.network.device
         if self.device.type == "cpu":
-            tune_cpu_allocator()  # the CLI's process-wide setting, for the Python API too (once per process)
+            tune_cpu_allocator()  # the CLI's process-wide settings, for the Python API too (once per process)
+            choose_threads()
         self.window_penalty = float(window_penalty)
         self.min_object_size = float(min_object_size)
         self._window = hann_window(self.config.search_grid, self.config.search_grid, self.device)
