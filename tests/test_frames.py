@@ -1,5 +1,6 @@
 """Frames of every dtype reach the tracker as the picture they hold, or are refused in one line;
-a numbered frame folder with a gap is refused."""
+a numbered frame folder with a gap is refused; a video's frames from a late start, found by a seek, are those of a
+decode from the first frame."""
 from __future__ import annotations
 
 import struct
