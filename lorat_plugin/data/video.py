@@ -163,9 +163,9 @@ class VideoFrames(FrameSource):
     def frames_from(self, start: int, index: SeekIndex) -> Iterator[np.ndarray]:
         """The frames from number ``start`` on: exactly those :meth:`frames` gives from there. Where ``index`` (being
         recorded by :meth:`frames`) has reached ``start``, the decoder starts at the last keyframe at or before it
-        instead of the first frame, and every frame it gives is checked against the index (timestamp and checksum).
-        Anything else decodes from the first frame: a frame not recorded yet, a video without usable timestamps,
-        a seek that lands after the keyframe (MPEG-TS seeks do), a frame that differs from the recorded one."""
+        instead of the first frame, and every frame it gives that the index holds is checked against it (timestamp
+        and checksum). Anything else decodes from the first frame: a frame not recorded yet, a video without usable
+        timestamps, a seek that lands after the keyframe, a frame that differs from the recorded one."""
         resume = start
         if start < len(index) and index.seekable:
             keyframe = index.last_keyframe_at_or_before(start)
