@@ -1,9 +1,11 @@
 """Frames of every dtype reach the tracker as the picture they hold, or are refused in one line;
-a numbered frame folder with a gap is refused."""
+a numbered frame folder with a gap is refused; a video's frames from a late start, found by a seek, are those of a
+decode from the first frame."""
 from __future__ import annotations
 
 import struct
 import zlib
+from fractions import Fraction
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -187,3 +189,177 @@ def test_frame_none_in_the_python_api_says_the_frame_is_missing(tiny_config) -> 
         assert "\n" not in str(error.value) and "shape" not in str(error.value), name
         if name.startswith("LoRATTracker"):
             assert str(error.value).startswith(f"{name}: "), name
+
+
+# ---- seeking in a video: the frames from a late start are those of a decode from the first frame ----
+
+GOP = 10  # a keyframe every 10 frames: several per test video
+
+
+def encoded_video(path: Path, frames: list[np.ndarray], *, codec: str = "libx264", options: dict | None = None,
+                  frame_times_ms: list[int] | None = None) -> Path:
+    """``frames`` encoded by PyAV with a keyframe every ``GOP`` frames and the codec's B-frames (libx264's default:
+    3). ``frame_times_ms``: each frame's presentation time, for a variable frame rate; else 25 fps. The container
+    follows the suffix (raw ``.h264``: an elementary stream, without timestamps)."""
+    import av
+
+    height, width = frames[0].shape[:2]
+    with av.open(str(path), "w", format="h264" if path.suffix == ".h264" else None) as container:
+        stream = container.add_stream(codec, rate=25)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.codec_context.gop_size = GOP
+        stream.options = options or {}
+        if frame_times_ms is not None:
+            stream.codec_context.time_base = Fraction(1, 1000)
+        for number, frame in enumerate(frames):
+            picture = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            if frame_times_ms is not None:
+                picture.pts, picture.time_base = frame_times_ms[number], Fraction(1, 1000)
+            for packet in stream.encode(picture):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def picture_types(path: Path) -> list[str]:
+    """Each frame's type as the decoder reports it (I, P, B)."""
+    import av
+    from av.video.frame import PictureType
+
+    with av.open(str(path)) as container:
+        return [PictureType(frame.pict_type).name for frame in container.decode(container.streams.video[0])]
+
+
+@pytest.fixture
+def decoded_frames(monkeypatch) -> list[int]:
+    """Every frame PyAV decodes from now on appends its timestamp here (``av.open`` wrapped): the decoding work."""
+    import av
+
+    decoded: list[int] = []
+    open_container = av.open
+
+    class Counted:
+        def __init__(self, container) -> None:
+            self._container = container
+
+        def __getattr__(self, name: str):
+            return getattr(self._container, name)
+
+        def __enter__(self) -> "Counted":
+            return self
+
+        def __exit__(self, *exc) -> None:
+            self._container.close()
+
+        def decode(self, *streams):
+            for frame in self._container.decode(*streams):
+                decoded.append(frame.pts)
+                yield frame
+
+    monkeypatch.setattr(av, "open", lambda *args, **kwargs: Counted(open_container(*args, **kwargs)))
+    return decoded
+
+
+def textured_clip(frames: int = 45) -> list[np.ndarray]:
+    """A moving textured target: every frame differs from the one before, so a frame off by one shows."""
+    from lorat_plugin.data.synthetic import moving_box_video
+
+    return moving_box_video(frames, (96, 64), step=(1.0, 0.5), textured=True)[0]
+
+
+VARIABLE_TIMES = [sum(40 if k % 3 else 13 for k in range(n)) for n in range(45)]  # 13 and 40 ms apart
+
+
+@pytest.mark.parametrize("name, codec, options, times", [
+    ("clip.mp4", "libx264", None, None),
+    ("variable.mkv", "libx264", None, VARIABLE_TIMES),
+    ("variable.mp4", "libx264", None, VARIABLE_TIMES),
+    ("open_gop.mp4", "libx264", {"x264-params": "open-gop=1"}, None),
+    ("clip.ts", "libx264", None, None),  # its seeks land on the keyframe after the timestamp sought
+    ("mpeg4.avi", "mpeg4", {"bf": "2"}, None),
+])
+def test_a_seek_gives_the_frames_of_a_decode_from_the_first_frame(tmp_path: Path, decoded_frames: list[int],
+                                                                  name: str, codec: str, options: dict | None,
+                                                                  times: list[int] | None) -> None:
+    from lorat_plugin.data.video import SeekIndex
+
+    path = encoded_video(tmp_path / name, textured_clip(), codec=codec, options=options, frame_times_ms=times)
+    types = picture_types(path)
+    keyframes = [number for number, kind in enumerate(types) if kind == "I"]
+    assert "B" in types and len(keyframes) >= 4, types  # what makes seeking hard is there
+    source = open_frames(path)
+    index = SeekIndex()
+    full = list(source.frames(index))
+    assert len(full) == 45 and index.seekable
+    assert [n for n, mark in enumerate(index.marks) if mark.keyframe] == keyframes
+    for start in sorted({0, keyframes[2], keyframes[2] + 1, keyframes[-1] - 1, 44}):
+        decoded_frames.clear()
+        tail = list(source.frames_from(start, index))
+        assert len(tail) == len(full) - start
+        assert all(np.array_equal(a, b) for a, b in zip(tail, full[start:])), (name, start)
+        work = len(decoded_frames) - len(tail)  # frames decoded before frame `start`
+        assert work <= (start if start < keyframes[1] else 2 * GOP), (name, start, work)  # not `start` of them
+
+
+def test_a_store_tracks_from_a_late_frame_without_decoding_the_frames_before(tmp_path: Path,
+                                                                          decoded_frames: list[int]) -> None:
+    """What the app does on Track and on a correction: FrameStore.iterate_from(start) on a video its background
+    pass has decoded gives the tail of a full decode, decoding at most one group of pictures before ``start``."""
+    from lorat_plugin.app.frames import FrameStore
+
+    frames = textured_clip(60)
+    path = encoded_video(tmp_path / "clip.mp4", frames)
+    full = list(open_frames(path))
+    store = FrameStore("clip.mp4", open_frames(path))
+    store.decode_in_background()
+    assert store.jpeg(len(frames), timeout=60) is None and store.complete and len(store) == 60
+    for start in (0, 10, 11, 37, 59):
+        decoded_frames.clear()
+        first = next(store.iterate_from(start))
+        assert np.array_equal(first, full[start])
+        assert len(decoded_frames) <= min(start, GOP) + 1, (start, decoded_frames)  # a decode from 0: start + 1
+        tail = list(store.iterate_from(start))
+        assert len(tail) == 60 - start and all(np.array_equal(a, b) for a, b in zip(tail, full[start:]))
+
+
+def test_frames_the_index_has_not_reached_or_that_differ_are_decoded_from_the_first_frame(
+        tmp_path: Path, decoded_frames: list[int]) -> None:
+    import itertools
+
+    from lorat_plugin.data.video import SeekIndex
+
+    path = encoded_video(tmp_path / "clip.mp4", textured_clip())
+    source = open_frames(path)
+    full = list(source)
+    index = SeekIndex()
+    assert len(list(itertools.islice(source.frames(index), 25))) == 25  # a background pass still at frame 25
+
+    def tail_from(start: int) -> int:
+        """Check the frames from ``start`` on; the count of frames decoded before it."""
+        decoded_frames.clear()
+        tail = list(source.frames_from(start, index))
+        assert len(tail) == len(full) - start and all(np.array_equal(a, b) for a, b in zip(tail, full[start:]))
+        return len(decoded_frames) - len(tail)
+
+    assert tail_from(22) == 2  # recorded: from the keyframe at 20
+    assert tail_from(30) == 30  # not recorded yet: from the first frame
+    index.marks[21] = index.marks[21]._replace(checksum=index.marks[21].checksum ^ 1)  # frame 21 "differs"
+    # frame 21 of the seek to frame 20 is refused, so is that of the second try (the keyframe before, 10): the
+    # frames come from a decode from the first frame
+    assert tail_from(22) == 2 + 12 + 22
+
+
+def test_a_video_without_timestamps_is_decoded_from_the_first_frame(tmp_path: Path,
+                                                                     decoded_frames: list[int]) -> None:
+    """A raw H.264 stream has no timestamps to seek to: every start decodes from the first frame, the same frames."""
+    from lorat_plugin.data.video import SeekIndex
+
+    path = encoded_video(tmp_path / "clip.h264", textured_clip())
+    source = open_frames(path)
+    index = SeekIndex()
+    full = list(source.frames(index))
+    assert not index.seekable
+    decoded_frames.clear()
+    tail = list(source.frames_from(33, index))
+    assert len(decoded_frames) == len(full) and all(np.array_equal(a, b) for a, b in zip(tail, full[33:]))

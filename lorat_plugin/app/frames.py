@@ -14,7 +14,7 @@ from typing import Iterator
 
 import numpy as np
 
-from ..data.video import FrameSource, ImageFiles
+from ..data.video import FrameSource, ImageFiles, SeekIndex, VideoFrames
 
 JPEG_QUALITY = 90
 
@@ -40,6 +40,8 @@ class FrameStore:
         self.complete = False
         self._jpegs: list[bytes] = []
         self._changed = threading.Condition()
+        # filled by the background pass, so that tracking can start on a late frame without decoding the ones before
+        self.seek_index = SeekIndex() if isinstance(source, VideoFrames) else None
 
     def __len__(self) -> int:
         return len(self._jpegs)
@@ -64,8 +66,9 @@ class FrameStore:
         threading.Thread(target=self._decode_all, name=f"frames {self.name}", daemon=True).start()
 
     def _decode_all(self) -> None:
+        frames = self.source if self.seek_index is None else self.source.frames(self.seek_index)
         try:
-            for frame in self.source:
+            for frame in frames:
                 self.append(frame)
         except (OSError, ValueError) as e:  # FrameError names the file and the frame
             self.error = str(e)
@@ -100,10 +103,15 @@ class FrameStore:
             raise ValueError(f"{self.name}: {self.error or 'no frames'}")
 
     def iterate_from(self, start: int) -> Iterator[np.ndarray]:
-        """The source's frames from number ``start`` on, decoded from the source (files only)."""
+        """The source's frames from number ``start`` on, decoded from the source (files only). A video starts at the
+        keyframe before ``start`` once the background pass has passed ``start`` (the same frames as a decode from
+        the first frame: ``VideoFrames.frames_from``)."""
         source = self.source
         if isinstance(source, ImageFiles):
             yield from ImageFiles(source.files[start:], source.path)
+            return
+        if isinstance(source, VideoFrames):
+            yield from source.frames_from(start, self.seek_index)
             return
         for index, frame in enumerate(source):
             if index >= start:

@@ -7,16 +7,21 @@ Videos are decoded with PyAV (FFmpeg); install the ``video`` extra (``pip instal
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import re
+import zlib
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Generator, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
 from .annotations import natural_key
 from .sequence import FrameError, read_image
+
+if TYPE_CHECKING:  # PyAV is optional (the video extra): imported where a video is read
+    import av
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
@@ -61,6 +66,47 @@ class ImageFiles(FrameSource):
             yield read_image(file)  # FrameError names the file
 
 
+class FrameMark(NamedTuple):
+    """One decoded frame of a video, as :class:`SeekIndex` records it."""
+
+    timestamp: int | None  # presentation timestamp, in the stream's time base; None when the container gives none
+    keyframe: bool
+    checksum: int  # CRC-32 of the RGB pixels
+
+    def matches(self, timestamp: int | None, image: np.ndarray) -> bool:
+        return timestamp == self.timestamp and zlib.crc32(image) == self.checksum
+
+
+class SeekIndex:
+    """What :meth:`VideoFrames.frames_from` needs to seek in one video, recorded frame by frame by a decode from the
+    first frame (:meth:`VideoFrames.frames`). One thread may record while others read: entries are only appended."""
+
+    def __init__(self) -> None:
+        self.marks: list[FrameMark] = []
+        self._keyframes: dict[int, int] = {}  # a keyframe's timestamp -> its frame number
+        # Seeking needs timestamps that name one frame each: a frame without one, or one not after the previous
+        # frame's, turns seeking off for this video (decodes then start from the first frame).
+        self.seekable = True
+
+    def __len__(self) -> int:
+        return len(self.marks)
+
+    def add(self, timestamp: int | None, keyframe: bool, image: np.ndarray) -> None:
+        previous = self.marks[-1].timestamp if self.marks else None
+        if timestamp is None or (previous is not None and timestamp <= previous):
+            self.seekable = False
+        if keyframe and timestamp is not None:
+            self._keyframes[timestamp] = len(self.marks)
+        self.marks.append(FrameMark(timestamp, keyframe, zlib.crc32(image)))
+
+    def keyframe_number(self, timestamp: int | None) -> int | None:
+        """The number of the recorded keyframe with this timestamp, if there is one."""
+        return None if timestamp is None else self._keyframes.get(timestamp)
+
+    def last_keyframe_at_or_before(self, number: int) -> int | None:
+        return next((n for n in range(number, -1, -1) if self.marks[n].keyframe), None)
+
+
 class VideoFrames(FrameSource):
     """A video file decoded with PyAV (every frame, in presentation order)."""
 
@@ -83,41 +129,111 @@ class VideoFrames(FrameSource):
         return self._frames
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        """Decode every frame. Damage the decoder conceals (it fills broken blocks from their neighbours and returns
+        return self.frames()
+
+    def frames(self, index: SeekIndex | None = None) -> Iterator[np.ndarray]:
+        """Decode every frame; ``index``: record in it each frame's timestamp, keyframe flag and checksum, for
+        :meth:`frames_from`. Damage the decoder conceals (it fills broken blocks from their neighbours and returns
         the frame without an error) is counted from the errors libav logs: ``decode_errors`` after the iteration,
         and one warning per video naming the count."""
         av = _import_av()
-        index = 0
+        number = 0
         self.decode_errors = 0
-        first_error = None
+        errors: list[str] = []
         try:
             with av.open(str(self.path)) as container:
-                stream = container.streams.video[0]
-                # One decoding thread: libav logs a decoder's errors from the thread that meets them, and PyAV
-                # captures only the calling thread's logs; capturing every thread's deadlocks with frame threading
-                # (a worker waits for the interpreter while the caller waits for the worker).
-                stream.thread_count = 1
-                frames = container.decode(stream)
-                while True:
-                    with _decoder_errors() as errors:
-                        frame = next(frames, None)
-                        image = None if frame is None else frame.to_ndarray(format="rgb24")
-                    self.decode_errors += len(errors)
-                    first_error = first_error or (errors[0] if errors else None)
-                    if image is None:
-                        break
+                for frame, image in _decoded_frames(container, errors):
+                    self.decode_errors = len(errors)
+                    if index is not None:
+                        index.add(frame.pts, frame.key_frame, image)
                     yield image
-                    index += 1
+                    number += 1
+                self.decode_errors = len(errors)  # the decoder's flush may report some too
         except (av.FFmpegError, OSError, ValueError) as e:
-            raise FrameError(f"cannot decode {self.path} at frame {index}: {e}") from e
+            raise FrameError(f"cannot decode {self.path} at frame {number}: {e}") from e
         finally:
             if self.decode_errors:
                 log.warning("%s: the decoder reported %d errors in %d frames (damaged data; it conceals them, so the "
                             "frames may differ from the original; first: %s)",
-                            self.path, self.decode_errors, index, first_error)
-        if index < self._frames:  # a truncated file decodes without an error
+                            self.path, self.decode_errors, number, errors[0])
+        if number < self._frames:  # a truncated file decodes without an error
             log.warning("%s: the container declares %d frames but only %d could be decoded (truncated?)",
-                        self.path, self._frames, index)
+                        self.path, self._frames, number)
+
+    def frames_from(self, start: int, index: SeekIndex) -> Iterator[np.ndarray]:
+        """The frames from number ``start`` on: exactly those :meth:`frames` gives from there. Where ``index`` (being
+        recorded by :meth:`frames`) has reached ``start``, the decoder starts at the last keyframe at or before it
+        instead of the first frame, and every frame it gives that the index holds is checked against it (timestamp
+        and checksum). Anything else decodes from the first frame: a frame not recorded yet, a video without usable
+        timestamps, a seek that lands after the keyframe, a frame that differs from the recorded one."""
+        resume = start
+        if start < len(index) and index.seekable:
+            keyframe = index.last_keyframe_at_or_before(start)
+            # An MPEG-TS seek lands on the first keyframe after the timestamp sought: seeking the keyframe before
+            # then lands on this one. (Starting at the first frame needs no seek.)
+            tries = [keyframe, index.last_keyframe_at_or_before(keyframe - 1)] if keyframe else []
+            for keyframe in tries:
+                if keyframe is None:
+                    break
+                resume = yield from self._frames_after_seek(start, index, keyframe)
+                if resume != start:  # the frames from start on came (all or some) from this seek
+                    break
+        if resume is not None:
+            yield from itertools.islice(self.frames(), resume, None)
+
+    def _frames_after_seek(self, start: int, index: SeekIndex, keyframe: int
+                           ) -> Generator[np.ndarray, None, int | None]:
+        """Yield the frames from ``start`` on, decoded from a seek to the recorded frame ``keyframe``; return
+        ``None`` at the video's end, or the number of the frame from which a decode from the first frame must go on
+        (``start`` when none came)."""
+        marks = index.marks
+        av = _import_av()
+        number: int | None = None  # of the frame just decoded, once the decoder is at a recorded keyframe
+        try:
+            with av.open(str(self.path)) as container:
+                container.seek(marks[keyframe].timestamp, stream=container.streams.video[0])  # at or before it
+                for frame, image in _decoded_frames(container, errors=[]):
+                    if number is None:
+                        # Frames shown before the keyframe come first after a seek in an open GOP; a seek may also
+                        # land on an earlier keyframe, which is as good (decoding goes on from there).
+                        landed = index.keyframe_number(frame.pts)
+                        if landed is None or landed > start:
+                            if frame.pts is None or frame.pts >= marks[start].timestamp:
+                                return start  # the seek landed past the keyframe
+                            continue
+                        number = landed
+                    if number < len(marks) and not marks[number].matches(frame.pts, image):
+                        return max(number, start)
+                    if number >= start:
+                        yield image
+                    number += 1
+        except (av.FFmpegError, OSError, ValueError):  # a decode from the first frame reports it with its number
+            return start if number is None else max(number, start)
+        if number is None:
+            return start
+        if number < len(marks):  # the seek gave fewer frames than the decode from the first frame
+            return max(number, start)
+        return None
+
+
+def _decoded_frames(container: av.container.InputContainer, errors: list[str]
+                    ) -> Iterator[tuple[av.VideoFrame, np.ndarray]]:
+    """The frames of the first video stream from where ``container`` stands (its start, or where it was sought to),
+    each with its RGB pixels; appends the errors libav logs meanwhile to ``errors``."""
+    stream = container.streams.video[0]
+    # One decoding thread: libav logs a decoder's errors from the thread that meets them, and PyAV captures only the
+    # calling thread's logs; capturing every thread's deadlocks with frame threading (a worker waits for the
+    # interpreter while the caller waits for the worker).
+    stream.thread_count = 1
+    frames = container.decode(stream)
+    while True:
+        with _decoder_errors() as logged:
+            frame = next(frames, None)
+            image = None if frame is None else frame.to_ndarray(format="rgb24")
+        errors.extend(logged)
+        if frame is None:
+            return
+        yield frame, image
 
 
 def open_frames(path: str | os.PathLike) -> FrameSource:
@@ -306,5 +422,5 @@ def _import_av():
     return av
 
 
-__all__ = ["FrameSource", "ImageFiles", "VideoFrames", "open_frames",
+__all__ = ["FrameSource", "ImageFiles", "VideoFrames", "SeekIndex", "open_frames",
            "draw_boxes", "VideoWriter", "write_video", "VIDEO_EXTENSIONS", "IMAGE_EXTENSIONS"]
