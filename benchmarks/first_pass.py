@@ -2,7 +2,8 @@
 second sequence of the same length, each case in a fresh process (what a toolkit experiment sees), alternated.
 
   python benchmarks/first_pass.py --variant B-224 --frames 30 --alternations 3
-  python benchmarks/first_pass.py --env default --env LORAT_NO_MALLOC_TUNING=1+LORAT_NO_WAIT_TUNING=1
+  python benchmarks/first_pass.py --env default --env LORAT_NO_MALLOC_TUNING=1 --env LORAT_THREADS=torch
+  python benchmarks/first_pass.py --busy 1 --env default --env LORAT_THREADS=torch   # one core taken meanwhile
 
 A case is ``default`` (this environment) or ``NAME=VALUE`` settings joined by ``+``; the ratio first / second is
 the figure (docs/speed.md, "Shared machines and the first pass").
@@ -15,6 +16,8 @@ import os
 import statistics
 import subprocess
 import sys
+
+from shared_cpu import busy_cores  # the script beside this one
 
 WORKER = r"""
 import json, sys, time
@@ -56,21 +59,26 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=30)
     parser.add_argument("--alternations", type=int, default=3)
     parser.add_argument("--env", action="append", default=None, help="a case (repeatable); default: 'default'")
+    parser.add_argument("--busy", type=int, default=0, help="cores kept busy by other processes during each case")
     args = parser.parse_args()
     cases = args.env or ["default"]
     dtype = args.dtype or "default"
-    print(f"load average before: {os.getloadavg()}")
+    print(f"{os.cpu_count()} cores, {args.busy} busy; load average before: {os.getloadavg()}")
     results: dict[str, list[dict]] = {case: [] for case in cases}
     for _ in range(args.alternations):
         for case in cases:
-            results[case].append(run_case(args.variant, dtype, args.frames, case))
+            with busy_cores(args.busy):
+                results[case].append(run_case(args.variant, dtype, args.frames, case))
     print(f"load average after: {os.getloadavg()}")
-    print(f"| case | first sequence s (from LoRATTracker(...)) | second s | first / second | {args.frames} frames |")
+    print(f"| case | first sequence s (from LoRATTracker(...)) | second s | first / second: median (range) | "
+          f"{args.frames} frames |")
     print("|---|---|---|---|---|")
     for case, runs in results.items():
         first = statistics.median(r["first"] for r in runs)
         second = statistics.median(r["second"] for r in runs)
-        print(f"| {case} | {first:.2f} | {second:.2f} | {first / second:.2f}x | |")
+        ratios = [r["first"] / r["second"] for r in runs]
+        print(f"| {case} | {first:.2f} | {second:.2f} | {statistics.median(ratios):.2f}x ({min(ratios):.2f}-"
+              f"{max(ratios):.2f}) | |")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ chooser) or ``NAME=VALUE`` settings joined by ``+``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import os
@@ -24,6 +25,7 @@ import statistics
 import subprocess
 import sys
 import time
+from typing import Iterator
 
 WORKER = r"""
 import json, sys, time
@@ -51,6 +53,21 @@ def busy() -> None:
     """A process that keeps one core busy until it is terminated."""
     while True:
         pass
+
+
+@contextlib.contextmanager
+def busy_cores(count: int) -> Iterator[None]:
+    """``count`` processes that keep a core busy each, for the duration of the block (half a second to start)."""
+    loaders = [multiprocessing.Process(target=busy, daemon=True) for _ in range(count)]
+    for process in loaders:
+        process.start()
+    time.sleep(0.5 if count else 0)
+    try:
+        yield
+    finally:
+        for process in loaders:
+            process.terminate()
+            process.join()
 
 
 # what a setting may set: removed from the inherited environment so that "default" is a plain run
@@ -89,17 +106,9 @@ def main() -> None:
         for dtype, setting in cases:
             runs.setdefault((dtype, setting, "alone"), []).append(
                 measure(args.variant, dtype, args.frames, setting, args.threads))
-            loaders = [multiprocessing.Process(target=busy, daemon=True) for _ in range(args.busy)]
-            for process in loaders:
-                process.start()
-            time.sleep(0.5)
-            try:
+            with busy_cores(args.busy):
                 runs.setdefault((dtype, setting, "shared"), []).append(
                     measure(args.variant, dtype, args.frames, setting, args.threads))
-            finally:
-                for process in loaders:
-                    process.terminate()
-                    process.join()
         print(f"round {round_ + 1}/{args.alternations} done", file=sys.stderr)
     print(f"load average after: {os.getloadavg()}")
     share = cores / (cores - args.busy)

@@ -33,6 +33,7 @@ _TUNED = False
 THREADS_VARIABLE = "LORAT_THREADS"
 # variables torch itself reads for its thread count (PyTorch's aten/src/ATen/ParallelCommon.cpp)
 TORCH_THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+LOWERED = "fewer than torch's"  # how the reason of a lowered count starts
 # a CPU counts as taken when other processes keep it busy at least this share of the time
 TAKEN_SHARE = 0.5
 
@@ -84,7 +85,9 @@ def choose_threads(requested: int | None = None) -> ThreadChoice:
             torch.set_num_threads(_CHOICE.threads)
     else:
         return _CHOICE
-    log.info("%d intra-op thread%s: %s", _CHOICE.threads, "" if _CHOICE.threads == 1 else "s", _CHOICE.reason)
+    lowered = _CHOICE.reason.startswith(LOWERED)  # worth a line by default: the run is slower than alone
+    log.log(logging.INFO if lowered else logging.DEBUG, "%d intra-op thread%s: %s", _CHOICE.threads,
+            "" if _CHOICE.threads == 1 else "s", _CHOICE.reason)
     return _CHOICE
 
 
@@ -104,6 +107,8 @@ def _decide(current: int) -> ThreadChoice:
     for name in TORCH_THREAD_VARIABLES:
         if os.environ.get(name, "").strip():
             return ThreadChoice(current, f"torch's count ({name}={os.environ[name].strip()})")
+    if current <= 1:  # nothing to lower: no measurement
+        return ThreadChoice(current, "torch's count")
     threads, reasons = current, []
     quota = cpu_quota()
     if quota is not None and quota < threads:
@@ -115,7 +120,7 @@ def _decide(current: int) -> ThreadChoice:
         reasons.append(f"{free.busy:.1f} of {free.cpus} CPUs busy with other processes")
     if not reasons:
         return ThreadChoice(threads, "torch's count; no CPU busy with other processes")
-    return ThreadChoice(threads, f"fewer than torch's {current}: " + "; ".join(reasons))
+    return ThreadChoice(threads, f"{LOWERED} {current}: " + "; ".join(reasons))
 
 
 @dataclass(frozen=True)

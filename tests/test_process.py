@@ -36,6 +36,7 @@ CHOOSER_CASES = {
     "container quota below torch's count": ({}, 2, (16, 0.0, 16), 16, 2, "CPU quota of this container (2 CPUs)"),
     "quota and busy CPUs: the lower": ({}, 3, (16, 14.2, 2), 16, 2, "busy with other processes"),
     "never more than torch's count": ({}, None, (16, 0.0, 16), 4, 4, "no CPU busy"),
+    "torch's one thread: nothing measured": ({}, 1, "not measured", 1, 1, "torch's count"),
     "no /proc/stat (not Linux): torch's count": ({}, None, None, 3, 3, "no CPU busy"),
     "LORAT_THREADS fixes the count": ({"LORAT_THREADS": "3"}, None, (2, 1.0, 1), 2, 3, "LORAT_THREADS=3"),
     "LORAT_THREADS=torch keeps torch's": ({"LORAT_THREADS": "torch"}, 1, (2, 2.0, 0), 2, 2, "LORAT_THREADS=torch"),
@@ -65,7 +66,10 @@ def test_the_thread_chooser(case, monkeypatch, fresh_choice) -> None:
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setattr(process, "cpu_quota", lambda: quota)
-    monkeypatch.setattr(process, "free_cpus", lambda: free and process.FreeCpus(*free))
+    if free == "not measured":
+        monkeypatch.setattr(process, "free_cpus", lambda: pytest.fail("measured CPUs it could not use"))
+    else:
+        monkeypatch.setattr(process, "free_cpus", lambda: free and process.FreeCpus(*free))
     torch.set_num_threads(current)
     choice = process.choose_threads()
     assert (choice.threads, torch.get_num_threads()) == (expected, expected)

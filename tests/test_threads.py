@@ -84,3 +84,22 @@ def test_boxes_are_bit_identical_at_every_thread_count(which: str, precision: st
     for threads, rows in results.items():
         assert np.array_equal(rows, one), (f"{which} {precision}: {threads} threads differ from 1 thread by "
                                            f"{np.abs(rows - one).max():.3g}")
+
+
+def test_lorat_track_writes_the_same_file_at_any_thread_count(tmp_path, restore_threads, monkeypatch) -> None:
+    from lorat_plugin import process
+    from lorat_plugin.cli import main
+    from lorat_plugin.data.video import write_video
+
+    monkeypatch.setattr(process, "_CHOICE", None)
+    frames, truth = moving_box_video(8, (320, 240), seed=5, step=(4.0, 2.0), textured=True)
+    video = write_video(tmp_path / "clip.mp4", frames, fps=10)
+    init = ",".join(f"{value:g}" for value in truth[0])
+    texts = {}
+    for threads in (1, 2, 3):  # the demo model at the CPU's default precision
+        output = tmp_path / f"threads{threads}.txt"
+        assert main(["track", str(video), f"--init={init}", "-o", str(output), "--threads", str(threads), "-q"]) == 0
+        assert torch.get_num_threads() == threads
+        texts[threads] = output.read_text()
+    assert texts[1].splitlines()[-1] != texts[1].splitlines()[1]
+    assert texts[2] == texts[1] and texts[3] == texts[1]
