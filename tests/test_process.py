@@ -133,10 +133,13 @@ def test_cpu_ticks_reads_the_affine_cpus_and_counts_steal_as_busy(tmp_path) -> N
 def test_a_busy_process_leaves_the_tracker_the_other_cpus() -> None:
     """Real CPUs: one process spinning on one of this process's CPUs is measured as taken."""
     cpus = sorted(os.sched_getaffinity(0))
-    spinner = multiprocessing.get_context("spawn").Process(target=_spin, args=(cpus[0],), daemon=True)
+    context = multiprocessing.get_context("spawn")
+    spinning = context.Event()
+    spinner = context.Process(target=_spin, args=(cpus[0], spinning), daemon=True)
     spinner.start()
     try:
-        time.sleep(0.5)
+        assert spinning.wait(60), "the spinning process did not start"
+        time.sleep(0.2)
         measured = process.free_cpus(window=0.5)
     finally:
         spinner.terminate()
@@ -145,7 +148,8 @@ def test_a_busy_process_leaves_the_tracker_the_other_cpus() -> None:
     assert measured.busy >= 0.7 and measured.free <= len(cpus) - 1
 
 
-def _spin(cpu: int) -> None:
+def _spin(cpu: int, spinning) -> None:
     os.sched_setaffinity(0, {cpu})
+    spinning.set()
     while True:
         pass
