@@ -35,15 +35,15 @@ def load(root: str | Path, split: str | None = None) -> list[Sequence]:
 
     toolkit = import_got10k_datasets().UAV123
     with open(Path(sys.modules[toolkit.__module__].__file__).with_name("uav123.json")) as f:
-        known = json.load(f)[version]  # the toolkit's list (its class fails with a KeyError on another name)
+        # the toolkit's list (its class fails with a KeyError on another name): each sequence's folder and frame
+        # range (bird1_2: frames 775..1477 of bird1)
+        ranges = json.load(f)[version]
     for entry in os.scandir(root / "anno" / version):
-        if entry.name.endswith(".txt") and not entry.name.startswith(".") and entry.name[:-4] not in known:
+        if entry.name.endswith(".txt") and not entry.name.startswith(".") and entry.name[:-4] not in ranges:
             raise FileNotFoundError(f"{entry.path}: {printable(entry.name[:-4])} is not a {version} sequence")
     dataset = build_dataset(toolkit, root, version)
     if len(dataset) == 0:
         raise FileNotFoundError(f"no UAV123 annotations in {root / 'anno' / version}")
-    # each sequence's folder and frame range (bird1_2: frames 775..1477 of bird1), from the toolkit's uav123.json
-    ranges = dataset.seq_metas[version]
 
     def frame_folder(dataset: Any, index: int) -> Path:
         return root / "data_seq" / "UAV123" / ranges[dataset.seq_names[index]]["folder_name"]
