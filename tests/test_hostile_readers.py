@@ -6,6 +6,9 @@ files, they never decode a frame.
 """
 from __future__ import annotations
 
+import builtins
+import io
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -102,6 +105,14 @@ def replace_line(number: int, new: str) -> Callable[[Path, Layout], None]:
         lines[number - 1] = new + "\n"
         return "".join(lines)
     return rewrite(change)
+
+
+def one_value_moved_to_the_next_row(text: str) -> str:
+    """Rows of 3 and 5 values: as many values as two rows of 4, on the wrong rows."""
+    lines = text.splitlines(keepends=True)
+    lines[2] = lines[2].rstrip().rsplit(",", 1)[0] + "\n"
+    lines[3] = lines[3].rstrip() + ",16\n"
+    return "".join(lines)
 
 
 def with_bom(root: Path, layout: Layout) -> None:
@@ -240,6 +251,8 @@ CASES = {
         error(AnnotationError, r"{annotation}, line 3: not a number")),
     "otb_short_row": ("otb", replace_line(5, "1,2,3"),
         error(AnnotationError, r"{annotation}, line 5: expected 4 numbers")),
+    "otb_rows_of_3_and_5_values": ("otb", rewrite(one_value_moved_to_the_next_row),
+        error(AnnotationError, r"{annotation}, line 3: expected 4 numbers")),
     "otb_semicolons": ("otb", rewrite(lambda t: t.replace(",", ";")),
         error(AnnotationError, r"{annotation}, line 1: expected 4 numbers")),
     "otb_byte_order_mark": ("otb", with_bom,
@@ -263,6 +276,8 @@ CASES = {
     "uav123_nan_row_is_an_absent_target": ("uav123", replace_line(5, "NaN,NaN,NaN,NaN"), loads(first_row_absent)),
     "uav123_spaces_for_commas": ("uav123", rewrite(lambda t: t.replace(",", " ")),
         error(AnnotationError, r"{annotation}, line 1: expected 4 comma-separated numbers")),
+    "uav123_rows_of_3_and_5_values": ("uav123", rewrite(one_value_moved_to_the_next_row),
+        error(AnnotationError, r"{annotation}, line 3: expected 4 comma-separated numbers")),
     "uav123_byte_order_mark": ("uav123", with_bom,
         error(AnnotationError, r"{annotation}, line 1: starts with a UTF-8 byte-order mark")),
     "uav123_crlf": ("uav123", rewrite(lambda t: t.replace("\n", "\r\n")), loads(same_as_written)),
@@ -306,6 +321,8 @@ CASES = {
         error(AnnotationError, r"{annotation}: 7 annotated frames but 9 images in {frames}")),
     "trackingnet_more_rows_than_frames": ("trackingnet", rewrite(lambda t: t + "1,1,5,5\n"),
         error(AnnotationError, r"{annotation}: 10 annotated frames but 9 images in {frames}")),
+    "trackingnet_rows_of_3_and_5_values": ("trackingnet", rewrite(one_value_moved_to_the_next_row),
+        error(AnnotationError, r"{annotation}, line 3: expected 4 numbers")),
     "trackingnet_empty_annotation": ("trackingnet", rewrite(lambda t: ""),
         error(AnnotationError, r"{annotation}: empty annotation file")),
     "trackingnet_missing_frames_folder": ("trackingnet", remove_frames_folder,
@@ -365,3 +382,30 @@ def test_hostile_reader_input(tmp_path: Path, case: str) -> None:
     else:
         result = expected(load_dataset(dataset, root, layout.split))
         assert result is None or result is True, result
+
+
+@pytest.mark.parametrize("dataset", ["otb", "uav123", "nfs"])
+def test_each_annotation_file_is_read_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dataset: str) -> None:
+    """One read and one parse (ours, which names a bad line): the got10k classes list the sequences but neither
+    read nor parse an annotation again (OTB's constructor reads every file to leave out the empty ones)."""
+    layout = LAYOUTS[dataset]
+    root = tmp_path / "root"
+    layout.write(root)
+    annotation = os.path.abspath(root / layout.annotation)
+    reads = []
+
+    def counting(opener: Callable) -> Callable:
+        def opened(file, *args, **kwargs):
+            if isinstance(file, (str, os.PathLike)) and os.path.abspath(file) == annotation:
+                reads.append(opener.__name__)
+            return opener(file, *args, **kwargs)
+        return opened
+
+    # builtins.open: got10k's OTB and our code; io.open: pathlib's read_text/read_bytes; np.loadtxt: got10k's UAV123
+    # and NfS readers (numpy opens through a reference to io.open of its own)
+    monkeypatch.setattr(builtins, "open", counting(builtins.open))
+    monkeypatch.setattr(io, "open", counting(io.open))
+    monkeypatch.setattr(np, "loadtxt", counting(np.loadtxt))
+    (sequence,) = load_dataset(layout.dataset, root, layout.split)
+    assert len(reads) == 1, reads
+    assert len(sequence) == (109 if dataset == "uav123" else FRAMES)

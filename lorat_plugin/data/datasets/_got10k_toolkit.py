@@ -1,7 +1,9 @@
-"""OTB, UAV123 and NfS read through the got10k toolkit's own dataset classes, the reference for which sequences exist,
-their frame ranges and how their files are read, so our sequences are frame for frame those of ``ExperimentOTB``
-/ ``UAV123`` / ``NfS``. Wrapped so that they never download, never print, read a root or sequence folder whose name
-holds glob characters as a plain name, and name a malformed file (and line) before the toolkit trips on it.
+"""OTB, UAV123 and NfS: the sequences the got10k toolkit's own dataset classes list (the official names, OTB's
+two-target names such as ``Jogging.1``, UAV123's folders from ``uav123.json``), each annotation file read once and
+parsed by our strict reader, which names a malformed file and line, then matched to its frames by the rules of the
+classes' ``__getitem__`` (got10k/datasets/otb.py, uav123.py, nfs.py), so our sequences are frame for frame those of
+``ExperimentOTB`` / ``UAV123`` / ``NfS``. The classes are built so that they never download, never print and read a
+root whose name holds glob characters as a plain name.
 """
 from __future__ import annotations
 
@@ -15,10 +17,10 @@ from typing import Any, Callable
 import numpy as np
 
 from ..sequence import AnnotationError, Sequence
-from ..annotations import read_boxes
+from ..annotations import parse_boxes, read_text
 from .names import check_sequence_name
 
-BYTE_ORDER_MARK = b"\xef\xbb\xbf"
+BYTE_ORDER_MARK = "\ufeff"  # as decoded by read_text(encoding="utf-8")
 
 
 def import_got10k_datasets() -> Any:
@@ -51,62 +53,56 @@ def build_dataset(cls: type, root: Path, *args: Any, **kwargs: Any) -> Any:
             raise
 
 
-def refuse_byte_order_mark(path: Path) -> None:
+def refuse_byte_order_mark(text: str, path: Path) -> None:
     """The toolkit opens annotation files as plain text: a UTF-8 byte-order mark becomes part of the first number
     and its reader fails on it (so would ``ExperimentOTB``), so it is refused here naming the file and line."""
-    with open(path, "rb") as handle:
-        if handle.read(len(BYTE_ORDER_MARK)) == BYTE_ORDER_MARK:
-            raise AnnotationError(f"{path}, line 1: starts with a UTF-8 byte-order mark, which the got10k toolkit's "
-                                  "reader cannot parse: save the file without it")
+    if text.startswith(BYTE_ORDER_MARK):
+        raise AnnotationError(f"{path}, line 1: starts with a UTF-8 byte-order mark, which the got10k toolkit's "
+                              "reader cannot parse: save the file without it")
 
 
-@contextlib.contextmanager
-def _escaped_folder(dataset: Any, index: int, globbed: bool) -> Any:
-    """While the toolkit lists a sequence's frames with ``glob(seq_dir + '/*.jpg')`` (OTB, NfS), its folder is
-    escaped like the root (a sequence folder ``bee[1]`` is a name)."""
-    if not globbed:
-        yield
-        return
-    real = dataset.seq_dirs[index]
-    dataset.seq_dirs[index] = glob.escape(real)
-    try:
-        yield
-    finally:
-        dataset.seq_dirs[index] = real
+def list_jpgs(folder: Path) -> list[str]:
+    """What the toolkit's ``sorted(glob.glob(folder + '/*.jpg'))`` lists (OTB, NfS), without reading the folder's
+    name as a pattern (a sequence folder ``bee[1]`` is a name): names ending in ``.jpg``, hidden ones left out."""
+    names = [entry.name for entry in os.scandir(folder) if entry.name.endswith(".jpg") and entry.name[0] != "."]
+    return [os.path.join(folder, name) for name in sorted(names)]
+
+
+# a sequence's frames in its folder and its boxes, matched as the toolkit's __getitem__ matches them
+MatchFrames = Callable[[Path, str, np.ndarray], tuple[list[str], np.ndarray]]
 
 
 def load_sequences(dataset: Any, key: str, attributes: dict, *, frame_folder: Callable[[Any, int], Path],
-                   check: Callable[[Path], int] = lambda path: len(read_boxes(path)), one_based: bool = False,
-                   globbed_frames: bool = False) -> list[Sequence]:
-    """Every sequence of a got10k dataset object. Before the toolkit reads a sequence, ``check(anno_file)`` (a
-    strict parser that accepts what the toolkit's reader accepts and returns the number of annotated frames) names
-    a malformed line, and the frame folder ``frame_folder(dataset, index)`` must exist; after it, the first and last
-    frame must exist (UAV123 derives frame paths from its frame ranges without listing them)."""
+                   match_frames: MatchFrames, parse: Callable[[str, Path], np.ndarray] = parse_boxes,
+                   texts: dict[str, str] | None = None, one_based: bool = False) -> list[Sequence]:
+    """Every sequence of a got10k dataset object. Its annotation file is read once (``texts`` holds those the
+    dataset's constructor has read already) and parsed by ``parse(text, path)``, a strict parser that accepts what
+    the toolkit's reader accepts and names a malformed line; the frame folder ``frame_folder(dataset, index)`` must
+    exist; ``match_frames(folder, name, boxes)`` gives the frames and the boxes for them, which must be as many, and
+    the first and last frame must exist (UAV123 derives frame paths from its frame ranges without listing them)."""
+    texts = texts or {}
     sequences = []
     for index, name in enumerate(dataset.seq_names):
         anno_file = Path(dataset.anno_files[index])
         check_sequence_name(name, anno_file)  # before it becomes part of a frame folder's path
-        refuse_byte_order_mark(anno_file)
-        annotated = check(anno_file)
+        text = texts.get(dataset.anno_files[index])
+        if text is None:
+            text = read_text(anno_file, encoding="utf-8")
+        refuse_byte_order_mark(text, anno_file)
+        annotated = parse(text, anno_file)
         folder = frame_folder(dataset, index)
         if not folder.is_dir():
             raise AnnotationError(f"frame folder not found: {folder} (sequence {name}, annotation {anno_file})")
-        try:
-            with contextlib.redirect_stdout(io.StringIO()), _escaped_folder(dataset, index, globbed_frames):
-                img_files, anno = dataset[index]
-        except (AssertionError, ValueError, IndexError) as e:
+        frames, boxes = match_frames(folder, name, annotated)
+        if len(frames) != len(boxes):
             images = sum(1 for entry in os.scandir(folder) if entry.name.endswith(".jpg"))
-            reason = f"{type(e).__name__}: {e}" if str(e) else "its reader's check failed"
             raise AnnotationError(f"{anno_file}: annotation does not match the frames of sequence {name}: "
-                                  f"{annotated} annotated frames, {images} .jpg images in {folder} ({reason})") from e
-        boxes = np.asarray(anno, dtype=np.float64).reshape(-1, 4)
-        if len(img_files) != len(boxes) or len(boxes) == 0:
-            raise AnnotationError(f"{anno_file}: {len(boxes)} boxes for {len(img_files)} frames")
-        for frame in (img_files[0], img_files[-1]):
+                                  f"{len(annotated)} annotated frames, {images} .jpg images in {folder}")
+        for frame in (frames[0], frames[-1]):
             if not os.path.isfile(frame):
                 raise AnnotationError(f"{anno_file}: frame not found: {frame} (sequence {name} has frames "
-                                      f"{Path(img_files[0]).name}..{Path(img_files[-1]).name})")
+                                      f"{Path(frames[0]).name}..{Path(frames[-1]).name})")
         if one_based:
             boxes[:, :2] -= 1.0  # 1-based MATLAB pixels -> 0-based
-        sequences.append(Sequence(name, [Path(f) for f in img_files], boxes, dataset=key, attributes=dict(attributes)))
+        sequences.append(Sequence(name, [Path(f) for f in frames], boxes, dataset=key, attributes=dict(attributes)))
     return sequences
