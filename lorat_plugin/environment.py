@@ -57,11 +57,17 @@ def _device(device: torch.device) -> dict[str, Any]:
                                  "instruction_sets": instruction_sets()}
     with contextlib.suppress(Exception):  # a build without ATen's CPU dispatch report
         described["capability"] = torch.backends.cpu.get_cpu_capability()
-    # oneDNN uses the best instruction set above unless this caps it (oneDNN docs, "CPU dispatcher control")
-    cap = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA")
+    cap = onednn_isa_cap()
     if cap:
         described["onednn_max_cpu_isa"] = cap
     return described
+
+
+def onednn_isa_cap() -> str:
+    """The instruction set oneDNN is held to, upper case (``ONEDNN_MAX_CPU_ISA``, or its older name
+    ``DNNL_MAX_CPU_ISA`` where that is unset or empty; oneDNN docs, "CPU dispatcher control"); empty when neither is
+    set: oneDNN then uses the best instruction set the CPU has."""
+    return (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").strip().upper()
 
 
 def cpu_name() -> str:

@@ -114,15 +114,12 @@ def _openvino(model: Any, main: Any, value: str | None, args: argparse.Namespace
 def _check_exported_config(path: Path, model: Any) -> None:
     import onnx
 
-    from ..engine.onnx import METADATA_CONFIG
-    from ..model import ModelConfig
+    from ..engine.onnx import exported_config
 
     if not path.is_file():
         raise FileNotFoundError(f"ONNX file not found: {path}")
     metadata = {entry.key: entry.value for entry in onnx.load(str(path), load_external_data=False).metadata_props}
-    if METADATA_CONFIG not in metadata:
-        raise ValueError(f"{path} has no LoRAT model config in its metadata: export it with `lorat export`")
-    if ModelConfig.from_json(metadata[METADATA_CONFIG]) != model.config:
+    if exported_config(metadata, path) != model.config:
         raise ValueError(f"{path} was exported for another model than the one benchmarked: pass the same --variant")
 
 

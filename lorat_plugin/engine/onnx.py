@@ -149,6 +149,13 @@ def _torch_int8_differences(model: LoRAT, inputs: Sequence[torch.Tensor], expect
     return _largest_differences(network(*inputs), expected)
 
 
+def exported_config(metadata: dict[str, str], path: Path) -> ModelConfig:
+    """The model config ``lorat export`` wrote into the metadata of the file at ``path``."""
+    if METADATA_CONFIG not in metadata:
+        raise ValueError(f"{path} has no LoRAT model config in its metadata: export it with `lorat export`")
+    return ModelConfig.from_json(metadata[METADATA_CONFIG])
+
+
 class OnnxNetwork:
     """A :class:`~lorat_plugin.engine.network.NetworkBackend` running an exported file with ONNX Runtime
     (``TrackingEngine(OnnxNetwork("model.onnx"))``). ``providers`` defaults to the CPU provider; ``threads`` to
@@ -173,9 +180,7 @@ class OnnxNetwork:
         except Exception as e:  # onnxruntime raises its own exception types for unreadable files
             raise ValueError(f"{self.path} is not a loadable ONNX model: {e}") from e
         metadata = self.session.get_modelmeta().custom_metadata_map
-        if METADATA_CONFIG not in metadata:
-            raise ValueError(f"{self.path} has no LoRAT model config in its metadata: export it with `lorat export`")
-        self.config = ModelConfig.from_json(metadata[METADATA_CONFIG])
+        self.config = exported_config(metadata, self.path)
         self.precision = metadata.get(METADATA_DTYPE, "fp32")
         self.dtype = backend_for(self.precision).dtype
         self.device = torch.device("cpu")

@@ -10,11 +10,12 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import os
 import platform
 from typing import Iterator
 
 import torch
+
+from ..environment import onednn_isa_cap
 
 log = logging.getLogger(__name__)
 
@@ -29,15 +30,10 @@ _ONEDNN_ISAS_WITHOUT_AMX = _ONEDNN_ISAS_WITHOUT_BF16 | {"AVX512_CORE_BF16", "AVX
 INT8_ON_AMX = "0.81x the frames/s of the bf16 default (B-224, batch 1, a 2-core Xeon with AMX)"
 
 
-def _onednn_cap() -> str:
-    """oneDNN's ``ONEDNN_MAX_CPU_ISA`` (or its older name ``DNNL_MAX_CPU_ISA``), upper case; empty when unset."""
-    return os.environ.get("ONEDNN_MAX_CPU_ISA", os.environ.get("DNNL_MAX_CPU_ISA", "")).upper()
-
-
 def cpu_has_native_bf16() -> bool:
     """x86 CPUs with AVX512-BF16 or AMX (Intel Cooper Lake+, AMD Zen 4+): bf16 products beat fp32 (else emulated).
     Not when ``ONEDNN_MAX_CPU_ISA`` holds oneDNN (oneDNN docs, "CPU dispatcher control") below AVX512-BF16."""
-    if _onednn_cap() in _ONEDNN_ISAS_WITHOUT_BF16:
+    if onednn_isa_cap() in _ONEDNN_ISAS_WITHOUT_BF16:
         return False
     probes = [getattr(torch.cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
     with contextlib.suppress(RuntimeError):  # a torch build without the probes' backend
@@ -51,7 +47,7 @@ def int8_cost_on_amx() -> str | None:
     than the bf16 default; ``None`` elsewhere (without AMX int8 is the faster of the two)."""
     from ..environment import instruction_sets
 
-    if _onednn_cap() in _ONEDNN_ISAS_WITHOUT_AMX or not {"AMX-INT8", "AMX-BF16"} & set(instruction_sets()):
+    if onednn_isa_cap() in _ONEDNN_ISAS_WITHOUT_AMX or not {"AMX-INT8", "AMX-BF16"} & set(instruction_sets()):
         return None
     return (f"int8 is slower than the bf16 default on CPUs with AMX: measured {INT8_ON_AMX}, docs/speed.md "
             "'int8 on AMX' (lorat benchmark --variant B-224 --dtype int8 --compare bf16 --model-only "
