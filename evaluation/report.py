@@ -25,7 +25,7 @@ from lorat_plugin.files import atomic_write_text
 from . import metrics as M
 from .benchmarks import Benchmark, benchmark
 from .formats import TrackerResults, merge_runs, native_boxes, pytracking_name, read_layout
-from .records import (DIVIDED, PER_SEQUENCE, TIME_FILES, load_records, read_run_info, record_path,
+from .records import (DIVIDED, PER_SEQUENCE, TIME_FILES, Record, load_records, read_run_info, record_path,
                       sequence_fingerprint, speed_of, speed_of_times)
 
 PROTOCOLS = {
@@ -38,9 +38,10 @@ PROTOCOLS = {
 }
 
 
-def load_results(path: str | Path, dataset: str, sequences: list[Sequence], *, name: str | None = None
-                 ) -> TrackerResults:
-    """One tracker's results on ``sequences``: an evaluation folder (with ``run.json``) or a layout folder."""
+def load_results(path: str | Path, dataset: str, sequences: list[Sequence], *, name: str | None = None,
+                 records: dict[str, dict[int, Record]] | None = None) -> TrackerResults:
+    """One tracker's results on ``sequences``: an evaluation folder (with ``run.json``) or a layout folder.
+    ``records``: an evaluation folder's :func:`load_records`, where the caller has read them already."""
     path = Path(path)
     info = read_run_info(path)
     names = [s.name for s in sequences]
@@ -58,7 +59,7 @@ def load_results(path: str | Path, dataset: str, sequences: list[Sequence], *, n
         return read_layout(inner[0] if inner else path, sequences, dataset, name=name)
     if info.get("dataset") not in (None, "", dataset):
         raise ValueError(f"{path} holds {info['dataset']} results, not {dataset}")
-    records = load_records(path)
+    records = load_records(path) if records is None else records
     missing = [n for n in names if n not in records]
     if missing:
         raise FileNotFoundError(f"{path}: no results for {len(missing)} of {len(names)} sequences, e.g. {missing[0]}"

@@ -59,11 +59,13 @@ class Results:
             raise FileNotFoundError(f"the benchmark of {folders[0].name} is not at {root} any more")
         self.sequences = {s.name: s for s in load_dataset(self.dataset, root, self.split)}
         ordered = list(self.sequences.values())
-        trackers = [load_results(folder, self.dataset, ordered) for folder in folders]
+        records = [load_records(folder) for folder in folders]  # evaluation folders: run.json was read above
+        trackers = [load_results(folder, self.dataset, ordered, records=read)
+                    for folder, read in zip(folders, records)]
         self.metrics = evaluate(self.dataset, ordered, trackers, split=self.split)
         self.names = list(self.metrics["trackers"])  # evaluate's names: two folders of one tracker kept apart
         self.colours = tracker_colours(self.names)
-        self.records = {name: load_records(folder) for name, folder in zip(self.names, folders)}
+        self.records = dict(zip(self.names, records))
         self.scores = {name: per_sequence_scores(entry) for name, entry in self.metrics["trackers"].items()}
 
     def overview(self) -> dict[str, Any]:
