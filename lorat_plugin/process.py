@@ -88,7 +88,19 @@ def choose_threads(requested: int | None = None) -> ThreadChoice:
     lowered = _CHOICE.reason.startswith(LOWERED)  # worth a line by default: the run is slower than alone
     log.log(logging.INFO if lowered else logging.DEBUG, "%d intra-op thread%s: %s", _CHOICE.threads,
             "" if _CHOICE.threads == 1 else "s", _CHOICE.reason)
+    cpus = usable_cpus()
+    if cpus is not None and _CHOICE.threads > cpus:
+        log.warning("%d threads (%s) on %d usable CPUs: threads beyond the CPUs wait for each other at every step, "
+                    "which slows tracking down, often many times (the boxes stay the same)", _CHOICE.threads,
+                    _CHOICE.reason, cpus)
     return _CHOICE
+
+
+def usable_cpus() -> int | None:
+    """The CPUs this process may run on (its affinity; all of them where the platform has none)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count()
 
 
 def _decide(current: int) -> ThreadChoice:

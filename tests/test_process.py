@@ -79,6 +79,17 @@ def test_the_thread_chooser(case, monkeypatch, fresh_choice) -> None:
     assert process.choose_threads(2).threads == 2 == torch.get_num_threads()  # --threads: as given, always
 
 
+def test_more_threads_than_cpus_run_with_a_warning(monkeypatch, fresh_choice, caplog) -> None:
+    monkeypatch.setattr(process, "usable_cpus", lambda: 2)
+    with caplog.at_level("WARNING", logger="lorat_plugin.process"):
+        assert process.choose_threads(5).threads == 5
+    assert "5 threads (asked for (--threads)) on 2 usable CPUs" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="lorat_plugin.process"):
+        process.choose_threads(2)
+    assert not caplog.text
+
+
 @pytest.mark.parametrize("setting", ["0", "-1", "two", "1.5"])
 def test_a_bad_lorat_threads_is_one_error_naming_it(setting: str, monkeypatch, fresh_choice) -> None:
     monkeypatch.setenv(process.THREADS_VARIABLE, setting)
