@@ -105,7 +105,7 @@ def usable_cpus() -> int | None:
 
 def _decide(current: int) -> ThreadChoice:
     setting = os.environ.get(THREADS_VARIABLE, "").strip()
-    if setting == "torch":
+    if setting.lower() == "torch":
         return ThreadChoice(current, f"torch's count ({THREADS_VARIABLE}=torch)")
     if setting:
         try:
