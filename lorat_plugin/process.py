@@ -23,6 +23,7 @@ import logging
 import math
 import os
 import platform
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +35,7 @@ THREADS_VARIABLE = "LORAT_THREADS"
 # variables torch itself reads for its thread count (PyTorch's aten/src/ATen/ParallelCommon.cpp)
 TORCH_THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 LOWERED = "fewer than torch's"  # how the reason of a lowered count starts
-# a CPU counts as taken when other processes keep it busy at least this share of the time
+# other processes' busy time, in CPUs, is rounded to whole CPUs taken: from this fraction of a CPU up
 TAKEN_SHARE = 0.5
 
 
@@ -62,38 +63,42 @@ class ThreadChoice:
 
 
 _CHOICE: ThreadChoice | None = None
+_CHOOSING = threading.Lock()
 
 
-def choose_threads(requested: int | None = None) -> ThreadChoice:
+def choose_threads(requested: int | None = None, *, reason: str = "asked for (--threads)") -> ThreadChoice:
     """Set torch's intra-op thread count for this process, once, and return it with the reason.
 
-    ``requested`` (the CLI's ``--threads``) is set as given, and so is ``LORAT_THREADS=N``; with ``OMP_NUM_THREADS``
-    or ``MKL_NUM_THREADS`` set, or ``LORAT_THREADS=torch``, torch's count is kept. Otherwise the count is torch's,
-    lowered to the CPUs of this process's affinity that other processes leave free and to the container's CPU quota;
-    never raised. Later calls without ``requested`` return the first choice."""
+    ``requested`` (the CLI's ``--threads``; ``reason`` says where it came from) is set as given, and so is
+    ``LORAT_THREADS=N``; with ``OMP_NUM_THREADS`` or ``MKL_NUM_THREADS`` set, or ``LORAT_THREADS=torch``, torch's
+    count is kept. Otherwise the count is torch's (also one set by ``torch.set_num_threads`` before), lowered to the
+    CPUs of this process's affinity that other processes leave free and to a cgroup CPU quota; never raised. Later
+    calls without ``requested`` return the first choice. Thread-safe: one thread measures, the others wait for it."""
     global _CHOICE
     import torch
 
-    if requested is not None:
-        if requested < 1:
-            raise ValueError(f"the thread count must be at least 1, got {requested}")
-        _CHOICE = ThreadChoice(requested, "asked for (--threads)")
-        torch.set_num_threads(requested)
-    elif _CHOICE is None:
-        _CHOICE = _decide(torch.get_num_threads())
-        if _CHOICE.threads != torch.get_num_threads():
-            torch.set_num_threads(_CHOICE.threads)
-    else:
-        return _CHOICE
-    lowered = _CHOICE.reason.startswith(LOWERED)  # worth a line by default: the run is slower than alone
-    log.log(logging.INFO if lowered else logging.DEBUG, "%d intra-op thread%s: %s", _CHOICE.threads,
-            "" if _CHOICE.threads == 1 else "s", _CHOICE.reason)
+    with _CHOOSING:
+        if requested is not None:
+            if requested < 1:
+                raise ValueError(f"the thread count must be at least 1, got {requested}")
+            _CHOICE = ThreadChoice(requested, reason)
+            torch.set_num_threads(requested)
+        elif _CHOICE is None:
+            _CHOICE = _decide(torch.get_num_threads())
+            if _CHOICE.threads != torch.get_num_threads():
+                torch.set_num_threads(_CHOICE.threads)
+        else:
+            return _CHOICE
+        choice = _CHOICE
+    lowered = choice.reason.startswith(LOWERED)  # worth a line by default: the run is slower than alone
+    log.log(logging.INFO if lowered else logging.DEBUG, "%d intra-op thread%s: %s", choice.threads,
+            "" if choice.threads == 1 else "s", choice.reason)
     cpus = usable_cpus()
-    if cpus is not None and _CHOICE.threads > cpus:
+    if cpus is not None and choice.threads > cpus:
         log.warning("%d threads (%s) on %d usable CPUs: threads beyond the CPUs wait for each other at every step, "
-                    "which slows tracking down, often many times (the boxes stay the same)", _CHOICE.threads,
-                    _CHOICE.reason, cpus)
-    return _CHOICE
+                    "which slows tracking down, often many times (the boxes stay the same)", choice.threads,
+                    choice.reason, cpus)
+    return choice
 
 
 def usable_cpus() -> int | None:
@@ -131,7 +136,8 @@ def _decide(current: int) -> ThreadChoice:
         threads = max(1, free.free)
         reasons.append(f"{free.busy:.1f} of {free.cpus} CPUs busy with other processes")
     if not reasons:
-        return ThreadChoice(threads, "torch's count; no CPU busy with other processes")
+        measured = "no CPU busy with other processes" if free is not None else "free CPUs not measured here"
+        return ThreadChoice(threads, f"torch's count; {measured}")
     return ThreadChoice(threads, f"{LOWERED} {current}: " + "; ".join(reasons))
 
 
@@ -139,7 +145,7 @@ def _decide(current: int) -> ThreadChoice:
 class FreeCpus:
     cpus: int    # CPUs this process may run on
     busy: float  # CPUs' worth of time other processes used during the measurement
-    free: int    # CPUs not taken by other processes (a CPU is taken from TAKEN_SHARE of its time)
+    free: int    # CPUs not taken by other processes (busy rounded to whole CPUs, from TAKEN_SHARE up)
 
 
 def free_cpus(window: float = 0.2, stat: Path = Path("/proc/stat")) -> FreeCpus | None:
@@ -174,13 +180,19 @@ def _cpu_ticks(stat: Path, cpus: set[int]) -> tuple[int, int] | None:
         return None
     busy = total = 0
     for line in lines:
-        name, *fields = line.split()
+        name, *fields = line.split() or [""]
         if not name.startswith("cpu") or not name[3:].isdigit() or int(name[3:]) not in cpus:
             continue
-        # user nice system idle iowait irq softirq steal (guest time is already in user)
-        values = [int(value) for value in fields[:8]]
+        # user nice system idle iowait irq softirq steal (guest time is already in user); older kernels have fewer
+        try:
+            values = [int(value) for value in fields[:8]]
+        except ValueError:
+            return None
+        if len(values) < 4:
+            return None
+        idle = values[3] + (values[4] if len(values) > 4 else 0)
         total += sum(values)
-        busy += sum(values) - values[3] - values[4]
+        busy += sum(values) - idle
     return (busy, total) if total else None
 
 
@@ -190,36 +202,51 @@ def _own_ticks() -> float:
     return (times.user + times.system) * os.sysconf("SC_CLK_TCK")
 
 
-def cpu_quota(root: Path = Path("/sys/fs/cgroup")) -> int | None:
-    """The CPUs a cgroup quota allows this process (``docker --cpus``, Kubernetes limits), rounded up; ``None``
-    without one. cgroup v2 ``cpu.max`` of this process's group, or v1 ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``."""
+def cpu_quota(root: Path = Path("/sys/fs/cgroup"), membership: Path = Path("/proc/self/cgroup")) -> int | None:
+    """The CPUs a cgroup quota allows this process (``docker --cpus``, Kubernetes limits, a systemd ``CPUQuota``),
+    rounded up (a quota of 1.5 CPUs lets two threads run three quarters of the time, faster than one thread); the
+    smallest over this process's group and the groups above it; ``None`` without one. cgroup v2 ``cpu.max``, or v1
+    ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``."""
+    quotas = []
+    for folder in _cgroup_folders(root, membership):
+        for quota_file, period_file in ((folder / "cpu.max", None),
+                                        (folder / "cpu.cfs_quota_us", folder / "cpu.cfs_period_us")):
+            try:
+                if period_file is None:
+                    quota, period = quota_file.read_text().split()[:2]
+                else:
+                    quota, period = quota_file.read_text().strip(), period_file.read_text().strip()
+                quotas.append(int(quota) / int(period))
+            except (OSError, ValueError, ZeroDivisionError):  # absent, "max" / "-1" (no quota), or malformed
+                continue
+    positive = [quota for quota in quotas if quota > 0]
+    return max(1, math.ceil(min(positive))) if positive else None
+
+
+def _cgroup_folders(root: Path, membership: Path) -> list[Path]:
+    """This process's cgroup folders under ``root`` and every folder above them up to ``root``: the v2 group
+    ("0::/path" in ``membership``, /proc/self/cgroup) and the v1 ``cpu`` controller's (mounted at ``cpu`` or
+    ``cpu,cpuacct``; in a container its own group is the mount's root, where the path named does not exist)."""
     try:
-        group = _own_cgroup()
+        lines = membership.read_text().splitlines()
     except OSError:
-        return None
-    candidates = [(root / group.lstrip("/") / "cpu.max", None), (root / "cpu.max", None)]
-    candidates += [(root / "cpu" / "cpu.cfs_quota_us", root / "cpu" / "cpu.cfs_period_us"),
-                   (root / "cpu,cpuacct" / "cpu.cfs_quota_us", root / "cpu,cpuacct" / "cpu.cfs_period_us")]
-    for quota_file, period_file in candidates:
-        try:
-            if period_file is None:
-                quota, period = quota_file.read_text().split()[:2]
-            else:
-                quota, period = quota_file.read_text().strip(), period_file.read_text().strip()
-        except (OSError, ValueError):
-            continue
-        if quota in ("max", "-1"):
-            return None
-        try:
-            return max(1, math.ceil(int(quota) / int(period)))
-        except (ValueError, ZeroDivisionError):
-            return None
-    return None
-
-
-def _own_cgroup() -> str:
-    """This process's cgroup v2 path ("0::/path" in /proc/self/cgroup), or "/"."""
-    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        lines = []
+    groups: list[tuple[Path, str]] = [(root, "/")]
+    for line in lines:
+        _, controllers, path = (line.split(":", 2) + ["", ""])[:3]
         if line.startswith("0::"):
-            return line[3:] or "/"
-    return "/"
+            groups.append((root, path))
+        elif "cpu" in controllers.split(","):
+            groups += [(root / mount, path) for mount in ("cpu", "cpu,cpuacct", "cpuacct,cpu")]
+    folders: list[Path] = []
+    for base, path in groups:
+        folder = base / path.strip("/")
+        while True:
+            if folder not in folders:
+                folders.append(folder)
+            if folder == base:
+                break
+            folder = folder.parent
+        if base not in folders:
+            folders.append(base)
+    return folders

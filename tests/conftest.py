@@ -11,12 +11,17 @@ import numpy as np
 import pytest
 import torch
 
+from lorat_plugin import process
 from lorat_plugin.data.synthetic import moving_box_video
 from lorat_plugin.model import ModelConfig, build_model, save_checkpoint
 from reference_cases import FIXTURES, case_frames, case_tensors, decode_metadata, digest
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 torch.set_num_threads(min(2, torch.get_num_threads()))
+# The thread chooser decides once per process from the machine's load: pinned to the count above, so that the
+# suite's speed does not depend on the load when its first engine is built (the chooser's own tests reset it;
+# subprocesses choose for themselves).
+process._CHOICE = process.ThreadChoice(torch.get_num_threads(), "the test suite's count (tests/conftest.py)")
 
 REPO = Path(__file__).resolve().parents[1]
 # The sequence of the precision, int8 and ONNX tests; every tracking-*.safetensors is a case of the faithfulness test.

@@ -37,7 +37,7 @@ CHOOSER_CASES = {
     "quota and busy CPUs: the lower": ({}, 3, (16, 14.2, 2), 16, 2, "busy with other processes"),
     "never more than torch's count": ({}, None, (16, 0.0, 16), 4, 4, "no CPU busy"),
     "torch's one thread: nothing measured": ({}, 1, "not measured", 1, 1, "torch's count"),
-    "no /proc/stat (not Linux): torch's count": ({}, None, None, 3, 3, "no CPU busy"),
+    "no /proc/stat (not Linux): torch's count": ({}, None, None, 3, 3, "free CPUs not measured"),
     "LORAT_THREADS fixes the count": ({"LORAT_THREADS": "3"}, None, (2, 1.0, 1), 2, 3, "LORAT_THREADS=3"),
     "LORAT_THREADS=torch keeps torch's": ({"LORAT_THREADS": "torch"}, 1, (2, 2.0, 0), 2, 2, "LORAT_THREADS=torch"),
     "LORAT_THREADS in any case": ({"LORAT_THREADS": " Torch "}, 1, (2, 2.0, 0), 2, 2, "LORAT_THREADS=torch"),
@@ -111,22 +111,30 @@ def test_a_cpu_engine_chooses_the_threads_the_cli_would(monkeypatch, fresh_choic
     assert torch.get_num_threads() == 1 and process._CHOICE.threads == 1
 
 
-@pytest.mark.parametrize("files, expected", [
-    ({"cpu.max": "max 100000\n"}, None),
-    ({"cpu.max": "150000 100000\n"}, 2),
-    ({"cpu.max": "50000 100000\n"}, 1),
-    ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
-    ({"cpu/cpu.cfs_quota_us": "400000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 4),
-    ({"cpu,cpuacct/cpu.cfs_quota_us": "250000\n", "cpu,cpuacct/cpu.cfs_period_us": "100000\n"}, 3),
-    ({"cpu.max": "garbage\n"}, None),
-    ({}, None),
+@pytest.mark.parametrize("membership, files, expected", [
+    ("0::/\n", {"cpu.max": "max 100000\n"}, None),
+    ("0::/\n", {"cpu.max": "150000 100000\n"}, 2),
+    ("0::/\n", {"cpu.max": "50000 100000\n"}, 1),
+    # a quota on a parent group (a systemd slice) holds its children
+    ("0::/slice/job\n", {"slice/job/cpu.max": "max 100000\n", "slice/cpu.max": "200000 100000\n"}, 2),
+    ("0::/slice/job\n", {"slice/job/cpu.max": "300000 100000\n", "slice/cpu.max": "500000 100000\n"}, 3),
+    ("1:cpu,cpuacct:/docker/abc\n", {"cpu,cpuacct/cpu.cfs_quota_us": "-1\n",
+                                      "cpu,cpuacct/cpu.cfs_period_us": "100000\n"}, None),
+    ("1:cpu,cpuacct:/docker/abc\n", {"cpu,cpuacct/cpu.cfs_quota_us": "400000\n",  # the container's own mount
+                                      "cpu,cpuacct/cpu.cfs_period_us": "100000\n"}, 4),
+    ("2:cpu:/batch\n", {"cpu/batch/cpu.cfs_quota_us": "250000\n", "cpu/batch/cpu.cfs_period_us": "100000\n"}, 3),
+    ("0::/\n", {"cpu.max": "garbage\n"}, None),
+    ("0::/\n", {}, None),
+    ("", {}, None),
 ])
-def test_cpu_quota_from_cgroup_files(tmp_path, monkeypatch, files: dict[str, str], expected) -> None:
-    monkeypatch.setattr(process, "_own_cgroup", lambda: "/")
+def test_cpu_quota_from_cgroup_files(tmp_path, membership: str, files: dict[str, str], expected) -> None:
+    (tmp_path / "proc-self-cgroup").write_text(membership)
+    root = tmp_path / "cgroup"
+    root.mkdir()
     for name, text in files.items():
-        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / name).write_text(text)
-    assert process.cpu_quota(tmp_path) == expected
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    assert process.cpu_quota(root, tmp_path / "proc-self-cgroup") == expected
 
 
 def test_cpu_ticks_reads_the_affine_cpus_and_counts_steal_as_busy(tmp_path) -> None:
@@ -139,6 +147,11 @@ def test_cpu_ticks_reads_the_affine_cpus_and_counts_steal_as_busy(tmp_path) -> N
     assert process._cpu_ticks(stat, {0, 1}) == (21, 126)
     assert process._cpu_ticks(stat, {5}) is None
     assert process._cpu_ticks(tmp_path / "missing", {0}) is None
+    stat.write_text("\ncpu0 4 0 4 50\n\n")  # blank lines, an old kernel's four fields
+    assert process._cpu_ticks(stat, {0}) == (8, 58)
+    for damaged in ("cpu0 4 0\n", "cpu0 4 x 4 50 2\n"):
+        stat.write_text(damaged)
+        assert process._cpu_ticks(stat, {0}) is None
 
 
 @pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="needs Linux's /proc/stat")

@@ -60,7 +60,9 @@ def restore_threads():
 
 
 def _track(model: torch.nn.Module, precision: str, frames: list[np.ndarray], first: np.ndarray) -> np.ndarray:
+    threads = torch.get_num_threads()
     engine = TrackingEngine(model, device="cpu", dtype=precision)  # built at this count: weights packed for it
+    assert torch.get_num_threads() == threads  # the suite's pinned choice (tests/conftest.py) left it as set
     state = engine.initialize([frames[0]], first[None])
     rows = []
     for frame in frames[1:]:

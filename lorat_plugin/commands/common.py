@@ -59,7 +59,7 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
                        help="torch intra-op threads in this process, set once before the model loads (default: "
                             "LORAT_THREADS or OMP_NUM_THREADS where set, torchrun sets 1 per process; else torch's "
                             "count lowered to the CPUs other processes leave free). Boxes are the same at any count "
-                            "(docs/speed.md, \"Shared machines and the first pass\")")
+                            "on the CPUs tested (docs/speed.md, \"Shared machines and the first pass\")")
 
 
 def positive_int(text: str) -> int:

@@ -4,9 +4,9 @@ Matrix-product kernels pick their blocking, and so their summation order, by the
 sequence's outputs at batch 1 differ from the same sequence's inside a batch of 8 (bf16 score logits by ~1e-4), and
 int8's dynamic activation scale, one per call, would couple every sequence in a batch. Calling the network once per
 sequence removes both: a sequence's boxes are then bit-identical whatever ``--batch-size``, the torchrun world size,
-the other sequences in flight or the resume point (on one CPU and library version; the thread count changes nothing,
-``tests/test_threads.py``). The
-price, measured with ``lorat benchmark --compare batched``, is in docs/speed.md ("Batch invariance").
+the other sequences in flight or the resume point (on one CPU and library version; nor does the thread count where
+``tests/test_threads.py`` passes). The price, measured with ``lorat benchmark --compare batched``, is in docs/speed.md
+("Batch invariance").
 """
 from __future__ import annotations
 

@@ -16,6 +16,7 @@ from torch import nn
 
 from ..distributed import Distributed, all_reduce_mean, peer_failures, setup, sigkill_hook, teardown
 from ..files import atomic_write_text
+from ..process import choose_threads
 from ..model import LoRAT, build_model, count_parameters, save_checkpoint
 from ..model.weights import load_head, read_weights
 from . import state as run_state
@@ -79,8 +80,12 @@ def train(config: TrainConfig, output: str | Path | None = None, *, resume: bool
     so that training itself needs no tracking engine."""
     if config.train.deterministic:
         make_deterministic()
+    # Training keeps the count it is given (its steps are checked bit-identical at a fixed count only); the
+    # validation's tracking engine then keeps it too.
     if config.train.threads is not None:
-        torch.set_num_threads(config.train.threads)
+        choose_threads(config.train.threads, reason="train.threads")
+    else:
+        choose_threads(torch.get_num_threads(), reason="torch's count (train.threads: null)")
     ctx = setup(config.train.device)
     try:
         with peer_failures("training", "rerun the same command with --resume to continue from the last saved "

@@ -77,7 +77,8 @@ def load_sequences(dataset: Any, key: str, attributes: dict, *, frame_folder: Ca
                    texts: dict[str, str] | None = None, one_based: bool = False) -> list[Sequence]:
     """Every sequence of a got10k dataset object. Its annotation file is read once (``texts`` holds those the
     dataset's constructor has read already) and parsed by ``parse(text, path)``, a strict parser that accepts what
-    the toolkit's reader accepts and names a malformed line; the frame folder ``frame_folder(dataset, index)`` must
+    the toolkit's reader accepts (but a blank line inside the file, which ``np.loadtxt`` skips) and names a malformed
+    line; the frame folder ``frame_folder(dataset, index)`` must
     exist; ``match_frames(folder, name, boxes)`` gives the frames and the boxes for them, which must be as many, and
     the first and last frame must exist (UAV123 derives frame paths from its frame ranges without listing them)."""
     texts = texts or {}
