@@ -9,8 +9,6 @@ model (80 tokens: PyTorch's fused attention kernel).
 """
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 import torch
@@ -21,6 +19,7 @@ from lorat_plugin.engine.int8 import int8_available
 from lorat_plugin.engine.precision import cpu_has_native_bf16
 from lorat_plugin.model import ModelConfig, build_model
 from lorat_plugin.model.sources import load_model
+from lorat_plugin.process import usable_cpus
 
 WIDTHS = {"B-224 widths": ModelConfig(embed_dim=768, depth=1, num_heads=12),
           "B-378 widths": ModelConfig(embed_dim=768, depth=1, num_heads=12, template_size=196, search_size=378,
@@ -28,7 +27,7 @@ WIDTHS = {"B-224 widths": ModelConfig(embed_dim=768, depth=1, num_heads=12),
 
 
 def thread_counts() -> list[int]:
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cpus = usable_cpus() or 1
     return sorted({*range(1, 5), max(1, cpus // 2), cpus})
 
 

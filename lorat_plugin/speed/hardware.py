@@ -2,13 +2,13 @@
 and the software versions."""
 from __future__ import annotations
 
-import os
 import platform
 from typing import Any
 
 import torch
 
 from ..environment import cpu_name, instruction_sets, package_versions
+from ..process import usable_cpus
 
 
 def hardware_info(device: torch.device | str = "cpu") -> dict[str, Any]:
@@ -16,8 +16,7 @@ def hardware_info(device: torch.device | str = "cpu") -> dict[str, Any]:
     the GPU when ``device`` is one, and the software versions that matter for speed
     (:mod:`lorat_plugin.environment`, what ``run.json`` records)."""
     device = torch.device(device)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    info: dict[str, Any] = {"cpu": cpu_name(), "cpu_cores": cores, "cpu_flags": instruction_sets(),
+    info: dict[str, Any] = {"cpu": cpu_name(), "cpu_cores": usable_cpus(), "cpu_flags": instruction_sets(),
                             "torch_threads": torch.get_num_threads(), "machine": platform.machine(),
                             "os": platform.platform(terse=True), "python": platform.python_version()}
     if device.type == "cuda":
