@@ -25,8 +25,7 @@ class AppServer:
         import uvicorn
 
         self.host = host
-        self.state = AppState(Folders(folders), engine_factory, token=new_token(), bound_host=host,
-                              max_upload_bytes=max_upload_bytes)
+        served = Folders(folders)  # a folder that cannot be served is refused before anything else
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.socket = socket.socket(family, socket.SOCK_STREAM)
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -37,6 +36,9 @@ class AppServer:
             self.socket.close()
             raise OSError(e.errno, f"cannot listen on {host}:{port}: {e.strerror} (--host/--port)") from e
         self.port = self.socket.getsockname()[1]
+        # after the bind: the state makes a temporary folder, which a port in use would leave behind
+        self.state = AppState(served, engine_factory, token=new_token(), bound_host=host,
+                              max_upload_bytes=max_upload_bytes)
         config = uvicorn.Config(create_app(self.state), log_level="warning", lifespan="off", access_log=False,
                                 timeout_graceful_shutdown=1)
         self.server = uvicorn.Server(config)
