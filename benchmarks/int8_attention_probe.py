@@ -1,6 +1,7 @@
 """Why int8 stays under 3x fp32 where bf16 is not native: one block's attention (B-224: 12 heads, 320 tokens, head
 size 64) with the fused fp32 kernel int8 runs there, against the int8 products PyTorch's CPU build offers for it,
-and the cost of the GELU fc1 applies as it writes. Medians of ``--repeats`` calls, ms per block.
+and the cost of the GELU fc1 applies as it writes. Medians of ``--repeats`` calls, the rows timed in turn, ms per
+block.
 
   ONEDNN_MAX_CPU_ISA=AVX2_VNNI ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 \\
       python benchmarks/int8_attention_probe.py --repeats 30
@@ -17,37 +18,17 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import time
 import warnings
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
-from lorat_plugin.engine.int8 import quantize_dynamic
+from lorat_plugin.engine.int8 import pack_int8_weight, quantize_dynamic
+from lorat_plugin.speed import time_interleaved
 
 # quantize_per_tensor is deprecated in torch 2.14; this probe uses it as lorat_plugin.engine.int8 does
 warnings.filterwarnings("ignore", message=r"torch\.quantize_per_tensor", category=UserWarning)
 HEADS, TOKENS, DEPTH, WIDTH = 12, 320, 64, 768
-
-
-def median_ms(run: Callable[[], object], repeats: int) -> float:
-    for _ in range(3):
-        run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
-
-
-def int8_weight(weight: torch.Tensor, rows: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(packed int8 weight, per-row scales, zero points) for oneDNN's int8 linear kernel."""
-    scales = weight.abs().amax(dim=1).clamp(min=1e-12) / 127
-    quantized = torch.round(weight / scales[:, None]).to(torch.int8)
-    packed = torch.ops.onednn.qlinear_prepack(quantized, [rows, weight.shape[1]])
-    return packed, scales, torch.zeros_like(scales, dtype=torch.int64)
 
 
 def main() -> None:
@@ -63,7 +44,7 @@ def main() -> None:
         out = []
         for head in range(HEADS):
             values, scale, zero = quantize_dynamic(scaled_q[head])
-            packed, scales, zeros = int8_weight(k[0, head], TOKENS)
+            packed, scales, zeros = pack_int8_weight(k[0, head], TOKENS)
             out.append(torch.ops.onednn.qlinear_pointwise(values, scale, zero, packed, scales, zeros, None, 1.0, 0,
                                                           torch.float32, "none", [], ""))
         return out
@@ -71,7 +52,7 @@ def main() -> None:
     a = [torch.randint(-127, 128, (TOKENS, DEPTH), dtype=torch.int8) for _ in range(HEADS)]
     b = [torch.randint(-127, 128, (TOKENS, DEPTH), dtype=torch.int8).t() for _ in range(HEADS)]
     x = torch.randn(TOKENS, WIDTH)
-    fc1 = int8_weight(torch.randn(4 * WIDTH, WIDTH) * 0.02, TOKENS)
+    fc1 = pack_int8_weight(torch.randn(4 * WIDTH, WIDTH) * 0.02, TOKENS)
     bias = torch.zeros(4 * WIDTH)
     values, scale, zero = quantize_dynamic(x)
 
@@ -90,10 +71,11 @@ def main() -> None:
         "fc1, int8, tanh GELU as it writes": lambda: fc1_int8("gelu", "tanh"),
     }
     print(f"torch threads {torch.get_num_threads()}; load average before: {os.getloadavg()}")
+    samples = time_interleaved(rows, repeats=args.repeats, warmup=3)
     print("| one block (B-224) | ms |")
     print("|---|---|")
-    for name, run in rows.items():
-        print(f"| {name} | {median_ms(run, args.repeats):.3f} |")
+    for name, seconds in samples.items():
+        print(f"| {name} | {1e3 * statistics.median(seconds):.3f} |")
     print(f"load average after: {os.getloadavg()}")
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lorat_plugin.process import tune_cpu_allocator
+from lorat_plugin.process import choose_threads, tune_cpu_allocator
 from lorat_plugin.engine import backends
 from lorat_plugin.engine.backends import build_network
 from lorat_plugin.model import build_model
@@ -61,13 +61,9 @@ class Int8HeadLinear(nn.Module):
 
     def __init__(self, layer: nn.Linear, rows: int) -> None:
         super().__init__()
-        from lorat_plugin.engine.int8 import quantize_dynamic
+        from lorat_plugin.engine.int8 import pack_int8_weight, quantize_dynamic
         self.quantize = quantize_dynamic
-        weight = layer.weight.detach().float()
-        scales = weight.abs().amax(dim=1).clamp(min=1e-12) / 127
-        quantized = torch.round(weight / scales[:, None]).to(torch.int8)
-        self.packed = (torch.ops.onednn.qlinear_prepack(quantized, [rows, weight.shape[1]]), scales,
-                       torch.zeros_like(scales, dtype=torch.int64), layer.bias.detach().float())
+        self.packed = (*pack_int8_weight(layer.weight.detach().float(), rows), layer.bias.detach().float())
         self.weight = torch.empty(0)  # MlpHead casts its input to its first layer's weight dtype: fp32
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -127,7 +123,7 @@ def main() -> None:
     parser.add_argument("--skip", default="", help="comma-separated candidates to leave out")
     parser.add_argument("--layer-scale", metavar="LOW,HIGH", help="draw LayerScale from U(LOW, HIGH)")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    choose_threads(args.threads)  # the count every engine of this run keeps
     print(f"torch {torch.__version__}, {args.threads} threads, {args.variant}, batch 1, random weights")
     tune_cpu_allocator()
     model = random_model(args.variant, args.layer_scale)

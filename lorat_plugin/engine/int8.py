@@ -39,6 +39,15 @@ def quantize_dynamic(x: torch.Tensor) -> tuple[torch.Tensor, float, int] | None:
     return values.set_(quantized.untyped_storage(), 0, quantized.shape, quantized.stride()), scale, zero
 
 
+def pack_int8_weight(weight: torch.Tensor, rows: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(packed int8 weight, fp32 scale per output channel, zero points) of an fp32 ``weight`` for oneDNN's int8 linear
+    kernel, packed for inputs of ``rows`` rows."""
+    scales = weight.abs().amax(dim=1).clamp(min=1e-12) / 127
+    quantized = torch.round(weight / scales[:, None]).to(torch.int8)
+    packed = torch.ops.onednn.qlinear_prepack(quantized, [rows, weight.shape[1]])
+    return packed, scales, torch.zeros_like(scales, dtype=torch.int64)
+
+
 class Int8Block(OneDNNBlock):
     """A timm ``Block`` with int8 linear layers (see the module docstring); ``dtype`` is the precision of
     everything else (bf16 or fp32), attention included (:meth:`OneDNNBlock._attention`)."""
@@ -46,10 +55,7 @@ class Int8Block(OneDNNBlock):
     grouped_from_tokens = 0  # grouped at every size, as measured for int8 (docs/speed.md)
 
     def _pack(self, weight: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        scales = weight.abs().amax(dim=1).clamp(min=1e-12) / 127
-        quantized = torch.round(weight / scales[:, None]).to(torch.int8)
-        packed = torch.ops.onednn.qlinear_prepack(quantized, [self._tokens, weight.shape[1]])
-        return packed, scales, torch.zeros_like(scales, dtype=torch.int64), bias
+        return *pack_int8_weight(weight, self._tokens), bias
 
     def _linear(self, x: torch.Tensor, packed: tuple[torch.Tensor, ...], gelu: bool = False,
                 residual: torch.Tensor | None = None) -> torch.Tensor:
