@@ -30,7 +30,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from lorat_plugin.engine.backends import build_network
 from lorat_plugin.engine.onednn import OneDNNBlock, grouped_attention
 from lorat_plugin.model.sources import load_model
-from lorat_plugin.process import tune_cpu_allocator
+from lorat_plugin.process import choose_threads, tune_cpu_allocator
 from lorat_plugin.speed import median_ratio, time_interleaved
 
 from int8_candidates import random_model  # this folder's script, on the path when run as a script
@@ -185,7 +185,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.demo_sequences and args.variant != "demo":
         parser.error("--demo-sequences needs --variant demo")
-    torch.set_num_threads(args.threads)
+    choose_threads(args.threads)  # the count every engine of this run keeps
     tune_cpu_allocator()
     with open("/proc/loadavg") as f:
         load_before = f.read().split()[0]

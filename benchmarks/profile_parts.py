@@ -34,6 +34,7 @@ from lorat_plugin.engine import TrackingEngine, build_network
 from lorat_plugin.engine.onednn import OneDNNBlock
 from lorat_plugin.engine.precision import cpu_has_native_bf16
 from lorat_plugin.model import build_model
+from lorat_plugin.process import choose_threads
 from lorat_plugin.speed import matmul_peak, network_flops
 
 
@@ -195,10 +196,10 @@ def main() -> None:
     parser.add_argument("--variant", default="B-224")
     parser.add_argument("--dtypes", default="bf16,int8", help="comma-separated precisions (default bf16,int8)")
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    parser.add_argument("--threads", type=int,
+                        help="torch threads (default: choose_threads's: torch's count, lowered to free CPUs)")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    choose_threads(args.threads)  # before the yardstick: the engines built below keep this count
     timer = PartTimer()
     instrument_functions(timer)
     print(f"load average before: {open('/proc/loadavg').read().strip()}; torch threads {torch.get_num_threads()}")
