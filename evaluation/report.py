@@ -38,6 +38,15 @@ PROTOCOLS = {
 }
 
 
+def evaluated_sequences(sequences: list[Sequence], info: dict[str, Any] | None, dataset: str) -> list[Sequence]:
+    """``sequences`` (a benchmark split) narrowed to those an evaluation of a subset tracked (``lorat evaluate
+    --sequence-names``: run.json ``info`` lists them); all of them for a whole split or another benchmark's folder."""
+    if info and info.get("sequences") and info.get("dataset") == dataset:
+        evaluated = set(info["sequences"])
+        return [s for s in sequences if s.name in evaluated]
+    return sequences
+
+
 def load_results(path: str | Path, dataset: str, sequences: list[Sequence], *, name: str | None = None,
                  records: dict[str, dict[int, Record]] | None = None) -> TrackerResults:
     """One tracker's results on ``sequences``: an evaluation folder (with ``run.json``) or a layout folder.

@@ -540,3 +540,23 @@ def test_lorat_track_select_opens_the_page_on_the_input(tmp_path: Path, tiny_che
         process.terminate()
         process.wait(timeout=10)
     assert main(["track", str(video), "--select", "--output", str(tmp_path / "boxes.csv")]) == 2
+
+
+def test_results_of_a_subset_evaluation_open_as_lorat_report_scores_them(tmp_path: Path) -> None:
+    pytest.importorskip("skimage")  # the generator's photographs
+    from lorat_plugin.app.results import Results
+    from lorat_plugin.data.datasets import load_dataset
+    from lorat_plugin.evaluation import run_benchmark
+    from lorat_plugin.trackers.baselines import baseline
+
+    bench = tmp_path / "bench"
+    assert main(["make-benchmark", str(bench), "--sequences", "3", "--frames", "8", "--size", "96x72", "--seed", "2",
+                 "-q"]) == 0
+    subset = load_dataset("got10k", bench, "val")[:2]
+    run_benchmark(baseline("static"), subset, tmp_path / "static", tracker_name="StaticBox", dataset="got10k",
+                  split="val", root=bench, progress=False, timed=False)
+    results = Results([tmp_path / "static"])
+    assert sorted(results.sequences) == sorted(s.name for s in subset)
+    assert main(["report", str(tmp_path / "static"), "--output", str(tmp_path / "report"), "--no-plots", "-q"]) == 0
+    reported = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert reported["trackers"]["StaticBox"] == results.metrics["trackers"]["StaticBox"]

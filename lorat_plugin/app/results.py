@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..data.datasets import load_dataset
-from ..evaluation import evaluate, load_records, load_results, per_sequence_scores
+from ..evaluation import evaluate, evaluated_sequences, load_records, load_results, per_sequence_scores
 from ..evaluation.records import read_run_info
 from ..geometry import rect_iou
 from ..palette import GROUND_TRUTH, frame_number, hex_colour, numbering_note, tracker_colours
@@ -57,7 +57,9 @@ class Results:
         root = Path(first["root"]).expanduser()
         if not root.is_dir():
             raise FileNotFoundError(f"the benchmark of {folders[0].name} is not at {root} any more")
-        self.sequences = {s.name: s for s in load_dataset(self.dataset, root, self.split)}
+        # an evaluation of a subset: that subset, as `lorat report` scores it
+        evaluated = evaluated_sequences(load_dataset(self.dataset, root, self.split), first, self.dataset)
+        self.sequences = {s.name: s for s in evaluated}
         ordered = list(self.sequences.values())
         records = [load_records(folder) for folder in folders]  # evaluation folders: run.json was read above
         trackers = [load_results(folder, self.dataset, ordered, records=read)

@@ -37,7 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..data.datasets import dataset_key, load_dataset
-    from ..evaluation import evaluate, load_results, per_sequence_table, table, write_html_report, write_report
+    from ..evaluation import (evaluate, evaluated_sequences, load_results, per_sequence_table, table,
+                              write_html_report, write_report)
     from ..evaluation.records import read_run_info
 
     info = next((i for i in (read_run_info(Path(p)) for p in args.results) if i), {}) or {}
@@ -49,10 +50,7 @@ def run(args: argparse.Namespace) -> int:
     if args.names and len(args.names) != len(args.results):
         raise ValueError(f"{len(args.names)} names for {len(args.results)} result folders")
     dataset = dataset_key(dataset)
-    sequences = load_dataset(dataset, root, split)
-    if info.get("sequences") and info.get("dataset") == dataset:  # an evaluation of a subset: score that subset
-        evaluated = set(info["sequences"])
-        sequences = [s for s in sequences if s.name in evaluated]
+    sequences = evaluated_sequences(load_dataset(dataset, root, split), info, dataset)
     names = args.names or [None] * len(args.results)
     trackers = [load_results(Path(p), dataset, sequences, name=n) for p, n in zip(args.results, names)]
     result = evaluate(dataset, sequences, trackers, split=split)
