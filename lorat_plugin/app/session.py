@@ -175,16 +175,18 @@ class TrackingSession:
             due = [t for t in self.targets.values() if t.next_frame() == frame_index]
             starting = [t for t in due if frame_index in t.anchors]
             following = [t for t in due if frame_index not in t.anchors]
-            with self.engine_lock:
-                if starting:
-                    boxes = np.stack([t.anchors[frame_index] for t in starting])
-                    for target, state in zip(starting, self.engine.initialize([frame] * len(starting), boxes)):
-                        target.state = state
-                        target.boxes[frame_index] = (state.box.copy(), float(state.score))
-                if following:
-                    boxes, scores = self.engine.track([t.state for t in following], [frame] * len(following))
-                    for target, box, score in zip(following, boxes, scores):
-                        target.boxes[frame_index] = (np.array(box, dtype=np.float64), float(score))
+            anchors = np.stack([t.anchors[frame_index] for t in starting]) if starting else None
+        # The network runs without the session's lock, which the page's requests take (the targets cannot change
+        # meanwhile: every change pauses this thread first).
+        with self.engine_lock:
+            started = self.engine.initialize([frame] * len(starting), anchors) if starting else []
+            boxes, scores = self.engine.track([t.state for t in following], [frame] * len(following))  # none: empty
+        with self._lock:
+            for target, state in zip(starting, started):
+                target.state = state
+                target.boxes[frame_index] = (state.box.copy(), float(state.score))
+            for target, box, score in zip(following, boxes, scores):
+                target.boxes[frame_index] = (np.array(box, dtype=np.float64), float(score))
             shown = {}
             for target in starting + following:
                 target.frontier = frame_index
