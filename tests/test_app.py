@@ -560,3 +560,16 @@ def test_results_of_a_subset_evaluation_open_as_lorat_report_scores_them(tmp_pat
     assert main(["report", str(tmp_path / "static"), "--output", str(tmp_path / "report"), "--no-plots", "-q"]) == 0
     reported = json.loads((tmp_path / "report" / "metrics.json").read_text())
     assert reported["trackers"]["StaticBox"] == results.metrics["trackers"]["StaticBox"]
+
+
+def test_select_opens_a_camera_or_stream_with_lorat_tracks_options(monkeypatch) -> None:
+    import lorat_plugin.app.frames as frames
+    import lorat_plugin.data.live as live
+    from lorat_plugin.app.server import open_live_store
+
+    monkeypatch.setattr(live, "open_source", lambda source, **options: (source, options))
+    monkeypatch.setattr(frames, "LiveStore", lambda name, source: (name, source))
+    args = build_parser().parse_args(["track", "--camera", "0", "--select", "--stall-timeout", "2",
+                                      "--camera-size", "320x240"])
+    store = open_live_store(str(args.camera), stall_timeout=args.stall_timeout, camera_size=args.camera_size)
+    assert store == ("camera 0", (0, {"stall_timeout": 2.0, "camera_size": (320, 240)}))

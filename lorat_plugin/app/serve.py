@@ -114,7 +114,7 @@ def select_targets(args: Any, print_line: Callable[[str], None] = print) -> int:
     live = is_camera(named) or is_network(str(named))
     if live:
         folders: list[Path] = []
-        store = open_live_store(str(named))
+        store = open_live_store(str(named), stall_timeout=args.stall_timeout, camera_size=args.camera_size)
     else:
         path = Path(str(named)).expanduser()
         store = open_path_store(path, path.name)  # FrameError now for a missing or unreadable input

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import parse_qs, urlencode
 
+from ..data.live import DEFAULT_STALL_TIMEOUT
 from .frames import FrameStore
 from .results import Results
 from .security import COOKIE, Folders, Refused, allowed_host, check_origin, token_matches
@@ -368,9 +369,11 @@ def open_path_store(path: Path, display_name: str) -> FrameStore:
     return store
 
 
-def open_live_store(source: str) -> FrameStore:
+def open_live_store(source: str, *, stall_timeout: float = DEFAULT_STALL_TIMEOUT,
+                    camera_size: tuple[int, int] | None = None) -> FrameStore:
     """A camera (its number or ``/dev/videoN``) or an ``rtsp://`` / ``http(s)://`` stream, as ``lorat track`` opens
-    them; a file is picked from the started folders instead (this is no way around them)."""
+    them (with its ``--stall-timeout`` and ``--camera-size``); a file is picked from the started folders instead
+    (this is no way around them)."""
     from ..data.live import is_camera, is_network, open_source
     from .frames import LiveStore
 
@@ -379,7 +382,8 @@ def open_live_store(source: str) -> FrameStore:
     if not (is_camera(chosen) or is_network(chosen)):
         raise ValueError("give a camera number, a /dev/videoN path or an rtsp:// or http(s):// URL (videos on "
                          "this machine: pick them from the folders)")
-    return LiveStore(f"camera {chosen}" if isinstance(chosen, int) else source, open_source(chosen))
+    return LiveStore(f"camera {chosen}" if isinstance(chosen, int) else source,
+                     open_source(chosen, stall_timeout=stall_timeout, camera_size=camera_size))
 
 
 def ready_snapshot(session: TrackingSession) -> dict[str, Any]:
