@@ -61,15 +61,13 @@ class Int8HeadLinear(nn.Module):
 
     def __init__(self, layer: nn.Linear, rows: int) -> None:
         super().__init__()
-        from lorat_plugin.engine.int8 import pack_int8_weight, quantize_dynamic
-        self.quantize = quantize_dynamic
-        self.packed = (*pack_int8_weight(layer.weight.detach().float(), rows), layer.bias.detach().float())
+        from lorat_plugin.engine.int8 import pack_int8_linear
+        self.layer = pack_int8_linear(layer.weight, layer.bias, rows)
         self.weight = torch.empty(0)  # MlpHead casts its input to its first layer's weight dtype: fp32
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        q, scale, zero = self.quantize(x.reshape(-1, x.shape[-1]))
-        out = torch.ops.onednn.qlinear_pointwise(q, scale, zero, *self.packed, 1.0, 0, torch.float32, "none", [], "")
-        return out.view(*x.shape[:-1], -1)
+        from lorat_plugin.engine.int8 import int8_linear
+        return int8_linear(x.reshape(-1, x.shape[-1]), self.layer, torch.float32).view(*x.shape[:-1], -1)
 
 
 def int8_with_int8_head(model):

@@ -31,6 +31,7 @@ import lorat_plugin.engine.int8 as int8_module
 import lorat_plugin.engine.tracking as tracking_module
 from lorat_plugin.data.synthetic import moving_box_video
 from lorat_plugin.engine import TrackingEngine, build_network
+from lorat_plugin.engine.int8 import Int8Linear
 from lorat_plugin.engine.onednn import OneDNNBlock
 from lorat_plugin.engine.precision import cpu_has_native_bf16
 from lorat_plugin.model import build_model
@@ -83,6 +84,10 @@ def _attention_flops(q: torch.Tensor) -> float:
     return 4.0 * batch * heads * tokens * tokens * head_dim  # q k^T and (softmax) v
 
 
+def _out_features(packed: tuple | Int8Linear) -> int:
+    return packed.out_features if isinstance(packed, Int8Linear) else packed[-1].numel()  # the bias: one per output
+
+
 def instrument_network(module: nn.Module, timer: PartTimer) -> None:
     """Timers on every part of a LoRAT module as the engine built it (eager, oneDNN fused or int8 blocks)."""
     timer.hook(module, "network rest: embeddings added, tokens joined, casts")
@@ -96,11 +101,11 @@ def instrument_network(module: nn.Module, timer: PartTimer) -> None:
         if isinstance(block, OneDNNBlock):
             names = {id(block.qkv): "qkv", id(block.proj): "proj", id(block.fc1): "fc1", id(block.fc2): "fc2"}
 
-            def linear_part(x: torch.Tensor, packed: tuple, *args: Any, names: dict = names, **kwargs: Any) -> str:
+            def linear_part(x: torch.Tensor, packed: tuple | Int8Linear, *args: Any, names: dict = names, **kwargs: Any) -> str:
                 return f"linear {names[id(packed)]} ({x.shape[0]} rows)"
 
-            def linear_flops(x: torch.Tensor, packed: tuple, *args: Any, **kwargs: Any) -> float:
-                return 2.0 * x.shape[0] * x.shape[1] * packed[-1].numel()  # the bias: one per output
+            def linear_flops(x: torch.Tensor, packed: tuple | Int8Linear, *args: Any, **kwargs: Any) -> float:
+                return 2.0 * x.shape[0] * x.shape[1] * _out_features(packed)
 
             block._linear = timer.timed(block._linear, linear_part, linear_flops)
             block._attention = timer.timed(block._attention, "attention (q k^T, softmax, v)",

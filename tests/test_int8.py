@@ -15,7 +15,7 @@ from lorat_plugin.engine import TrackingEngine
 from lorat_plugin.engine import precision
 from lorat_plugin.engine import backends
 from lorat_plugin.engine.backends import build_network
-from lorat_plugin.engine.int8 import Int8Block, int8_available, quantize_dynamic
+from lorat_plugin.engine.int8 import Int8Block, int8_available, int8_linear, pack_int8_linear, quantize_dynamic
 from lorat_plugin.engine.precision import precision_name, resolve_precision
 from lorat_plugin.model import ModelConfig, build_model
 from lorat_plugin.speed import compare_with_fp32
@@ -58,6 +58,58 @@ def test_dynamic_quantisation_keeps_zero_exact_and_the_range() -> None:
     assert quantize_dynamic(torch.zeros(3, 4))[0].eq(0).all()
     assert quantize_dynamic(torch.tensor([[1.0, float("nan")]])) is None
     assert quantize_dynamic(torch.tensor([[1.0, float("inf")]])) is None
+
+
+@pytest.mark.parametrize("post", ["none", "gelu", "residual"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_the_zero_point_folded_into_the_bias_is_the_kernels_own(post: str, dtype: torch.dtype) -> None:
+    # int8_linear hands the kernel a zero point of 0 and moves scale * zero * column sums into the bias; the
+    # kernel's own handling of the zero point (slower: it sums the weight's columns per call) gives the same values
+    torch.manual_seed(0)
+    x = (torch.randn(40, 96) + 0.7).to(dtype)  # an off-centre range: a zero point far from 0 and 255
+    weight, bias = torch.randn(64, 96) * 0.1, torch.randn(64)
+    layer = pack_int8_linear(weight, bias, rows=40)
+    residual = torch.randn(40, 64).to(dtype) if post == "residual" else None
+    values, scale, zero = quantize_dynamic(x)
+    assert 20 < zero < 235
+    packed = (layer.packed, layer.scales, layer.zero_points)
+    if residual is not None:
+        kernel = torch.ops.onednn.qlinear_pointwise.binary(values, scale, zero, *packed, residual, layer.bias, 1.0, 0,
+                                                           dtype, 1.0, 0, "add", 1.0, "none", [], "")
+    else:
+        kernel = torch.ops.onednn.qlinear_pointwise(values, scale, zero, *packed, layer.bias, 1.0, 0, dtype,
+                                                    post, [], "none" if post == "gelu" else "")
+    folded = int8_linear(x, layer, dtype, gelu=post == "gelu", residual=residual)
+    assert folded.dtype == dtype and folded.shape == (40, 64)
+    tolerance = 1e-5 if dtype == torch.float32 else 1e-2  # the bf16 output's own rounding
+    assert torch.allclose(folded.float(), kernel.float(), rtol=tolerance, atol=tolerance)
+    exact = (values.float() - zero) * scale @ (layer.scales[:, None] * torch.round(weight / layer.scales[:, None])).t()
+    exact = exact + bias
+    exact = torch.nn.functional.gelu(exact) if post == "gelu" else exact
+    exact = exact + residual.float() if residual is not None else exact
+    assert torch.allclose(folded.float(), exact, rtol=tolerance, atol=tolerance)
+
+
+@pytest.mark.parametrize("cap, flags, in_kernel", [
+    ("", ["AVX512-VNNI", "AVX512F", "AVX2"], True),
+    ("AVX2_VNNI", ["AVX512-VNNI", "AVX512F", "AVX2"], False),  # held to AVX2: as on a laptop without AVX-512
+    ("", ["AVX-VNNI", "AVX2"], False),
+    ("AVX512_CORE_VNNI", ["AVX512-VNNI", "AVX512F", "AVX2"], True),
+])
+def test_fc1s_gelu_runs_where_it_is_faster_and_gives_the_same_values(monkeypatch, tiny_config, cap: str,
+                                                                      flags: list[str], in_kernel: bool) -> None:
+    # oneDNN's GELU as the kernel writes is slower than ATen's where oneDNN runs AVX2 code (docs/speed.md)
+    import lorat_plugin.environment
+
+    monkeypatch.setattr(lorat_plugin.environment, "instruction_sets", lambda: flags)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+    model = _tiny_model(tiny_config)
+    block = Int8Block(model.blocks[0], tokens=40, dtype=torch.float32)
+    assert block.gelu_in_kernel is in_kernel
+    x = torch.randn(1, 40, tiny_config.embed_dim)
+    out = block(x)
+    block.gelu_in_kernel = not in_kernel
+    assert torch.allclose(block(x), out, rtol=1e-4, atol=1e-5)
 
 
 def test_non_finite_activations_come_out_as_nan(tiny_config) -> None:

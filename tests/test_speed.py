@@ -261,18 +261,39 @@ def test_matmul_peak_reports_a_rate() -> None:
     assert tflops > 0 and what == "64x64x64 float32 torch.matmul"
 
 
+@pytest.mark.parametrize("native_bf16, expected", [(True, torch.bfloat16), (False, torch.float32)])
+def test_int8s_yardstick_is_the_precision_of_the_rest_of_its_network(monkeypatch, native_bf16: bool,
+                                                                     expected: torch.dtype) -> None:
+    # without native bf16 a 2048-cubed bf16 product is emulated: minutes, and nothing the int8 network runs
+    from lorat_plugin.commands import benchmark
+    from lorat_plugin.engine import precision
+
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native_bf16)
+    assert benchmark._yardstick_dtype(torch.int8) == expected
+    assert benchmark._yardstick_dtype(torch.float16) == torch.float16
+
+
 def test_measure_speed_reports_every_backend_and_batch(tiny_checkpoint: Path) -> None:
     model = build_model(checkpoint=tiny_checkpoint, merge=True)
     backends = {"fp32": build_network(model, "cpu", "fp32"), "bf16": build_network(model, "cpu", "bf16")}
     result = measure_speed(backends, model, device="cpu", variant="tiny", weights="test", batch_sizes=(1, 2),
-                           repeats=2, frame_size=(96, 64))
+                           repeats=3, frame_size=(96, 64), baseline="fp32")
     assert [(r.backend, r.batch) for r in result.rows] == [("fp32", 1), ("bf16", 1), ("fp32", 2), ("bf16", 2)]
     for row in result.rows:
         assert row.model_ms > 0 and row.tracker_ms > 0 and row.timm_ms > 0
         assert row.model_vs_timm > 0 and row.tracker_vs_timm > 0
         assert (row.batch_speedup is None) == (row.batch == 1)
+        # the speed-up over the baseline comes with its spread: the smallest and largest per-repeat ratio
+        assert (row.model_speedup is None) == (row.backend == "fp32") == (row.tracker_speedup_range is None)
+        if row.model_speedup is not None:
+            low, high = row.model_speedup_range
+            assert low <= row.model_speedup <= high
+    assert result.load_before is not None and result.load_after is not None  # Linux has a load average
     text = format_speed_report(result)
     assert "model/timm" in text and "tracker/timm" in text and "CPU:" in text and "torch threads" in text
+    assert "load average (1 min) before / after the timings" in text
+    low, high = result.rows[1].model_speedup_range
+    assert f"network {result.rows[1].model_speedup:.2f}x ({low:.2f}-{high:.2f})" in text
 
 
 @pytest.mark.slow

@@ -185,6 +185,19 @@ def _ints(text: str, what: str) -> list[int]:
     return values
 
 
+def _yardstick_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The matrix product to read the network's TFLOPS against: its own precision; for int8 the precision of the
+    rest of its network (bf16 with native bf16, else fp32: an emulated bf16 product takes minutes, and says nothing
+    of that CPU)."""
+    import torch
+
+    from ..engine.precision import cpu_has_native_bf16
+
+    if dtype.is_floating_point:
+        return dtype
+    return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -235,7 +248,7 @@ def run(args: argparse.Namespace) -> int:
                                compare_timm=any(name == "timm" for name, _ in args.compare),
                                tracker=not args.model_only, frame_size=args.frame_size,
                                flops_per_frame=network_flops(model),
-                               matmul_dtype=main.dtype if main.dtype.is_floating_point else torch.bfloat16,
+                               matmul_dtype=_yardstick_dtype(main.dtype),
                                baseline=baseline if len(backends) > 1 else None)
         agreeing = dict(backends)  # and the runtimes timed apart
         for name, value in args.compare:

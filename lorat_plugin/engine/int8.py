@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from .onednn import OneDNNBlock, onednn_available
-
+from .precision import onednn_runs_avx512
 
 # torch 2.14 deprecates creating quantised tensors; this one lives for one call and never leaves this module, and
 # quantize_per_tensor is the one vectorised scale-round-clamp op (tests/test_int8.py fails if it goes away).
@@ -39,13 +42,51 @@ def quantize_dynamic(x: torch.Tensor) -> tuple[torch.Tensor, float, int] | None:
     return values.set_(quantized.untyped_storage(), 0, quantized.shape, quantized.stride()), scale, zero
 
 
-def pack_int8_weight(weight: torch.Tensor, rows: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(packed int8 weight, fp32 scale per output channel, zero points) of an fp32 ``weight`` for oneDNN's int8 linear
-    kernel, packed for inputs of ``rows`` rows."""
+@dataclass(frozen=True)
+class Int8Linear:
+    """An fp32 linear layer packed for oneDNN's int8 kernel (:func:`pack_int8_linear`)."""
+
+    packed: torch.Tensor       # the int8 weight in oneDNN's layout (opaque)
+    scales: torch.Tensor       # fp32, one per output channel: weight ~= scales[:, None] * int8 weight
+    zero_points: torch.Tensor  # int64 zeros: the weights are symmetric
+    bias: torch.Tensor         # fp32
+    column_sums: torch.Tensor  # fp32, scales * the int8 weight's sum over inputs: see int8_linear
+
+    @property
+    def out_features(self) -> int:
+        return self.scales.numel()
+
+
+def pack_int8_linear(weight: torch.Tensor, bias: torch.Tensor | None, rows: int) -> Int8Linear:
+    """An fp32 ``weight`` (out x in) and ``bias`` quantised per output channel and packed for inputs of ``rows``
+    rows (a hint for oneDNN's layout: any row count runs)."""
+    weight = weight.detach().float()
     scales = weight.abs().amax(dim=1).clamp(min=1e-12) / 127
     quantized = torch.round(weight / scales[:, None]).to(torch.int8)
     packed = torch.ops.onednn.qlinear_prepack(quantized, [rows, weight.shape[1]])
-    return packed, scales, torch.zeros_like(scales, dtype=torch.int64)
+    bias = torch.zeros_like(scales) if bias is None else bias.detach().float()
+    column_sums = scales * quantized.sum(dim=1, dtype=torch.int64).float()
+    return Int8Linear(packed, scales, torch.zeros_like(scales, dtype=torch.int64), bias, column_sums)
+
+
+def int8_linear(x: torch.Tensor, layer: Int8Linear, dtype: torch.dtype, gelu: bool = False,
+                residual: torch.Tensor | None = None) -> torch.Tensor:
+    """``x @ W^T + b`` of a 2-D ``x`` with ``x`` quantised on the call, written at ``dtype``; exact GELU applied, or
+    ``residual`` (``dtype``) added, as the kernel writes. inf or nan in ``x`` gives nan rows, as fp32 would."""
+    quantized = quantize_dynamic(x)
+    if quantized is None:
+        return torch.full((x.shape[0], layer.out_features), float("nan"), dtype=dtype, device=x.device)
+    values, scale, zero = quantized
+    # With a non-zero activation zero point the kernel sums the weight's columns on every call (about 15 % of the
+    # product's time on AVX2-VNNI, docs/speed.md); that sum is constant, so its share goes into the bias instead:
+    # scale * (values - zero) @ W^T == scale * values @ W^T - scale * zero * column_sums.
+    bias = layer.bias - (scale * zero) * layer.column_sums if zero else layer.bias
+    weight = (layer.packed, layer.scales, layer.zero_points)
+    if residual is not None:
+        return torch.ops.onednn.qlinear_pointwise.binary(values, scale, 0, *weight, residual, bias, 1.0, 0, dtype,
+                                                         1.0, 0, "add", 1.0, "none", [], "")
+    return torch.ops.onednn.qlinear_pointwise(values, scale, 0, *weight, bias, 1.0, 0, dtype,
+                                              "gelu" if gelu else "none", [], "none" if gelu else "")
 
 
 class Int8Block(OneDNNBlock):
@@ -54,17 +95,17 @@ class Int8Block(OneDNNBlock):
     shift_logits = False  # the int8 q and k's error outweighs that of the bf16 logits (docs/speed.md)
     grouped_from_tokens = 0  # grouped at every size, as measured for int8 (docs/speed.md)
 
-    def _pack(self, weight: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return *pack_int8_weight(weight, self._tokens), bias
+    def __init__(self, block: nn.Module, tokens: int, dtype: torch.dtype = torch.bfloat16) -> None:
+        super().__init__(block, tokens, dtype)
+        # fc1's GELU as the kernel writes, except where oneDNN runs AVX2 code: there ATen's GELU after the product
+        # is faster (docs/speed.md, "CPU int8")
+        self.gelu_in_kernel = onednn_runs_avx512()
 
-    def _linear(self, x: torch.Tensor, packed: tuple[torch.Tensor, ...], gelu: bool = False,
+    def _pack(self, weight: torch.Tensor, bias: torch.Tensor) -> Int8Linear:
+        return pack_int8_linear(weight, bias, self._tokens)
+
+    def _linear(self, x: torch.Tensor, packed: Int8Linear, gelu: bool = False,
                 residual: torch.Tensor | None = None) -> torch.Tensor:
-        quantized = quantize_dynamic(x)
-        if quantized is None:  # inf/nan pass on as nan, as in the fp32 blocks: the tracking engine reports them
-            return torch.full((x.shape[0], packed[1].numel()), float("nan"), dtype=self._dtype, device=x.device)
-        q, scale, zero = quantized
-        if residual is not None:
-            return torch.ops.onednn.qlinear_pointwise.binary(q, scale, zero, *packed[:3], residual, packed[3], 1.0, 0,
-                                                             self._dtype, 1.0, 0, "add", 1.0, "none", [], "")
-        return torch.ops.onednn.qlinear_pointwise(q, scale, zero, *packed, 1.0, 0, self._dtype,
-                                                  "gelu" if gelu else "none", [], "none" if gelu else "")
+        if gelu and not self.gelu_in_kernel:
+            return F.gelu(int8_linear(x, packed, self._dtype))
+        return int8_linear(x, packed, self._dtype, gelu, residual)

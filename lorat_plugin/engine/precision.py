@@ -22,8 +22,10 @@ log = logging.getLogger(__name__)
 _ALIASES = {"float32": "fp32", "float": "fp32", "bfloat16": "bf16", "float16": "fp16", "half": "fp16"}
 
 
-# oneDNN instruction-set caps (its ONEDNN_MAX_CPU_ISA) below the first with native bf16 products
-_ONEDNN_ISAS_WITHOUT_BF16 = {"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI"}
+# oneDNN instruction-set caps (its ONEDNN_MAX_CPU_ISA) below AVX-512
+_ONEDNN_ISAS_BELOW_AVX512 = {"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2"}
+# ... below the first with native bf16 products
+_ONEDNN_ISAS_WITHOUT_BF16 = _ONEDNN_ISAS_BELOW_AVX512 | {"AVX512_CORE", "AVX512_CORE_VNNI"}
 # ... and those below the first with AMX
 _ONEDNN_ISAS_WITHOUT_AMX = _ONEDNN_ISAS_WITHOUT_BF16 | {"AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX10_1_512"}
 # What int8 cost on a CPU with AMX, as docs/speed.md ("CPU int8", "int8 on AMX") records it with its command.
@@ -39,6 +41,15 @@ def cpu_has_native_bf16() -> bool:
     with contextlib.suppress(RuntimeError):  # a torch build without the probes' backend
         return any(probe is not None and probe() for probe in probes)
     return False
+
+
+def onednn_runs_avx512() -> bool:
+    """True when oneDNN's kernels run AVX-512 code: the CPU has AVX512F (as torch reports it) and
+    ``ONEDNN_MAX_CPU_ISA`` does not hold oneDNN below it. Where they do not, oneDNN's GELU as a linear kernel writes
+    is slower than ATen's (int8's ``fc1``, docs/speed.md)."""
+    from ..environment import instruction_sets
+
+    return onednn_isa_cap() not in _ONEDNN_ISAS_BELOW_AVX512 and "AVX512F" in instruction_sets()
 
 
 def int8_cost_on_amx() -> str | None:

@@ -12,7 +12,7 @@ import torch
 from ..data.synthetic import moving_box_videos
 from ..model.network import LoRAT
 from .hardware import describe_hardware, hardware_info
-from .timing import median_ratio, time_interleaved
+from .timing import load_average, median_ratio, ratio_range, time_interleaved
 from .yardstick import matmul_peak, timm_blocks
 
 FRAME_SIZE = (640, 480)  # the synthetic decoded frames the tracker step is timed on (W, H)
@@ -34,6 +34,8 @@ class Row:
     model_tflops: float | None = None     # the network's FLOPs per frame / model time per frame
     model_speedup: float | None = None    # frames/s over the baseline backend's, median per-repeat ratio, same batch
     tracker_speedup: float | None = None
+    model_speedup_range: tuple[float, float] | None = None  # the smallest and largest per-repeat ratio
+    tracker_speedup_range: tuple[float, float] | None = None
 
 
 @dataclass
@@ -51,6 +53,8 @@ class SpeedReport:
     matmul_tflops: float | None = None    # see matmul_peak: what this device's matrix products reach
     matmul: str | None = None             # which product that was
     baseline: str | None = None           # the backend the speed-ups are relative to
+    load_before: float | None = None      # the one-minute load average before and after the timings
+    load_after: float | None = None
 
 
 def measure_speed(backends: dict[str, Any], model: LoRAT, *, device: torch.device | str, variant: str,
@@ -73,7 +77,7 @@ def measure_speed(backends: dict[str, Any], model: LoRAT, *, device: torch.devic
     config, device = model.config, torch.device(device)
     result = SpeedReport(variant=variant, weights=weights, device=str(device), tokens=config.tokens,
                          frame_size=tuple(frame_size), repeats=repeats, hardware=hardware_info(device),
-                         flops_per_frame=flops_per_frame, baseline=baseline)
+                         flops_per_frame=flops_per_frame, baseline=baseline, load_before=load_average())
     if matmul_dtype is not None:
         result.matmul_tflops, result.matmul = matmul_peak(device, matmul_dtype)
     yardstick = timm_blocks(config).to(device) if compare_timm else None
@@ -105,7 +109,10 @@ def measure_speed(backends: dict[str, Any], model: LoRAT, *, device: torch.devic
                 row.model_tflops = flops_per_frame / row.model_ms / 1e9
             if baseline is not None and name != baseline:
                 row.model_speedup = median_ratio(per_frame[f"model:{baseline}"], network)
-                row.tracker_speedup = median_ratio(per_frame[f"tracker:{baseline}"], track) if track else None
+                row.model_speedup_range = ratio_range(per_frame[f"model:{baseline}"], network)
+                if track:
+                    row.tracker_speedup = median_ratio(per_frame[f"tracker:{baseline}"], track)
+                    row.tracker_speedup_range = ratio_range(per_frame[f"tracker:{baseline}"], track)
             if timm:
                 row.model_vs_timm = median_ratio(network, timm)
                 row.tracker_vs_timm = median_ratio(track, timm) if track else None
@@ -116,6 +123,7 @@ def measure_speed(backends: dict[str, Any], model: LoRAT, *, device: torch.devic
                 if track and first[name][1]:
                     row.batch_speedup = statistics.median(first[name][1]) / statistics.median(track)
             result.rows.append(row)
+    result.load_after = load_average()
     return result
 
 
@@ -134,6 +142,10 @@ def _tracker_call(engine: Any, sequences: list[list[np.ndarray]], boxes: np.ndar
     return call
 
 
+def _ratio(median: float, spread: tuple[float, float] | None) -> str:
+    return f"{median:.2f}x" + (f" ({spread[0]:.2f}-{spread[1]:.2f})" if spread is not None else "")
+
+
 def format_speed_report(result: SpeedReport) -> str:
     """The table ``lorat benchmark`` prints."""
     lines = [f"LoRAT {result.variant} ({result.weights}) on {result.device}: {result.tokens} tokens per frame, "
@@ -144,6 +156,9 @@ def format_speed_report(result: SpeedReport) -> str:
         if result.matmul_tflops:
             line += f"; a {result.matmul} on this device: {result.matmul_tflops:.2f} TFLOPS"
         lines.append(line)
+    if result.load_before is not None and result.load_after is not None:
+        lines.append(f"load average (1 min) before / after the timings: {result.load_before:.2f} / "
+                     f"{result.load_after:.2f} (other work on the machine moves every figure)")
     lines.append("")
     width = max([len("backend"), *(len(row.backend) for row in result.rows)])  # names differ at their ends
     header = (f"{'backend':{width}} {'batch':>5} {'model ms':>9} {'model fps':>9} {'tracker ms':>10} {'tracker fps':>11}"
@@ -166,9 +181,11 @@ def format_speed_report(result: SpeedReport) -> str:
                  "batch has little left to gain."]
     speedups = [row for row in result.rows if row.model_speedup is not None]
     if speedups:
-        lines += ["", f"frames/s over {result.baseline} (median of per-repeat ratios, > 1 is faster):"]
-        lines += [f"  {row.backend}, batch {row.batch}: network {row.model_speedup:.2f}x"
-                  + (f", tracker step {row.tracker_speedup:.2f}x" if row.tracker_speedup is not None else "")
+        lines += ["", f"frames/s over {result.baseline} (median of per-repeat ratios, > 1 is faster; in brackets "
+                      "the smallest and largest of them):"]
+        lines += [f"  {row.backend}, batch {row.batch}: network {_ratio(row.model_speedup, row.model_speedup_range)}"
+                  + (f", tracker step {_ratio(row.tracker_speedup, row.tracker_speedup_range)}"
+                     if row.tracker_speedup is not None else "")
                   for row in speedups]
     lines += result.notes
     return "\n".join(lines)

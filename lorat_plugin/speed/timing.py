@@ -2,6 +2,7 @@
 run hits every candidate alike; figures are medians over repeats and ratios medians of per-repeat ratios."""
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from typing import Any, Callable, Sequence
@@ -38,3 +39,18 @@ def time_interleaved(candidates: dict[str, Callable[[], Any]], *, repeats: int, 
 def median_ratio(numerator: Sequence[float], denominator: Sequence[float]) -> float:
     """Median of the per-repeat ratios (samples taken in the same round are paired)."""
     return float(statistics.median(n / d for n, d in zip(numerator, denominator)))
+
+
+def ratio_range(numerator: Sequence[float], denominator: Sequence[float]) -> tuple[float, float]:
+    """The smallest and the largest per-repeat ratio: the spread to read a :func:`median_ratio` against (a margin
+    smaller than it is not shown)."""
+    ratios = [n / d for n, d in zip(numerator, denominator)]
+    return min(ratios), max(ratios)
+
+
+def load_average() -> float | None:
+    """The machine's one-minute load average, printed beside timings (``None`` where the platform has none)."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):  # Windows has no load average
+        return None
