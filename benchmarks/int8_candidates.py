@@ -4,9 +4,11 @@ B-224 (or --variant) with random weights, batch 1, interleaved repeats, medians 
 Candidates: torch.ao dynamic quantisation (quantized::linear_dynamic; FBGEMM via the x86 engine), torchao's
 Int8DynamicActivationInt8WeightConfig (eager), oneDNN qlinear kernels with dynamic per-tensor activations (the
 engine's int8 backend, lorat_plugin.engine.int8), and ONNX Runtime on the int8 file `lorat export --dtype int8`
-writes (its quantize_dynamic of the fp32 export); beside them, two changes to the engine's int8 tried and not shipped (docs/speed.md, "Where the
-time goes"): its head's hidden layers on the int8 kernels too (``int8-head``), and, where bf16 is not native, its
-attention as per-group fp32 matrix products instead of the fused kernel (``int8-grouped``).
+writes (its quantize_dynamic of the fp32 export); beside them, two changes to the engine's int8 tried and not shipped
+(docs/speed.md, "Where the time goes"): its head's hidden layers on the int8 kernels too (``int8-head``), and, where
+bf16 is not native, its attention as per-group fp32 matrix products instead of the fused kernel (``int8-grouped``);
+and the engine's int8 as it was before the activations' zero point went into the bias, with fc1's GELU always in
+the kernel (``int8-kernel-zero-point``).
 
     python benchmarks/int8_candidates.py --variant B-224 --threads 2 --repeats 9
     ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 python benchmarks/int8_candidates.py
@@ -92,6 +94,30 @@ def int8_with_grouped_attention(model):
     return network
 
 
+def kernel_zero_point_linear(x: torch.Tensor, layer, dtype: torch.dtype, gelu: bool = False,
+                             residual: torch.Tensor | None = None) -> torch.Tensor:
+    """``int8_linear`` as it was: the zero point handed to the kernel (which then sums the weight's columns on every
+    call), GELU applied by the kernel on every CPU."""
+    from lorat_plugin.engine.int8 import quantize_dynamic
+
+    values, scale, zero = quantize_dynamic(x)
+    weight = (layer.packed, layer.scales, layer.zero_points)
+    if residual is not None:
+        return torch.ops.onednn.qlinear_pointwise.binary(values, scale, zero, *weight, residual, layer.bias, 1.0, 0,
+                                                         dtype, 1.0, 0, "add", 1.0, "none", [], "")
+    return torch.ops.onednn.qlinear_pointwise(values, scale, zero, *weight, layer.bias, 1.0, 0, dtype,
+                                              "gelu" if gelu else "none", [], "none" if gelu else "")
+
+
+def int8_with_kernel_zero_point(model):
+    network = build_network(model, "cpu", "int8", per_sequence=False)
+    for block in network.module.blocks:
+        block._linear = types.MethodType(
+            lambda self, x, packed, gelu=False, residual=None: kernel_zero_point_linear(x, packed, self._dtype, gelu,
+                                                                                     residual), block)
+    return network
+
+
 def onnx_runtime(model, threads: int, folder: Path):
     """The files `lorat export` writes: fp32, and int8 (only the blocks' products with a weight quantised)."""
     from lorat_plugin.engine.onnx import OnnxNetwork, export_onnx
@@ -139,6 +165,8 @@ def main() -> None:
             candidates["int8 oneDNN, fp32 attention/norms"] = build_network(model, "cpu", "int8")
         finally:
             backends.cpu_has_native_bf16 = held
+    if "int8-kernel-zero-point" not in skip:
+        candidates["int8 oneDNN, zero point and GELU in the kernel (before)"] = int8_with_kernel_zero_point(model)
     if "int8-head" not in skip:
         candidates["int8 oneDNN, head's hidden layers int8 too (not shipped)"] = int8_with_int8_head(model)
     if "int8-grouped" not in skip and not backends.cpu_has_native_bf16():
