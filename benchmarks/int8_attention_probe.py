@@ -16,7 +16,6 @@ with ATen's exact GELU after it (what ships where oneDNN runs AVX2), and with th
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import warnings
 
@@ -24,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from lorat_plugin.engine.int8 import int8_linear, pack_int8_linear, quantize_dynamic
-from lorat_plugin.speed import time_interleaved
+from lorat_plugin.speed import load_average, time_interleaved
 
 # quantize_per_tensor is deprecated in torch 2.14; this probe uses it as lorat_plugin.engine.int8 does
 warnings.filterwarnings("ignore", message=r"torch\.quantize_per_tensor", category=UserWarning)
@@ -48,12 +47,13 @@ def main() -> None:
     b = [torch.randint(-127, 128, (TOKENS, DEPTH), dtype=torch.int8).t() for _ in range(HEADS)]
     x = torch.randn(TOKENS, WIDTH)
     fc1 = pack_int8_linear(torch.randn(4 * WIDTH, WIDTH) * 0.02, None, TOKENS)
-    values, scale, _ = quantize_dynamic(x)
+    values, scale, zero = quantize_dynamic(x)
+    folded_bias = fc1.bias - scale * zero * fc1.column_sums  # as int8_linear hands it to the kernel
 
     def fc1_int8(activation: str, algorithm: str) -> torch.Tensor:
-        # the kernel's own post-ops, the zero point folded into the bias as int8_linear does
-        return torch.ops.onednn.qlinear_pointwise(values, scale, 0, fc1.packed, fc1.scales, fc1.zero_points, fc1.bias,
-                                                  1.0, 0, torch.float32, activation, [], algorithm)
+        # the kernel's own post-ops, on the input int8_linear hands it (zero point 0, the zero point in the bias)
+        return torch.ops.onednn.qlinear_pointwise(values, scale, 0, fc1.packed, fc1.scales, fc1.zero_points,
+                                                  folded_bias, 1.0, 0, torch.float32, activation, [], algorithm)
 
     rows = {
         "attention, fused fp32 kernel (what int8 runs here)": lambda: F.scaled_dot_product_attention(q, k, v),
@@ -66,13 +66,13 @@ def main() -> None:
         "fc1, int8, then ATen's exact GELU (shipped where oneDNN runs AVX2)": lambda: F.gelu(fc1_int8("none", "")),
         "fc1, int8, tanh GELU as it writes": lambda: fc1_int8("gelu", "tanh"),
     }
-    print(f"torch threads {torch.get_num_threads()}; load average before: {os.getloadavg()}")
+    print(f"torch threads {torch.get_num_threads()}; load average before: {load_average()}")
     samples = time_interleaved(rows, repeats=args.repeats, warmup=3)
     print("| one block (B-224) | ms |")
     print("|---|---|")
     for name, seconds in samples.items():
         print(f"| {name} | {1e3 * statistics.median(seconds):.3f} |")
-    print(f"load average after: {os.getloadavg()}")
+    print(f"load average after: {load_average()}")
 
 
 if __name__ == "__main__":

@@ -96,8 +96,9 @@ def int8_with_grouped_attention(model):
 
 def kernel_zero_point_linear(x: torch.Tensor, layer, dtype: torch.dtype, gelu: bool = False,
                              residual: torch.Tensor | None = None) -> torch.Tensor:
-    """``int8_linear`` as it was: the zero point handed to the kernel (which then sums the weight's columns on every
-    call), GELU applied by the kernel on every CPU."""
+    """``int8_linear`` as it was before the zero point went into the bias, kept here as a frozen copy to time against:
+    the zero point handed to the kernel (which then sums the weight's columns on every call), GELU applied by the
+    kernel on every CPU; no nan guard."""
     from lorat_plugin.engine.int8 import quantize_dynamic
 
     values, scale, zero = quantize_dynamic(x)

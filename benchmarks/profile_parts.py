@@ -101,7 +101,8 @@ def instrument_network(module: nn.Module, timer: PartTimer) -> None:
         if isinstance(block, OneDNNBlock):
             names = {id(block.qkv): "qkv", id(block.proj): "proj", id(block.fc1): "fc1", id(block.fc2): "fc2"}
 
-            def linear_part(x: torch.Tensor, packed: tuple | Int8Linear, *args: Any, names: dict = names, **kwargs: Any) -> str:
+            def linear_part(x: torch.Tensor, packed: tuple | Int8Linear, *args: Any, names: dict = names,
+                            **kwargs: Any) -> str:
                 return f"linear {names[id(packed)]} ({x.shape[0]} rows)"
 
             def linear_flops(x: torch.Tensor, packed: tuple | Int8Linear, *args: Any, **kwargs: Any) -> float:

@@ -98,18 +98,26 @@ def test_the_zero_point_folded_into_the_bias_is_the_kernels_own(post: str, dtype
 ])
 def test_fc1s_gelu_runs_where_it_is_faster_and_gives_the_same_values(monkeypatch, tiny_config, cap: str,
                                                                       flags: list[str], in_kernel: bool) -> None:
-    # oneDNN's GELU as the kernel writes is slower than ATen's where oneDNN runs AVX2 code (docs/speed.md)
+    # oneDNN's GELU as the kernel writes is slower than ATen's where oneDNN runs AVX2 code (docs/speed.md). The cap
+    # is patched where precision reads it, not set in the environment: oneDNN reads ONEDNN_MAX_CPU_ISA once per
+    # process, and a real value would hold every later test's kernels.
     import lorat_plugin.environment
 
     monkeypatch.setattr(lorat_plugin.environment, "instruction_sets", lambda: flags)
-    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+    monkeypatch.setattr(precision, "onednn_isa_cap", lambda: cap)
     model = _tiny_model(tiny_config)
     block = Int8Block(model.blocks[0], tokens=40, dtype=torch.float32)
     assert block.gelu_in_kernel is in_kernel
+    aten_gelu = torch.nn.functional.gelu
+    calls = []
+    monkeypatch.setattr(torch.nn.functional, "gelu", lambda *args, **kwargs: calls.append(1) or aten_gelu(*args,
+                                                                                                         **kwargs))
     x = torch.randn(1, 40, tiny_config.embed_dim)
     out = block(x)
+    assert len(calls) == (0 if in_kernel else 1)  # ATen's GELU runs once per block call, or never
     block.gelu_in_kernel = not in_kernel
     assert torch.allclose(block(x), out, rtol=1e-4, atol=1e-5)
+    assert len(calls) == 1
 
 
 def test_non_finite_activations_come_out_as_nan(tiny_config) -> None:

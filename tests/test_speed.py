@@ -266,9 +266,9 @@ def test_int8s_yardstick_is_the_precision_of_the_rest_of_its_network(monkeypatch
                                                                      expected: torch.dtype) -> None:
     # without native bf16 a 2048-cubed bf16 product is emulated: minutes, and nothing the int8 network runs
     from lorat_plugin.commands import benchmark
-    from lorat_plugin.engine import precision
+    from lorat_plugin.engine import backends
 
-    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native_bf16)
+    monkeypatch.setattr(backends, "cpu_has_native_bf16", lambda: native_bf16)
     assert benchmark._yardstick_dtype(torch.int8) == expected
     assert benchmark._yardstick_dtype(torch.float16) == torch.float16
 

@@ -186,16 +186,12 @@ def _ints(text: str, what: str) -> list[int]:
 
 
 def _yardstick_dtype(dtype: torch.dtype) -> torch.dtype:
-    """The matrix product to read the network's TFLOPS against: its own precision; for int8 the precision of the
-    rest of its network (bf16 with native bf16, else fp32: an emulated bf16 product takes minutes, and says nothing
-    of that CPU)."""
-    import torch
+    """The matrix product to read the network's TFLOPS against: its own precision, and for int8 that of the rest of
+    its network (``int8_compute_dtype``). A 2048-cubed bf16 product on a CPU without native bf16 is emulated: minutes,
+    and nothing the int8 network runs there."""
+    from ..engine.backends import int8_compute_dtype
 
-    from ..engine.precision import cpu_has_native_bf16
-
-    if dtype.is_floating_point:
-        return dtype
-    return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+    return dtype if dtype.is_floating_point else int8_compute_dtype()
 
 
 def run(args: argparse.Namespace) -> int:

@@ -77,10 +77,16 @@ def _stored(dtype: torch.dtype, name: str) -> Callable[[LoRAT, torch.device, Bac
     return build
 
 
+def int8_compute_dtype() -> torch.dtype:
+    """The precision of the int8 network's other parts (attention, norms, the residual stream, the head's hidden
+    layers): bf16 on a CPU that multiplies it natively, else fp32."""
+    return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+
+
 def _int8(model: LoRAT, device: torch.device, options: BackendOptions) -> TorchNetwork:
     if not int8_available():
         raise ValueError("int8 needs oneDNN's quantised kernels (an x86 torch build)")
-    compute = torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+    compute = int8_compute_dtype()
     module = cast_model(model, compute, device)
     if fuse_blocks(module.blocks, model.config.tokens, compute, Int8Block) < len(module.blocks):
         raise ValueError("int8 needs plain merged timm blocks")

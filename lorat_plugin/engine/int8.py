@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from timm.models.vision_transformer import Block
 
 from .onednn import OneDNNBlock, onednn_available
 from .precision import onednn_runs_avx512
@@ -42,7 +42,7 @@ def quantize_dynamic(x: torch.Tensor) -> tuple[torch.Tensor, float, int] | None:
     return values.set_(quantized.untyped_storage(), 0, quantized.shape, quantized.stride()), scale, zero
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # tensors: no field-wise ==
 class Int8Linear:
     """An fp32 linear layer packed for oneDNN's int8 kernel (:func:`pack_int8_linear`)."""
 
@@ -95,7 +95,7 @@ class Int8Block(OneDNNBlock):
     shift_logits = False  # the int8 q and k's error outweighs that of the bf16 logits (docs/speed.md)
     grouped_from_tokens = 0  # grouped at every size, as measured for int8 (docs/speed.md)
 
-    def __init__(self, block: nn.Module, tokens: int, dtype: torch.dtype = torch.bfloat16) -> None:
+    def __init__(self, block: Block, tokens: int, dtype: torch.dtype = torch.bfloat16) -> None:
         super().__init__(block, tokens, dtype)
         # fc1's GELU as the kernel writes, except where oneDNN runs AVX2 code: there ATen's GELU after the product
         # is faster (docs/speed.md, "CPU int8")

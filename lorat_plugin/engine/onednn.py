@@ -7,6 +7,7 @@ tokens), GELU applied and the residual added by the linear kernels as they write
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -77,11 +78,12 @@ class OneDNNBlock(nn.Module):
         self.fc1 = self._pack(*_folded(mlp.fc1))
         self.fc2 = self._pack(*_folded(mlp.fc2, block.ls2))
 
-    def _pack(self, weight: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def _pack(self, weight: torch.Tensor, bias: torch.Tensor) -> Any:
+        """The layer as :meth:`_linear` takes it (here: the packed weight and the bias; subclasses their own)."""
         weight = torch.ops.mkldnn._reorder_linear_weight(weight.to(self._dtype), self._tokens)
         return weight, bias.to(self._dtype)
 
-    def _linear(self, x: torch.Tensor, packed: tuple[torch.Tensor, ...], gelu: bool = False,
+    def _linear(self, x: torch.Tensor, packed: Any, gelu: bool = False,
                 residual: torch.Tensor | None = None) -> torch.Tensor:
         if residual is not None:
             return torch.ops.mkldnn._linear_pointwise.binary(x, residual, *packed, "add")

@@ -4,9 +4,9 @@ and how far a low-precision tracker's boxes are from the fp32 tracker's. See doc
 from .agreement import Agreement, compare_with_fp32
 from .hardware import describe_hardware, hardware_info
 from .measure import Row, SpeedReport, format_speed_report, measure_speed
-from .timing import median_ratio, time_interleaved
+from .timing import load_average, median_ratio, ratio_range, time_interleaved
 from .yardstick import matmul_peak, network_flops, timm_blocks
 
 __all__ = ["Agreement", "Row", "SpeedReport", "compare_with_fp32", "describe_hardware",
-           "format_speed_report", "hardware_info", "matmul_peak", "measure_speed", "median_ratio", "network_flops",
-           "time_interleaved", "timm_blocks"]
+           "format_speed_report", "hardware_info", "load_average", "matmul_peak", "measure_speed", "median_ratio",
+           "network_flops", "ratio_range", "time_interleaved", "timm_blocks"]

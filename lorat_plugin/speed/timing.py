@@ -36,15 +36,20 @@ def time_interleaved(candidates: dict[str, Callable[[], Any]], *, repeats: int, 
     return samples
 
 
+def _ratios(numerator: Sequence[float], denominator: Sequence[float]) -> list[float]:
+    """The per-repeat ratios: samples taken in the same round are paired."""
+    return [n / d for n, d in zip(numerator, denominator)]
+
+
 def median_ratio(numerator: Sequence[float], denominator: Sequence[float]) -> float:
-    """Median of the per-repeat ratios (samples taken in the same round are paired)."""
-    return float(statistics.median(n / d for n, d in zip(numerator, denominator)))
+    """Median of the per-repeat ratios."""
+    return float(statistics.median(_ratios(numerator, denominator)))
 
 
 def ratio_range(numerator: Sequence[float], denominator: Sequence[float]) -> tuple[float, float]:
     """The smallest and the largest per-repeat ratio: the spread to read a :func:`median_ratio` against (a margin
     smaller than it is not shown)."""
-    ratios = [n / d for n, d in zip(numerator, denominator)]
+    ratios = _ratios(numerator, denominator)
     return min(ratios), max(ratios)
 
 
