@@ -363,3 +363,19 @@ def test_a_video_without_timestamps_is_decoded_from_the_first_frame(tmp_path: Pa
     decoded_frames.clear()
     tail = list(source.frames_from(33, index))
     assert len(decoded_frames) == len(full) and all(np.array_equal(a, b) for a, b in zip(tail, full[33:]))
+
+
+def test_decoded_frames_have_packed_rows_whatever_the_decoders_padding(tmp_path: Path) -> None:
+    # PyAV 18.1.1 returns a view of the decoder's padded rows (a 96-pixel row lies 384 bytes from the next), where
+    # earlier releases copied; the seek index's checksums and OpenCV need packed rows
+    from lorat_plugin.data.video import SeekIndex, rgb_pixels
+
+    padded = np.zeros((64, 128, 3), np.uint8)[:, :96]
+    fake = type("Frame", (), {"to_ndarray": lambda self, format: padded})()
+    assert not padded.flags["C_CONTIGUOUS"]
+    assert rgb_pixels(fake).flags["C_CONTIGUOUS"] and np.array_equal(rgb_pixels(fake), padded)
+    path = encoded_video(tmp_path / "clip.mp4", textured_clip(12))
+    index = SeekIndex()
+    frames = list(open_frames(path).frames(index))
+    assert len(frames) == 12 and index.seekable
+    assert all(frame.flags["C_CONTIGUOUS"] and frame.shape == (64, 96, 3) for frame in frames)

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from .sequence import FrameError
-from .video import FrameSource, _import_av, open_frames
+from .video import FrameSource, _import_av, open_frames, rgb_pixels
 
 NETWORK_SCHEMES = ("rtsp", "rtsps", "http", "https")
 CAMERA_PATH = re.compile(r"/dev/video\d+")
@@ -80,7 +80,7 @@ class StreamFrames(FrameSource):
         index = 0
         try:
             for frame in self._container.decode(self._container.streams.video[0]):
-                yield frame.to_ndarray(format="rgb24")
+                yield rgb_pixels(frame)
                 index += 1
         except av.ExitError:
             raise FrameError(f"{self.name}: no data for {self.stall_timeout:g} s after frame {index} "

@@ -216,6 +216,13 @@ class VideoFrames(FrameSource):
         return None
 
 
+
+def rgb_pixels(frame: av.VideoFrame) -> np.ndarray:
+    """The frame's pixels as one C-contiguous H x W x 3 uint8 array. PyAV 18.1.1 returns a view of the decoder's
+    padded rows (each row ``linesize`` bytes apart) where earlier releases copied; the frame checksums, the crops and
+    OpenCV all want the rows packed."""
+    return np.ascontiguousarray(frame.to_ndarray(format="rgb24"))
+
 def _decoded_frames(container: av.container.InputContainer, errors: list[str]
                     ) -> Iterator[tuple[av.VideoFrame, np.ndarray]]:
     """The frames of the first video stream from where ``container`` stands (its start, or where it was sought to),
@@ -229,7 +236,7 @@ def _decoded_frames(container: av.container.InputContainer, errors: list[str]
     while True:
         with _decoder_errors() as logged:
             frame = next(frames, None)
-            image = None if frame is None else frame.to_ndarray(format="rgb24")
+            image = None if frame is None else rgb_pixels(frame)
         errors.extend(logged)
         if frame is None:
             return
