@@ -216,12 +216,12 @@ class VideoFrames(FrameSource):
         return None
 
 
-
 def rgb_pixels(frame: av.VideoFrame) -> np.ndarray:
     """The frame's pixels as one C-contiguous H x W x 3 uint8 array. PyAV 18.1.1 returns a view of the decoder's
     padded rows (each row ``linesize`` bytes apart) where earlier releases copied; the frame checksums, the crops and
     OpenCV all want the rows packed."""
     return np.ascontiguousarray(frame.to_ndarray(format="rgb24"))
+
 
 def _decoded_frames(container: av.container.InputContainer, errors: list[str]
                     ) -> Iterator[tuple[av.VideoFrame, np.ndarray]]:

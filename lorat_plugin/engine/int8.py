@@ -77,8 +77,8 @@ def int8_linear(x: torch.Tensor, layer: Int8Linear, dtype: torch.dtype, gelu: bo
     if quantized is None:
         return torch.full((x.shape[0], layer.out_features), float("nan"), dtype=dtype, device=x.device)
     values, scale, zero = quantized
-    # With a non-zero activation zero point the kernel sums the weight's columns on every call (about 15 % of the
-    # product's time on AVX2-VNNI, docs/speed.md); that sum is constant, so its share goes into the bias instead:
+    # With a non-zero activation zero point the kernel sums the weight's columns on every call (what that costs:
+    # docs/speed.md, "CPU int8"); that sum is constant, so its share goes into the bias instead:
     # scale * (values - zero) @ W^T == scale * values @ W^T - scale * zero * column_sums.
     bias = layer.bias - (scale * zero) * layer.column_sums if zero else layer.bias
     weight = (layer.packed, layer.scales, layer.zero_points)
