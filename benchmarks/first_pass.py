@@ -17,6 +17,7 @@ import statistics
 import subprocess
 import sys
 
+from lorat_plugin.process import usable_cpus
 from shared_cpu import busy_cores  # the script beside this one
 
 WORKER = r"""
@@ -63,7 +64,7 @@ def main() -> None:
     args = parser.parse_args()
     cases = args.env or ["default"]
     dtype = args.dtype or "default"
-    print(f"{os.cpu_count()} cores, {args.busy} busy; load average before: {os.getloadavg()}")
+    print(f"{usable_cpus()} cores, {args.busy} busy; load average before: {os.getloadavg()}")
     results: dict[str, list[dict]] = {case: [] for case in cases}
     for _ in range(args.alternations):
         for case in cases:

@@ -27,6 +27,8 @@ import sys
 import time
 from typing import Iterator
 
+from lorat_plugin.process import usable_cpus  # no torch in this process: only the workers load it
+
 WORKER = r"""
 import json, sys, time
 import numpy as np, torch
@@ -96,7 +98,7 @@ def main() -> None:
     parser.add_argument("--alternations", type=int, default=5)
     parser.add_argument("--threads", type=int, help="OMP_NUM_THREADS for the tracker (default: the setting's)")
     args = parser.parse_args()
-    cores = os.cpu_count() or 1
+    cores = usable_cpus() or 1  # the busy processes inherit this process's affinity
     if not 0 < args.busy < cores:
         raise SystemExit(f"--busy must leave the tracker at least one of the {cores} cores")
     print(f"{cores} cores, {args.busy} busy in the shared runs; load average before: {os.getloadavg()}")
